@@ -1,0 +1,117 @@
+"""OVSDB access through ovsdbapp: the only module that writes a host's Open_vSwitch DB.
+
+ovsdbapp keeps one connection per Backend *class*; a process that talks to
+several ovsdb-servers (the lab, tests) needs one class per endpoint, which
+`connect` creates.  Every transaction checks errors and waits until
+ovs-vswitchd has applied it (ovsdbapp's next_cfg/cur_cfg handshake).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from daolinet.errors import NotFound, SystemFailure
+
+# python-ovs probes for eventlet at import time, and merely importing eventlet
+# (installed as an os-ken dependency) hooks fork() to warn on every subprocess.
+# daolinet never uses eventlet: make the probe see it as absent.
+sys.modules.setdefault("eventlet", None)  # type: ignore[arg-type]
+
+from ovsdbapp.backend.ovs_idl import connection as ovs_connection  # noqa: E402
+from ovsdbapp.schema.open_vswitch import impl_idl  # noqa: E402
+
+DEFAULT_TIMEOUT = 20
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    name: str
+    datapath_type: str = "netdev"
+    fail_mode: str = "secure"
+    protocols: tuple[str, ...] = ("OpenFlow13",)
+    controllers: tuple[str, ...] = ()
+    datapath_id: int | None = None
+
+
+class Ovsdb:
+    """A connection to one ovsdb-server (e.g. 'unix:/run/.../db.sock')."""
+
+    def __init__(self, endpoint: str, timeout: int = DEFAULT_TIMEOUT) -> None:
+        self.endpoint = endpoint
+        backend = type("OvsdbIdl", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
+        try:
+            idl = ovs_connection.OvsdbIdl.from_server(endpoint, "Open_vSwitch")
+            self._conn = ovs_connection.Connection(idl=idl, timeout=timeout)
+            self.api = backend(self._conn)
+        except Exception as e:  # ovsdbapp raises bare Exceptions on connect
+            raise SystemFailure(f"cannot connect to OVSDB at {endpoint}: {e}") from e
+
+    def close(self) -> None:
+        self._conn.stop()
+
+    def __enter__(self) -> Ovsdb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _execute(self, *commands: Any) -> None:
+        try:
+            with self.api.transaction(check_error=True) as txn:
+                for c in commands:
+                    txn.add(c)
+        except Exception as e:
+            raise SystemFailure(f"OVSDB transaction on {self.endpoint} failed: {e}") from e
+
+    def ensure_bridge(self, cfg: BridgeConfig) -> None:
+        """Create or converge the bridge; idempotent."""
+        other: dict[str, str] = {"disable-in-band": "true"}
+        if cfg.datapath_id is not None:
+            other["datapath-id"] = f"{cfg.datapath_id:016x}"
+        self._execute(
+            self.api.add_br(cfg.name, may_exist=True, datapath_type=cfg.datapath_type),
+            self.api.db_set(
+                "Bridge", cfg.name,
+                ("fail_mode", cfg.fail_mode),
+                ("protocols", list(cfg.protocols)),
+                ("other_config", other),
+            ),
+        )
+        self.set_controllers(cfg.name, cfg.controllers)
+
+    def set_controllers(self, bridge: str, targets: tuple[str, ...] | list[str]) -> None:
+        self._execute(self.api.set_controller(bridge, list(targets)))
+
+    def add_port(self, bridge: str, port: str, external_ids: dict[str, str] | None = None) -> int:
+        """Add (or keep) a port and return its ofport."""
+        attrs: dict[str, Any] = {}
+        if external_ids:
+            attrs["external_ids"] = external_ids
+        self._execute(self.api.add_port(bridge, port, may_exist=True))
+        if attrs:
+            self._execute(self.api.db_set("Interface", port, *attrs.items()))
+        return self.ofport(port)
+
+    def del_port(self, port: str, bridge: str | None = None) -> None:
+        self._execute(self.api.del_port(port, bridge=bridge, if_exists=True))
+
+    def ofport(self, port: str) -> int:
+        rows = self.api.db_find("Interface", ("name", "=", port), columns=["ofport"]).execute(
+            check_error=True
+        )
+        if not rows or not rows[0]["ofport"] or rows[0]["ofport"] in (-1, [-1]):
+            raise NotFound(f"interface {port} has no OpenFlow port")
+        ofport = rows[0]["ofport"]
+        return int(ofport[0] if isinstance(ofport, list) else ofport)
+
+    def list_ports(self, bridge: str) -> list[str]:
+        return list(self.api.list_ports(bridge).execute(check_error=True))
+
+    def interfaces(self, columns: list[str]) -> list[dict[str, Any]]:
+        return list(self.api.db_list("Interface", columns=columns).execute(check_error=True))
+
+    def datapath_id(self, bridge: str) -> int:
+        value = self.api.db_get("Bridge", bridge, "datapath_id").execute(check_error=True)
+        return int(value, 16)

@@ -1,0 +1,121 @@
+"""`daolinet lab ...`: the local multi-host cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from daolinet.lab import cluster
+
+app = typer.Typer(help="A local multi-host cluster of network namespaces with real OVS.",
+                  no_args_is_help=True)
+container_app = typer.Typer(help="Containers (network namespaces) in the lab.", no_args_is_help=True)
+app.add_typer(container_app, name="container")
+
+DEFAULT_LAB = os.environ.get("DAOLINET_LAB", "lab")
+LabName = Annotated[str, typer.Option("--name", "-n", help="Lab name (env DAOLINET_LAB).")]
+console = Console()
+
+
+@app.command()
+def up(
+    hosts: Annotated[int, typer.Option(help="Number of container hosts.")] = 3,
+    racks: Annotated[int, typer.Option(help="L2 segments joined by a router.")] = 1,
+    name: LabName = DEFAULT_LAB,
+) -> None:
+    """Bring up a lab: per host a namespace with its own ovsdb-server and ovs-vswitchd."""
+    start = time.monotonic()
+    lab = cluster.Lab.up(name, hosts=hosts, racks=racks)
+    took = time.monotonic() - start
+    console.print(f"lab [bold]{lab.name}[/] up: {hosts} hosts, {racks} rack(s) in {took:.2f}s")
+    _print_lab(lab)
+
+
+@app.command()
+def down(name: LabName = DEFAULT_LAB) -> None:
+    """Remove everything the lab created (idempotent; works after a crash)."""
+    found = cluster.down(name)
+    console.print(f"lab {name} {'removed' if found else 'was not there'}")
+
+
+@app.command("ls")
+def ls(
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Only this lab.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List labs, their hosts and containers."""
+    labs = [cluster.Lab.open(name)] if name else [cluster.Lab.open(n) for n in cluster.list_labs()
+                                                   if _is_open(n)]
+    if as_json:
+        print(json.dumps([lab.describe() for lab in labs], indent=2))
+        return
+    if not labs:
+        console.print("no labs")
+    for lab in labs:
+        _print_lab(lab)
+
+
+def _is_open(name: str) -> bool:
+    try:
+        cluster.Lab.open(name)
+    except Exception:
+        return False
+    return True
+
+
+def _print_lab(lab: cluster.Lab) -> None:
+    d = lab.describe()
+    table = Table(title=f"lab {lab.name}" + ("" if d["complete"] else " (incomplete)"))
+    for col in ("host", "underlay", "rack", "PIP pool", "containers"):
+        table.add_column(col)
+    for h in d["hosts"]:
+        names = [c["name"] for c in d["containers"] if c["host"] == h["name"]]
+        table.add_row(h["name"], h["underlay_ip"], str(h["rack"]), h["pip_pool"], " ".join(names))
+    console.print(table)
+
+
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(
+    target: Annotated[str, typer.Argument(help="A container or host (h1, h2, ...).")],
+    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    name: LabName = DEFAULT_LAB,
+) -> None:
+    """Run a command inside a container's (or host's) network namespace."""
+    argv = cluster.Lab.open(name).exec_argv(target, command)
+    os.execvp(argv[0], argv)
+
+
+@container_app.command("add")
+def container_add(
+    container: Annotated[str, typer.Argument(help="Container name.")],
+    host: Annotated[str, typer.Option(help="Host to attach to (h1, h2, ...).")],
+    ip: Annotated[str | None, typer.Option(help="Address with prefix, e.g. 10.1.0.5/24.")] = None,
+    name: LabName = DEFAULT_LAB,
+) -> None:
+    """Create a container namespace with eth0 plugged into HOST's bridge."""
+    c = cluster.Lab.open(name).add_container(container, host=host, address=ip)
+    console.print(f"container {c.name} on {c.host}: port {c.port} (ofport {c.ofport})")
+
+
+@container_app.command("rm")
+def container_rm(
+    container: Annotated[str, typer.Argument(help="Container name.")],
+    name: LabName = DEFAULT_LAB,
+) -> None:
+    """Remove a container: its processes, namespace and OVS port."""
+    cluster.Lab.open(name).remove_container(container)
+    console.print(f"container {container} removed")
+
+
+@app.command()
+def demo(name: LabName = "demo") -> None:
+    """Bring up a lab, show it working, tear it down."""
+    from daolinet.lab import demo as demo_mod
+
+    demo_mod.run(name, console)

@@ -1,0 +1,26 @@
+"""The one exception tree of daolinet.
+
+Every error a user can cause or meet derives from DaoliError; the CLI prints
+its message on one line and the REST API turns it into a JSON body.  Foreign
+exceptions (OSError, netlink errors, ...) are translated where they enter.
+"""
+
+
+class DaoliError(Exception):
+    """Root of every daolinet error.  The message is meant for a human."""
+
+
+class InvalidInput(DaoliError):
+    """The request itself is malformed or out of range (HTTP 400/422)."""
+
+
+class NotFound(DaoliError):
+    """A named object does not exist (HTTP 404)."""
+
+
+class Conflict(DaoliError):
+    """The request collides with existing state (HTTP 409)."""
+
+
+class SystemFailure(DaoliError):
+    """A system part (OVS, netlink, a daemon) failed underneath us."""

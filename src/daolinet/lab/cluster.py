@@ -1,0 +1,315 @@
+"""The lab as a whole: bring it up, attach containers, run commands, tear it down.
+
+Order of work in `up` (each step journalled in state.py before it happens):
+fabric namespace(s) with a Linux bridge per rack, a router namespace joining
+the racks when there are several, then every host in parallel: namespace,
+uplink veth into its rack's fabric, private OVS, bridge, underlay address.
+A failure anywhere tears down what was made and re-raises.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from daolinet.agent.ovsdb import BridgeConfig, Ovsdb
+from daolinet.errors import Conflict, InvalidInput, NotFound
+from daolinet.lab import links, plan, procs, state
+from daolinet.lab.ovs import PrivateOvs
+
+HOST_NAME_RE = re.compile(r"^h\d+$")
+PLUMB_COOKIE = 0xD1AB
+
+
+@dataclass(frozen=True)
+class LabHost:
+    plan: plan.HostPlan
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def netns(self) -> str:
+        return self.plan.netns
+
+    @property
+    def ovs(self) -> PrivateOvs:
+        return PrivateOvs(rundir=self.plan.rundir(), netns=self.plan.netns)
+
+    @property
+    def underlay_ip(self) -> str:
+        return str(self.plan.underlay_ip)
+
+    def ofctl(self, *args: str) -> str:
+        return self.ovs.ofctl(plan.BRIDGE, *args)
+
+    def ovsdb(self) -> Ovsdb:
+        return Ovsdb(self.ovs.db_endpoint)
+
+
+@dataclass(frozen=True)
+class LabContainer:
+    name: str
+    host: str
+    netns: str
+    port: str
+    ofport: int
+    mac: str | None = None
+    address: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Lab:
+    """A handle on an existing lab (`Lab.open`) or a new one (`Lab.up`)."""
+
+    def __init__(self, st: state.LabState) -> None:
+        self._state = st
+        self._lock = threading.Lock()
+        self.name = st.name
+        self.hosts = [LabHost(p) for p in plan.plan_hosts(st.name, st.hosts, st.racks)]
+
+    # -- lifecycle -------------------------------------------------------
+
+    @classmethod
+    def up(cls, name: str, hosts: int, racks: int = 1, *, plumb: bool = True) -> Lab:
+        plans = plan.plan_hosts(name, hosts, racks)  # validates everything first
+        if lab_exists(name):
+            raise Conflict(f"lab {name} already exists (remove it with: daolinet lab down --name {name})")
+        os.makedirs(plan.lab_dir(name), exist_ok=True)
+        lab = cls(state.LabState(name=name, hosts=hosts, racks=racks))
+        lab._save()
+        try:
+            lab._build_fabric(racks)
+            with ThreadPoolExecutor(max_workers=min(len(plans), 8)) as pool:
+                list(pool.map(lambda h: lab._build_host(h, plumb), lab.hosts))
+            lab._state.complete = True
+            lab._save()
+        except BaseException:
+            down(name)
+            raise
+        return lab
+
+    @classmethod
+    def open(cls, name: str) -> Lab:
+        plan.check_lab_name(name)
+        st = state.load(name)
+        if st is None or not st.hosts:
+            raise NotFound(f"no lab named {name} (start one with: daolinet lab up --name {name})")
+        return cls(st)
+
+    # -- building --------------------------------------------------------
+
+    def _record_netns(self, name: str) -> None:
+        with self._lock:
+            self._state.netns.append(name)
+            self._save()
+
+    def _new_netns(self, name: str) -> None:
+        self._record_netns(name)
+        links.create_netns(name)
+
+    def _build_fabric(self, racks: int) -> None:
+        for rack in range(1, racks + 1):
+            fab = plan.fabric_netns(self.name, rack)
+            self._new_netns(fab)
+            links.add_bridge(fab, plan.FABRIC_BRIDGE)
+        if racks == 1:
+            return
+        rtr = plan.router_netns(self.name)
+        self._new_netns(rtr)
+        for rack in range(1, racks + 1):
+            fab = plan.fabric_netns(self.name, rack)
+            links.add_veth(rtr, f"r{rack}", fab, "rtr")
+            links.set_master(fab, "rtr", plan.FABRIC_BRIDGE)
+            links.link_up(rtr, f"r{rack}", address=f"{plan.rack_gateway(rack)}/{plan.RACK_PREFIX}")
+        links.enable_forwarding(rtr)
+
+    def _build_host(self, host: LabHost, plumb: bool) -> None:
+        p = host.plan
+        self._new_netns(p.netns)
+        links.add_veth(p.netns, plan.UPLINK, p.fabric_netns, p.fabric_port)
+        links.set_master(p.fabric_netns, p.fabric_port, plan.FABRIC_BRIDGE)
+        pids = host.ovs.start()
+        with self._lock:
+            self._state.pids.update({f"{p.name}/{k}": v for k, v in pids.items()})
+            self._save()
+        with host.ovsdb() as db:
+            db.ensure_bridge(BridgeConfig(name=plan.BRIDGE, datapath_id=p.index))
+            db.add_port(plan.BRIDGE, plan.UPLINK)
+        links.link_up(p.netns, plan.BRIDGE, address=p.underlay_cidr)
+        links.tx_offload_off(p.netns, plan.BRIDGE)
+        if self._state.racks > 1:
+            links.add_route(p.netns, str(plan.UNDERLAY), str(p.gateway))
+        if plumb:
+            self._plumb(host)
+
+    def _plumb(self, host: LabHost) -> None:
+        """Until a controller owns the bridge: the host's own traffic <-> uplink."""
+        for src, dst in ((plan.UPLINK, "LOCAL"), ("LOCAL", plan.UPLINK)):
+            host.ofctl("add-flow", f"cookie={PLUMB_COOKIE:#x},priority=1,in_port={src},actions=output:{dst}")
+
+    # -- containers --------------------------------------------------------
+
+    def host(self, name: str) -> LabHost:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        known = ", ".join(h.name for h in self.hosts)
+        raise NotFound(f"lab {self.name} has no host {name} (hosts: {known})")
+
+    @property
+    def containers(self) -> list[LabContainer]:
+        return [LabContainer(**c) for c in self._state.containers.values()]
+
+    def container(self, name: str) -> LabContainer:
+        found = self._state.containers.get(name)
+        if found is None:
+            raise NotFound(f"lab {self.name} has no container {name}")
+        return LabContainer(**found)
+
+    def add_container(self, name: str, host: str, *, address: str | None = None,
+                      mac: str | None = None, gateway: str | None = None) -> LabContainer:
+        """A namespace with eth0, its veth peer plugged into HOST's bridge."""
+        plan.check_container_name(name)
+        if address is not None:
+            address = plan.check_cidr(address)
+        if HOST_NAME_RE.match(name):
+            raise InvalidInput(f"container name {name!r} would shadow a host name")
+        h = self.host(name=host)
+        with state.locked(self.name):
+            self._reload()
+            if name in self._state.containers:
+                raise Conflict(f"container {name} already exists in lab {self.name}")
+            c = LabContainer(name=name, host=h.name, netns=plan.container_netns(self.name, name),
+                             port=plan.container_port(name), ofport=-1, mac=mac, address=address)
+            self._state.containers[name] = c.to_json()
+            self._new_netns(c.netns)
+            try:
+                c = self._plug(h, c, gateway)
+            except BaseException:
+                self._unplug(c)
+                raise
+            self._state.containers[name] = c.to_json()
+            self._save()
+        return c
+
+    def _plug(self, h: LabHost, c: LabContainer, gateway: str | None) -> LabContainer:
+        links.add_veth(h.netns, c.port, c.netns, "eth0")
+        links.tx_offload_off(c.netns, "eth0")
+        links.link_up(c.netns, "eth0", address=c.address, mac=c.mac)
+        if gateway:
+            links.add_route(c.netns, "0.0.0.0/0", gateway, dev="eth0")
+        with h.ovsdb() as db:
+            ofport = db.add_port(plan.BRIDGE, c.port, {"daolinet-lab-container": c.name})
+        return LabContainer(**{**c.to_json(), "ofport": ofport})
+
+    def remove_container(self, name: str) -> None:
+        with state.locked(self.name):
+            self._reload()
+            c = self.container(name)
+            self._unplug(c)
+
+    def _unplug(self, c: LabContainer) -> None:
+        procs.stop(links.pids_in([c.netns]))
+        with self.host(c.host).ovsdb() as db:
+            db.del_port(c.port)
+        links.remove_netns(c.netns)
+        with self._lock:
+            if c.netns in self._state.netns:
+                self._state.netns.remove(c.netns)
+            self._state.containers.pop(c.name, None)
+            self._save()
+
+    # -- running things ----------------------------------------------------
+
+    def netns_of(self, target: str) -> str:
+        """A container's or a host's namespace."""
+        if target in self._state.containers:
+            return str(self._state.containers[target]["netns"])
+        if HOST_NAME_RE.match(target):
+            return self.host(target).netns
+        raise NotFound(f"lab {self.name} has no container or host {target}")
+
+    def exec_argv(self, target: str, argv: Sequence[str]) -> list[str]:
+        return procs.in_netns(self.netns_of(target), argv)
+
+    def exec(self, target: str, argv: Sequence[str], *, timeout: float = 60,
+             check: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.exec_argv(target, argv), capture_output=True, text=True,
+                              timeout=timeout, check=check)
+
+    def popen(self, target: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.exec_argv(target, argv), text=True, **kwargs)
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _save(self) -> None:
+        state.save(self._state)
+
+    def _reload(self) -> None:
+        st = state.load(self.name)
+        if st is not None:
+            self._state = st
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "complete": self._state.complete,
+            "racks": self._state.racks,
+            "hosts": [
+                {"name": h.name, "netns": h.netns, "underlay_ip": h.underlay_ip,
+                 "pip_pool": str(h.plan.pip_pool), "rack": h.plan.rack,
+                 "ovs_rundir": h.ovs.rundir}
+                for h in self.hosts
+            ],
+            "containers": [c.to_json() for c in self.containers],
+        }
+
+
+def lab_exists(name: str) -> bool:
+    return os.path.isdir(plan.lab_dir(name)) or bool(links.list_netns(plan.netns_prefix(name)))
+
+
+def list_labs() -> list[str]:
+    names = set()
+    if os.path.isdir(plan.RUN_ROOT):
+        names.update(n for n in os.listdir(plan.RUN_ROOT) if plan.LAB_NAME_RE.match(n))
+    for ns in links.list_netns("dl-"):
+        parts = ns.split("-")
+        if len(parts) >= 3 and plan.LAB_NAME_RE.match(parts[1]):
+            names.add(parts[1])
+    return sorted(names)
+
+
+def down(name: str) -> bool:
+    """Remove everything lab NAME created; True if there was anything.
+
+    Works from the journal and, in case it is torn, sweeps by name too:
+    processes in the lab's namespaces or naming its run dir, then the
+    namespaces (which takes every veth with them), then the run dir.
+    """
+    plan.check_lab_name(name)
+    rundir = plan.lab_dir(name)
+    st = state.load(name)
+    namespaces = set(links.list_netns(plan.netns_prefix(name)))
+    if st is not None:
+        namespaces.update(n for n in st.netns if links.exists(n))
+    pids = set(links.pids_in(sorted(namespaces))) | set(procs.pids_mentioning(rundir + "/"))
+    if st is not None:
+        pids.update(p for p in st.pids.values() if rundir in procs.cmdline(p))
+    found = bool(namespaces or pids or os.path.isdir(rundir))
+    procs.stop(pids)
+    for ns in sorted(namespaces):
+        links.remove_netns(ns)
+    shutil.rmtree(rundir, ignore_errors=True)
+    return found

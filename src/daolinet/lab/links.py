@@ -1,0 +1,132 @@
+"""Namespaces, veths, bridges, addresses and routes through pyroute2.
+
+Every link is created *inside* a lab namespace (a veth's peer is placed
+straight into its target namespace), so nothing ever appears in the root
+namespace, not even for a moment.  netlink errors become SystemFailure here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from pyroute2 import NetNS, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from daolinet.errors import SystemFailure
+from daolinet.lab import procs
+
+
+@contextlib.contextmanager
+def _ns(name: str) -> Iterator[NetNS]:
+    try:
+        with NetNS(name, flags=0) as ns:
+            yield ns
+    except NetlinkError as e:
+        raise SystemFailure(f"netlink error in namespace {name}: {e}") from e
+    except FileNotFoundError as e:
+        raise SystemFailure(f"namespace {name} does not exist") from e
+
+
+def create_netns(name: str) -> None:
+    if name in netns.listnetns():
+        raise SystemFailure(f"namespace {name} already exists")
+    netns.create(name)
+    with _ns(name) as ns:
+        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+    # No IPv6: its router solicitations and DAD would only be noise on the bridges.
+    sysctl(name, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+
+
+def sysctl(ns_name: str, *settings: str) -> None:
+    procs.run(procs.in_netns(ns_name, ["sysctl", "-q", "-w", *settings]))
+
+
+def remove_netns(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError, OSError):
+        netns.remove(name)
+
+
+def list_netns(prefix: str) -> list[str]:
+    return sorted(n for n in netns.listnetns() if n.startswith(prefix))
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(f"{procs.NETNS_RUN_DIR}/{name}")
+
+
+def pids_in(names: list[str]) -> list[int]:
+    """Every process whose network namespace is one of `names`."""
+    found = netns.ns_pids()
+    return [pid for name in names for pid in found.get(name, []) if pid != os.getpid()]
+
+
+def add_veth(ns_a: str, if_a: str, ns_b: str, if_b: str, mtu: int = 1500) -> None:
+    """A veth pair with one end in each namespace, both up."""
+    with _ns(ns_a) as a:
+        a.link("add", ifname=if_a, kind="veth", mtu=mtu, peer={"ifname": if_b, "net_ns_fd": ns_b})
+        a.link("set", index=_index(a, if_a), state="up")
+    with _ns(ns_b) as b:
+        b.link("set", index=_index(b, if_b), state="up", mtu=mtu)
+
+
+def add_bridge(ns_name: str, ifname: str) -> None:
+    with _ns(ns_name) as ns:
+        ns.link("add", ifname=ifname, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        ns.link("set", index=_index(ns, ifname), state="up")
+
+
+def set_master(ns_name: str, ifname: str, master: str) -> None:
+    with _ns(ns_name) as ns:
+        ns.link("set", index=_index(ns, ifname), master=_index(ns, master))
+
+
+def link_up(ns_name: str, ifname: str, *, address: str | None = None, mac: str | None = None,
+            mtu: int | None = None) -> None:
+    """Bring a link up, optionally with a MAC, an MTU and an address (CIDR)."""
+    with _ns(ns_name) as ns:
+        idx = _index(ns, ifname)
+        kwargs: dict[str, object] = {"state": "up"}
+        if mac:
+            kwargs["address"] = mac
+        if mtu:
+            kwargs["mtu"] = mtu
+        ns.link("set", index=idx, **kwargs)
+        if address:
+            ip, plen = address.split("/")
+            ns.addr("add", index=idx, address=ip, prefixlen=int(plen))
+
+
+def add_route(ns_name: str, dst: str, gateway: str, dev: str | None = None) -> None:
+    with _ns(ns_name) as ns:
+        kwargs: dict[str, object] = {"dst": dst, "gateway": gateway}
+        if dev:
+            kwargs["oif"] = _index(ns, dev)
+        ns.route("add", **kwargs)
+
+
+def has_link(ns_name: str, ifname: str) -> bool:
+    with _ns(ns_name) as ns:
+        return bool(ns.link_lookup(ifname=ifname))
+
+
+def link_names(ns_name: str) -> list[str]:
+    with _ns(ns_name) as ns:
+        return [link.get("IFLA_IFNAME") for link in ns.get_links()]
+
+
+def enable_forwarding(ns_name: str) -> None:
+    sysctl(ns_name, "net.ipv4.ip_forward=1")
+
+
+def tx_offload_off(ns_name: str, ifname: str) -> None:
+    """Userspace OVS + veth: TCP fails silently unless TX checksumming is off."""
+    procs.run(procs.in_netns(ns_name, ["ethtool", "-K", ifname, "tx", "off"]))
+
+
+def _index(ns: NetNS, ifname: str) -> int:
+    found = ns.link_lookup(ifname=ifname)
+    if not found:
+        raise SystemFailure(f"no interface {ifname}")
+    return int(found[0])

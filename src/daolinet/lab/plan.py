@@ -1,0 +1,161 @@
+"""Pure naming and addressing of a lab: what every namespace, interface and
+address is called, computed from (lab name, host count, rack count).
+
+Nothing here touches the system; cluster.py carries the plan out.
+
+Underlay (all inside 198.18.0.0/15, never in the root namespace):
+
+    rack r (1-based)      198.18.(64*(r-1)).0/18, router leg at .254
+    host i in rack r      198.18.(64*(r-1)).i
+    host i's PIP pool     198.18.(64*(r-1) + k).0/24, k = host's index in its rack
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from daolinet.errors import InvalidInput
+
+LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+CONTAINER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+MAX_HOSTS = 62
+MAX_RACKS = 4
+RUN_ROOT = "/run/daolinet/lab"
+UNDERLAY = ipaddress.ip_network("198.18.0.0/15")
+RACK_PREFIX = 18
+BRIDGE = "daolinet"
+UPLINK = "uplink"
+FABRIC_BRIDGE = "br0"
+
+
+def check_lab_name(name: str) -> str:
+    if not LAB_NAME_RE.match(name):
+        raise InvalidInput(
+            f"invalid lab name {name!r}: use 1-12 lowercase letters and digits, starting with a letter"
+        )
+    return name
+
+
+def check_container_name(name: str) -> str:
+    if not CONTAINER_NAME_RE.match(name):
+        raise InvalidInput(
+            f"invalid container name {name!r}: use 1-32 lowercase letters, digits and '-'"
+        )
+    return name
+
+
+def check_counts(hosts: int, racks: int) -> None:
+    if not 1 <= hosts <= MAX_HOSTS:
+        raise InvalidInput(f"--hosts must be between 1 and {MAX_HOSTS}, not {hosts}")
+    if not 1 <= racks <= MAX_RACKS:
+        raise InvalidInput(f"--racks must be between 1 and {MAX_RACKS}, not {racks}")
+    if racks > hosts:
+        raise InvalidInput(f"--racks {racks} needs at least {racks} hosts, not {hosts}")
+
+
+def netns_prefix(lab: str) -> str:
+    """Every namespace of lab LAB starts with this; lab names contain no '-'."""
+    return f"dl-{lab}-"
+
+
+def rack_network(rack: int) -> ipaddress.IPv4Network:
+    base = int(UNDERLAY.network_address) + (rack - 1) * (1 << (32 - RACK_PREFIX))
+    return ipaddress.IPv4Network((base, RACK_PREFIX))
+
+
+def rack_gateway(rack: int) -> ipaddress.IPv4Address:
+    return rack_network(rack).network_address + 254
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """Where host `name` lives and what it is called."""
+
+    lab: str
+    index: int
+    rack: int
+    slot: int  # 1-based position inside its rack
+
+    @property
+    def name(self) -> str:
+        return f"h{self.index}"
+
+    @property
+    def netns(self) -> str:
+        return f"{netns_prefix(self.lab)}{self.name}"
+
+    @property
+    def fabric_netns(self) -> str:
+        return fabric_netns(self.lab, self.rack)
+
+    @property
+    def fabric_port(self) -> str:
+        """The uplink's peer, inside the fabric namespace."""
+        return self.name
+
+    @property
+    def underlay_ip(self) -> ipaddress.IPv4Address:
+        return rack_network(self.rack).network_address + self.index
+
+    @property
+    def underlay_cidr(self) -> str:
+        return f"{self.underlay_ip}/{RACK_PREFIX}"
+
+    @property
+    def pip_pool(self) -> ipaddress.IPv4Network:
+        base = int(rack_network(self.rack).network_address) + self.slot * 256
+        return ipaddress.IPv4Network((base, 24))
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return rack_gateway(self.rack)
+
+    def rundir(self) -> str:
+        return f"{RUN_ROOT}/{self.lab}/{self.name}"
+
+
+def fabric_netns(lab: str, rack: int) -> str:
+    return f"{netns_prefix(lab)}fab{rack}"
+
+
+def router_netns(lab: str) -> str:
+    return f"{netns_prefix(lab)}rtr"
+
+
+def container_netns(lab: str, container: str) -> str:
+    return f"{netns_prefix(lab)}c-{container}"
+
+
+def container_port(container: str) -> str:
+    """Host-side veth name: <=15 chars, stable, unique per host in practice."""
+    return "vc" + hashlib.sha1(container.encode()).hexdigest()[:10]
+
+
+def plan_hosts(lab: str, hosts: int, racks: int = 1) -> list[HostPlan]:
+    """Hosts are dealt round-robin over racks: h1 rack 1, h2 rack 2, ..."""
+    check_lab_name(lab)
+    check_counts(hosts, racks)
+    plans = []
+    for i in range(1, hosts + 1):
+        rack = (i - 1) % racks + 1
+        slot = (i - 1) // racks + 1
+        plans.append(HostPlan(lab=lab, index=i, rack=rack, slot=slot))
+    return plans
+
+
+def lab_dir(lab: str) -> str:
+    return f"{RUN_ROOT}/{lab}"
+
+
+def check_cidr(value: str) -> str:
+    """An interface address with prefix, e.g. 10.1.0.5/24."""
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError as e:
+        raise InvalidInput(f"invalid address {value!r}: expected IPv4 address/prefix") from e
+    if "/" not in value:
+        raise InvalidInput(f"invalid address {value!r}: give a prefix length, e.g. {value}/24")
+    return str(iface)
