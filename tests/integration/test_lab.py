@@ -14,7 +14,8 @@ import pytest
 from pyroute2 import IPRoute
 
 from daolinet.errors import SystemFailure
-from daolinet.lab import cluster, links, plan, procs, state
+from daolinet.lab import cluster, plan, state
+from daolinet.system import links, procs
 from daolinet.testing.fixtures import lab_leftovers, need_root, new_lab_name
 
 pytestmark = pytest.mark.integration

@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from daolinet.agent.ovsdb import BridgeConfig, Ovsdb
 from daolinet.errors import Conflict, InvalidInput, NotFound
-from daolinet.lab import links, plan, procs, state
+from daolinet.lab import plan, state
 from daolinet.lab.ovs import PrivateOvs
+from daolinet.system import links, procs
+from daolinet.system.ovsdb import BridgeConfig, Ovsdb
 
 HOST_NAME_RE = re.compile(r"^h\d+$")
 PLUMB_COOKIE = 0xD1AB

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from daolinet.errors import SystemFailure
-from daolinet.lab import procs
+from daolinet.system import procs
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from daolinet.lab import cluster, links, plan, procs
+from daolinet.lab import cluster, plan
+from daolinet.system import links, procs
 
 
 def new_lab_name() -> str:

@@ -15,7 +15,7 @@ from pyroute2 import NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from daolinet.errors import SystemFailure
-from daolinet.lab import procs
+from daolinet.system import procs
 
 
 @contextlib.contextmanager
