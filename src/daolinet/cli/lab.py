@@ -28,10 +28,14 @@ def up(
     hosts: Annotated[int, typer.Option(help="Number of container hosts.")] = 3,
     racks: Annotated[int, typer.Option(help="L2 segments joined by a router.")] = 1,
     name: LabName = DEFAULT_LAB,
+    controller: Annotated[bool, typer.Option(help="Run daolinet (controller + agents) on it.")] = True,
+    idle_timeout: Annotated[int, typer.Option(help="Seconds before an unused route idles out.")] = 30,
 ) -> None:
-    """Bring up a lab: per host a namespace with its own ovsdb-server and ovs-vswitchd."""
+    """Bring up a lab: per host a namespace with its own ovsdb-server and ovs-vswitchd,
+    plus a daolinet controller and an agent per host."""
     start = time.monotonic()
-    lab = cluster.Lab.up(name, hosts=hosts, racks=racks)
+    lab = cluster.Lab.up(name, hosts=hosts, racks=racks, controller=controller,
+                         idle_timeout=idle_timeout)
     took = time.monotonic() - start
     console.print(f"lab [bold]{lab.name}[/] up: {hosts} hosts, {racks} rack(s) in {took:.2f}s")
     _print_lab(lab)
@@ -95,12 +99,21 @@ def exec_(
 def container_add(
     container: Annotated[str, typer.Argument(help="Container name.")],
     host: Annotated[str, typer.Option(help="Host to attach to (h1, h2, ...).")],
-    ip: Annotated[str | None, typer.Option(help="Address with prefix, e.g. 10.1.0.5/24.")] = None,
+    network: Annotated[str | None, typer.Option(help="daolinet network to join.")] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant owning the network.")] = "default",
+    ip: Annotated[str | None, typer.Option(
+        help="Logical IP (default: next free); without a controller, address/prefix.")] = None,
     name: LabName = DEFAULT_LAB,
 ) -> None:
-    """Create a container namespace with eth0 plugged into HOST's bridge."""
-    c = cluster.Lab.open(name).add_container(container, host=host, address=ip)
-    console.print(f"container {c.name} on {c.host}: port {c.port} (ofport {c.ofport})")
+    """Create a container namespace and attach it through HOST's agent."""
+    lab = cluster.Lab.open(name)
+    if lab.has_controller:
+        c = lab.add_container(container, host=host, network=network, tenant=tenant, ip=ip)
+        console.print(f"container {c.name} on {c.host}: {c.address} pip {c.pip} mac {c.mac} "
+                      f"(network {c.network}, tenant {c.tenant})")
+    else:
+        c = lab.add_container(container, host=host, address=ip)
+        console.print(f"container {c.name} on {c.host}: port {c.port} (ofport {c.ofport})")
 
 
 @container_app.command("rm")

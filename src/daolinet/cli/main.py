@@ -7,7 +7,9 @@ import sys
 
 import typer
 
+from daolinet.cli import daemons
 from daolinet.cli import lab as lab_cli
+from daolinet.cli import network as network_cli
 from daolinet.errors import DaoliError
 
 app = typer.Typer(
@@ -18,6 +20,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(lab_cli.app, name="lab")
+app.add_typer(network_cli.app, name="network")
+app.command()(daemons.controller)
+app.command()(daemons.agent)
 
 
 def main() -> None:

@@ -14,13 +14,15 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from daolinet.errors import Conflict, InvalidInput, NotFound
-from daolinet.lab import plan, state
+from daolinet.errors import Conflict, InvalidInput, NotFound, SystemFailure
+from daolinet.lab import daemons, plan, state
+from daolinet.lab.client import LabClient
 from daolinet.lab.ovs import PrivateOvs
 from daolinet.system import links, procs
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
@@ -61,10 +63,18 @@ class LabContainer:
     name: str
     host: str
     netns: str
-    port: str
-    ofport: int
+    port: str = ""
+    ofport: int = -1
     mac: str | None = None
-    address: str | None = None
+    address: str | None = None  # with prefix, e.g. 10.1.0.5/24
+    eid: int | None = None  # daolinet endpoint id, when attached through the agent
+    network: str | None = None
+    tenant: str | None = None
+    pip: str | None = None
+
+    @property
+    def ip(self) -> str | None:
+        return self.address.split("/")[0] if self.address else None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -82,8 +92,13 @@ class Lab:
     # -- lifecycle -------------------------------------------------------
 
     @classmethod
-    def up(cls, name: str, hosts: int, racks: int = 1, *, plumb: bool = True) -> Lab:
+    def up(cls, name: str, hosts: int, racks: int = 1, *, controller: bool = True,
+           idle_timeout: int = 30) -> Lab:
+        """Build the lab; with `controller`, also start daolinet on it (a
+        controller and an agent per host) and wait until every bridge is synced."""
         plans = plan.plan_hosts(name, hosts, racks)  # validates everything first
+        if not 1 <= idle_timeout <= 65535:
+            raise InvalidInput(f"idle timeout must be 1..65535 seconds, not {idle_timeout}")
         if lab_exists(name):
             raise Conflict(f"lab {name} already exists (remove it with: daolinet lab down --name {name})")
         os.makedirs(plan.lab_dir(name), exist_ok=True)
@@ -92,7 +107,11 @@ class Lab:
         try:
             lab._build_fabric(racks)
             with ThreadPoolExecutor(max_workers=min(len(plans), 8)) as pool:
-                list(pool.map(lambda h: lab._build_host(h, plumb), lab.hosts))
+                list(pool.map(lambda h: lab._build_host(h, plumb=not controller), lab.hosts))
+            if controller:
+                lab._state.extra["idle_timeout"] = idle_timeout
+                lab.start_controller()
+                lab.start_agents()
             lab._state.complete = True
             lab._save()
         except BaseException:
@@ -178,25 +197,30 @@ class Lab:
             raise NotFound(f"lab {self.name} has no container {name}")
         return LabContainer(**found)
 
-    def add_container(self, name: str, host: str, *, address: str | None = None,
-                      mac: str | None = None, gateway: str | None = None) -> LabContainer:
-        """A namespace with eth0, its veth peer plugged into HOST's bridge."""
+    def add_container(self, name: str, host: str, *, network: str | None = None,
+                      tenant: str = "default", ip: str | None = None, address: str | None = None,
+                      mac: str | None = None) -> LabContainer:
+        """A namespace with eth0 on HOST's bridge.  With daolinet running, the
+        host's agent attaches it to `network` (which is then required); without,
+        it is a bare port with an optional `address`."""
         plan.check_container_name(name)
-        if address is not None:
-            address = plan.check_cidr(address)
         if HOST_NAME_RE.match(name):
             raise InvalidInput(f"container name {name!r} would shadow a host name")
+        if self.has_controller and network is None:
+            raise InvalidInput("give the container a network (--network NET)")
+        if address is not None:
+            address = plan.check_cidr(address)
         h = self.host(name=host)
         with state.locked(self.name):
             self._reload()
             if name in self._state.containers:
                 raise Conflict(f"container {name} already exists in lab {self.name}")
             c = LabContainer(name=name, host=h.name, netns=plan.container_netns(self.name, name),
-                             port=plan.container_port(name), ofport=-1, mac=mac, address=address)
+                             mac=mac, address=address, network=network, tenant=tenant)
             self._state.containers[name] = c.to_json()
             self._new_netns(c.netns)
             try:
-                c = self._plug(h, c, gateway)
+                c = self._attach(h, c, ip) if network else self._plug(h, c)
             except BaseException:
                 self._unplug(c)
                 raise
@@ -204,32 +228,109 @@ class Lab:
             self._save()
         return c
 
-    def _plug(self, h: LabHost, c: LabContainer, gateway: str | None) -> LabContainer:
-        links.add_veth(h.netns, c.port, c.netns, "eth0")
+    def _attach(self, h: LabHost, c: LabContainer, ip: str | None) -> LabContainer:
+        with self.agent(h.name) as agent:
+            e = agent.call("POST", "/containers", json={
+                "name": c.name, "netns": c.netns, "network": c.network, "tenant": c.tenant,
+                "ip": ip, "mac": c.mac})
+        prefix = self.network_prefix(c.tenant or "default", c.network or "")
+        return LabContainer(**{**c.to_json(), "eid": e["id"], "port": e["port"], "ofport": e["ofport"],
+                               "mac": e["mac"], "address": f"{e['ip']}/{prefix}", "pip": e["pip"]})
+
+    def network_prefix(self, tenant: str, network: str) -> int:
+        with self.api() as api:
+            return int(api.call("GET", f"/networks/{tenant}/{network}")["subnet"].split("/")[1])
+
+    def _plug(self, h: LabHost, c: LabContainer) -> LabContainer:
+        port = plan.container_port(c.name)
+        links.add_veth(h.netns, port, c.netns, "eth0")
         links.tx_offload_off(c.netns, "eth0")
         links.link_up(c.netns, "eth0", address=c.address, mac=c.mac)
-        if gateway:
-            links.add_route(c.netns, "0.0.0.0/0", gateway, dev="eth0")
         with h.ovsdb() as db:
-            ofport = db.add_port(plan.BRIDGE, c.port, {"daolinet-lab-container": c.name})
-        return LabContainer(**{**c.to_json(), "ofport": ofport})
+            ofport = db.add_port(plan.BRIDGE, port, {"daolinet-lab-container": c.name})
+        return LabContainer(**{**c.to_json(), "port": port, "ofport": ofport})
 
     def remove_container(self, name: str) -> None:
         with state.locked(self.name):
             self._reload()
-            c = self.container(name)
-            self._unplug(c)
+            self._unplug(self.container(name))
 
     def _unplug(self, c: LabContainer) -> None:
         procs.stop(links.pids_in([c.netns]))
-        with self.host(c.host).ovsdb() as db:
-            db.del_port(c.port)
+        if c.eid is not None:
+            with self.agent(c.host) as agent:
+                agent.call("DELETE", f"/containers/{c.eid}")
+        elif c.port:
+            with self.host(c.host).ovsdb() as db:
+                db.del_port(c.port)
         links.remove_netns(c.netns)
         with self._lock:
             if c.netns in self._state.netns:
                 self._state.netns.remove(c.netns)
             self._state.containers.pop(c.name, None)
             self._save()
+
+    # -- daolinet's processes ------------------------------------------------------
+
+    @property
+    def has_controller(self) -> bool:
+        return "controller" in self._state.extra
+
+    @property
+    def api_url(self) -> str:
+        if not self.has_controller:
+            raise NotFound(f"lab {self.name} runs no controller")
+        return str(self._state.extra["controller"]["api"])
+
+    def api(self) -> LabClient:
+        return LabClient(self.api_url)
+
+    def agent(self, host: str) -> LabClient:
+        return LabClient(uds=daemons.agent_sock(self.host(host).plan))
+
+    def start_controller(self) -> None:
+        """Start (or restart) the controller; its store survives restarts."""
+        proc, ready = daemons.start_controller(self.name, int(self._state.extra["idle_timeout"]))
+        with self._lock:
+            self._state.extra["controller"] = {"api": ready["api"], "pid": proc.pid}
+            self._state.pids["controller"] = proc.pid
+            self._save()
+
+    def stop_controller(self, sig: int = 15) -> None:
+        pid = self._state.pids.get("controller")
+        if pid is not None and procs.is_alive(pid):
+            os.kill(pid, sig)
+            procs.stop([pid])
+
+    def start_agents(self, hosts: list[str] | None = None) -> None:
+        """Start (or restart) agents; wait until their bridges are synced."""
+        chosen = [self.host(n) for n in hosts] if hosts else self.hosts
+        started = {}
+        for h in chosen:
+            started[h.name] = daemons.start_agent(h.plan, daemons.ControllerPaths(self.name).of_sock,
+                                                  self.api_url, h.ovs.db_endpoint)
+            with self._lock:
+                self._state.pids[f"{h.name}/agent"] = started[h.name].pid
+                self._save()
+        for h in chosen:
+            daemons.wait_agent(h.plan, started[h.name])
+        self.wait_synced([h.plan.index for h in chosen])
+
+    def stop_agent(self, host: str) -> None:
+        pid = self._state.pids.get(f"{self.host(host).name}/agent")
+        if pid is not None:
+            procs.stop([pid])
+
+    def wait_synced(self, dpids: list[int], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self.api() as api:
+            while True:
+                synced = set(api.call("GET", "/health")["synced"])
+                if set(dpids) <= synced:
+                    return
+                if time.monotonic() > deadline:
+                    raise SystemFailure(f"switches {sorted(set(dpids) - synced)} never synced")
+                time.sleep(0.02)
 
     # -- running things ----------------------------------------------------
 

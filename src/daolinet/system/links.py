@@ -11,20 +11,30 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from pyroute2 import NetNS, netns
+from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import config as pyroute2_config
 from pyroute2.netlink.exceptions import NetlinkError
 
 from daolinet.errors import SystemFailure
 from daolinet.system import procs
 
 
+# pyroute2 reaches another namespace through a forked child that it later
+# stops with SIGTERM.  The child inherits asyncio's signal wakeup fd, so an
+# inherited Python handler would report that SIGTERM to *our* event loop (and
+# an agent would shut itself down).  Let the child die on SIGTERM by default.
+pyroute2_config.disable_mp_signal = True
+
+
 @contextlib.contextmanager
-def _ns(name: str) -> Iterator[NetNS]:
+def _ns(name: str | None) -> Iterator[IPRoute]:
+    """A netlink socket in namespace `name` (a name in /run/netns or an absolute
+    path such as /proc/PID/ns/net); None is this process's own namespace."""
     try:
-        with NetNS(name, flags=0) as ns:
+        with (IPRoute() if name is None else NetNS(name, flags=0)) as ns:
             yield ns
     except NetlinkError as e:
-        raise SystemFailure(f"netlink error in namespace {name}: {e}") from e
+        raise SystemFailure(f"netlink error in namespace {name or 'of this process'}: {e}") from e
     except FileNotFoundError as e:
         raise SystemFailure(f"namespace {name} does not exist") from e
 
@@ -62,13 +72,38 @@ def pids_in(names: list[str]) -> list[int]:
     return [pid for name in names for pid in found.get(name, []) if pid != os.getpid()]
 
 
-def add_veth(ns_a: str, if_a: str, ns_b: str, if_b: str, mtu: int = 1500) -> None:
-    """A veth pair with one end in each namespace, both up."""
-    with _ns(ns_a) as a:
-        a.link("add", ifname=if_a, kind="veth", mtu=mtu, peer={"ifname": if_b, "net_ns_fd": ns_b})
-        a.link("set", index=_index(a, if_a), state="up")
+def add_veth(ns_a: str | None, if_a: str, ns_b: str, if_b: str, mtu: int = 1500) -> None:
+    """A veth pair with one end in each namespace, both up.  The peer goes
+    straight into ns_b (a name or an absolute path), never via ns_a."""
+    with contextlib.ExitStack() as stack:
+        target: int | str = ns_b
+        if ns_b.startswith("/"):
+            target = stack.enter_context(open(ns_b)).fileno()
+        with _ns(ns_a) as a:
+            a.link("add", ifname=if_a, kind="veth", mtu=mtu, peer={"ifname": if_b, "net_ns_fd": target})
+            a.link("set", index=_index(a, if_a), state="up")
     with _ns(ns_b) as b:
         b.link("set", index=_index(b, if_b), state="up", mtu=mtu)
+
+
+def del_link(ns_name: str | None, ifname: str) -> bool:
+    """Delete a link if it exists (a veth takes its peer with it)."""
+    with _ns(ns_name) as ns:
+        found = ns.link_lookup(ifname=ifname)
+        if not found:
+            return False
+        ns.link("del", index=found[0])
+        return True
+
+
+def address_of(ns_name: str | None, ifname: str) -> tuple[str, int, str] | None:
+    """(IPv4 address, prefix length, MAC) of an interface, or None without an address."""
+    with _ns(ns_name) as ns:
+        idx = _index(ns, ifname)
+        mac = ns.get_links(idx)[0].get("IFLA_ADDRESS")
+        for a in ns.get_addr(index=idx, family=2):
+            return (a.get("IFA_ADDRESS"), int(a["prefixlen"]), mac)
+    return None
 
 
 def add_bridge(ns_name: str, ifname: str) -> None:
@@ -77,12 +112,12 @@ def add_bridge(ns_name: str, ifname: str) -> None:
         ns.link("set", index=_index(ns, ifname), state="up")
 
 
-def set_master(ns_name: str, ifname: str, master: str) -> None:
+def set_master(ns_name: str | None, ifname: str, master: str) -> None:
     with _ns(ns_name) as ns:
         ns.link("set", index=_index(ns, ifname), master=_index(ns, master))
 
 
-def link_up(ns_name: str, ifname: str, *, address: str | None = None, mac: str | None = None,
+def link_up(ns_name: str | None, ifname: str, *, address: str | None = None, mac: str | None = None,
             mtu: int | None = None) -> None:
     """Bring a link up, optionally with a MAC, an MTU and an address (CIDR)."""
     with _ns(ns_name) as ns:
@@ -98,7 +133,7 @@ def link_up(ns_name: str, ifname: str, *, address: str | None = None, mac: str |
             ns.addr("add", index=idx, address=ip, prefixlen=int(plen))
 
 
-def add_route(ns_name: str, dst: str, gateway: str, dev: str | None = None) -> None:
+def add_route(ns_name: str | None, dst: str, gateway: str, dev: str | None = None) -> None:
     with _ns(ns_name) as ns:
         kwargs: dict[str, object] = {"dst": dst, "gateway": gateway}
         if dev:
@@ -106,7 +141,7 @@ def add_route(ns_name: str, dst: str, gateway: str, dev: str | None = None) -> N
         ns.route("add", **kwargs)
 
 
-def has_link(ns_name: str, ifname: str) -> bool:
+def has_link(ns_name: str | None, ifname: str) -> bool:
     with _ns(ns_name) as ns:
         return bool(ns.link_lookup(ifname=ifname))
 
@@ -125,7 +160,7 @@ def tx_offload_off(ns_name: str, ifname: str) -> None:
     procs.run(procs.in_netns(ns_name, ["ethtool", "-K", ifname, "tx", "off"]))
 
 
-def _index(ns: NetNS, ifname: str) -> int:
+def _index(ns: IPRoute, ifname: str) -> int:
     found = ns.link_lookup(ifname=ifname)
     if not found:
         raise SystemFailure(f"no interface {ifname}")

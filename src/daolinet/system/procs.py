@@ -21,7 +21,8 @@ NETNS_RUN_DIR = "/run/netns"
 
 def in_netns(netns: str, argv: Sequence[str]) -> list[str]:
     """argv to run a command inside a named network namespace."""
-    return ["nsenter", f"--net={NETNS_RUN_DIR}/{netns}", "--", *argv]
+    path = netns if netns.startswith("/") else f"{NETNS_RUN_DIR}/{netns}"
+    return ["nsenter", f"--net={path}", "--", *argv]
 
 
 def run(argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 30) -> str:

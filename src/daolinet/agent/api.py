@@ -1,0 +1,62 @@
+"""The agent's local API, served on a root-only unix socket: what the lab,
+the Docker plugin and the CNI shim call to attach and detach containers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from daolinet.agent.service import AgentService
+from daolinet.controller.api import STATUS, _validation_message
+from daolinet.errors import DaoliError
+from daolinet.model.objects import DEFAULT_TENANT
+
+
+class AttachIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    netns: str
+    network: str
+    tenant: str = DEFAULT_TENANT
+    ip: str | None = None
+    mac: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+def create_app(service: AgentService) -> FastAPI:
+    app = FastAPI(title="daolinet agent", description=f"Host {service.host.name}'s local API.")
+
+    @app.exception_handler(DaoliError)
+    async def daoli_error(_: Request, exc: DaoliError) -> JSONResponse:
+        return JSONResponse(status_code=STATUS.get(type(exc), 503), content={"error": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"error": _validation_message(exc)})
+
+    @app.get("/host")
+    async def host() -> dict[str, Any]:
+        return service.host.to_json()
+
+    @app.get("/containers")
+    async def containers() -> list[dict[str, Any]]:
+        return await service.containers()
+
+    @app.post("/containers", status_code=201)
+    async def attach(body: AttachIn) -> dict[str, Any]:
+        return await service.attach(body.name, body.netns, body.network, body.tenant,
+                                    ip=body.ip, mac=body.mac, labels=body.labels)
+
+    @app.delete("/containers/{eid}")
+    async def detach(eid: int) -> dict[str, Any]:
+        return await service.detach(eid)
+
+    @app.post("/reconcile")
+    async def reconcile() -> dict[str, list[int]]:
+        return await service.reconcile()
+
+    return app

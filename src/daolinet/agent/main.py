@@ -1,0 +1,109 @@
+"""`daolinet agent`: join the cluster and serve the local API.
+
+Start-up: converge the bridge through OVSDB (netdev datapath, fail_mode
+secure, OpenFlow 1.3, the controller target), add the uplink, read the
+host's underlay address from the bridge's LOCAL interface, register
+(plug-and-play: nothing else in the cluster changes), reconcile, then serve
+and heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+import uvicorn
+
+from daolinet.agent.api import create_app
+from daolinet.agent.client import ControllerClient
+from daolinet.agent.plumbing import Plumber
+from daolinet.agent.service import AgentService, HostInfo
+from daolinet.errors import InvalidInput, SystemFailure
+from daolinet.system import links
+from daolinet.system.ovsdb import BridgeConfig, Ovsdb
+
+log = logging.getLogger("daolinet.agent")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str
+    controller: str  # OVS controller target: tcp:IP:PORT or unix:PATH
+    api: str
+    bridge: str
+    uplink: str
+    pip_pool: str
+    ovsdb: str = "unix:/var/run/openvswitch/db.sock"
+    netns: str | None = None
+    datapath_id: int | None = None
+    listen: str = "/run/daolinet/agent.sock"
+    heartbeat: float = 10.0
+    ready_file: str | None = None
+
+
+def check(cfg: AgentConfig) -> None:
+    kind = cfg.controller.partition(":")[0]
+    if kind not in ("tcp", "unix", "ssl"):
+        raise InvalidInput(f"invalid --controller {cfg.controller!r}: use tcp:IP:PORT or unix:PATH")
+    if not cfg.api.startswith(("http://", "https://")):
+        raise InvalidInput(f"invalid --api {cfg.api!r}: use http://HOST:PORT")
+
+
+def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb) -> HostInfo:
+    ovsdb.ensure_bridge(BridgeConfig(name=cfg.bridge, controllers=(cfg.controller,),
+                                     datapath_id=cfg.datapath_id))
+    uplink_ofport = ovsdb.add_port(cfg.bridge, cfg.uplink)
+    found = links.address_of(cfg.netns, cfg.bridge)
+    if found is None:
+        raise SystemFailure(f"bridge interface {cfg.bridge} has no IPv4 address: give the host its "
+                            "underlay address on the bridge")
+    ip, prefix, mac = found
+    return HostInfo(name=cfg.name, dpid=ovsdb.datapath_id(cfg.bridge), underlay_ip=ip,
+                    underlay_prefix=prefix, underlay_mac=mac, pip_pool=cfg.pip_pool,
+                    uplink_ofport=uplink_ofport)
+
+
+async def run(cfg: AgentConfig) -> None:
+    check(cfg)
+    ovsdb = await asyncio.to_thread(Ovsdb, cfg.ovsdb)
+    client = ControllerClient(cfg.api)
+    try:
+        host = await asyncio.to_thread(prepare_bridge, cfg, ovsdb)
+        service = AgentService(host, client, Plumber(ovsdb, cfg.bridge, cfg.netns))
+        await service.register()
+        await service.reconcile()
+        await _serve(cfg, service)
+    finally:
+        await client.close()
+        ovsdb.close()
+
+
+async def _serve(cfg: AgentConfig, service: AgentService) -> None:
+    os.makedirs(os.path.dirname(cfg.listen) or ".", exist_ok=True)
+    if os.path.exists(cfg.listen):
+        os.unlink(cfg.listen)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), uds=cfg.listen, log_level="warning",
+                                           lifespan="off", access_log=False))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.create_task(server.serve())
+    beating = asyncio.create_task(service.heartbeat_forever(cfg.heartbeat))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)  # uvicorn offers no readiness event; poll its flag
+    os.chmod(cfg.listen, 0o600)
+    if cfg.ready_file:
+        tmp = cfg.ready_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"listen": cfg.listen, "host": service.host.to_json(), "pid": os.getpid()}, f)
+        os.replace(tmp, cfg.ready_file)
+    log.info("agent %s ready on %s", cfg.name, cfg.listen)
+    await asyncio.wait([asyncio.ensure_future(stop.wait()), serving], return_when=asyncio.FIRST_COMPLETED)
+    beating.cancel()
+    server.should_exit = True
+    await serving

@@ -1,0 +1,92 @@
+"""Plugging a container into the host's bridge, and unplugging it.
+
+A plug is: a veth (host side named after the endpoint, container side eth0
+with the endpoint's MAC, address and the gateway as default route, TX
+checksum offload off), then an OVS port whose external_ids name the
+endpoint.  Any failure undoes the steps already made: nothing is left
+half-plugged.  Blocking (netlink, OVSDB): call from a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from daolinet.errors import DaoliError
+from daolinet.system import links
+from daolinet.system.ovsdb import Ovsdb
+
+PORT_PREFIX = "dlp"
+EXT_ENDPOINT = "daolinet-endpoint"
+EXT_NETNS = "daolinet-netns"
+
+
+def port_name(eid: int) -> str:
+    """Host-side interface of endpoint eid: unique, <= 15 characters."""
+    return f"{PORT_PREFIX}{eid:06x}"
+
+
+@dataclass(frozen=True)
+class PlugSpec:
+    eid: int
+    netns: str  # container namespace: a name in /run/netns or an absolute path
+    mac: str
+    ip: str
+    prefixlen: int
+    gateway: str
+    ifname: str = "eth0"
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class PluggedPort:
+    eid: int
+    port: str
+    ofport: int
+    netns: str
+
+
+class Plumber:
+    def __init__(self, ovsdb: Ovsdb, bridge: str, host_netns: str | None) -> None:
+        self.ovsdb = ovsdb
+        self.bridge = bridge
+        self.host_netns = host_netns
+
+    def plug(self, spec: PlugSpec) -> PluggedPort:
+        port = port_name(spec.eid)
+        if links.has_link(self.host_netns, port):
+            raise DaoliError(f"interface {port} already exists: endpoint {spec.eid} is plugged")
+        try:
+            links.add_veth(self.host_netns, port, spec.netns, spec.ifname, mtu=spec.mtu)
+            links.tx_offload_off(spec.netns, spec.ifname)
+            links.link_up(spec.netns, spec.ifname, mac=spec.mac,
+                          address=f"{spec.ip}/{spec.prefixlen}")
+            links.add_route(spec.netns, "0.0.0.0/0", spec.gateway, dev=spec.ifname)
+            ofport = self.ovsdb.add_port(self.bridge, port, {
+                EXT_ENDPOINT: str(spec.eid), EXT_NETNS: spec.netns})
+        except BaseException:
+            self.unplug(spec.eid, spec.netns, spec.ifname)
+            raise
+        return PluggedPort(spec.eid, port, ofport, spec.netns)
+
+    def unplug(self, eid: int, netns: str | None = None, ifname: str = "eth0") -> None:
+        """Remove the OVS port and the veth; fine if they are already gone."""
+        port = port_name(eid)
+        self.ovsdb.del_port(port, self.bridge)
+        if not links.del_link(self.host_netns, port) and netns:
+            # The host side vanished (e.g. moved); the container side may remain.
+            with contextlib.suppress(DaoliError):
+                links.del_link(netns, ifname)
+
+    def plugged(self) -> dict[int, PluggedPort]:
+        """Endpoints with a port on this bridge, from OVSDB's external_ids."""
+        found: dict[int, PluggedPort] = {}
+        for row in self.ovsdb.interfaces(["name", "ofport", "external_ids"]):
+            ext = row["external_ids"]
+            if EXT_ENDPOINT not in ext:
+                continue
+            ofport = row["ofport"]
+            ofport = ofport[0] if isinstance(ofport, list) and ofport else ofport
+            eid = int(ext[EXT_ENDPOINT])
+            found[eid] = PluggedPort(eid, row["name"], int(ofport or -1), ext.get(EXT_NETNS, ""))
+        return found

@@ -1,0 +1,116 @@
+"""The agent's work, as async operations over the controller client and the
+plumber: join the cluster (register + heartbeat), attach and detach
+containers, and reconcile after a restart.
+
+Attach is: ask the controller for an endpoint (it allocates IP, MAC, PIP),
+plug it, then tell the controller its port.  A failure after the endpoint
+exists deletes it again: nothing is left allocated for a container that is
+not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from daolinet.agent.client import ControllerClient
+from daolinet.agent.plumbing import PlugSpec, Plumber
+from daolinet.errors import DaoliError, NotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    name: str
+    dpid: int
+    underlay_ip: str
+    underlay_prefix: int
+    underlay_mac: str
+    pip_pool: str
+    uplink_ofport: int
+    underlay_gateway_mac: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class AgentService:
+    def __init__(self, host: HostInfo, client: ControllerClient, plumber: Plumber,
+                 mtu: int = 1500) -> None:
+        self.host = host
+        self.client = client
+        self.plumber = plumber
+        self.mtu = mtu
+        self._lock = asyncio.Lock()  # one plumbing change at a time
+
+    async def register(self) -> None:
+        await self.client.register_host(self.host.to_json())
+
+    async def heartbeat_forever(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)  # a period, not synchronisation
+            try:
+                await self.client.heartbeat(self.host.name)
+            except NotFound:
+                await self.register()  # the controller forgot us: join again
+            except DaoliError as e:
+                log.warning("heartbeat failed: %s", e)
+
+    async def attach(self, name: str, netns: str, network: str, tenant: str,
+                     ip: str | None = None, mac: str | None = None,
+                     labels: dict[str, str] | None = None) -> dict[str, Any]:
+        async with self._lock:
+            net = await self.client.network(tenant, network)
+            e = await self.client.create_endpoint({
+                "name": name, "network": network, "tenant": tenant, "host": self.host.name,
+                "ip": ip, "mac": mac, "labels": labels or {}})
+            try:
+                spec = PlugSpec(eid=e["id"], netns=netns, mac=e["mac"], ip=e["ip"],
+                                prefixlen=ipaddress.IPv4Network(net["subnet"]).prefixlen,
+                                gateway=net["gateway"], mtu=self.mtu)
+                plugged = await asyncio.to_thread(self.plumber.plug, spec)
+                return await self.client.patch_endpoint(e["id"], port=plugged.port,
+                                                        ofport=plugged.ofport)
+            except BaseException:
+                await asyncio.to_thread(self.plumber.unplug, e["id"], netns)
+                with contextlib.suppress(DaoliError):
+                    await self.client.delete_endpoint(e["id"])
+                raise
+
+    async def detach(self, eid: int) -> dict[str, Any]:
+        async with self._lock:
+            plugged = (await asyncio.to_thread(self.plumber.plugged)).get(eid)
+            e = await self.client.delete_endpoint(eid)  # routes are revoked first
+            await asyncio.to_thread(self.plumber.unplug, eid, plugged.netns if plugged else None)
+            return e
+
+    async def reconcile(self) -> dict[str, list[int]]:
+        """Make the controller's endpoints for this host and the bridge's ports agree."""
+        async with self._lock:
+            ports = await asyncio.to_thread(self.plumber.plugged)
+            endpoints = {e["id"]: e for e in await self.client.endpoints_on(self.host.name)}
+            report: dict[str, list[int]] = {"kept": [], "unplugged": [], "forgotten": [], "fixed": []}
+            for eid, p in ports.items():
+                if eid not in endpoints:
+                    await asyncio.to_thread(self.plumber.unplug, eid, p.netns)
+                    report["unplugged"].append(eid)
+            for eid, e in endpoints.items():
+                p = ports.get(eid)
+                if p is None or p.ofport < 1:
+                    await self.client.delete_endpoint(eid)  # its container is gone
+                    report["forgotten"].append(eid)
+                elif e.get("ofport") != p.ofport or e.get("port") != p.port:
+                    await self.client.patch_endpoint(eid, port=p.port, ofport=p.ofport)
+                    report["fixed"].append(eid)
+                else:
+                    report["kept"].append(eid)
+            log.info("reconciled: %s", report)
+            return report
+
+    async def containers(self) -> list[dict[str, Any]]:
+        return await self.client.endpoints_on(self.host.name)

@@ -1,0 +1,65 @@
+"""`daolinet controller` and `daolinet agent`: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from daolinet.controller.context import Config
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def controller(
+    store: Annotated[str, typer.Option(help="sqlite:///PATH (default) or etcd://H:P,...")] =
+        "sqlite:///var/lib/daolinet/daolinet.db",
+    of_listen: Annotated[list[str], typer.Option(help="tcp:HOST:PORT or unix:PATH (repeatable).")] =
+        ["tcp:0.0.0.0:6653"],  # noqa: B006
+    api_listen: Annotated[str, typer.Option(help="HOST:PORT of the REST API.")] = "127.0.0.1:8650",
+    idle_timeout: Annotated[int, typer.Option(help="Seconds before an unused route idles out.")] = 30,
+    drop_timeout: Annotated[int, typer.Option(help="Seconds a denied destination is dropped.")] = 3,
+    ready_file: Annotated[str | None, typer.Option(help="Write {api, of, pid} here once listening.")] =
+        None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the OpenFlow controller and its REST API."""
+    from daolinet.controller.main import serve
+
+    if not 1 <= idle_timeout <= 65535:
+        raise typer.BadParameter("--idle-timeout must be 1..65535 seconds")
+    _logging(log_level)
+    config = Config(idle_timeout=idle_timeout, drop_timeout=drop_timeout)
+    asyncio.run(serve(store, of_listen, api_listen, config, ready_file))
+
+
+def agent(
+    controller: Annotated[str, typer.Option(help="OpenFlow controller target: tcp:IP:PORT or unix:PATH.")],
+    api: Annotated[str, typer.Option(help="Controller REST API URL, e.g. http://10.0.0.1:8650.")],
+    pip_pool: Annotated[str, typer.Option(help="This host's PIP pool (part of its underlay subnet).")],
+    bridge: Annotated[str, typer.Option(help="OVS bridge to own.")] = "daolinet",
+    uplink: Annotated[str, typer.Option(help="Underlay interface to add to the bridge.")] = "eth0",
+    name: Annotated[str | None, typer.Option(help="Host name (default: this machine's).")] = None,
+    ovsdb: Annotated[str, typer.Option(help="OVSDB endpoint.")] = "unix:/var/run/openvswitch/db.sock",
+    netns: Annotated[str | None, typer.Option(help="Host network namespace (lab).")] = None,
+    datapath_id: Annotated[int | None, typer.Option(help="Force the bridge's datapath id.")] = None,
+    listen: Annotated[str, typer.Option(help="Unix socket of the local API.")] = "/run/daolinet/agent.sock",
+    heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 10.0,
+    ready_file: Annotated[str | None, typer.Option(help="Write {listen, host, pid} here when ready.")] =
+        None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the host agent: own the bridge, join the cluster, attach containers."""
+    import socket
+
+    from daolinet.agent.main import AgentConfig, run
+
+    _logging(log_level)
+    cfg = AgentConfig(name=name or socket.gethostname(), controller=controller, api=api, bridge=bridge,
+                      uplink=uplink, pip_pool=pip_pool, ovsdb=ovsdb, netns=netns,
+                      datapath_id=datapath_id, listen=listen, heartbeat=heartbeat, ready_file=ready_file)
+    asyncio.run(run(cfg))

@@ -1,0 +1,122 @@
+"""The controller's core: follows the store's change feed into the view and
+reacts (sync proactive flows, revoke routes), and dispatches switch events
+to the hot-plug route and the flow sync."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from daolinet.controller.context import Config, Context
+from daolinet.controller.hotplug import HotPlug
+from daolinet.controller.metrics import Metrics
+from daolinet.controller.switch import SwitchSession
+from daolinet.controller.sync import FlowSync
+from daolinet.model import Endpoint, Host, View
+from daolinet.model.view import Change
+from daolinet.ofp import channel as ch
+from daolinet.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    def __init__(self, store: Store, config: Config, registry: CollectorRegistry | None = None) -> None:
+        self.store = store
+        self.ctx = Context(view=View(), config=config, metrics=Metrics(registry or CollectorRegistry()))
+        self.hotplug = HotPlug(self.ctx)
+        self.sync = FlowSync(self.ctx)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def view(self) -> View:
+        return self.ctx.view
+
+    async def start(self) -> None:
+        rev, objs = await self.store.snapshot()
+        self.ctx.view.load(objs, rev)
+        self.store.subscribe(self.on_change)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("controller task failed", exc_info=task.exception())
+
+    # -- the model changed -----------------------------------------------------------
+
+    def on_change(self, change: Change) -> None:
+        obj, view = change.obj, self.ctx.view
+        old: Any = None
+        if isinstance(obj, Endpoint):
+            old = view.endpoints.get(obj.id)
+        elif isinstance(obj, Host):
+            old = view.hosts.get(obj.name)
+        view.apply(change)
+        new = None if change.deleted else obj
+        if isinstance(obj, Endpoint):
+            self._endpoint_changed(old, new)  # type: ignore[arg-type]
+        elif isinstance(obj, Host) and new is not None and _host_moved(old, obj):
+            self._spawn(self.sync.host_changed(obj))
+
+    def _endpoint_changed(self, old: Endpoint | None, new: Endpoint | None) -> None:
+        def placed(e: Endpoint) -> tuple[object, ...]:
+            return (e.host, e.ofport, e.pip, e.ip, e.mac)
+
+        if old is not None and (new is None or placed(old) != placed(new)):
+            self.hotplug.revoke_endpoint(old.id)
+            self.sync.endpoint_unplugged(old)
+        if new is not None and new.ofport is not None and (old is None or placed(old) != placed(new)):
+            self.sync.endpoint_plugged(new)
+
+    # -- switches ------------------------------------------------------------------------
+
+    async def on_session(self, session: SwitchSession) -> None:
+        try:
+            await session.run(self.on_event)
+        finally:
+            if session.dpid is not None and self.ctx.sessions.get(session.dpid) is session:
+                del self.ctx.sessions[session.dpid]
+                self.ctx.synced.discard(session.dpid)
+                self.ctx.metrics.switches.set(len(self.ctx.sessions))
+                log.info("switch %s disconnected", session.name)
+
+    def on_event(self, session: SwitchSession, event: ch.Event) -> Awaitable[None] | None:
+        if isinstance(event, ch.PacketIn):
+            return self.hotplug.on_packet_in(session, event.msg)
+        if isinstance(event, ch.FlowRemoved):
+            self.hotplug.on_flow_removed(session, event.msg)
+        elif isinstance(event, ch.SwitchReady):
+            return self._switch_ready(session)
+        elif isinstance(event, ch.SwitchError):
+            self.ctx.metrics.switch_errors.labels(session.name).inc()
+            log.error("switch %s: %s", session.name, event.describe())
+        elif isinstance(event, ch.PortStatus):
+            log.debug("switch %s: port %s reason %d", session.name, event.port, event.reason)
+        return None
+
+    async def _switch_ready(self, session: SwitchSession) -> None:
+        assert session.dpid is not None
+        old = self.ctx.sessions.get(session.dpid)
+        if old is not None and old is not session:
+            old.writer.close()  # the switch reconnected; the old channel is dead
+        self.ctx.sessions[session.dpid] = session
+        self.ctx.metrics.switches.set(len(self.ctx.sessions))
+        log.info("switch %s connected", session.name)
+        await self.sync.sync_switch(session)
+
+
+def _host_moved(old: Host | None, new: Host) -> bool:
+    """Anything but liveness changed (a heartbeat alone needs no flow work)."""
+    if old is None:
+        return True
+    return dataclasses.replace(old, last_seen=0.0) != dataclasses.replace(new, last_seen=0.0)

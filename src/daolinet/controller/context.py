@@ -1,0 +1,31 @@
+"""What the controller's handlers share: the view, the live switches and
+routes, configuration and metrics.  Plain data; no behaviour."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from daolinet.controller.metrics import Metrics
+from daolinet.controller.routes import RouteTable
+from daolinet.controller.switch import SwitchSession
+from daolinet.model import View
+
+
+@dataclass(frozen=True)
+class Config:
+    idle_timeout: int = 30  # seconds a route may sit unused
+    drop_timeout: int = 3  # seconds a drop flow damps a denied destination
+    heartbeat_timeout: float = 30.0
+
+
+@dataclass
+class Context:
+    view: View
+    config: Config
+    metrics: Metrics
+    routes: RouteTable = field(default_factory=RouteTable)
+    sessions: dict[int, SwitchSession] = field(default_factory=dict)
+    synced: set[int] = field(default_factory=set)  # dpids whose proactive flows are in place
+    clock: Callable[[], float] = time.time

@@ -1,0 +1,135 @@
+"""The hot-plug route, end to end (design.md "The hot-plug route").
+
+PacketIn -> parse -> decide (pure) -> act:
+  Plug: the route's flows switch by switch, the switch that sent the packet
+        last; each earlier switch confirmed by a barrier before the next, so
+        the packet, re-injected through the table last, never overtakes its
+        route.  Concurrent PacketIns for a route being plugged wait for it.
+  Deny: a short-lived drop flow on the source switch.
+  EchoReply / TimeExceeded: the distributed router answers by PacketOut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from daolinet.controller.context import Context
+from daolinet.controller.switch import SwitchSession
+from daolinet.decide import icmp
+from daolinet.decide.packet import PacketMeta, parse
+from daolinet.decide.route import Decision, Deny, EchoReply, Ignore, Plug, TimeExceeded, decide
+from daolinet.flows import render
+from daolinet.flows.route import RouteEnds, RoutePlan, drop_flow, flows_for_route
+from daolinet.pipeline import GATEWAY_MAC
+
+log = logging.getLogger(__name__)
+
+
+class HotPlug:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._pending: dict[int, asyncio.Future[None]] = {}
+
+    async def on_packet_in(self, session: SwitchSession, msg: Any) -> None:
+        started = time.perf_counter()
+        assert session.dpid is not None
+        m = self.ctx.metrics
+        m.packet_ins.labels(f"{session.dpid:#x}").inc()
+        meta = parse(session.dpid, int(msg.match["in_port"]), msg.table_id, msg.reason, msg.data)
+        decision = decide(meta, self.ctx.view)
+        m.decisions.labels(type(decision).__name__.lower()).inc()
+        await self.act(session, meta, msg.data, decision)
+        if isinstance(decision, Plug):
+            m.route_setup.observe(time.perf_counter() - started)
+
+    async def act(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Decision) -> None:
+        if isinstance(d, Plug):
+            await self._plug(session, meta, data, d)
+        elif isinstance(d, Deny):
+            log.info("deny %s -> %s: %s", d.src.name, d.dst_ip, d.reason)
+            self._send(session, render.flow_add(drop_flow(d.src, d.dst_ip, self.ctx.config.drop_timeout)))
+        elif isinstance(d, EchoReply):
+            reply = icmp.echo_reply(data, GATEWAY_MAC)
+            if reply is not None and d.src.ofport is not None:
+                session.send(render.packet_out_to_port(d.src.ofport, reply))
+        elif isinstance(d, TimeExceeded):
+            self._time_exceeded(data, d)
+        elif isinstance(d, Ignore):
+            log.debug("ignore packet-in on %s port %d: %s", session.name, meta.in_port, d.reason)
+
+    def _send(self, session: SwitchSession, *msgs: Any) -> None:
+        session.send(*msgs)
+        self.ctx.metrics.flowmods.labels(session.name).inc(len(msgs))
+
+    async def _plug(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Plug) -> None:
+        view = self.ctx.view
+        ha, hb = view.host_of(d.a), view.host_of(d.b)
+        na, nb = view.network_of(d.a), view.network_of(d.b)
+        if ha is None or hb is None or na is None or nb is None:
+            return
+        plan = flows_for_route(RouteEnds(d.a, d.b, ha, hb, na.name == nb.name),
+                               self.ctx.config.idle_timeout)
+        pending = self._pending.get(plan.cookie)
+        if pending is not None:  # someone is plugging this route right now
+            await pending
+        else:
+            fut = asyncio.get_running_loop().create_future()
+            self._pending[plan.cookie] = fut
+            try:
+                await self._install(plan, last=session.dpid, names=(d.a.name, d.b.name))
+            finally:
+                del self._pending[plan.cookie]
+                fut.set_result(None)
+        session.send(render.packet_out_to_table(meta.in_port, data))
+
+    async def _install(self, plan: RoutePlan, last: int | None, names: tuple[str, str]) -> None:
+        steps = sorted(plan.steps, key=lambda s: s[0] == last)  # the packet's switch last
+        counts: dict[int, int] = {}
+        for i, (dpid, flows) in enumerate(steps):
+            session = self.ctx.sessions.get(dpid)
+            if session is None:
+                log.warning("route %#x: switch %#x is not connected", plan.cookie, dpid)
+                return
+            self._send(session, *[render.flow_add(f) for f in flows])
+            counts[dpid] = len(flows)
+            if i < len(steps) - 1:
+                await session.barrier()
+        self.ctx.routes.plugged(plan.cookie, names, counts, self.ctx.clock())
+        self.ctx.metrics.live_routes.set(len(self.ctx.routes))
+
+    def _time_exceeded(self, data: bytes, d: TimeExceeded) -> None:
+        embedded = icmp.original_header(data, d.to.ip, d.orig_dst.ip)
+        host = self.ctx.view.host_of(d.to)
+        session = self.ctx.sessions.get(host.dpid) if host else None
+        if embedded is None or session is None or d.to.ofport is None:
+            return
+        frame = icmp.time_exceeded(embedded, d.router_ip, GATEWAY_MAC, d.to.ip, d.to.mac)
+        session.send(render.packet_out_to_port(d.to.ofport, frame))
+
+    def on_flow_removed(self, session: SwitchSession, msg: Any) -> None:
+        assert session.dpid is not None
+        self.ctx.metrics.flows_removed.labels(session.name).inc()
+        gone = self.ctx.routes.flow_removed(session.dpid, int(msg.cookie))
+        if gone is not None:
+            log.debug("route %#x idled out", gone.cookie)
+            self.ctx.metrics.live_routes.set(len(self.ctx.routes))
+
+    def revoke_endpoint(self, eid: int) -> int:
+        """Delete every route of an endpoint on every switch holding it, now."""
+        routes = self.ctx.routes.of_endpoint(eid)
+        for route in routes:
+            self.revoke(route.cookie)
+        return len(routes)
+
+    def revoke(self, cookie: int) -> None:
+        route = self.ctx.routes.remove(cookie)
+        if route is None:
+            return
+        for dpid in route.flows:
+            session = self.ctx.sessions.get(dpid)
+            if session is not None:
+                self._send(session, render.flow_delete_cookie(cookie, (1 << 64) - 1))
+        self.ctx.metrics.live_routes.set(len(self.ctx.routes))

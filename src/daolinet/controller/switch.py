@@ -1,0 +1,120 @@
+"""One connected switch: a Channel driven by an asyncio stream.
+
+Sends are synchronous (queued into the channel, flushed to the transport at
+once); `barrier()` and `request()` await the switch's answer by xid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from daolinet.ofp import channel as ch
+from daolinet.ofp.codec import ProtocolError
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[["SwitchSession", ch.Event], Awaitable[None] | None]
+REPLY_TIMEOUT = 10.0
+
+
+class SwitchSession:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.channel = ch.Channel()
+        self.dpid: int | None = None
+        self.ports: dict[int, ch.Port] = {}
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self.closed = asyncio.Event()
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    @property
+    def name(self) -> str:
+        return f"{self.dpid:#x}" if self.dpid is not None else "switch(handshaking)"
+
+    def send(self, *msgs: Any) -> list[int]:
+        xids = [self.channel.send(m) for m in msgs]
+        self._flush()
+        return xids
+
+    def _flush(self) -> None:
+        data = self.channel.data_to_send()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def barrier(self) -> None:
+        """Wait until the switch has processed everything sent before."""
+        xid = self.channel.send_barrier()
+        await self._await_reply(xid)
+
+    async def request(self, msg: Any) -> Any:
+        """Send a request and wait for its (multipart-assembled) reply."""
+        xid = self.channel.send(msg)
+        return await self._await_reply(xid)
+
+    async def _await_reply(self, xid: int) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[xid] = fut
+        self._flush()
+        try:
+            return await asyncio.wait_for(fut, REPLY_TIMEOUT)
+        finally:
+            self._waiting.pop(xid, None)
+
+    def resolve(self, event: ch.Event) -> bool:
+        """Complete a waiting barrier/request; True if the event was a reply."""
+        if isinstance(event, ch.BarrierReply | ch.MultipartDone):
+            fut = self._waiting.get(event.xid)
+            if fut is not None and not fut.done():
+                fut.set_result(event)
+            return True
+        if isinstance(event, ch.SwitchError):
+            fut = self._waiting.get(event.xid)
+            if fut is not None and not fut.done():
+                fut.set_exception(ProtocolError(event.describe()))
+        return False
+
+    def _task_done(self, task: asyncio.Future[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("switch %s: handler failed", self.name, exc_info=task.exception())
+
+    async def run(self, on_event: EventHandler) -> None:
+        """Read until the connection ends; hand every event to on_event."""
+        self._flush()  # our HELLO
+        try:
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    break
+                events = self.channel.receive_data(data)
+                self._flush()  # handshake steps, echo replies
+                for event in events:
+                    if isinstance(event, ch.SwitchReady):
+                        self.dpid = event.dpid
+                        self.ports = {p.ofport: p for p in event.ports}
+                    if self.resolve(event):
+                        continue
+                    result = on_event(self, event)
+                    if result is not None:
+                        # Never await a handler here: it may wait for a reply
+                        # that only this loop can read.
+                        task = asyncio.ensure_future(result)
+                        self._tasks.add(task)
+                        task.add_done_callback(self._task_done)
+        except ProtocolError as e:
+            log.warning("switch %s: %s; closing", self.name, e)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("switch %s: unexpected failure; closing", self.name)
+        finally:
+            self.channel.close()
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError(f"switch {self.name} disconnected"))
+            self.writer.close()
+            self.closed.set()

@@ -1,0 +1,120 @@
+"""Proactive flows and reconciliation with what a switch really holds.
+
+On (re)connect of a switch: install the base pipeline for its host and the
+classify flows of its endpoints (an ADD of an identical flow replaces it, so
+established traffic never sees a gap), then read the switch's flows back:
+base flows no longer wanted are deleted; route flows are adopted into the
+route table when both endpoints still exist and still may talk, else deleted.
+A restarted controller converges without dropping routes it need not drop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from daolinet.controller.context import Context
+from daolinet.controller.switch import SwitchSession
+from daolinet.decide import policy
+from daolinet.flows import base, render
+from daolinet.flows.spec import FlowSpec
+from daolinet.model import Endpoint, Host
+from daolinet.ofp.channel import MultipartDone
+from daolinet.pipeline import Cookie, Kind, Table
+
+log = logging.getLogger(__name__)
+ALL = (1 << 64) - 1
+
+
+MatchKey = tuple[int, int, tuple[tuple[str, str], ...]]
+
+
+def match_key(table: int, priority: int, match: Any) -> MatchKey:
+    """A flow's identity, comparable between our OFPMatch and a switch's."""
+    return (int(table), int(priority), tuple(sorted((k, str(v)) for k, v in match.items())))
+
+
+def _keyed(flows: list[FlowSpec]) -> set[MatchKey]:
+    return {match_key(f.table, f.priority, render.match_for(f.match)) for f in flows}
+
+
+class FlowSync:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def _session_for(self, host: Host) -> SwitchSession | None:
+        return self.ctx.sessions.get(host.dpid)
+
+    async def sync_switch(self, session: SwitchSession) -> None:
+        assert session.dpid is not None
+        host = self.ctx.view.hosts_by_dpid.get(session.dpid)
+        if host is None:
+            log.info("switch %s has no registered host yet", session.name)
+            return
+        wanted = base.flows_for_switch(host, self.ctx.view.endpoints_on(host.name))
+        session.send(*[render.flow_add(f) for f in wanted])
+        reply = await session.request(render.flow_stats_request(0, 0))
+        assert isinstance(reply, MultipartDone)
+        self._reconcile(session, wanted, reply.body)
+        await session.barrier()
+        self.ctx.synced.add(session.dpid)
+
+    def _reconcile(self, session: SwitchSession, wanted: list[FlowSpec], stats: list[Any]) -> None:
+        assert session.dpid is not None
+        keep = _keyed(wanted)
+        routes: dict[int, int] = {}
+        for st in stats:
+            c = Cookie.decode(int(st.cookie))
+            if c is None:
+                continue
+            if c.kind is Kind.BASE:
+                if match_key(st.table_id, st.priority, st.match) not in keep:
+                    session.send(render.parser.OFPFlowMod(
+                        render.DP, table_id=st.table_id, command=render.ofp.OFPFC_DELETE_STRICT,
+                        priority=st.priority, out_port=render.ofp.OFPP_ANY,
+                        out_group=render.ofp.OFPG_ANY, match=st.match))
+            elif c.kind is Kind.ROUTE:
+                routes[int(st.cookie)] = routes.get(int(st.cookie), 0) + 1
+        for cookie, count in routes.items():
+            self._adopt(session.dpid, cookie, count)
+
+    def _adopt(self, dpid: int, cookie: int, count: int) -> None:
+        """A route found on a switch: keep it if it is still valid, else delete it."""
+        c = Cookie.decode(cookie)
+        assert c is not None
+        view = self.ctx.view
+        a, b = view.endpoints.get(c.a), view.endpoints.get(c.b)
+        if a is None or b is None or not self._allowed(a, b):
+            session = self.ctx.sessions.get(dpid)
+            if session is not None:
+                session.send(render.flow_delete_cookie(cookie, ALL))
+            return
+        route = self.ctx.routes.get(cookie)
+        flows = dict(route.flows) if route else {}
+        flows[dpid] = count
+        self.ctx.routes.plugged(cookie, (a.name, b.name), flows, self.ctx.clock())
+
+    def _allowed(self, a: Endpoint, b: Endpoint) -> bool:
+        na, nb = self.ctx.view.network_of(a), self.ctx.view.network_of(b)
+        return na is not None and nb is not None and policy.decide(a, b, na, nb).allowed
+
+    # -- reactions to model changes ------------------------------------------------
+
+    async def host_changed(self, host: Host) -> None:
+        session = self._session_for(host)
+        if session is not None:
+            await self.sync_switch(session)
+
+    def endpoint_plugged(self, e: Endpoint) -> None:
+        host = self.ctx.view.host_of(e)
+        session = self._session_for(host) if host else None
+        if session is not None and e.ofport is not None:
+            session.send(*[render.flow_add(f) for f in base.flows_for_endpoint(e)])
+
+    def endpoint_unplugged(self, e: Endpoint) -> None:
+        host = self.ctx.view.host_of(e)
+        session = self._session_for(host) if host else None
+        if session is not None and e.ofport is not None:
+            session.send(*[render.flow_delete_strict(f) for f in base.flows_for_endpoint(e)])
+            # Stale drop flows naming this source go too.
+            session.send(render.flow_delete_cookie(Cookie(Kind.DROP, 0, e.id).value, ALL, Table.EGRESS))

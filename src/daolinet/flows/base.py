@@ -1,0 +1,92 @@
+"""Proactive flows: the per-host pipeline and the per-port classify entries.
+O(1) per host plus O(1) per container on it; nothing grows with the cluster."""
+
+from __future__ import annotations
+
+from daolinet.flows.spec import (
+    Action,
+    FlowSpec,
+    Match,
+    Move,
+    Output,
+    SetField,
+    ToController,
+)
+from daolinet.model import Endpoint, Host
+from daolinet.pipeline import GATEWAY_MAC, OFPP_IN_PORT, OFPP_LOCAL, Cookie, Kind, Priority, Table
+
+ETH_IP = 0x0800
+ETH_ARP = 0x0806
+ARP_REQUEST = 1
+ARP_REPLY = 2
+
+BASE = Cookie(Kind.BASE).value
+
+
+def arp_reply(mac: str) -> tuple[Action, ...]:
+    """Turn an ARP request around in place: "tpa is at `mac`", out the port it came in."""
+    return (
+        Move("eth_src", "eth_dst", 48),
+        SetField("eth_src", mac),
+        SetField("arp_op", ARP_REPLY),
+        Move("arp_sha", "arp_tha", 48),
+        SetField("arp_sha", mac),
+        Move("arp_tpa", "reg0", 32),
+        Move("arp_spa", "arp_tpa", 32),
+        Move("reg0", "arp_spa", 32),
+        Output(OFPP_IN_PORT),
+    )
+
+
+def flows_for_host(host: Host) -> list[FlowSpec]:
+    up = host.uplink_ofport
+
+    def flow(table: Table, prio: int, match: Match, actions: tuple[Action, ...] = (),
+             goto: Table | None = None) -> FlowSpec:
+        return FlowSpec(table, prio, match, actions, goto=goto, cookie=BASE)
+
+    return [
+        # classify: the host's own traffic leaves by the uplink; the uplink's splits by type
+        flow(Table.CLASSIFY, Priority.HOST, Match.of(in_port=OFPP_LOCAL), (Output(up),)),
+        flow(Table.CLASSIFY, Priority.HOST, Match.of(in_port=up, eth_type=ETH_IP), goto=Table.INGRESS),
+        flow(Table.CLASSIFY, Priority.HOST, Match.of(in_port=up, eth_type=ETH_ARP), goto=Table.ARP),
+        flow(Table.CLASSIFY, Priority.MISS, Match.of()),
+        # egress: no route yet -> ask the controller
+        flow(Table.EGRESS, Priority.MISS, Match.of(), (ToController(),)),
+        # ingress: the host's own address; anything else unknown -> controller (re-plug)
+        flow(Table.INGRESS, Priority.HOST, Match.of(eth_type=ETH_IP, ipv4_dst=host.underlay_ip),
+             (Output(OFPP_LOCAL),)),
+        flow(Table.INGRESS, Priority.MISS, Match.of(), (ToController(),)),
+        # arp: the owning host answers for its PIPs; other uplink ARP is the host's own
+        flow(Table.ARP, Priority.SPECIFIC,
+             Match.of(in_port=up, eth_type=ETH_ARP, arp_op=ARP_REQUEST, arp_tpa=host.pip_pool),
+             arp_reply(host.underlay_mac)),
+        flow(Table.ARP, Priority.HOST, Match.of(in_port=up), (Output(OFPP_LOCAL),)),
+        # containers: every address they ask for is the gateway (they never learn real MACs)
+        flow(Table.ARP, Priority.LOW, Match.of(eth_type=ETH_ARP, arp_op=ARP_REQUEST),
+             arp_reply(GATEWAY_MAC)),
+        flow(Table.ARP, Priority.MISS, Match.of()),
+    ]
+
+
+def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:
+    """Anti-spoofing: only (port, MAC, IP) as assigned gets past classify."""
+    assert e.ofport is not None, "an unplugged endpoint has no flows"
+    return [
+        FlowSpec(Table.CLASSIFY, Priority.PORT,
+                 Match.of(in_port=e.ofport, eth_src=e.mac, eth_type=ETH_IP, ipv4_src=e.ip),
+                 goto=Table.EGRESS, cookie=BASE),
+        FlowSpec(Table.CLASSIFY, Priority.PORT,
+                 Match.of(in_port=e.ofport, eth_src=e.mac, eth_type=ETH_ARP, arp_spa=e.ip,
+                          arp_sha=e.mac),
+                 goto=Table.ARP, cookie=BASE),
+    ]
+
+
+def flows_for_switch(host: Host, endpoints: list[Endpoint]) -> list[FlowSpec]:
+    """Everything proactive a host's bridge should hold."""
+    flows = flows_for_host(host)
+    for e in endpoints:
+        if e.ofport is not None:
+            flows += flows_for_endpoint(e)
+    return flows

@@ -1,0 +1,91 @@
+"""FlowSpec -> os-ken OpenFlow 1.3 messages.  The one place our flow vocabulary
+meets os-ken's; install and delete share `match_for`, so a delete always
+matches what was installed."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from daolinet.flows.spec import DecTtl, FlowSpec, Match, Move, Output, SetField, ToController
+from daolinet.ofp.codec import DP, ofp, parser
+from daolinet.pipeline import Table
+
+
+def _match_value(name: str, value: int | str) -> Any:
+    if isinstance(value, str) and "/" in value and name in ("ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"):
+        net = ipaddress.IPv4Network(value, strict=False)
+        return (str(net.network_address), str(net.netmask))
+    return value
+
+
+def match_for(match: Match) -> Any:
+    return parser.OFPMatch(**{k: _match_value(k, v) for k, v in match.items})
+
+
+def _action(a: Any) -> Any:
+    if isinstance(a, Output):
+        return parser.OFPActionOutput(a.port, 0)
+    if isinstance(a, SetField):
+        return parser.OFPActionSetField(**{a.field: a.value})
+    if isinstance(a, DecTtl):
+        return parser.OFPActionDecNwTtl()
+    if isinstance(a, Move):
+        return parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=a.n_bits,
+                                      src_ofs=0, dst_ofs=0)
+    if isinstance(a, ToController):
+        return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, a.max_len)
+    raise TypeError(f"unknown action {a!r}")
+
+
+def instructions_for(spec: FlowSpec) -> list[Any]:
+    inst: list[Any] = []
+    if spec.actions:
+        inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                 [_action(a) for a in spec.actions]))
+    if spec.goto is not None:
+        inst.append(parser.OFPInstructionGotoTable(int(spec.goto)))
+    return inst
+
+
+def flow_add(spec: FlowSpec) -> Any:
+    flags = ofp.OFPFF_SEND_FLOW_REM if spec.send_flow_rem else 0
+    return parser.OFPFlowMod(
+        DP, cookie=spec.cookie, table_id=int(spec.table), command=ofp.OFPFC_ADD,
+        idle_timeout=spec.idle_timeout, hard_timeout=spec.hard_timeout, priority=spec.priority,
+        buffer_id=ofp.OFP_NO_BUFFER, flags=flags, match=match_for(spec.match),
+        instructions=instructions_for(spec),
+    )
+
+
+def flow_delete_strict(spec: FlowSpec) -> Any:
+    return parser.OFPFlowMod(
+        DP, table_id=int(spec.table), command=ofp.OFPFC_DELETE_STRICT, priority=spec.priority,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=match_for(spec.match),
+    )
+
+
+def flow_delete_cookie(cookie: int, mask: int, table: Table | None = None) -> Any:
+    """Delete every flow whose cookie matches under mask (in one table or all)."""
+    return parser.OFPFlowMod(
+        DP, cookie=cookie, cookie_mask=mask,
+        table_id=ofp.OFPTT_ALL if table is None else int(table), command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch(),
+    )
+
+
+def flow_stats_request(cookie: int, mask: int) -> Any:
+    return parser.OFPFlowStatsRequest(
+        DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, cookie, mask, parser.OFPMatch(),
+    )
+
+
+def packet_out_to_table(in_port: int, data: bytes) -> Any:
+    """Re-inject a packet as if it had just arrived on in_port."""
+    return parser.OFPPacketOut(DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port,
+                               actions=[parser.OFPActionOutput(ofp.OFPP_TABLE, 0)], data=data)
+
+
+def packet_out_to_port(port: int, data: bytes) -> Any:
+    return parser.OFPPacketOut(DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+                               actions=[parser.OFPActionOutput(port, 0)], data=data)

@@ -1,0 +1,108 @@
+"""Hot-plug route flows: compile a route decision into per-switch FlowSpecs.
+
+Cross-host, four flows, both directions at once:
+
+    S egress   A->B: dec_ttl, ipv4_src:=PIP(A), ipv4_dst:=PIP(B), eth:=S->D, out uplink
+    D ingress  PIP(A)->PIP(B): dec_ttl, restore logical IPs, eth:=gw->B, out port(B)
+    D egress   B->A  and  S ingress PIP(B)->PIP(A): the mirror pair
+
+Same host, two flows: MAC rewrite, out port (dec_ttl when subnets differ).
+dec_ttl comes first, so a packet whose TTL runs out reaches the controller
+as it arrived at that hop (logical IPs on S, PIPs on D): never ambiguous.
+Steps come destination first: the shell installs them in order, with a
+barrier after each, and re-injects the packet on the source last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daolinet.flows.base import ETH_IP
+from daolinet.flows.spec import Action, DecTtl, FlowSpec, Match, Output, SetField
+from daolinet.model import Endpoint, Host
+from daolinet.pipeline import GATEWAY_MAC, Kind, Priority, Table, route_cookie
+
+
+@dataclass(frozen=True)
+class RouteEnds:
+    """Everything a route's flows depend on."""
+
+    a: Endpoint  # the side whose packet triggered the route
+    b: Endpoint
+    ha: Host
+    hb: Host
+    same_network: bool
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    cookie: int
+    steps: tuple[tuple[int, tuple[FlowSpec, ...]], ...]  # (dpid, flows), in install order
+
+
+def _next_hop_mac(src: Host, dst: Host) -> str:
+    if src.same_segment(dst) or not src.underlay_gateway_mac:
+        return dst.underlay_mac
+    return src.underlay_gateway_mac
+
+
+def _egress_cross(x: Endpoint, y: Endpoint, hx: Host, hy: Host, cookie: int, idle: int) -> FlowSpec:
+    actions: tuple[Action, ...] = (
+        DecTtl(),
+        SetField("ipv4_src", x.pip), SetField("ipv4_dst", y.pip),
+        SetField("eth_src", hx.underlay_mac), SetField("eth_dst", _next_hop_mac(hx, hy)),
+        Output(hx.uplink_ofport),
+    )
+    return FlowSpec(Table.EGRESS, Priority.ROUTE, _egress_match(x, y), actions,
+                    cookie=cookie, idle_timeout=idle, send_flow_rem=True)
+
+
+def _ingress_cross(x: Endpoint, y: Endpoint, hy: Host, cookie: int, idle: int) -> FlowSpec:
+    assert y.ofport is not None
+    match = Match.of(in_port=hy.uplink_ofport, eth_type=ETH_IP, ipv4_src=x.pip, ipv4_dst=y.pip)
+    actions: tuple[Action, ...] = (
+        DecTtl(),
+        SetField("ipv4_src", x.ip), SetField("ipv4_dst", y.ip),
+        SetField("eth_src", GATEWAY_MAC), SetField("eth_dst", y.mac),
+        Output(y.ofport),
+    )
+    return FlowSpec(Table.INGRESS, Priority.ROUTE, match, actions,
+                    cookie=cookie, idle_timeout=idle, send_flow_rem=True)
+
+
+def _egress_local(x: Endpoint, y: Endpoint, routed: bool, cookie: int, idle: int) -> FlowSpec:
+    assert y.ofport is not None
+    actions: tuple[Action, ...] = (
+        *((DecTtl(),) if routed else ()),
+        SetField("eth_src", GATEWAY_MAC), SetField("eth_dst", y.mac), Output(y.ofport),
+    )
+    return FlowSpec(Table.EGRESS, Priority.ROUTE, _egress_match(x, y), actions,
+                    cookie=cookie, idle_timeout=idle, send_flow_rem=True)
+
+
+def _egress_match(x: Endpoint, y: Endpoint) -> Match:
+    assert x.ofport is not None
+    return Match.of(in_port=x.ofport, eth_type=ETH_IP, ipv4_src=x.ip, ipv4_dst=y.ip)
+
+
+def flows_for_route(ends: RouteEnds, idle_timeout: int) -> RoutePlan:
+    a, b, ha, hb = ends.a, ends.b, ends.ha, ends.hb
+    cookie = route_cookie(a.id, b.id).value
+    if ha.dpid == hb.dpid:
+        routed = not ends.same_network
+        flows = (_egress_local(a, b, routed, cookie, idle_timeout),
+                 _egress_local(b, a, routed, cookie, idle_timeout))
+        return RoutePlan(cookie, ((ha.dpid, flows),))
+    dst_flows = (_ingress_cross(a, b, hb, cookie, idle_timeout),
+                 _egress_cross(b, a, hb, ha, cookie, idle_timeout))
+    src_flows = (_ingress_cross(b, a, ha, cookie, idle_timeout),
+                 _egress_cross(a, b, ha, hb, cookie, idle_timeout))
+    return RoutePlan(cookie, ((hb.dpid, dst_flows), (ha.dpid, src_flows)))
+
+
+def drop_flow(src: Endpoint, dst_ip: str, hard_timeout: int) -> FlowSpec:
+    """Damp repeats of a denied or unknown destination for a few seconds."""
+    assert src.ofport is not None
+    match = Match.of(in_port=src.ofport, eth_type=ETH_IP, ipv4_src=src.ip, ipv4_dst=dst_ip)
+    return FlowSpec(Table.EGRESS, Priority.ROUTE, match, (),
+                    cookie=route_cookie(src.id, 0, Kind.DROP).value, hard_timeout=hard_timeout)

@@ -1,0 +1,115 @@
+"""FlowSpec: one OpenFlow flow as a frozen, hashable value, checked against
+its table when it is made (allowed match fields, set-fields and gotos)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from daolinet.errors import DaoliError
+from daolinet.pipeline import NEXT_TABLES, Table
+
+MatchValue = int | str
+
+
+@dataclass(frozen=True)
+class Match:
+    """Sorted (field, value) pairs; IPv4 values may be 'a.b.c.d/len' prefixes."""
+
+    items: tuple[tuple[str, MatchValue], ...] = ()
+
+    @classmethod
+    def of(cls, **fields: MatchValue) -> Match:
+        return cls(tuple(sorted(fields.items())))
+
+    def get(self, name: str) -> MatchValue | None:
+        for k, v in self.items:
+            if k == name:
+                return v
+        return None
+
+    def as_dict(self) -> dict[str, MatchValue]:
+        return dict(self.items)
+
+
+@dataclass(frozen=True)
+class Output:
+    port: int
+
+
+@dataclass(frozen=True)
+class SetField:
+    field: str
+    value: MatchValue
+
+
+@dataclass(frozen=True)
+class DecTtl:
+    pass
+
+
+@dataclass(frozen=True)
+class Move:
+    """Copy n_bits of one field into another (Nicira reg-move)."""
+
+    src: str
+    dst: str
+    n_bits: int
+
+
+@dataclass(frozen=True)
+class ToController:
+    max_len: int = 0xFFFF  # OFPCML_NO_BUFFER: the whole packet
+
+
+Action = Output | SetField | DecTtl | Move | ToController
+
+
+class FlowSpecError(DaoliError):
+    """A FlowSpec breaks its table's rules: a bug in a flow builder."""
+
+
+# Match fields each table may use.
+MATCH_FIELDS: dict[Table, frozenset[str]] = {
+    Table.CLASSIFY: frozenset({"in_port", "eth_src", "eth_type", "ipv4_src", "arp_spa", "arp_sha"}),
+    Table.EGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
+                             "tcp_dst", "udp_dst"}),
+    Table.INGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
+                              "tcp_dst", "udp_dst"}),
+    Table.ARP: frozenset({"in_port", "eth_type", "arp_op", "arp_tpa"}),
+}
+SET_FIELDS: dict[Table, frozenset[str]] = {
+    Table.CLASSIFY: frozenset(),
+    Table.EGRESS: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst"}),
+    Table.INGRESS: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst"}),
+    Table.ARP: frozenset({"eth_src", "eth_dst", "arp_op", "arp_sha", "arp_tha", "arp_spa", "arp_tpa"}),
+}
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    table: Table
+    priority: int
+    match: Match
+    actions: tuple[Action, ...] = ()
+    goto: Table | None = None
+    cookie: int = 0
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    send_flow_rem: bool = False
+    meta: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        bad = {k for k, _ in self.match.items} - MATCH_FIELDS[self.table]
+        if bad:
+            raise FlowSpecError(f"table {self.table.name} may not match on {sorted(bad)}")
+        for a in self.actions:
+            if isinstance(a, SetField) and a.field not in SET_FIELDS[self.table]:
+                raise FlowSpecError(f"table {self.table.name} may not set {a.field}")
+        if self.goto is not None and self.goto not in NEXT_TABLES[self.table]:
+            raise FlowSpecError(f"table {self.table.name} may not goto {self.goto.name}")
+
+    @property
+    def key(self) -> tuple[Table, int, Match]:
+        """What OpenFlow identifies a flow by (strict match)."""
+        return (self.table, self.priority, self.match)

@@ -1,0 +1,95 @@
+"""The objects of daolinet's model.  Frozen: a change is a new object.
+
+Addresses are kept as strings in their canonical form (what ipaddress prints),
+so objects serialise to JSON and compare without surprises.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A tenant's subnet.  Subnets may overlap across tenants, never within one."""
+
+    id: int
+    name: str
+    tenant: str
+    subnet: str  # "10.1.0.0/24"
+    gateway: str  # "10.1.0.1"
+    isolated: bool = False
+
+    @property
+    def net(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def prefixlen(self) -> int:
+        return self.net.prefixlen
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Host:
+    """A container host: its bridge's datapath id and its place on the underlay."""
+
+    name: str
+    dpid: int
+    underlay_ip: str
+    underlay_mac: str
+    pip_pool: str  # "198.18.1.0/24": PIPs of containers on this host
+    underlay_prefix: int = 24
+    underlay_gateway_mac: str = ""  # next hop for other subnets ("" : same L2 only)
+    uplink_ofport: int = 1
+    last_seen: float = 0.0
+
+    @property
+    def pool(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.pip_pool)
+
+    @property
+    def underlay_net(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{self.underlay_ip}/{self.underlay_prefix}", strict=False)
+
+    def same_segment(self, other: Host) -> bool:
+        """True if frames reach `other` directly, without an underlay router."""
+        return ipaddress.IPv4Address(other.underlay_ip) in self.underlay_net
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A container's interface on a network.  `id` is small and dense: it is
+    part of every route cookie.  `ofport` is None until the agent plugs it."""
+
+    id: int
+    name: str
+    tenant: str
+    network: str
+    ip: str
+    mac: str
+    host: str
+    pip: str
+    port: str = ""  # host-side interface name
+    ofport: int | None = None
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,221 @@
+"""The controller's side of one OpenFlow 1.3 connection, as a state machine.
+
+Theory of operation (h11-style): the shell feeds bytes in with
+`receive_data()` and gets Events back; whatever the channel wants to say
+(handshake, echo replies, queued messages) accumulates and is taken with
+`data_to_send()`.  The channel never touches a socket or a clock.
+
+    HELLO      -> got HELLO: send FEATURES_REQUEST                -> FEATURES
+    FEATURES   -> got FEATURES_REPLY (dpid): SET_CONFIG, PORT_DESC -> PORTS
+    PORTS      -> got the last PORT_DESC part: emit SwitchReady     -> READY
+    READY      -> PacketIn, FlowRemoved, PortStatus, BarrierReply,
+                  MultipartDone, SwitchError events; ECHO answered here
+    any        -> bad input: RemoteProtocolError, state CLOSED
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from daolinet.ofp.codec import DP, Framer, ProtocolError, RemoteProtocolError, decode, encode, ofp, parser
+
+RECENT_SENT = 256  # kept by xid so an error can name the message that caused it
+
+
+class State(enum.Enum):
+    HELLO = "hello"
+    FEATURES = "features"
+    PORTS = "ports"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Port:
+    ofport: int
+    name: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class SwitchReady:
+    dpid: int
+    ports: tuple[Port, ...]
+
+
+@dataclass(frozen=True)
+class PacketIn:
+    msg: Any  # OFPPacketIn
+
+
+@dataclass(frozen=True)
+class FlowRemoved:
+    msg: Any  # OFPFlowRemoved
+
+
+@dataclass(frozen=True)
+class PortStatus:
+    reason: int  # OFPPR_ADD / DELETE / MODIFY
+    port: Port
+
+
+@dataclass(frozen=True)
+class BarrierReply:
+    xid: int
+
+
+@dataclass(frozen=True)
+class MultipartDone:
+    xid: int
+    body: list[Any]
+
+
+@dataclass(frozen=True)
+class SwitchError:
+    """The switch rejected something; `cause` is the message we sent, if recent."""
+
+    xid: int
+    type: int
+    code: int
+    cause: Any | None
+    reply_to: Any = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        what = type(self.cause).__name__ if self.cause is not None else "unknown message"
+        return f"switch error type={self.type} code={self.code} for {what} (xid {self.xid}): {self.cause}"
+
+
+Event = SwitchReady | PacketIn | FlowRemoved | PortStatus | BarrierReply | MultipartDone | SwitchError
+
+
+class Channel:
+    def __init__(self, miss_send_len: int = 0xFFFF) -> None:
+        self.state = State.HELLO
+        self.dpid: int | None = None
+        self._framer = Framer()
+        self._out: list[bytes] = []
+        self._xids = itertools.count(1)
+        self._sent: OrderedDict[int, Any] = OrderedDict()
+        self._parts: dict[int, list[Any]] = {}
+        self._miss_send_len = miss_send_len
+        self._out.append(encode(parser.OFPHello(DP), self._next_xid()))
+
+    # -- output -----------------------------------------------------------------
+
+    def _next_xid(self) -> int:
+        return next(self._xids) & 0xFFFFFFFF
+
+    def send(self, msg: Any) -> int:
+        """Queue a message; returns its xid."""
+        if self.state is State.CLOSED:
+            raise ProtocolError("channel is closed")
+        xid = self._next_xid()
+        self._out.append(encode(msg, xid))
+        self._sent[xid] = msg
+        while len(self._sent) > RECENT_SENT:
+            self._sent.popitem(last=False)
+        return xid
+
+    def send_barrier(self) -> int:
+        return self.send(parser.OFPBarrierRequest(DP))
+
+    def data_to_send(self) -> bytes:
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    # -- input --------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        if self.state is State.CLOSED:
+            raise ProtocolError("channel is closed")
+        events: list[Event] = []
+        try:
+            for frame in self._framer.feed(data):
+                event = self._on_message(decode(frame))
+                if event is not None:
+                    events.append(event)
+        except RemoteProtocolError:
+            self.state = State.CLOSED
+            raise
+        return events
+
+    def _on_message(self, msg: Any) -> Event | None:
+        if isinstance(msg, parser.OFPEchoRequest):
+            reply = parser.OFPEchoReply(DP, data=msg.data)
+            self._out.append(encode(reply, msg.xid))
+            return None
+        if isinstance(msg, parser.OFPErrorMsg):
+            return SwitchError(msg.xid, msg.type, msg.code, self._sent.get(msg.xid), msg)
+        handler = getattr(self, f"_in_{self.state.value}")
+        event: Event | None = handler(msg)
+        return event
+
+    def _in_hello(self, msg: Any) -> Event | None:
+        if not isinstance(msg, parser.OFPHello):
+            raise RemoteProtocolError(f"expected HELLO, got {type(msg).__name__}")
+        self.send(parser.OFPFeaturesRequest(DP))
+        self.state = State.FEATURES
+        return None
+
+    def _in_features(self, msg: Any) -> Event | None:
+        if not isinstance(msg, parser.OFPSwitchFeatures):
+            return None  # e.g. an early PORT_STATUS: nothing depends on it yet
+        self.dpid = int(msg.datapath_id)
+        self.send(parser.OFPSetConfig(DP, ofp.OFPC_FRAG_NORMAL, self._miss_send_len))
+        self.send(async_config())
+        self._ports_xid = self.send(parser.OFPPortDescStatsRequest(DP, 0))
+        self.state = State.PORTS
+        return None
+
+    def _in_ports(self, msg: Any) -> Event | None:
+        if not isinstance(msg, parser.OFPPortDescStatsReply):
+            return None
+        done = self._collect(msg)
+        if done is None:
+            return None
+        self.state = State.READY
+        assert self.dpid is not None
+        return SwitchReady(self.dpid, tuple(_port(p) for p in done.body))
+
+    def _in_ready(self, msg: Any) -> Event | None:
+        if isinstance(msg, parser.OFPPacketIn):
+            return PacketIn(msg)
+        if isinstance(msg, parser.OFPFlowRemoved):
+            return FlowRemoved(msg)
+        if isinstance(msg, parser.OFPPortStatus):
+            return PortStatus(msg.reason, _port(msg.desc))
+        if isinstance(msg, parser.OFPBarrierReply):
+            return BarrierReply(msg.xid)
+        if isinstance(msg, parser.OFPMultipartReply):
+            return self._collect(msg)
+        return None  # echo replies, role replies, ... nothing to report
+
+    def _collect(self, msg: Any) -> MultipartDone | None:
+        parts = self._parts.setdefault(msg.xid, [])
+        parts.extend(msg.body)
+        if msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return None
+        return MultipartDone(msg.xid, self._parts.pop(msg.xid))
+
+    def close(self) -> None:
+        self.state = State.CLOSED
+
+
+def async_config() -> Any:
+    """What a master wants to hear.  OVS leaves INVALID_TTL packet-ins off by
+    default; traceroute needs them."""
+    packet_in = (1 << ofp.OFPR_NO_MATCH) | (1 << ofp.OFPR_ACTION) | (1 << ofp.OFPR_INVALID_TTL)
+    port_status = (1 << ofp.OFPPR_ADD) | (1 << ofp.OFPPR_DELETE) | (1 << ofp.OFPPR_MODIFY)
+    flow_removed = ((1 << ofp.OFPRR_IDLE_TIMEOUT) | (1 << ofp.OFPRR_HARD_TIMEOUT)
+                    | (1 << ofp.OFPRR_DELETE) | (1 << ofp.OFPRR_GROUP_DELETE))
+    return parser.OFPSetAsync(DP, [packet_in, 0], [port_status, 0], [flow_removed, 0])
+
+
+def _port(desc: Any) -> Port:
+    name = desc.name.decode(errors="replace") if isinstance(desc.name, bytes) else str(desc.name)
+    return Port(ofport=int(desc.port_no), name=name.rstrip("\0"), mac=str(desc.hw_addr))

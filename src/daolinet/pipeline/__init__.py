@@ -1,0 +1,112 @@
+"""The datapath pipeline, defined once: tables, priorities, cookie layout and
+the fixed addresses every host shares.  See docs/pipeline.md.
+
+| table | name     | holds                                                        | miss       |
+|-------|----------|--------------------------------------------------------------|------------|
+| 0     | classify | LOCAL -> uplink; uplink IP -> 20, ARP -> 30; container ports: | drop       |
+|       |          | anti-spoof (port+MAC+IP) -> 10 (IP) or 30 (ARP)               |            |
+| 10    | egress   | hot-plug routes per (source port, source IP, destination IP)  | controller |
+| 20    | ingress  | hot-plug routes per (source PIP, destination PIP);           | controller |
+|       |          | the host's own underlay IP -> LOCAL                           |            |
+| 30    | arp      | uplink: proxy replies for this host's PIP pool, rest -> LOCAL;| drop       |
+|       |          | containers: every request answered with the gateway MAC      |            |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Table(IntEnum):
+    CLASSIFY = 0
+    EGRESS = 10
+    INGRESS = 20
+    ARP = 30
+
+
+# What each table may goto: checked for every FlowSpec.
+NEXT_TABLES: dict[Table, frozenset[Table]] = {
+    Table.CLASSIFY: frozenset({Table.EGRESS, Table.INGRESS, Table.ARP}),
+    Table.EGRESS: frozenset(),
+    Table.INGRESS: frozenset(),
+    Table.ARP: frozenset(),
+}
+
+
+class Priority(IntEnum):
+    MISS = 0
+    LOW = 10
+    HOST = 50
+    ROUTE = 100
+    PORT = 200  # per container port in classify; L4 routes in egress (policy issue)
+    SPECIFIC = 300
+
+
+# The gateway MAC every host answers with for every network (a distributed router).
+GATEWAY_MAC = "02:da:01:00:00:01"
+
+OFPP_LOCAL = 0xFFFFFFFE
+OFPP_CONTROLLER = 0xFFFFFFFD
+OFPP_TABLE = 0xFFFFFFF9
+OFPP_IN_PORT = 0xFFFFFFF8
+
+
+# -- cookies -------------------------------------------------------------------
+#
+#   63      56 55      48 47                    24 23                     0
+#   +---------+----------+------------------------+------------------------+
+#   |  kind   |   gen    |  endpoint a (24 bits)  |  endpoint b (24 bits)  |
+#   +---------+----------+------------------------+------------------------+
+#
+# kind says who made the flow; a route's cookie names its two endpoints
+# (a < b), so "every route of endpoint X" is a cookie mask and a restarted
+# controller can read its routes back from the switches.
+
+class Kind(IntEnum):
+    BASE = 0xD0  # per-host pipeline, per-port classify: proactive
+    ROUTE = 0xD1  # hot-plug route flows: reactive, idle out
+    DROP = 0xD2  # short-lived drop flows for denied or unknown destinations
+
+
+EID_BITS = 24
+EID_MAX = (1 << EID_BITS) - 1
+KIND_MASK = 0xFF << 56
+GEN_MASK = 0xFF << 48
+EID_A_MASK = EID_MAX << EID_BITS
+EID_B_MASK = EID_MAX
+
+
+@dataclass(frozen=True)
+class Cookie:
+    kind: Kind
+    a: int = 0
+    b: int = 0
+    gen: int = 0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.a <= EID_MAX and 0 <= self.b <= EID_MAX):
+            raise ValueError(f"endpoint ids {self.a}, {self.b} do not fit a cookie")
+
+    @property
+    def value(self) -> int:
+        return (int(self.kind) << 56) | ((self.gen & 0xFF) << 48) | (self.a << EID_BITS) | self.b
+
+    @classmethod
+    def decode(cls, value: int) -> Cookie | None:
+        try:
+            kind = Kind(value >> 56)
+        except ValueError:
+            return None  # not ours
+        return cls(kind=kind, a=(value >> EID_BITS) & EID_MAX, b=value & EID_MAX,
+                   gen=(value >> 48) & 0xFF)
+
+
+def route_cookie(eid1: int, eid2: int, kind: Kind = Kind.ROUTE) -> Cookie:
+    a, b = sorted((eid1, eid2))
+    return Cookie(kind=kind, a=a, b=b)
+
+
+def kind_mask(kind: Kind) -> tuple[int, int]:
+    """(cookie, mask) selecting every flow of one kind."""
+    return int(kind) << 56, KIND_MASK

@@ -1,0 +1,124 @@
+"""The SQLite store's tables, row conversions and write transaction.
+
+Objects live in ordinary columns, one table per kind; only the change log keeps
+whole objects, as JSON.  `Tx` is what a `SqliteStore` mutation writes through:
+it gives every recorded Change the next persisted revision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from typing import Any
+
+from daolinet.model.objects import Endpoint, Host, Network, Tenant
+from daolinet.model.view import Change, Obj
+from daolinet.store.base import MAX_ENDPOINT_ID, kind_of
+
+SCHEMA = f"""
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 1), ('rev', 0), ('pruned', 0);
+CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS networks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL, tenant TEXT NOT NULL REFERENCES tenants (name),
+    subnet TEXT NOT NULL, gateway TEXT NOT NULL, isolated INTEGER NOT NULL,
+    UNIQUE (tenant, name));
+CREATE TABLE IF NOT EXISTS hosts (
+    name TEXT PRIMARY KEY, dpid TEXT NOT NULL UNIQUE, underlay_ip TEXT NOT NULL UNIQUE,
+    underlay_mac TEXT NOT NULL, pip_pool TEXT NOT NULL, underlay_prefix INTEGER NOT NULL,
+    underlay_gateway_mac TEXT NOT NULL, uplink_ofport INTEGER NOT NULL, last_seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS endpoints (
+    id INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND {MAX_ENDPOINT_ID}),
+    name TEXT NOT NULL, tenant TEXT NOT NULL, network TEXT NOT NULL,
+    ip TEXT NOT NULL, mac TEXT NOT NULL, host TEXT NOT NULL REFERENCES hosts (name),
+    pip TEXT NOT NULL UNIQUE, port TEXT NOT NULL, ofport INTEGER, labels TEXT NOT NULL,
+    UNIQUE (tenant, name), UNIQUE (tenant, ip),
+    FOREIGN KEY (tenant, network) REFERENCES networks (tenant, name));
+CREATE INDEX IF NOT EXISTS endpoints_by_host ON endpoints (host);
+CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints (tenant, network);
+CREATE TABLE IF NOT EXISTS changes (
+    rev INTEGER PRIMARY KEY, kind TEXT NOT NULL, deleted INTEGER NOT NULL, obj TEXT NOT NULL,
+    heartbeat_of TEXT);
+CREATE INDEX IF NOT EXISTS changes_heartbeats ON changes (heartbeat_of) WHERE heartbeat_of IS NOT NULL;
+COMMIT;
+"""
+
+FREE_ID = """
+SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM endpoints WHERE id = 1) THEN 1 ELSE
+    (SELECT e.id + 1 FROM endpoints AS e
+     WHERE NOT EXISTS (SELECT 1 FROM endpoints AS f WHERE f.id = e.id + 1) ORDER BY e.id LIMIT 1)
+END
+"""
+
+_TABLES: dict[type, str] = {Tenant: "tenants", Network: "networks", Host: "hosts", Endpoint: "endpoints"}
+_KEYS: dict[type, str] = {Tenant: "name", Network: "id", Host: "name", Endpoint: "id"}
+
+
+# -- objects <-> rows ------------------------------------------------------------------
+
+
+def _columns(obj: Obj) -> dict[str, Any]:
+    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Host):
+        values["dpid"] = f"{obj.dpid:016x}"  # SQLite integers are signed 64-bit
+    if isinstance(obj, Endpoint):
+        values["labels"] = json.dumps(obj.labels, sort_keys=True)
+    return values
+
+
+def tenant_of(row: sqlite3.Row) -> Tenant:
+    return Tenant(name=row["name"])
+
+
+def network_of(row: sqlite3.Row) -> Network:
+    return Network(**{**dict(row), "isolated": bool(row["isolated"])})
+
+
+def host_of(row: sqlite3.Row) -> Host:
+    return Host(**{**dict(row), "dpid": int(row["dpid"], 16)})
+
+
+def endpoint_of(row: sqlite3.Row) -> Endpoint:
+    return Endpoint(**{**dict(row), "labels": json.loads(row["labels"])})
+
+
+class Tx:
+    """One write transaction: records Changes with fresh revisions as it goes."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.changes: list[Change] = []
+
+    def put(self, obj: Obj) -> None:
+        """Insert or update `obj` in its table (by key, never delete-and-insert)."""
+        values, key = _columns(obj), _KEYS[type(obj)]
+        cols = ", ".join(values)
+        marks = ", ".join("?" * len(values))
+        sets = ", ".join(f"{c} = excluded.{c}" for c in values if c != key) or f"{key} = excluded.{key}"
+        self.db.execute(f"INSERT INTO {_TABLES[type(obj)]} ({cols}) VALUES ({marks}) "
+                        f"ON CONFLICT ({key}) DO UPDATE SET {sets}", tuple(values.values()))
+
+    def remove(self, obj: Obj) -> None:
+        key = _KEYS[type(obj)]
+        self.db.execute(f"DELETE FROM {_TABLES[type(obj)]} WHERE {key} = ?", (getattr(obj, key),))
+        self.record(obj, deleted=True)
+
+    def record(self, obj: Obj, deleted: bool = False, heartbeat_of: str | None = None) -> None:
+        bump = "UPDATE meta SET value = value + 1 WHERE key = 'rev' RETURNING value"
+        rev = int(self.db.execute(bump).fetchone()[0])
+        if heartbeat_of is not None:  # only the latest heartbeat of a host stays in the log
+            self.db.execute("DELETE FROM changes WHERE heartbeat_of = ?", (heartbeat_of,))
+        self.db.execute("INSERT INTO changes (rev, kind, deleted, obj, heartbeat_of) VALUES (?, ?, ?, ?, ?)",
+                        (rev, kind_of(obj), int(deleted), json.dumps(obj.to_json()), heartbeat_of))
+        self.changes.append(Change(rev=rev, obj=obj, deleted=deleted))
+
+    def prune(self, keep: int) -> None:
+        """Keep the last `keep` entries; remember where the log now starts."""
+        newest_gone = "SELECT rev FROM changes ORDER BY rev DESC LIMIT 1 OFFSET ?"
+        row = self.db.execute(newest_gone, (keep,)).fetchone()
+        if row is not None:
+            self.db.execute("DELETE FROM changes WHERE rev <= ?", (row[0],))
+            self.db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'pruned'", (row[0],))
