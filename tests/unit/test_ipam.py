@@ -77,7 +77,8 @@ def test_check_subnet_accepts_canonical_networks(text: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "why"), [
-    ("10.2.0.1", "outside"), ("10.1.0.0", "network address"), ("10.1.0.255", "broadcast"), ("10.1.0", "not an"),
+    ("10.2.0.1", "outside"), ("10.1.0.0", "network address"), ("10.1.0.255", "broadcast"),
+    ("10.1.0", "not an"),
 ])
 def test_check_in_subnet_refuses_unusable_addresses(text: str, why: str) -> None:
     with pytest.raises(InvalidInput, match=why):

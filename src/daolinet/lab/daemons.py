@@ -107,7 +107,8 @@ def controller_link(host: plan.HostPlan, of_sock: str) -> str:
 
 def agent_argv(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str) -> list[str]:
     return [
-        "agent", f"--controller=unix:{controller_link(host, of_sock)}", f"--api={api}", f"--bridge={plan.BRIDGE}",
+        "agent", f"--controller=unix:{controller_link(host, of_sock)}", f"--api={api}",
+        f"--bridge={plan.BRIDGE}",
         f"--uplink={plan.UPLINK}", f"--name={host.name}", f"--ovsdb={ovsdb}", f"--netns={host.netns}",
         f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
         f"--ready-file={os.path.join(host.rundir(), 'agent.json')}", "--heartbeat=5",

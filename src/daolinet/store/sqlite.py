@@ -163,9 +163,9 @@ class SqliteStore(Store):
     async def delete_tenant(self, name: str) -> Tenant:
         with self._write() as tx:
             tenant = self._must_tenant(name)
-            nets = [r["name"] for r in self._rows("SELECT name FROM networks WHERE tenant = ?", name)]
+            nets = self._names("SELECT name FROM networks WHERE tenant = ?", name)
             if nets:
-                raise Conflict(f"tenant {name} still has networks: {', '.join(sorted(nets))}")
+                raise Conflict(f"tenant {name} still has networks: {nets}")
             tx.remove(tenant)
             return tenant
 

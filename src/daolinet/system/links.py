@@ -18,7 +18,6 @@ from pyroute2.netlink.exceptions import NetlinkError
 from daolinet.errors import SystemFailure
 from daolinet.system import procs
 
-
 # pyroute2 reaches another namespace through a forked child that it later
 # stops with SIGTERM.  The child inherits asyncio's signal wakeup fd, so an
 # inherited Python handler would report that SIGTERM to *our* event loop (and
