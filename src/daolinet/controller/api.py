@@ -179,6 +179,19 @@ def create_app(ctrl: Controller) -> FastAPI:
     async def delete_endpoint(eid: int) -> dict[str, Any]:
         return (await store.delete_endpoint(eid)).to_json()
 
+    @app.get("/stats/route-setup")
+    async def route_setup_stats() -> dict[str, Any]:
+        """PacketIn -> route installed and packet re-injected, over recent routes (µs)."""
+        samples = sorted(ctrl.ctx.setup_samples)
+        if not samples:
+            return {"count": 0}
+
+        def pct(p: float) -> float:
+            return round(samples[min(len(samples) - 1, int(p * len(samples)))] * 1e6, 1)
+
+        return {"count": len(samples), "p50_us": pct(0.5), "p90_us": pct(0.9), "p99_us": pct(0.99),
+                "max_us": round(samples[-1] * 1e6, 1)}
+
     # -- routes --
     @app.get("/routes")
     async def routes(host: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ routes, configuration and metrics.  Plain data; no behaviour."""
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,4 +29,6 @@ class Context:
     routes: RouteTable = field(default_factory=RouteTable)
     sessions: dict[int, SwitchSession] = field(default_factory=dict)
     synced: set[int] = field(default_factory=set)  # dpids whose proactive flows are in place
+    # Recent PacketIn -> route-installed-and-packet-re-injected times (seconds).
+    setup_samples: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     clock: Callable[[], float] = time.time

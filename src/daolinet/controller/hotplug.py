@@ -43,7 +43,9 @@ class HotPlug:
         m.decisions.labels(type(decision).__name__.lower()).inc()
         await self.act(session, meta, msg.data, decision)
         if isinstance(decision, Plug):
-            m.route_setup.observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            m.route_setup.observe(took)
+            self.ctx.setup_samples.append(took)
 
     async def act(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Decision) -> None:
         if isinstance(d, Plug):

@@ -1,0 +1,93 @@
+"""First-packet cost on the real lab: extra RTT of a connection's first packet
+(which waits for the controller to plug its route) over the steady-state RTT,
+for fresh container pairs, cross-host and same-host; plus the controller's own
+PacketIn -> route-installed time.
+
+    .venv/bin/python bench/first_packet.py [--pairs 100] [--same-host-pairs 30]
+
+Prints a table and writes bench/results/first_packet-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+from daolinet.lab import cluster
+from daolinet.testing.fixtures import new_lab_name
+from daolinet.testing.labtools import api, ping, rtts
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def measure_pair(lab: cluster.Lab, src: str, dst_ip: str) -> tuple[float, float] | None:
+    """(first RTT, median of the following RTTs) in ms, or None if a ping was lost."""
+    out = ping(lab, src, dst_ip, count=5, interval=0.05, wait=2)
+    times = rtts(out.stdout)
+    if out.returncode != 0 or len(times) != 5:
+        return None
+    return times[1], statistics.median(times[s] for s in range(2, 6))
+
+
+def run(pairs: int, same_pairs: int) -> dict[str, object]:
+    side = max(2, int(pairs ** 0.5 + 0.999))
+    name = new_lab_name()
+    lab = cluster.Lab.up(name, hosts=2)
+    try:
+        api(lab, "POST", "/networks", json={"name": "bench", "subnet": "10.50.0.0/16"})
+        left = [lab.add_container(f"l{i}", host="h1", network="bench") for i in range(side)]
+        right = [lab.add_container(f"r{i}", host="h2", network="bench") for i in range(side)]
+        cross = [(a, b) for a in left for b in right][:pairs]
+        same = [(a, b) for i, a in enumerate(left) for b in left[i + 1:]][:same_pairs]
+        results = {}
+        for label, chosen in (("cross-host", cross), ("same-host", same)):
+            samples = [measure_pair(lab, a.name, str(b.ip)) for a, b in chosen]
+            ok = [s for s in samples if s is not None]
+            extra = [first - steady for first, steady in ok]
+            results[label] = {
+                "pairs": len(chosen), "measured": len(ok),
+                "first_p50_ms": round(pct([f for f, _ in ok], 0.5), 3),
+                "steady_p50_ms": round(pct([s for _, s in ok], 0.5), 3),
+                "extra_p50_ms": round(pct(extra, 0.5), 3), "extra_p99_ms": round(pct(extra, 0.99), 3),
+            }
+        results["controller_route_setup"] = api(lab, "GET", "/stats/route-setup")
+        results["ports_per_host"] = side + 1
+        return results
+    finally:
+        cluster.down(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--same-host-pairs", type=int, default=30)
+    args = parser.parse_args()
+    started = time.time()
+    results = run(args.pairs, args.same_host_pairs)
+    record = {"bench": "first_packet", "when": started, "machine": {
+        "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+        "results": results}
+    print(f"{'case':<12} {'pairs':>5} {'first p50':>10} {'steady p50':>11} {'extra p50':>10} {'extra p99':>10}")
+    for case in ("cross-host", "same-host"):
+        r = results[case]
+        assert isinstance(r, dict)
+        print(f"{case:<12} {r['measured']:>5} {r['first_p50_ms']:>8.3f}ms {r['steady_p50_ms']:>9.3f}ms "
+              f"{r['extra_p50_ms']:>8.3f}ms {r['extra_p99_ms']:>8.3f}ms")
+    print(f"controller PacketIn->route (µs): {results['controller_route_setup']}")
+    os.makedirs("bench/results", exist_ok=True)
+    path = time.strftime("bench/results/first_packet-%Y%m%dT%H%M%S.json", time.gmtime(started))
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
