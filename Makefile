@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit integration lint clean
+.PHONY: setup demo test unit integration lint clean bench bench-first-packet
 
 setup:
 	@bash scripts/setup.sh
@@ -14,7 +14,7 @@ demo: setup
 	$(VENV)/bin/daolinet lab demo
 
 test: setup
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup
@@ -23,8 +23,13 @@ unit: setup
 integration: setup
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
+bench: bench-first-packet
+
+bench-first-packet: setup
+	$(PY) bench/first_packet.py
+
 lint: setup
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src/daolinet
 
 clean:

@@ -75,7 +75,8 @@ def main() -> None:
     record = {"bench": "first_packet", "when": started, "machine": {
         "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
         "results": results}
-    print(f"{'case':<12} {'pairs':>5} {'first p50':>10} {'steady p50':>11} {'extra p50':>10} {'extra p99':>10}")
+    print(f"{'case':<12} {'pairs':>5} {'first p50':>10} {'steady p50':>11} "
+          f"{'extra p50':>10} {'extra p99':>10}")
     for case in ("cross-host", "same-host"):
         r = results[case]
         assert isinstance(r, dict)
