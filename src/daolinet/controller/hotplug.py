@@ -76,31 +76,34 @@ class HotPlug:
                                self.ctx.config.idle_timeout)
         pending = self._pending.get(plan.cookie)
         if pending is not None:  # someone is plugging this route right now
-            await pending
+            installed = await pending
         else:
-            fut = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             self._pending[plan.cookie] = fut
+            installed = False
             try:
-                await self._install(plan, last=session.dpid, names=(d.a.name, d.b.name))
+                installed = await self._install(plan, last=session.dpid, names=(d.a.name, d.b.name))
             finally:
                 del self._pending[plan.cookie]
-                fut.set_result(None)
-        session.send(render.packet_out_to_table(meta.in_port, data))
+                fut.set_result(installed)
+        if installed:  # else the packet would only come straight back to us
+            session.send(render.packet_out_to_table(meta.in_port, data))
 
-    async def _install(self, plan: RoutePlan, last: int | None, names: tuple[str, str]) -> None:
+    async def _install(self, plan: RoutePlan, last: int | None, names: tuple[str, str]) -> bool:
         steps = sorted(plan.steps, key=lambda s: s[0] == last)  # the packet's switch last
         counts: dict[int, int] = {}
         for i, (dpid, flows) in enumerate(steps):
             session = self.ctx.sessions.get(dpid)
             if session is None:
                 log.warning("route %#x: switch %#x is not connected", plan.cookie, dpid)
-                return
+                return False
             self._send(session, *[render.flow_add(f) for f in flows])
             counts[dpid] = len(flows)
             if i < len(steps) - 1:
                 await session.barrier()
         self.ctx.routes.plugged(plan.cookie, names, counts, self.ctx.clock())
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))
+        return True
 
     def _time_exceeded(self, data: bytes, d: TimeExceeded) -> None:
         embedded = icmp.original_header(data, d.to.ip, d.orig_dst.ip)

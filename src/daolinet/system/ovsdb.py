@@ -81,8 +81,21 @@ class Ovsdb:
         )
         self.set_controllers(cfg.name, cfg.controllers)
 
-    def set_controllers(self, bridge: str, targets: tuple[str, ...] | list[str]) -> None:
+    def set_controllers(self, bridge: str, targets: tuple[str, ...] | list[str],
+                        max_backoff_ms: int = 1000) -> None:
+        """Point the bridge at its controllers; reconnect within a second of a
+        controller's return (OVS's default backoff grows to 8 s)."""
         self._execute(self.api.set_controller(bridge, list(targets)))
+        for target in targets:
+            self._execute(self.api.db_set("Controller", self._controller_uuid(target),
+                                          ("max_backoff", max_backoff_ms)))
+
+    def _controller_uuid(self, target: str) -> Any:
+        rows = self.api.db_find("Controller", ("target", "=", target), columns=["_uuid"]).execute(
+            check_error=True)
+        if not rows:
+            raise NotFound(f"no Controller row for {target}")
+        return rows[0]["_uuid"]
 
     def add_port(self, bridge: str, port: str, external_ids: dict[str, str] | None = None) -> int:
         """Add (or keep) a port and return its ofport."""
