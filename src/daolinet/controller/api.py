@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daolinet import __version__
 from daolinet.controller.app import Controller
@@ -25,7 +26,7 @@ STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no "5" -> 5, true -> 1, "yes" -> True
 
 
 class TenantIn(Strict):
@@ -93,9 +94,11 @@ def create_app(ctrl: Controller) -> FastAPI:
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, _validation_message(exc))
 
-    @app.exception_handler(404)
-    async def not_found(_: Request, exc: Any) -> JSONResponse:
-        return _error(404, getattr(exc, "detail", None) or "not found")
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = _error(exc.status_code, str(exc.detail or "error"))
+        response.headers.update(exc.headers or {})  # e.g. Allow of a 405
+        return response
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -45,8 +45,8 @@ def original_header(frame: bytes, src_ip: str, dst_ip: str) -> bytes | None:
     """The expired packet's IPv4 header + 8 payload bytes, addresses set to the
     sender's view and TTL 1, checksum fixed."""
     ip_start = 14
-    if len(frame) < ip_start + 20:
-        return None
+    if len(frame) < ip_start + 20 or frame[12:14] != b"\x08\x00" or frame[ip_start] >> 4 != 4:
+        return None  # not an IPv4 frame
     ihl = (frame[ip_start] & 0x0F) * 4
     if ihl < 20 or len(frame) < ip_start + ihl:
         return None
