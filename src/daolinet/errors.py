@@ -24,3 +24,11 @@ class Conflict(DaoliError):
 
 class SystemFailure(DaoliError):
     """A system part (OVS, netlink, a daemon) failed underneath us."""
+
+
+class Unauthorized(DaoliError):
+    """No token, or a token nobody issued (HTTP 401)."""
+
+
+class Forbidden(DaoliError):
+    """A valid token that may not do this (HTTP 403)."""

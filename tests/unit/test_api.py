@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from daolinet.controller.api import create_app
+from daolinet.controller.api.auth import hash_token
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
 from daolinet.pipeline import route_cookie
@@ -28,9 +29,13 @@ def host_body(i: int, **changes: Any) -> dict[str, Any]:
     return body
 
 
+ADMIN = "dl_test-admin-token"
+
+
 @pytest.fixture
 async def ctrl() -> AsyncIterator[Controller]:
     store = open_store("sqlite://:memory:")
+    await store.create_token("admin", None, hash_token(ADMIN), NOW)
     controller = Controller(store, Config())
     controller.ctx.clock = lambda: NOW
     await controller.start()
@@ -42,7 +47,8 @@ async def ctrl() -> AsyncIterator[Controller]:
 @pytest.fixture
 async def api(ctrl: Controller) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(ctrl))
-    async with httpx.AsyncClient(transport=transport, base_url="http://controller") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://controller",
+                                 headers={"Authorization": f"Bearer {ADMIN}"}) as client:
         yield client
 
 

@@ -169,7 +169,7 @@ def test_ingress_pips_are_unique_across_tenants() -> None:
 def test_different_networks_of_a_tenant_are_denied_with_the_policy_reason(src: Endpoint,
                                                                           dst: Endpoint) -> None:
     reason = denied(decide(egress(src, dst.ip), VIEW), src, dst.ip)
-    verdict = policy.decide(src, dst, T.network_of(src), T.network_of(dst))
+    verdict = policy.Policy([], []).decide(src, dst, T.network_of(src), T.network_of(dst))
     assert not verdict.allowed and reason == verdict.reason
     assert src.network in reason and dst.network in reason
 
@@ -320,7 +320,7 @@ def test_parse_tcp_frame_and_plug() -> None:
     meta = from_container(A, frame(A.mac, GATEWAY_MAC, A.ip, B.ip, tcp_syn(8080)))
     assert meta == PacketMeta(dpid=H1.dpid, in_port=2, table_id=Table.EGRESS, reason=NO_MATCH,
                               eth_src=A.mac, eth_dst=GATEWAY_MAC, eth_type=ETH_IP, ip_src=A.ip, ip_dst=B.ip,
-                              ip_proto=TCP, ttl=64, l4_dst=8080, icmp_type=-1)
+                              ip_proto=TCP, ttl=64, l4_dst=8080, icmp_type=-1, l4_src=40000)
     assert decide(meta, VIEW) == Plug(A, B, "same network net1")
 
 

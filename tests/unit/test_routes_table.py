@@ -138,4 +138,4 @@ def test_to_json(table: RouteTable) -> None:
     table.flow_removed(H2, AB)
     assert ab.to_json() == {"cookie": f"{AB:#018x}", "endpoints": [1, 2], "names": ["a", "b"],
                             "switches": ["0x1", "0x2"], "flows": 3, "created": 10.0, "same_host": False,
-                            "plugged": 1}
+                            "plugged": 1, "scope": None}

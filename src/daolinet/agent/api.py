@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from daolinet.agent.service import AgentService
-from daolinet.controller.api import STATUS, _validation_message
+from daolinet.controller.api import status_of, validation_message
 from daolinet.errors import DaoliError
 from daolinet.model.objects import DEFAULT_TENANT
 
@@ -32,11 +32,11 @@ def create_app(service: AgentService) -> FastAPI:
 
     @app.exception_handler(DaoliError)
     async def daoli_error(_: Request, exc: DaoliError) -> JSONResponse:
-        return JSONResponse(status_code=STATUS.get(type(exc), 503), content={"error": str(exc)})
+        return JSONResponse(status_code=status_of(exc), content={"error": str(exc)})
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"error": _validation_message(exc)})
+        return JSONResponse(status_code=422, content={"error": validation_message(exc)})
 
     @app.get("/host")
     async def host() -> dict[str, Any]:

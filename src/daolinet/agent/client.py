@@ -7,9 +7,18 @@ from typing import Any
 
 import httpx
 
-from daolinet.errors import Conflict, DaoliError, InvalidInput, NotFound, SystemFailure
+from daolinet.errors import (
+    Conflict,
+    DaoliError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SystemFailure,
+    Unauthorized,
+)
 
-ERRORS: dict[int, type[DaoliError]] = {400: InvalidInput, 404: NotFound, 409: Conflict, 422: InvalidInput}
+ERRORS: dict[int, type[DaoliError]] = {400: InvalidInput, 401: Unauthorized, 403: Forbidden,
+                                       404: NotFound, 409: Conflict, 422: InvalidInput}
 
 
 def raise_for(resp: httpx.Response) -> Any:
@@ -23,8 +32,11 @@ def raise_for(resp: httpx.Response) -> Any:
 
 
 class ControllerClient:
-    def __init__(self, base_url: str, timeout: float = 10.0, transport: Any = None) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0,
+                 transport: Any = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport,
+                                      headers=headers)
 
     async def close(self) -> None:
         await self.http.aclose()

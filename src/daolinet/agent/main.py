@@ -43,6 +43,18 @@ class AgentConfig:
     listen: str = "/run/daolinet/agent.sock"
     heartbeat: float = 10.0
     ready_file: str | None = None
+    token_file: str = "/etc/daolinet/agent.token"
+
+
+def read_token(path: str) -> str:
+    try:
+        with open(path) as f:
+            token = f.read().strip()
+    except OSError as e:
+        raise InvalidInput(f"cannot read the API token from {path}: {e.strerror}") from e
+    if not token:
+        raise InvalidInput(f"{path} holds no token")
+    return token
 
 
 def check(cfg: AgentConfig) -> None:
@@ -70,7 +82,7 @@ def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb) -> HostInfo:
 async def run(cfg: AgentConfig) -> None:
     check(cfg)
     ovsdb = await asyncio.to_thread(Ovsdb, cfg.ovsdb)
-    client = ControllerClient(cfg.api)
+    client = ControllerClient(cfg.api, token=read_token(cfg.token_file))
     try:
         host = await asyncio.to_thread(prepare_bridge, cfg, ovsdb)
         service = AgentService(host, client, Plumber(ovsdb, cfg.bridge, cfg.netns))

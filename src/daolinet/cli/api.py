@@ -32,5 +32,17 @@ def _has_api(name: str) -> bool:
         return False
 
 
+def api_token() -> str | None:
+    """$DAOLINET_TOKEN, else the running lab's admin token."""
+    token = os.environ.get("DAOLINET_TOKEN")
+    if token:
+        return token
+    if os.environ.get("DAOLINET_API"):
+        return None
+    name = os.environ.get("DAOLINET_LAB") or next(
+        (n for n in cluster.list_labs() if _has_api(n)), None)
+    return cluster.Lab.open(name).admin_token if name else None
+
+
 def api_client() -> LabClient:
-    return LabClient(api_url())
+    return LabClient(api_url(), token=api_token())

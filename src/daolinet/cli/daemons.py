@@ -25,6 +25,8 @@ def controller(
     drop_timeout: Annotated[int, typer.Option(help="Seconds a denied destination is dropped.")] = 3,
     ready_file: Annotated[str | None, typer.Option(help="Write {api, of, pid} here once listening.")] =
         None,
+    admin_token_file: Annotated[str | None, typer.Option(
+        help="Admin API token (created, mode 600, if missing). Default: beside the SQLite store.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the OpenFlow controller and its REST API."""
@@ -34,7 +36,7 @@ def controller(
         raise typer.BadParameter("--idle-timeout must be 1..65535 seconds")
     _logging(log_level)
     config = Config(idle_timeout=idle_timeout, drop_timeout=drop_timeout)
-    asyncio.run(serve(store, of_listen, api_listen, config, ready_file))
+    asyncio.run(serve(store, of_listen, api_listen, config, ready_file, admin_token_file))
 
 
 def agent(
@@ -51,6 +53,8 @@ def agent(
     heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 10.0,
     ready_file: Annotated[str | None, typer.Option(help="Write {listen, host, pid} here when ready.")] =
         None,
+    token_file: Annotated[str, typer.Option(help="File holding the API token the agent uses.")] =
+        "/etc/daolinet/agent.token",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the host agent: own the bridge, join the cluster, attach containers."""
@@ -61,5 +65,6 @@ def agent(
     _logging(log_level)
     cfg = AgentConfig(name=name or socket.gethostname(), controller=controller, api=api, bridge=bridge,
                       uplink=uplink, pip_pool=pip_pool, ovsdb=ovsdb, netns=netns,
-                      datapath_id=datapath_id, listen=listen, heartbeat=heartbeat, ready_file=ready_file)
+                      datapath_id=datapath_id, listen=listen, heartbeat=heartbeat, ready_file=ready_file,
+                      token_file=token_file)
     asyncio.run(run(cfg))

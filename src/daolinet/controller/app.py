@@ -15,11 +15,15 @@ from prometheus_client import CollectorRegistry
 from daolinet.controller.context import Config, Context
 from daolinet.controller.hotplug import HotPlug
 from daolinet.controller.metrics import Metrics
+from daolinet.controller.routes import scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.controller.sync import FlowSync
-from daolinet.model import Endpoint, Host, View
+from daolinet.flows import render
+from daolinet.model import Endpoint, Group, Host, Network, Rule, View
 from daolinet.model.view import Change
 from daolinet.ofp import channel as ch
+from daolinet.ofp.codec import ProtocolError
+from daolinet.pipeline import Kind, kind_mask
 from daolinet.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,7 @@ class Controller:
         self.hotplug = HotPlug(self.ctx)
         self.sync = FlowSync(self.ctx)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last_counts: dict[tuple[int, Any], tuple[int, float]] = {}
 
     @property
     def view(self) -> View:
@@ -67,6 +72,9 @@ class Controller:
             self._endpoint_changed(old, new)  # type: ignore[arg-type]
         elif isinstance(obj, Host) and new is not None and _host_moved(old, obj):
             self._spawn(self.sync.host_changed(obj))
+        elif isinstance(obj, Group | Rule | Network):
+            # A policy change takes effect at once: revoke what it no longer allows.
+            self.hotplug.revalidate(obj.tenant)
 
     def _endpoint_changed(self, old: Endpoint | None, new: Endpoint | None) -> None:
         def placed(e: Endpoint) -> tuple[object, ...]:
@@ -77,6 +85,31 @@ class Controller:
             self.sync.endpoint_unplugged(old)
         if new is not None and new.ofport is not None and (old is None or placed(old) != placed(new)):
             self.sync.endpoint_plugged(new)
+
+    async def route_counters(self) -> dict[tuple[int, Any], dict[str, Any]]:
+        """Packets and bytes per live route (summed over its flows on every switch),
+        and seconds since the controller last saw its packet count move."""
+        totals: dict[tuple[int, Any], dict[str, Any]] = {}
+        cookie, mask = kind_mask(Kind.ROUTE)
+        for session in list(self.ctx.sessions.values()):
+            try:
+                reply = await session.request(render.flow_stats_request(cookie, mask))
+            except (ProtocolError, ConnectionError, TimeoutError):
+                continue
+            for st in reply.body:
+                key = (int(st.cookie), scope_of_match(st.match))
+                row = totals.setdefault(key, {"packets": 0, "bytes": 0})
+                row["packets"] += int(st.packet_count)
+                row["bytes"] += int(st.byte_count)
+        now = self.ctx.clock()
+        for key, row in totals.items():
+            seen = self._last_counts.get(key)
+            if seen is None or seen[0] != row["packets"]:
+                self._last_counts[key] = (row["packets"], now)
+            row["idle_s"] = None if seen is None else round(now - self._last_counts[key][1], 1)
+        for key in set(self._last_counts) - set(totals):
+            del self._last_counts[key]
+        return totals
 
     # -- switches ------------------------------------------------------------------------
 

@@ -17,13 +17,16 @@ import time
 from typing import Any
 
 from daolinet.controller.context import Context
+from daolinet.controller.routes import Key, LiveRoute, Scope, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide import icmp
 from daolinet.decide.packet import PacketMeta, parse
-from daolinet.decide.route import Decision, Deny, EchoReply, Ignore, Plug, TimeExceeded, decide
+from daolinet.decide.policy import L4
+from daolinet.decide.route import Decision, Deny, EchoReply, Ignore, Plug, TimeExceeded, decide, verdict
 from daolinet.flows import render
 from daolinet.flows.route import RouteEnds, RoutePlan, drop_flow, flows_for_route
-from daolinet.pipeline import GATEWAY_MAC
+from daolinet.model import Endpoint, View
+from daolinet.pipeline import GATEWAY_MAC, Kind, kind_mask
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 class HotPlug:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._pending: dict[Key, asyncio.Future[bool]] = {}
 
     async def on_packet_in(self, session: SwitchSession, msg: Any) -> None:
         started = time.perf_counter()
@@ -72,24 +75,27 @@ class HotPlug:
         na, nb = view.network_of(d.a), view.network_of(d.b)
         if ha is None or hb is None or na is None or nb is None:
             return
-        plan = flows_for_route(RouteEnds(d.a, d.b, ha, hb, na.name == nb.name),
+        plan = flows_for_route(RouteEnds(d.a, d.b, ha, hb, na.name == nb.name, d.scope, d.server_is_b),
                                self.ctx.config.idle_timeout)
-        pending = self._pending.get(plan.cookie)
+        client = (d.a.id if d.server_is_b else d.b.id) if d.scope else None
+        key = (plan.cookie, d.scope)
+        pending = self._pending.get(key)
         if pending is not None:  # someone is plugging this route right now
             installed = await pending
         else:
             fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            self._pending[plan.cookie] = fut
+            self._pending[key] = fut
             installed = False
             try:
-                installed = await self._install(plan, last=session.dpid, names=(d.a.name, d.b.name))
+                installed = await self._install(plan, session.dpid, (d.a.name, d.b.name), d.scope, client)
             finally:
-                del self._pending[plan.cookie]
+                del self._pending[key]
                 fut.set_result(installed)
         if installed:  # else the packet would only come straight back to us
             session.send(render.packet_out_to_table(meta.in_port, data))
 
-    async def _install(self, plan: RoutePlan, last: int | None, names: tuple[str, str]) -> bool:
+    async def _install(self, plan: RoutePlan, last: int | None, names: tuple[str, str],
+                       scope: Scope, client: int | None) -> bool:
         steps = sorted(plan.steps, key=lambda s: s[0] == last)  # the packet's switch last
         counts: dict[int, int] = {}
         for i, (dpid, flows) in enumerate(steps):
@@ -101,7 +107,7 @@ class HotPlug:
             counts[dpid] = len(flows)
             if i < len(steps) - 1:
                 await session.barrier()
-        self.ctx.routes.plugged(plan.cookie, names, counts, self.ctx.clock())
+        self.ctx.routes.plugged(plan.cookie, names, counts, self.ctx.clock(), scope, client)
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))
         return True
 
@@ -117,24 +123,54 @@ class HotPlug:
     def on_flow_removed(self, session: SwitchSession, msg: Any) -> None:
         assert session.dpid is not None
         self.ctx.metrics.flows_removed.labels(session.name).inc()
-        gone = self.ctx.routes.flow_removed(session.dpid, int(msg.cookie))
+        gone = self.ctx.routes.flow_removed(session.dpid, int(msg.cookie), scope_of_match(msg.match))
         if gone is not None:
             log.debug("route %#x idled out", gone.cookie)
             self.ctx.metrics.live_routes.set(len(self.ctx.routes))
 
+    def revalidate(self, tenant: str | None = None) -> int:
+        """After a policy change: revoke every live route (of `tenant`) the policy
+        no longer allows as installed, and drop every drop flow so a grant takes
+        effect on the next packet.  Returns the number of pairs revoked."""
+        view = self.ctx.view
+        doomed = set()
+        for route in self.ctx.routes.all():
+            a, b = view.endpoints.get(route.a), view.endpoints.get(route.b)
+            if a is None or b is None:
+                doomed.add(route.cookie)
+                continue
+            if (tenant is None or a.tenant == tenant) and not _still_allowed(route, a, b, view):
+                doomed.add(route.cookie)
+        for cookie in doomed:
+            self.revoke(cookie)
+        drops, mask = kind_mask(Kind.DROP)
+        for session in self.ctx.sessions.values():
+            self._send(session, render.flow_delete_cookie(drops, mask))
+        return len(doomed)
+
     def revoke_endpoint(self, eid: int) -> int:
         """Delete every route of an endpoint on every switch holding it, now."""
-        routes = self.ctx.routes.of_endpoint(eid)
-        for route in routes:
-            self.revoke(route.cookie)
-        return len(routes)
+        cookies = {route.cookie for route in self.ctx.routes.of_endpoint(eid)}
+        for cookie in cookies:
+            self.revoke(cookie)
+        return len(cookies)
 
     def revoke(self, cookie: int) -> None:
-        route = self.ctx.routes.remove(cookie)
-        if route is None:
-            return
-        for dpid in route.flows:
+        """Delete every flow of the pair's routes (all scopes), on every switch holding one."""
+        dpids = {d for route in self.ctx.routes.remove_pair(cookie) for d in route.flows}
+        for dpid in sorted(dpids):
             session = self.ctx.sessions.get(dpid)
             if session is not None:
                 self._send(session, render.flow_delete_cookie(cookie, (1 << 64) - 1))
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))
+
+
+def _still_allowed(route: LiveRoute, a: Endpoint, b: Endpoint, view: View) -> bool:
+    """Would the policy install this route, as it is, today?"""
+    if route.scope is None:
+        v = verdict(a, b, view, None)
+        return v is not None and v.allowed and v.scope is None
+    client, server = (a, b) if route.client == a.id else (b, a)
+    proto, port = route.scope
+    v = verdict(client, server, view, L4(proto, 0, port))
+    return v is not None and v.allowed and v.scope == route.scope and not v.reply

@@ -19,6 +19,7 @@ import uvicorn
 
 from daolinet.controller import ofserver
 from daolinet.controller.api import create_app
+from daolinet.controller.api.auth import ensure_admin_token
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
 from daolinet.errors import InvalidInput
@@ -35,11 +36,14 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 async def serve(store_url: str, of_listen: list[str], api_listen: str, config: Config,
-                ready_file: str | None = None) -> None:
+                ready_file: str | None = None, admin_token_file: str | None = None) -> None:
     host, port = parse_listen(api_listen)
     for target in of_listen:
         ofserver.parse_target(target)
     store = open_store(store_url)
+    if admin_token_file is None:
+        admin_token_file = default_token_file(store_url)
+    await ensure_admin_token(store, admin_token_file)
     ctrl = Controller(store, config)
     await ctrl.start()
     of_servers = [await ofserver.listen(t, ctrl.on_session) for t in of_listen]
@@ -57,7 +61,8 @@ async def serve(store_url: str, of_listen: list[str], api_listen: str, config: C
     while not server.started and not api_task.done():
         await asyncio.sleep(0.01)  # uvicorn offers no readiness event; poll its flag
     if ready_file:
-        _write_ready(ready_file, {"api": api_url, "of": of_listen, "pid": os.getpid()})
+        _write_ready(ready_file, {"api": api_url, "of": of_listen, "pid": os.getpid(),
+                                  "admin_token_file": admin_token_file})
     log.info("controller ready: api %s, openflow %s", api_url, ", ".join(of_listen))
     await stop.wait()
     server.should_exit = True
@@ -65,6 +70,13 @@ async def serve(store_url: str, of_listen: list[str], api_listen: str, config: C
         s.close()
     await api_task
     await store.close()
+
+
+def default_token_file(store_url: str) -> str:
+    """Beside an SQLite store; else /etc/daolinet/admin.token."""
+    if store_url.startswith("sqlite:///"):
+        return os.path.join(os.path.dirname(store_url[len("sqlite://"):]), "admin.token")
+    return "/etc/daolinet/admin.token"
 
 
 def _write_ready(path: str, data: dict[str, object]) -> None:

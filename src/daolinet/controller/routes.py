@@ -12,6 +12,21 @@ from typing import Any
 
 from daolinet.pipeline import Cookie
 
+Scope = tuple[int, int] | None  # (ip_proto, server port) of an L4-specific route
+Key = tuple[int, Scope]
+
+
+def scope_of_match(match: Any) -> Scope:
+    """The scope of a route flow, read back from its OpenFlow match."""
+    proto = match.get("ip_proto")
+    if proto is None:
+        return None
+    for name in ("tcp_dst", "tcp_src", "udp_dst", "udp_src"):
+        port = match.get(name)
+        if port is not None:
+            return (int(proto), int(port))
+    return (int(proto), 0)
+
 
 @dataclass
 class LiveRoute:
@@ -23,7 +38,13 @@ class LiveRoute:
     created: float
     same_host: bool = False
     hits: int = 1  # times it was (re)plugged
+    scope: Scope = None
+    client: int | None = None  # for a scoped route: the endpoint that opens connections
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Key:
+        return (self.cookie, self.scope)
 
     @property
     def dpids(self) -> list[int]:
@@ -39,62 +60,78 @@ class LiveRoute:
             "created": self.created,
             "same_host": self.same_host,
             "plugged": self.hits,
+            "scope": list(self.scope) if self.scope else None,
         }
 
 
 class RouteTable:
+    """Live routes by (cookie, scope): a pair has one port-agnostic route, or
+    one route per L4 scope; they share the pair's cookie, so revoking the
+    pair deletes them all at once."""
+
     def __init__(self) -> None:
-        self._routes: dict[int, LiveRoute] = {}
-        self._by_endpoint: dict[int, set[int]] = {}
+        self._routes: dict[Key, LiveRoute] = {}
+        self._by_endpoint: dict[int, set[Key]] = {}
+        self._by_cookie: dict[int, set[Key]] = {}
 
     def __len__(self) -> int:
         return len(self._routes)
 
-    def get(self, cookie: int) -> LiveRoute | None:
-        return self._routes.get(cookie)
+    def get(self, cookie: int, scope: Scope = None) -> LiveRoute | None:
+        return self._routes.get((cookie, scope))
 
     def all(self) -> list[LiveRoute]:
         return list(self._routes.values())
 
-    def plugged(self, cookie: int, names: tuple[str, str], flows: dict[int, int], now: float) -> LiveRoute:
+    def plugged(self, cookie: int, names: tuple[str, str], flows: dict[int, int], now: float,
+                scope: Scope = None, client: int | None = None) -> LiveRoute:
         """Record that a route's flows were (re)installed."""
         c = Cookie.decode(cookie)
         assert c is not None
-        route = self._routes.get(cookie)
+        key = (cookie, scope)
+        route = self._routes.get(key)
         if route is None:
-            route = LiveRoute(cookie, c.a, c.b, names, dict(flows), now, same_host=len(flows) == 1)
-            self._routes[cookie] = route
+            route = LiveRoute(cookie, c.a, c.b, names, dict(flows), now, same_host=len(flows) == 1,
+                              scope=scope, client=client)
+            self._routes[key] = route
+            self._by_cookie.setdefault(cookie, set()).add(key)
             for eid in (c.a, c.b):
-                self._by_endpoint.setdefault(eid, set()).add(cookie)
+                self._by_endpoint.setdefault(eid, set()).add(key)
         else:
             route.flows = dict(flows)
             route.hits += 1
         return route
 
-    def flow_removed(self, dpid: int, cookie: int) -> LiveRoute | None:
+    def flow_removed(self, dpid: int, cookie: int, scope: Scope = None) -> LiveRoute | None:
         """Count one flow gone; returns the route if that was its last flow."""
-        route = self._routes.get(cookie)
+        route = self._routes.get((cookie, scope))
         if route is None:
             return None
         left = route.flows.get(dpid, 0) - 1
         route.flows[dpid] = max(left, 0)
         if any(route.flows.values()):
             return None
-        return self.remove(cookie)
+        return self.remove(cookie, scope)
 
-    def remove(self, cookie: int) -> LiveRoute | None:
-        route = self._routes.pop(cookie, None)
+    def remove(self, cookie: int, scope: Scope = None) -> LiveRoute | None:
+        key = (cookie, scope)
+        route = self._routes.pop(key, None)
         if route is not None:
-            for eid in (route.a, route.b):
-                cookies = self._by_endpoint.get(eid)
-                if cookies is not None:
-                    cookies.discard(cookie)
-                    if not cookies:
-                        del self._by_endpoint[eid]
+            for index, ids in ((self._by_cookie, (cookie,)), (self._by_endpoint, (route.a, route.b))):
+                for i in ids:
+                    keys = index.get(i)
+                    if keys is not None:
+                        keys.discard(key)
+                        if not keys:
+                            del index[i]
         return route
 
+    def remove_pair(self, cookie: int) -> list[LiveRoute]:
+        """Every route (all scopes) of the pair named by cookie."""
+        return [r for key in list(self._by_cookie.get(cookie, ())) if (r := self.remove(*key))]
+
     def of_endpoint(self, eid: int) -> list[LiveRoute]:
-        return [self._routes[c] for c in self._by_endpoint.get(eid, ())]
+        return [self._routes[k] for k in self._by_endpoint.get(eid, ())]
 
     def on_switch(self, dpid: int) -> list[LiveRoute]:
         return [r for r in self._routes.values() if r.flows.get(dpid, 0) > 0]

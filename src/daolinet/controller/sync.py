@@ -15,7 +15,7 @@ from typing import Any
 
 from daolinet.controller.context import Context
 from daolinet.controller.switch import SwitchSession
-from daolinet.decide import policy
+from daolinet.decide.route import verdict
 from daolinet.flows import base, render
 from daolinet.flows.spec import FlowSpec
 from daolinet.model import Endpoint, Host
@@ -95,8 +95,9 @@ class FlowSync:
         self.ctx.routes.plugged(cookie, (a.name, b.name), flows, self.ctx.clock())
 
     def _allowed(self, a: Endpoint, b: Endpoint) -> bool:
-        na, nb = self.ctx.view.network_of(a), self.ctx.view.network_of(b)
-        return na is not None and nb is not None and policy.decide(a, b, na, nb).allowed
+        """Adopt only port-agnostic routes the policy still allows; scoped ones re-plug."""
+        v = verdict(a, b, self.ctx.view, None)
+        return v is not None and v.allowed
 
     # -- reactions to model changes ------------------------------------------------
 

@@ -28,6 +28,7 @@ class PacketMeta:
     ttl: int = 0
     l4_dst: int = 0
     icmp_type: int = -1
+    l4_src: int = 0
 
     @property
     def is_ip(self) -> bool:
@@ -46,11 +47,11 @@ def parse(dpid: int, in_port: int, table_id: int, reason: int, data: bytes) -> P
     ip = pkt.get_protocol(ipv4.ipv4)
     if ip is None:
         return PacketMeta(dpid, in_port, table_id, reason, eth.src, eth.dst, eth.ethertype)
-    l4_dst, icmp_type = 0, -1
+    l4_src, l4_dst, icmp_type = 0, 0, -1
     for proto in pkt.protocols:
         if isinstance(proto, tcp.tcp | udp.udp):
-            l4_dst = proto.dst_port
+            l4_src, l4_dst = proto.src_port, proto.dst_port
         elif isinstance(proto, icmp.icmp):
             icmp_type = proto.type
     return PacketMeta(dpid, in_port, table_id, reason, eth.src, eth.dst, eth.ethertype,
-                      ip.src, ip.dst, ip.proto, ip.ttl, l4_dst, icmp_type)
+                      ip.src, ip.dst, ip.proto, ip.ttl, l4_dst, icmp_type, l4_src)

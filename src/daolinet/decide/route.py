@@ -13,10 +13,11 @@ turns decisions into FlowMods and PacketOuts.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
-from daolinet.decide import policy
 from daolinet.decide.packet import INVALID_TTL, PacketMeta
+from daolinet.decide.policy import L4, Policy, Verdict
 from daolinet.model import Endpoint, Host, View
 from daolinet.pipeline import Table
 
@@ -26,11 +27,14 @@ ICMP_ECHO_REQUEST = 8
 
 @dataclass(frozen=True)
 class Plug:
-    """Install the route a<->b, then re-inject the packet on `dpid`."""
+    """Install the route a<->b (a sent the packet), then re-inject the packet.
+    With a scope (protocol, server port) the route's flows are L4-specific."""
 
     a: Endpoint
     b: Endpoint
     reason: str
+    scope: tuple[int, int] | None = None
+    server_is_b: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,30 @@ class TimeExceeded:
 
 
 Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded
+
+
+_policies: weakref.WeakKeyDictionary[View, tuple[int, Policy]] = weakref.WeakKeyDictionary()
+
+
+def policy_of(view: View) -> Policy:
+    """The view's policy index, rebuilt only when the policy revision moved."""
+    cached = _policies.get(view)
+    if cached is None or cached[0] != view.policy_rev:
+        cached = (view.policy_rev, Policy(view.groups.values(), view.rules.values()))
+        _policies[view] = cached
+    return cached[1]
+
+
+def verdict(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Verdict | None:
+    """The policy's answer for src -> dst, or None if either end's network is gone."""
+    src_net, dst_net = view.network_of(src), view.network_of(dst)
+    if src_net is None or dst_net is None:
+        return None
+    return policy_of(view).decide(src, dst, src_net, dst_net, l4)
+
+
+def l4_of(meta: PacketMeta) -> L4:
+    return L4(meta.ip_proto, meta.l4_src, meta.l4_dst)
 
 
 def decide(meta: PacketMeta, view: View) -> Decision:
@@ -101,27 +129,27 @@ def _egress_miss(meta: PacketMeta, view: View) -> Decision:
     dst = view.by_ip.get((src.tenant, meta.ip_dst))
     if dst is None or dst.id == src.id:
         return Deny(src, meta.ip_dst, f"no container {meta.ip_dst} in tenant {src.tenant}")
-    return _allowed(src, dst, view)
+    return _allowed(src, dst, view, l4_of(meta))
 
 
-def _allowed(src: Endpoint, dst: Endpoint, view: View) -> Decision:
-    src_net, dst_net = view.network_of(src), view.network_of(dst)
-    dst_host = view.host_of(dst)
-    if src_net is None or dst_net is None or dst_host is None:
-        return Deny(src, dst.ip, "destination's network or host is gone")
+def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Decision:
+    if view.host_of(dst) is None:
+        return Deny(src, dst.ip, "destination's host is gone")
     if dst.ofport is None:
         return Deny(src, dst.ip, f"container {dst.name} is not plugged in yet")
-    verdict = policy.decide(src, dst, src_net, dst_net)
-    if not verdict.allowed:
-        return Deny(src, dst.ip, verdict.reason)
-    return Plug(src, dst, verdict.reason)
+    v = verdict(src, dst, view, l4)
+    if v is None:
+        return Deny(src, dst.ip, "destination's network is gone")
+    if not v.allowed:
+        return Deny(src, dst.ip, v.reason)
+    return Plug(src, dst, v.reason, v.scope, server_is_b=not v.reply)
 
 
 def _ingress_miss(meta: PacketMeta, view: View, host: Host) -> Decision:
     a, b = view.by_pip.get(meta.ip_src), view.by_pip.get(meta.ip_dst)
     if a is None or b is None or b.host != host.name or a.ofport is None:
         return Ignore(f"no route for {meta.ip_src}->{meta.ip_dst} on uplink of {host.name}")
-    decision = _allowed(a, b, view)
+    decision = _allowed(a, b, view, l4_of(meta))
     # Never answer an ingress miss with a drop flow on the *remote* source.
     return decision if isinstance(decision, Plug) else Ignore(getattr(decision, "reason", ""))
 

@@ -32,6 +32,22 @@ class RouteEnds:
     ha: Host
     hb: Host
     same_network: bool
+    scope: tuple[int, int] | None = None  # (ip_proto, server port): L4-specific flows
+    server_is_b: bool = True
+
+    def l4_match(self, dst: Endpoint) -> dict[str, int]:
+        """Extra match fields of the flows towards `dst` (empty when port-agnostic)."""
+        if self.scope is None:
+            return {}
+        proto, port = self.scope
+        fields = {"ip_proto": proto}
+        if proto in L4_FIELD:
+            towards_server = (dst.id == self.b.id) == self.server_is_b
+            fields[f"{L4_FIELD[proto]}_{'dst' if towards_server else 'src'}"] = port
+        return fields
+
+
+L4_FIELD = {6: "tcp", 17: "udp"}
 
 
 @dataclass(frozen=True)
@@ -46,57 +62,65 @@ def _next_hop_mac(src: Host, dst: Host) -> str:
     return src.underlay_gateway_mac
 
 
-def _egress_cross(x: Endpoint, y: Endpoint, hx: Host, hy: Host, cookie: int, idle: int) -> FlowSpec:
+def _egress_cross(x: Endpoint, y: Endpoint, hx: Host, hy: Host, cookie: int, idle: int,
+                  l4: dict[str, int]) -> FlowSpec:
     actions: tuple[Action, ...] = (
         DecTtl(),
         SetField("ipv4_src", x.pip), SetField("ipv4_dst", y.pip),
         SetField("eth_src", hx.underlay_mac), SetField("eth_dst", _next_hop_mac(hx, hy)),
         Output(hx.uplink_ofport),
     )
-    return FlowSpec(Table.EGRESS, Priority.ROUTE, _egress_match(x, y), actions,
+    return FlowSpec(Table.EGRESS, _prio(l4), _egress_match(x, y, l4), actions,
                     cookie=cookie, idle_timeout=idle, send_flow_rem=True)
 
 
-def _ingress_cross(x: Endpoint, y: Endpoint, hy: Host, cookie: int, idle: int) -> FlowSpec:
+def _prio(l4: dict[str, int]) -> int:
+    return Priority.PORT if l4 else Priority.ROUTE
+
+
+def _ingress_cross(x: Endpoint, y: Endpoint, hy: Host, cookie: int, idle: int,
+                   l4: dict[str, int]) -> FlowSpec:
     assert y.ofport is not None
-    match = Match.of(in_port=hy.uplink_ofport, eth_type=ETH_IP, ipv4_src=x.pip, ipv4_dst=y.pip)
+    match = Match.of(in_port=hy.uplink_ofport, eth_type=ETH_IP, ipv4_src=x.pip, ipv4_dst=y.pip, **l4)
     actions: tuple[Action, ...] = (
         DecTtl(),
         SetField("ipv4_src", x.ip), SetField("ipv4_dst", y.ip),
         SetField("eth_src", GATEWAY_MAC), SetField("eth_dst", y.mac),
         Output(y.ofport),
     )
-    return FlowSpec(Table.INGRESS, Priority.ROUTE, match, actions,
+    return FlowSpec(Table.INGRESS, _prio(l4), match, actions,
                     cookie=cookie, idle_timeout=idle, send_flow_rem=True)
 
 
-def _egress_local(x: Endpoint, y: Endpoint, routed: bool, cookie: int, idle: int) -> FlowSpec:
+def _egress_local(x: Endpoint, y: Endpoint, routed: bool, cookie: int, idle: int,
+                  l4: dict[str, int]) -> FlowSpec:
     assert y.ofport is not None
     actions: tuple[Action, ...] = (
         *((DecTtl(),) if routed else ()),
         SetField("eth_src", GATEWAY_MAC), SetField("eth_dst", y.mac), Output(y.ofport),
     )
-    return FlowSpec(Table.EGRESS, Priority.ROUTE, _egress_match(x, y), actions,
+    return FlowSpec(Table.EGRESS, _prio(l4), _egress_match(x, y, l4), actions,
                     cookie=cookie, idle_timeout=idle, send_flow_rem=True)
 
 
-def _egress_match(x: Endpoint, y: Endpoint) -> Match:
+def _egress_match(x: Endpoint, y: Endpoint, l4: dict[str, int]) -> Match:
     assert x.ofport is not None
-    return Match.of(in_port=x.ofport, eth_type=ETH_IP, ipv4_src=x.ip, ipv4_dst=y.ip)
+    return Match.of(in_port=x.ofport, eth_type=ETH_IP, ipv4_src=x.ip, ipv4_dst=y.ip, **l4)
 
 
 def flows_for_route(ends: RouteEnds, idle_timeout: int) -> RoutePlan:
     a, b, ha, hb = ends.a, ends.b, ends.ha, ends.hb
     cookie = route_cookie(a.id, b.id).value
+    to_b, to_a = ends.l4_match(b), ends.l4_match(a)
     if ha.dpid == hb.dpid:
         routed = not ends.same_network
-        flows = (_egress_local(a, b, routed, cookie, idle_timeout),
-                 _egress_local(b, a, routed, cookie, idle_timeout))
+        flows = (_egress_local(a, b, routed, cookie, idle_timeout, to_b),
+                 _egress_local(b, a, routed, cookie, idle_timeout, to_a))
         return RoutePlan(cookie, ((ha.dpid, flows),))
-    dst_flows = (_ingress_cross(a, b, hb, cookie, idle_timeout),
-                 _egress_cross(b, a, hb, ha, cookie, idle_timeout))
-    src_flows = (_ingress_cross(b, a, ha, cookie, idle_timeout),
-                 _egress_cross(a, b, ha, hb, cookie, idle_timeout))
+    dst_flows = (_ingress_cross(a, b, hb, cookie, idle_timeout, to_b),
+                 _egress_cross(b, a, hb, ha, cookie, idle_timeout, to_a))
+    src_flows = (_ingress_cross(b, a, ha, cookie, idle_timeout, to_a),
+                 _egress_cross(a, b, ha, hb, cookie, idle_timeout, to_b))
     return RoutePlan(cookie, ((hb.dpid, dst_flows), (ha.dpid, src_flows)))
 
 

@@ -73,9 +73,9 @@ class FlowSpecError(DaoliError):
 MATCH_FIELDS: dict[Table, frozenset[str]] = {
     Table.CLASSIFY: frozenset({"in_port", "eth_src", "eth_type", "ipv4_src", "arp_spa", "arp_sha"}),
     Table.EGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
-                             "tcp_dst", "udp_dst"}),
+                             "tcp_src", "tcp_dst", "udp_src", "udp_dst"}),
     Table.INGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
-                              "tcp_dst", "udp_dst"}),
+                              "tcp_src", "tcp_dst", "udp_src", "udp_dst"}),
     Table.ARP: frozenset({"in_port", "eth_type", "arp_op", "arp_tpa"}),
 }
 SET_FIELDS: dict[Table, frozenset[str]] = {
@@ -109,7 +109,30 @@ class FlowSpec:
         if self.goto is not None and self.goto not in NEXT_TABLES[self.table]:
             raise FlowSpecError(f"table {self.table.name} may not goto {self.goto.name}")
 
+    def describe(self) -> str:
+        """One line in the spirit of ovs-ofctl, for traces and logs."""
+        match = ",".join(f"{k}={hex(v) if k == 'eth_type' else v}" for k, v in self.match.items)
+        acts = [_describe_action(a) for a in self.actions]
+        if self.goto is not None:
+            acts.append(f"goto_table:{int(self.goto)}")
+        timeouts = "".join(f" {n}={v}" for n, v in (("idle_timeout", self.idle_timeout),
+                                                      ("hard_timeout", self.hard_timeout)) if v)
+        return (f"cookie={self.cookie:#x} table={int(self.table)} priority={self.priority}{timeouts} "
+                f"{match or '*'} actions={','.join(acts) or 'drop'}")
+
     @property
     def key(self) -> tuple[Table, int, Match]:
         """What OpenFlow identifies a flow by (strict match)."""
         return (self.table, self.priority, self.match)
+
+
+def _describe_action(a: Action) -> str:
+    if isinstance(a, Output):
+        return f"output:{a.port}"
+    if isinstance(a, SetField):
+        return f"set_field:{a.value}->{a.field}"
+    if isinstance(a, DecTtl):
+        return "dec_ttl"
+    if isinstance(a, Move):
+        return f"move:{a.src}->{a.dst}"
+    return "controller"

@@ -12,9 +12,10 @@ from daolinet.errors import SystemFailure
 
 class LabClient:
     def __init__(self, base_url: str = "http://agent", uds: str | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, token: str | None = None) -> None:
         transport = httpx.HTTPTransport(uds=uds) if uds else None
-        self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport, headers=headers)
         self.where = uds or base_url
 
     def __enter__(self) -> LabClient:

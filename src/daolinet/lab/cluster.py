@@ -282,8 +282,14 @@ class Lab:
             raise NotFound(f"lab {self.name} runs no controller")
         return str(self._state.extra["controller"]["api"])
 
-    def api(self) -> LabClient:
-        return LabClient(self.api_url)
+    @property
+    def admin_token(self) -> str:
+        with open(daemons.ControllerPaths(self.name).admin_token) as f:
+            return f.read().strip()
+
+    def api(self, token: str | None = None) -> LabClient:
+        """A client of the controller's API, with the admin token unless told otherwise."""
+        return LabClient(self.api_url, token=token or self.admin_token)
 
     def agent(self, host: str) -> LabClient:
         return LabClient(uds=daemons.agent_sock(self.host(host).plan))

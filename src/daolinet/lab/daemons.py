@@ -49,6 +49,10 @@ class ControllerPaths:
     def log(self) -> str:
         return os.path.join(self.dir, "controller.log")
 
+    @property
+    def admin_token(self) -> str:
+        return os.path.join(self.dir, "admin.token")
+
 
 def agent_sock(host: plan.HostPlan) -> str:
     return os.path.join(host.rundir(), "agent.sock")
@@ -91,6 +95,7 @@ def start_controller(lab: str, idle_timeout: int) -> tuple[subprocess.Popen[byte
             os.unlink(stale)
     proc = _spawn(["controller", f"--store=sqlite://{p.store}", f"--of-listen=unix:{p.of_sock}",
                    "--api-listen=127.0.0.1:0", f"--ready-file={p.ready}",
+                   f"--admin-token-file={p.admin_token}",
                    f"--idle-timeout={idle_timeout}"], p.log)
     return proc, wait_ready(proc, p.ready, p.log)
 
@@ -112,6 +117,7 @@ def agent_argv(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str) -> list[
         f"--uplink={plan.UPLINK}", f"--name={host.name}", f"--ovsdb={ovsdb}", f"--netns={host.netns}",
         f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
         f"--ready-file={os.path.join(host.rundir(), 'agent.json')}", "--heartbeat=5",
+        f"--token-file={ControllerPaths(host.lab).admin_token}",
     ]
 
 

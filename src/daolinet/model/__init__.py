@@ -1,7 +1,7 @@
 """Intent: tenants, networks, hosts and endpoints as frozen dataclasses, and
 the in-memory View the controller decides from.  No I/O."""
 
-from daolinet.model.objects import Endpoint, Host, Network, Tenant
+from daolinet.model.objects import Endpoint, Group, Host, Network, Rule, Tenant, Token
 from daolinet.model.view import View
 
-__all__ = ["Endpoint", "Host", "Network", "Tenant", "View"]
+__all__ = ["Endpoint", "Group", "Host", "Network", "Rule", "Tenant", "Token", "View"]

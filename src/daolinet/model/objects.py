@@ -93,3 +93,70 @@ class Endpoint:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+MEMBER_KINDS = ("network", "container", "label")
+
+
+@dataclass(frozen=True)
+class Group:
+    """A business relationship: its members may talk across networks.
+
+    Members are "network:NAME", "container:NAME" or "label:KEY=VALUE"
+    (containers whose labels carry that pair), all within the group's tenant.
+    """
+
+    id: int
+    tenant: str
+    name: str
+    members: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["members"] = list(self.members)
+        return d
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A policy rule of a tenant.
+
+    kind "pair": `connect` (ACCEPT) or `disconnect` (DROP) between containers
+    a and b (names, a < b), overriding everything else.
+    kind "l4": `allow` protocol/ports from group a to group b; for the pairs
+    it covers, only what such rules allow may pass.
+    """
+
+    id: int
+    tenant: str
+    kind: str  # "pair" | "l4"
+    action: str  # pair: "connect" | "disconnect"; l4: "allow"
+    a: str
+    b: str
+    protocol: str = ""  # l4: "tcp" | "udp" | "icmp"
+    ports: str = ""  # l4: "80" or "8000-8100"; "" for icmp
+
+    def port_range(self) -> tuple[int, int]:
+        if not self.ports:
+            return (0, 65535)
+        lo, _, hi = self.ports.partition("-")
+        return (int(lo), int(hi or lo))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Token:
+    """An API token, stored hashed.  tenant None: an admin token."""
+
+    id: int
+    name: str
+    tenant: str | None
+    hash: str  # sha256 hex of the secret
+    created: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        del d["hash"]
+        return d

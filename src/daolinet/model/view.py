@@ -10,12 +10,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from daolinet.model.objects import Endpoint, Host, Network, Tenant
+from daolinet.model.objects import Endpoint, Group, Host, Network, Rule, Tenant, Token
 
-Kind = Literal["tenant", "network", "host", "endpoint"]
-Obj = Tenant | Network | Host | Endpoint
+Kind = Literal["tenant", "network", "host", "endpoint", "group", "rule", "token"]
+Obj = Tenant | Network | Host | Endpoint | Group | Rule | Token
 
 
 @dataclass(frozen=True)
@@ -40,20 +40,40 @@ class View:
         self.by_ip: dict[tuple[str, str], Endpoint] = {}  # (tenant, ip)
         self.by_pip: dict[str, Endpoint] = {}
         self.gateways: dict[tuple[str, str], Network] = {}  # (tenant, gateway ip)
+        self.groups: dict[tuple[str, str], Group] = {}  # (tenant, name)
+        self.rules: dict[int, Rule] = {}
+        self.tokens: dict[str, Token] = {}  # by hash
+        # Bumped by every change that can change a policy decision.
+        self.policy_rev = 0
 
     # -- feeding ---------------------------------------------------------------
 
     def apply(self, change: Change) -> None:
         self.rev = max(self.rev, change.rev)
         obj = change.obj
+        if isinstance(obj, Group | Rule | Endpoint | Network):
+            self.policy_rev += 1
         if isinstance(obj, Tenant):
             self._apply_tenant(obj, change.deleted)
         elif isinstance(obj, Network):
             self._apply_network(obj, change.deleted)
         elif isinstance(obj, Host):
             self._apply_host(obj, change.deleted)
-        else:
+        elif isinstance(obj, Endpoint):
             self._apply_endpoint(obj, change.deleted)
+        elif isinstance(obj, Group):
+            self._put(self.groups, (obj.tenant, obj.name), obj, change.deleted)
+        elif isinstance(obj, Rule):
+            self._put(self.rules, obj.id, obj, change.deleted)
+        else:
+            self._put(self.tokens, obj.hash, obj, change.deleted)
+
+    @staticmethod
+    def _put(table: dict[Any, Any], key: Any, obj: Obj, deleted: bool) -> None:
+        if deleted:
+            table.pop(key, None)
+        else:
+            table[key] = obj
 
     def load(self, objs: Iterable[Obj], rev: int = 0) -> None:
         for obj in objs:

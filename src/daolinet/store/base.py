@@ -14,12 +14,12 @@ import logging
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from daolinet.errors import Conflict, InvalidInput
-from daolinet.model.objects import Endpoint, Host, Network, Tenant
+from daolinet.model.objects import MEMBER_KINDS, Endpoint, Group, Host, Network, Rule, Tenant, Token
 from daolinet.model.view import Change, Kind, Obj
 from daolinet.store import ipam
 
@@ -31,6 +31,12 @@ ENDPOINT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # what Doc
 MAX_ENDPOINT_ID = 2**24 - 1  # ids are part of every route cookie
 MAX_OFPORT = 0xFFFFFF00  # OFPP_MAX
 KEEP_CHANGES = 10_000
+LABEL_PART_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")  # KEY and VALUE of a "label:KEY=VALUE" member
+TOKEN_HASH_RE = re.compile(r"^[0-9a-f]{64}$")  # sha256, lowercase hex
+PAIR_ACTIONS = ("connect", "disconnect")
+L4_PROTOCOLS = ("tcp", "udp", "icmp")
+RULE_KINDS = ("pair", "l4")
+_PORTS_RE = re.compile(r"^([0-9]{1,10})(?:-([0-9]{1,10}))?$")
 
 Callback = Callable[[Change], None]
 
@@ -40,7 +46,7 @@ class ChangesPruned(Conflict):
 
 
 class Store(ABC):
-    """Tenants, networks, hosts and endpoints, with a change feed.
+    """Tenants, networks, hosts, endpoints, groups, rules and tokens, with a change feed.
 
     Getters raise NotFound for unknown objects; creators raise Conflict for
     duplicates and InvalidInput for malformed values.  Every committed mutation
@@ -67,7 +73,8 @@ class Store(ABC):
 
     @abstractmethod
     async def snapshot(self) -> tuple[int, list[Obj]]:
-        """The current revision and every object: tenants, networks, hosts, endpoints."""
+        """The current revision and every object: tenants, networks, hosts, endpoints,
+        then groups, rules and tokens."""
 
     @abstractmethod
     async def changes_since(self, rev: int) -> list[Change]:
@@ -82,7 +89,8 @@ class Store(ABC):
     async def create_tenant(self, name: str) -> Tenant: ...
 
     @abstractmethod
-    async def delete_tenant(self, name: str) -> Tenant: ...
+    async def delete_tenant(self, name: str) -> Tenant:
+        """Refused while the tenant has networks; takes its groups, rules and tokens with it."""
 
     @abstractmethod
     async def get_tenant(self, name: str) -> Tenant: ...
@@ -152,6 +160,72 @@ class Store(ABC):
     async def move_endpoint(self, id: int, host: str) -> Endpoint:
         """Same IP and MAC on `host`, with a PIP of its pool; unplugged (port "", ofport None)."""
 
+    # -- groups -------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_group(self, tenant: str, name: str, members: Sequence[str] = ()) -> Group:
+        """Members are checked (`check_member`); network and container members must exist."""
+
+    @abstractmethod
+    async def get_group(self, tenant: str, name: str) -> Group: ...
+
+    @abstractmethod
+    async def list_groups(self, tenant: str | None = None) -> list[Group]: ...
+
+    @abstractmethod
+    async def delete_group(self, tenant: str, name: str) -> Group:
+        """Refused while an l4 rule names the group."""
+
+    @abstractmethod
+    async def add_group_member(self, tenant: str, name: str, member: str) -> Group:
+        """Adding a member again returns the group as it is and changes nothing."""
+
+    @abstractmethod
+    async def remove_group_member(self, tenant: str, name: str, member: str) -> Group: ...
+
+    # -- rules --------------------------------------------------------------------
+
+    @abstractmethod
+    async def set_pair_rule(self, tenant: str, a: str, b: str, action: str) -> Rule:
+        """Insert or update the pair rule between containers a and b (names, in any order)."""
+
+    @abstractmethod
+    async def delete_pair_rule(self, tenant: str, a: str, b: str) -> Rule: ...
+
+    @abstractmethod
+    async def clear_pair_rules(self, tenant: str, a: str | None = None, b: str | None = None) -> list[Rule]:
+        """Delete the pair rule of a and b, every pair rule of a (b None), or every pair rule of
+        the tenant (both None); return what was deleted."""
+
+    @abstractmethod
+    async def create_l4_rule(self, tenant: str, from_group: str, to_group: str, protocol: str,
+                             ports: str = "") -> Rule: ...
+
+    @abstractmethod
+    async def get_rule(self, tenant: str, id: int) -> Rule: ...
+
+    @abstractmethod
+    async def list_rules(self, tenant: str | None = None, kind: str | None = None) -> list[Rule]: ...
+
+    @abstractmethod
+    async def delete_rule(self, tenant: str, id: int) -> Rule: ...
+
+    # -- tokens -------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_token(self, name: str, tenant: str | None, hash: str, created: float) -> Token:
+        """tenant None: an admin token.  `hash` is the sha256 hex of the secret."""
+
+    @abstractmethod
+    async def list_tokens(self, tenant: str | None = None) -> list[Token]:
+        """Every token (admin and tenants') when `tenant` is None, else that tenant's."""
+
+    @abstractmethod
+    async def find_token(self, hash: str) -> Token | None: ...
+
+    @abstractmethod
+    async def delete_token(self, id: int) -> Token: ...
+
     @abstractmethod
     async def close(self) -> None: ...
 
@@ -207,10 +281,81 @@ def check_host(host: Host) -> Host:
     )
 
 
+def check_member(member: object) -> str:
+    """A group member: "network:NAME", "container:NAME" or "label:KEY=VALUE"."""
+    form = "network:NAME, container:NAME or label:KEY=VALUE"
+    if not isinstance(member, str):
+        raise InvalidInput(f"group member {member!r} must be a string: {form}")
+    kind, sep, rest = member.partition(":")
+    if not sep or kind not in MEMBER_KINDS:
+        raise InvalidInput(f"invalid group member {member!r}: must be {form}")
+    try:
+        if kind == "network":
+            check_name("network", rest)
+        elif kind == "container":
+            check_name("container", rest, ENDPOINT_NAME_RE)
+    except InvalidInput as e:
+        raise InvalidInput(f"invalid group member {member!r}: {e}") from None
+    key, eq, value = rest.partition("=")
+    if kind == "label" and not (eq and LABEL_PART_RE.match(key) and LABEL_PART_RE.match(value)):
+        raise InvalidInput(f"invalid group member {member!r}: must be label:KEY=VALUE with KEY and "
+                           f"VALUE each matching {LABEL_PART_RE.pattern}")
+    return member
+
+
+def check_members(members: Sequence[str]) -> tuple[str, ...]:
+    """Checked members, sorted and without duplicates."""
+    if isinstance(members, str) or not isinstance(members, Sequence):
+        raise InvalidInput(f"group members {members!r} must be a list of strings")
+    return tuple(sorted({check_member(m) for m in members}))
+
+
+def check_choice(what: str, value: object, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidInput(f"{what} {value!r} must be one of: {', '.join(choices)}")
+    return value
+
+
+def check_ports(protocol: str, ports: object) -> str:
+    """`ports` of an l4 rule in canonical form: "N" or "N-M" for tcp and udp, "" for icmp."""
+    check_choice("protocol", protocol, L4_PROTOCOLS)
+    if not isinstance(ports, str):
+        raise InvalidInput(f"ports {ports!r} must be a string like \"80\" or \"8000-8100\"")
+    if protocol == "icmp":
+        if ports:
+            raise InvalidInput(f"icmp rules take no ports, got {ports!r}")
+        return ""
+    if not ports:
+        raise InvalidInput(f"{protocol} rules need ports: \"N\" or \"N-M\" between 1 and 65535")
+    match = _PORTS_RE.match(ports)
+    if match is None:
+        raise InvalidInput(f"ports {ports!r} of a {protocol} rule must be \"N\" or \"N-M\"")
+    lo = int(match[1])
+    hi = lo if match[2] is None else int(match[2])
+    for port in (lo, hi):
+        if not 1 <= port <= 65535:
+            raise InvalidInput(f"port {port} in {ports!r} is out of range: ports are 1 to 65535")
+    if lo > hi:
+        raise InvalidInput(f"port range {ports!r} is empty: {lo} is above {hi}")
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def check_token(name: str, hash: str, created: float) -> float:
+    """Checks a new token's fields; returns `created` as a float."""
+    check_name("token", name)
+    if not isinstance(hash, str) or not TOKEN_HASH_RE.match(hash):
+        raise InvalidInput(f"hash of token {name} must be 64 lowercase hex digits (a sha256)")
+    if isinstance(created, bool) or not isinstance(created, int | float) or not math.isfinite(created):
+        raise InvalidInput(f"created {created!r} of token {name} must be a number")
+    return float(created)
+
+
 # -- objects in the change log ---------------------------------------------------------
 
-_KINDS: dict[Kind, type[Tenant] | type[Network] | type[Host] | type[Endpoint]] = {
+_KINDS: dict[Kind, type[Tenant] | type[Network] | type[Host] | type[Endpoint] | type[Group] | type[Rule]
+             | type[Token]] = {
     "tenant": Tenant, "network": Network, "host": Host, "endpoint": Endpoint,
+    "group": Group, "rule": Rule, "token": Token,
 }
 
 
@@ -221,9 +366,19 @@ def kind_of(obj: Obj) -> Kind:
     raise TypeError(f"not a model object: {obj!r}")
 
 
+def obj_to_json(obj: Obj) -> dict[str, Any]:
+    """Every field of `obj`, for the change log (unlike `Token.to_json`, this keeps the hash)."""
+    data = dataclasses.asdict(obj)
+    if isinstance(obj, Group):
+        data["members"] = list(obj.members)
+    return data
+
+
 def obj_from_json(kind: str, data: dict[str, Any]) -> Obj:
     try:
         cls = _KINDS[kind]  # type: ignore[index]
     except KeyError:
         raise InvalidInput(f"unknown object kind {kind!r} in the change log") from None
+    if cls is Group:
+        data = {**data, "members": tuple(data.get("members", ()))}
     return cls(**data)

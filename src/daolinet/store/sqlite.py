@@ -30,13 +30,13 @@ from daolinet.store.base import (
     MAX_ENDPOINT_ID,
     MAX_OFPORT,
     ChangesPruned,
-    Store,
     check_host,
     check_int,
     check_labels,
     check_name,
     obj_from_json,
 )
+from daolinet.store.sqlite_policy import SqlitePolicy
 from daolinet.store.sqlite_schema import (
     FREE_ID,
     SCHEMA,
@@ -48,7 +48,7 @@ from daolinet.store.sqlite_schema import (
 )
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlitePolicy):
     PRUNE_EVERY = 64  # revisions between trims of the change log
 
     def __init__(self, db: sqlite3.Connection, path: str, keep_changes: int) -> None:
@@ -136,6 +136,7 @@ class SqliteStore(Store):
             objs += [network_of(r) for r in db.execute("SELECT * FROM networks ORDER BY id")]
             objs += [host_of(r) for r in db.execute("SELECT * FROM hosts ORDER BY name")]
             objs += [endpoint_of(r) for r in db.execute("SELECT * FROM endpoints ORDER BY id")]
+            objs += self._policy_objects(db)
         return rev, objs
 
     async def changes_since(self, rev: int) -> list[Change]:
@@ -166,6 +167,7 @@ class SqliteStore(Store):
             nets = self._names("SELECT name FROM networks WHERE tenant = ?", name)
             if nets:
                 raise Conflict(f"tenant {name} still has networks: {nets}")
+            self._drop_policy_of(tx, name)
             tx.remove(tenant)
             return tenant
 

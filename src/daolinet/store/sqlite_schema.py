@@ -12,9 +12,9 @@ import json
 import sqlite3
 from typing import Any
 
-from daolinet.model.objects import Endpoint, Host, Network, Tenant
+from daolinet.model.objects import Endpoint, Group, Host, Network, Rule, Tenant, Token
 from daolinet.model.view import Change, Obj
-from daolinet.store.base import MAX_ENDPOINT_ID, kind_of
+from daolinet.store.base import MAX_ENDPOINT_ID, kind_of, obj_to_json
 
 SCHEMA = f"""
 BEGIN IMMEDIATE;
@@ -39,6 +39,21 @@ CREATE TABLE IF NOT EXISTS endpoints (
     FOREIGN KEY (tenant, network) REFERENCES networks (tenant, name));
 CREATE INDEX IF NOT EXISTS endpoints_by_host ON endpoints (host);
 CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints (tenant, network);
+CREATE TABLE IF NOT EXISTS groups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL REFERENCES tenants (name), name TEXT NOT NULL, members TEXT NOT NULL,
+    UNIQUE (tenant, name));
+CREATE TABLE IF NOT EXISTS rules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL REFERENCES tenants (name), kind TEXT NOT NULL, action TEXT NOT NULL,
+    a TEXT NOT NULL, b TEXT NOT NULL, protocol TEXT NOT NULL, ports TEXT NOT NULL,
+    UNIQUE (tenant, kind, a, b, protocol, ports));
+CREATE UNIQUE INDEX IF NOT EXISTS rules_one_per_pair ON rules (tenant, a, b) WHERE kind = 'pair';
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL, tenant TEXT REFERENCES tenants (name), hash TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_name ON tokens (ifnull(tenant, ''), name);
 CREATE TABLE IF NOT EXISTS changes (
     rev INTEGER PRIMARY KEY, kind TEXT NOT NULL, deleted INTEGER NOT NULL, obj TEXT NOT NULL,
     heartbeat_of TEXT);
@@ -53,8 +68,10 @@ SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM endpoints WHERE id = 1) THEN 1 ELSE
 END
 """
 
-_TABLES: dict[type, str] = {Tenant: "tenants", Network: "networks", Host: "hosts", Endpoint: "endpoints"}
-_KEYS: dict[type, str] = {Tenant: "name", Network: "id", Host: "name", Endpoint: "id"}
+_TABLES: dict[type, str] = {Tenant: "tenants", Network: "networks", Host: "hosts", Endpoint: "endpoints",
+                            Group: "groups", Rule: "rules", Token: "tokens"}
+_KEYS: dict[type, str] = {Tenant: "name", Network: "id", Host: "name", Endpoint: "id",
+                          Group: "id", Rule: "id", Token: "id"}
 
 
 # -- objects <-> rows ------------------------------------------------------------------
@@ -66,6 +83,8 @@ def _columns(obj: Obj) -> dict[str, Any]:
         values["dpid"] = f"{obj.dpid:016x}"  # SQLite integers are signed 64-bit
     if isinstance(obj, Endpoint):
         values["labels"] = json.dumps(obj.labels, sort_keys=True)
+    if isinstance(obj, Group):
+        values["members"] = json.dumps(list(obj.members))
     return values
 
 
@@ -83,6 +102,18 @@ def host_of(row: sqlite3.Row) -> Host:
 
 def endpoint_of(row: sqlite3.Row) -> Endpoint:
     return Endpoint(**{**dict(row), "labels": json.loads(row["labels"])})
+
+
+def group_of(row: sqlite3.Row) -> Group:
+    return Group(**{**dict(row), "members": tuple(json.loads(row["members"]))})
+
+
+def rule_of(row: sqlite3.Row) -> Rule:
+    return Rule(**dict(row))
+
+
+def token_of(row: sqlite3.Row) -> Token:
+    return Token(**dict(row))
 
 
 class Tx:
@@ -112,7 +143,7 @@ class Tx:
         if heartbeat_of is not None:  # only the latest heartbeat of a host stays in the log
             self.db.execute("DELETE FROM changes WHERE heartbeat_of = ?", (heartbeat_of,))
         self.db.execute("INSERT INTO changes (rev, kind, deleted, obj, heartbeat_of) VALUES (?, ?, ?, ?, ?)",
-                        (rev, kind_of(obj), int(deleted), json.dumps(obj.to_json()), heartbeat_of))
+                        (rev, kind_of(obj), int(deleted), json.dumps(obj_to_json(obj)), heartbeat_of))
         self.changes.append(Change(rev=rev, obj=obj, deleted=deleted))
 
     def prune(self, keep: int) -> None:

@@ -1,0 +1,148 @@
+"""Tenants, networks, hosts and endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from daolinet.controller.api.auth import Auth
+from daolinet.controller.api.models import EndpointIn, EndpointPatch, HostIn, NetworkIn, TenantIn
+from daolinet.model import Host
+from daolinet.store.base import Store
+
+router = APIRouter()
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.ctrl.store  # type: ignore[no-any-return]
+
+
+@router.get("/tenants", tags=["tenants"])
+async def list_tenants(request: Request, p: Auth) -> list[dict[str, Any]]:
+    return [t.to_json() for t in await _store(request).list_tenants() if p.admin or t.name == p.tenant]
+
+
+@router.post("/tenants", status_code=201, tags=["tenants"])
+async def create_tenant(request: Request, p: Auth, body: TenantIn) -> dict[str, Any]:
+    p.require_admin()
+    return (await _store(request).create_tenant(body.name)).to_json()
+
+
+@router.get("/tenants/{name}", tags=["tenants"])
+async def get_tenant(request: Request, p: Auth, name: str) -> dict[str, Any]:
+    p.see(name, f"tenant {name} not found")
+    return (await _store(request).get_tenant(name)).to_json()
+
+
+@router.delete("/tenants/{name}", tags=["tenants"])
+async def delete_tenant(request: Request, p: Auth, name: str) -> dict[str, Any]:
+    p.require_admin()
+    return (await _store(request).delete_tenant(name)).to_json()
+
+
+@router.get("/networks", tags=["networks"])
+async def list_networks(request: Request, p: Auth, tenant: str | None = None) -> list[dict[str, Any]]:
+    return [n.to_json() for n in await _store(request).list_networks(p.tenant_filter(tenant))]
+
+
+@router.post("/networks", status_code=201, tags=["networks"])
+async def create_network(request: Request, p: Auth, body: NetworkIn) -> dict[str, Any]:
+    p.see(body.tenant, f"tenant {body.tenant} not found")
+    n = await _store(request).create_network(body.tenant, body.name, body.subnet, body.gateway,
+                                             body.isolated)
+    return n.to_json()
+
+
+@router.get("/networks/{tenant}/{name}", tags=["networks"])
+async def get_network(request: Request, p: Auth, tenant: str, name: str) -> dict[str, Any]:
+    p.see(tenant, f"network {name} of tenant {tenant} not found")
+    return (await _store(request).get_network(tenant, name)).to_json()
+
+
+@router.delete("/networks/{tenant}/{name}", tags=["networks"])
+async def delete_network(request: Request, p: Auth, tenant: str, name: str) -> dict[str, Any]:
+    p.see(tenant, f"network {name} of tenant {tenant} not found")
+    return (await _store(request).delete_network(tenant, name)).to_json()
+
+
+@router.get("/hosts", tags=["hosts"])
+async def list_hosts(request: Request, p: Auth) -> list[dict[str, Any]]:
+    p.require_admin()
+    return [h.to_json() for h in await _store(request).list_hosts()]
+
+
+@router.post("/hosts", status_code=201, tags=["hosts"])
+async def register_host(request: Request, p: Auth, body: HostIn) -> dict[str, Any]:
+    p.require_admin()
+    ctrl = request.app.state.ctrl
+    host = Host(**body.model_dump(), last_seen=ctrl.ctx.clock())
+    return (await _store(request).register_host(host)).to_json()
+
+
+@router.get("/hosts/{name}", tags=["hosts"])
+async def get_host(request: Request, p: Auth, name: str) -> dict[str, Any]:
+    p.require_admin()
+    return (await _store(request).get_host(name)).to_json()
+
+
+@router.put("/hosts/{name}/heartbeat", tags=["hosts"])
+async def heartbeat(request: Request, p: Auth, name: str) -> dict[str, Any]:
+    p.require_admin()
+    ctrl = request.app.state.ctrl
+    return (await _store(request).heartbeat(name, ctrl.ctx.clock())).to_json()
+
+
+@router.delete("/hosts/{name}", tags=["hosts"])
+async def delete_host(request: Request, p: Auth, name: str) -> dict[str, Any]:
+    p.require_admin()
+    return (await _store(request).delete_host(name)).to_json()
+
+
+@router.get("/endpoints", tags=["endpoints"])
+async def list_endpoints(request: Request, p: Auth, tenant: str | None = None, host: str | None = None,
+                         network: str | None = None) -> list[dict[str, Any]]:
+    found = await _store(request).list_endpoints(p.tenant_filter(tenant), host, network)
+    return [e.to_json() for e in found]
+
+
+@router.post("/endpoints", status_code=201, tags=["endpoints"])
+async def create_endpoint(request: Request, p: Auth, body: EndpointIn) -> dict[str, Any]:
+    p.see(body.tenant, f"tenant {body.tenant} not found")
+    e = await _store(request).create_endpoint(body.tenant, body.network, body.name, body.host,
+                                              ip=body.ip, mac=body.mac, labels=body.labels)
+    return e.to_json()
+
+
+async def _endpoint(request: Request, p: Auth, eid: int) -> Any:
+    e = await _store(request).get_endpoint(eid)
+    p.see(e.tenant, f"endpoint {eid} not found")  # the store's own words: nothing to tell apart
+    return e
+
+
+@router.get("/endpoints/{eid}", tags=["endpoints"])
+async def get_endpoint(request: Request, p: Auth, eid: int) -> dict[str, Any]:
+    return (await _endpoint(request, p, eid)).to_json()  # type: ignore[no-any-return]
+
+
+@router.get("/containers/{tenant}/{name}", tags=["endpoints"])
+async def show_container(request: Request, p: Auth, tenant: str, name: str) -> dict[str, Any]:
+    """A container's network identity: logical IP, PIP, MAC, host, gateway."""
+    p.see(tenant, f"endpoint {name} of tenant {tenant} not found")
+    store = _store(request)
+    e = await store.find_endpoint(tenant, name)
+    n = await store.get_network(tenant, e.network)
+    return {**e.to_json(), "subnet": n.subnet, "gateway": n.gateway}
+
+
+@router.patch("/endpoints/{eid}", tags=["endpoints"])
+async def patch_endpoint(request: Request, p: Auth, eid: int, body: EndpointPatch) -> dict[str, Any]:
+    await _endpoint(request, p, eid)
+    p.require_admin()  # ports are the agents' business
+    return (await _store(request).update_endpoint(eid, port=body.port, ofport=body.ofport)).to_json()
+
+
+@router.delete("/endpoints/{eid}", tags=["endpoints"])
+async def delete_endpoint(request: Request, p: Auth, eid: int) -> dict[str, Any]:
+    await _endpoint(request, p, eid)
+    return (await _store(request).delete_endpoint(eid)).to_json()

@@ -1,0 +1,88 @@
+"""Request bodies.  Strict: unknown keys and wrong types are refused by name."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from daolinet.model.objects import DEFAULT_TENANT
+
+OFPORT_MAX = 0xFFFFFF00
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # no "5" -> 5, true -> 1, "yes" -> True
+
+
+class TenantIn(Strict):
+    name: str
+
+
+class NetworkIn(Strict):
+    name: str
+    subnet: str
+    tenant: str = DEFAULT_TENANT
+    gateway: str | None = None
+    isolated: bool = False
+
+
+class HostIn(Strict):
+    name: str
+    dpid: int = Field(ge=1, lt=1 << 64)
+    underlay_ip: str
+    underlay_mac: str
+    pip_pool: str
+    underlay_prefix: int = Field(default=24, ge=8, le=30)
+    underlay_gateway_mac: str = ""
+    uplink_ofport: int = Field(default=1, ge=1, lt=OFPORT_MAX)
+
+
+class EndpointIn(Strict):
+    name: str
+    network: str
+    host: str
+    tenant: str = DEFAULT_TENANT
+    ip: str | None = None
+    mac: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class EndpointPatch(Strict):
+    port: str | None = None
+    ofport: int | None = Field(default=None, ge=1, lt=OFPORT_MAX)
+
+
+class GroupIn(Strict):
+    name: str
+    tenant: str = DEFAULT_TENANT
+    members: list[str] = Field(default_factory=list)
+
+
+class MemberIn(Strict):
+    member: str
+
+
+class PairIn(Strict):
+    a: str
+    b: str
+    tenant: str = DEFAULT_TENANT
+
+
+class L4RuleIn(Strict):
+    from_group: str
+    to_group: str
+    protocol: str
+    ports: str = ""
+    tenant: str = DEFAULT_TENANT
+
+
+class TraceIn(Strict):
+    src: str
+    dst: str
+    tenant: str = DEFAULT_TENANT
+    protocol: str | None = None
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+
+class TokenIn(Strict):
+    name: str
+    tenant: str | None = None

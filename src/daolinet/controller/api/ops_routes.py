@@ -1,0 +1,93 @@
+"""Operations: health, metrics, live routes, route-setup statistics, tokens."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import generate_latest
+
+from daolinet.controller.api.auth import Auth, hash_token, new_secret
+from daolinet.controller.api.models import TokenIn
+from daolinet.errors import NotFound
+
+router = APIRouter()
+
+
+@router.get("/health", tags=["ops"])
+async def health(request: Request, p: Auth) -> dict[str, Any]:
+    ctx = request.app.state.ctrl.ctx
+    out: dict[str, Any] = {"ok": True, "rev": ctx.view.rev}
+    if p.admin:
+        out.update(switches=sorted(ctx.sessions), synced=sorted(ctx.synced), routes=len(ctx.routes))
+    return out
+
+
+@router.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
+async def metrics(request: Request, p: Auth) -> str:
+    p.require_admin()
+    return generate_latest(request.app.state.ctrl.ctx.metrics.registry).decode()
+
+
+@router.get("/stats/route-setup", tags=["ops"])
+async def route_setup_stats(request: Request, p: Auth) -> dict[str, Any]:
+    """PacketIn -> route installed and packet re-injected, over recent routes (µs)."""
+    p.require_admin()
+    samples = sorted(request.app.state.ctrl.ctx.setup_samples)
+    if not samples:
+        return {"count": 0}
+
+    def pct(q: float) -> float:
+        return round(samples[min(len(samples) - 1, int(q * len(samples)))] * 1e6, 1)
+
+    return {"count": len(samples), "p50_us": pct(0.5), "p90_us": pct(0.9), "p99_us": pct(0.99),
+            "max_us": round(samples[-1] * 1e6, 1)}
+
+
+@router.get("/routes", tags=["routes"])
+async def routes(request: Request, p: Auth, host: str | None = None, container: str | None = None,
+                 tenant: str | None = None, stats: bool = False) -> list[dict[str, Any]]:
+    """Live hot-plug routes; with stats, packet counts and idle time read from the switches."""
+    ctrl = request.app.state.ctrl
+    view = ctrl.view
+    tenant = p.tenant_filter(tenant)
+    found = ctrl.ctx.routes.all()
+    if host is not None:
+        h = view.hosts.get(host)
+        if h is None or not p.admin:
+            raise NotFound(f"no host {host}")
+        found = [r for r in found if h.dpid in r.dpids]
+    if tenant is not None:
+        found = [r for r in found if (e := view.endpoints.get(r.a)) is not None and e.tenant == tenant]
+    if container is not None:
+        found = [r for r in found if container in r.names]
+    out = [r.to_json() for r in found]
+    if stats:
+        counters = await ctrl.route_counters()
+        for r, row in zip(found, out, strict=True):
+            row.update(counters.get((r.cookie, r.scope), {}))
+    return out
+
+
+@router.get("/tokens", tags=["tokens"])
+async def list_tokens(request: Request, p: Auth) -> list[dict[str, Any]]:
+    p.require_admin()
+    return [t.to_json() for t in await request.app.state.ctrl.store.list_tokens()]
+
+
+@router.post("/tokens", status_code=201, tags=["tokens"])
+async def create_token(request: Request, p: Auth, body: TokenIn) -> dict[str, Any]:
+    """Issue a token; its secret is shown once, here, and stored only hashed."""
+    p.require_admin()
+    secret = new_secret()
+    t = await request.app.state.ctrl.store.create_token(body.name, body.tenant, hash_token(secret),
+                                                        time.time())
+    return {**t.to_json(), "token": secret}
+
+
+@router.delete("/tokens/{token_id}", tags=["tokens"])
+async def delete_token(request: Request, p: Auth, token_id: int) -> dict[str, Any]:
+    p.require_admin()
+    return (await request.app.state.ctrl.store.delete_token(token_id)).to_json()  # type: ignore[no-any-return]

@@ -1,0 +1,61 @@
+"""`trace SRC DST`: the decision with its reason, the flows a route would have
+on each host, and what is live now.  Reads the controller's view; sends nothing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from daolinet.decide.policy import L4, PROTOCOLS
+from daolinet.decide.route import verdict
+from daolinet.errors import InvalidInput
+from daolinet.flows.route import RouteEnds, flows_for_route
+from daolinet.model import Endpoint
+from daolinet.pipeline import GATEWAY_MAC, route_cookie
+
+if TYPE_CHECKING:
+    from daolinet.controller.app import Controller
+
+
+def l4_for(protocol: str | None, port: int | None) -> L4 | None:
+    if protocol is None:
+        if port is not None:
+            raise InvalidInput("give --proto with --port")
+        return None
+    proto = PROTOCOLS.get(protocol)
+    if proto is None:
+        raise InvalidInput(f"unknown protocol {protocol!r}: use tcp, udp or icmp")
+    if proto != PROTOCOLS["icmp"] and not port:
+        raise InvalidInput(f"{protocol} needs a port")
+    return L4(proto, 40000 if port else 0, port or 0)
+
+
+def trace(ctrl: Controller, src: Endpoint, dst: Endpoint, protocol: str | None,
+          port: int | None) -> dict[str, Any]:
+    view = ctrl.view
+    l4 = l4_for(protocol, port)
+    v = verdict(src, dst, view, l4)
+    out: dict[str, Any] = {
+        "src": src.name, "dst": dst.name, "allowed": bool(v and v.allowed),
+        "reason": v.reason if v else "a network is gone", "scope": list(v.scope) if v and v.scope else None,
+        "flows": {}, "live": [], "probe": {},
+    }
+    hs, hd, ns, nd = view.host_of(src), view.host_of(dst), view.network_of(src), view.network_of(dst)
+    if v and v.allowed and hs and hd and ns and nd and src.ofport and dst.ofport:
+        plan = flows_for_route(RouteEnds(src, dst, hs, hd, ns.name == nd.name, v.scope, not v.reply),
+                               ctrl.ctx.config.idle_timeout)
+        names = {h.dpid: h.name for h in view.hosts.values()}
+        out["flows"] = {names[dpid]: [f.describe() for f in flows] for dpid, flows in plan.steps}
+        out["probe"] = {hs.name: _probe(src, dst, l4)}
+    cookie = route_cookie(src.id, dst.id).value
+    out["live"] = [r.to_json() for r in ctrl.ctx.routes.all() if r.cookie == cookie]
+    return out
+
+
+def _probe(src: Endpoint, dst: Endpoint, l4: L4 | None) -> str:
+    """An ovs-appctl ofproto/trace flow for src's first packet on its host."""
+    base = (f"in_port={src.ofport},dl_src={src.mac},dl_dst={GATEWAY_MAC},"
+            f"nw_src={src.ip},nw_dst={dst.ip},nw_ttl=64")
+    if l4 is None or l4.proto == PROTOCOLS["icmp"]:
+        return "icmp," + base
+    name = "tcp" if l4.proto == PROTOCOLS["tcp"] else "udp"
+    return f"{name},{base},tp_src={l4.sport},tp_dst={l4.dport}"
