@@ -11,6 +11,7 @@ import pytest
 
 from daolinet.lab import cluster
 from daolinet.pipeline import route_cookie
+from daolinet.system import links
 from daolinet.testing.labtools import (
     api,
     flows,
@@ -193,3 +194,27 @@ def test_agent_restart_keeps_containers_working_and_reconciles(lab_factory: LabF
     lab.add_container("w", host="h1", network="n")
     assert ping(lab, "w", ip_of(lab, "v")).returncode == 0
     assert ping(lab, "u", ip_of(lab, "w")).returncode == 0
+
+
+def test_cross_rack_routes_go_through_a_router_that_holds_no_container_state(
+        lab_factory: LabFactory) -> None:
+    lab = lab_factory(hosts=2, racks=2)
+    api(lab, "POST", "/networks", json={"name": "n", "subnet": "10.6.0.0/24"})
+    lab.add_container("x", host="h1", network="n")
+    lab.add_container("y", host="h2", network="n")
+    assert ping(lab, "x", ip_of(lab, "y")).returncode == 0
+    result = json.loads(tcp_transfer(lab, "x", "y", ip_of(lab, "y")).stdout)
+    assert result["end"]["sum_received"]["bytes"] > 1_000_000
+    done = lab.exec("x", ["traceroute", "-n", "-q", "1", "-w", "2", "-m", "6", ip_of(lab, "y")])
+    hops = [line.split()[1] for line in done.stdout.splitlines()[1:]]
+    assert hops == ["10.6.0.1", "198.18.0.254", lab.host("h2").underlay_ip, ip_of(lab, "y")], done.stdout
+    routes = lab.exec("router", ["ip", "-4", "route"]).stdout.splitlines()
+    assert len(routes) == 3 and not any("10.6." in r for r in routes), routes  # segments + outside
+    # The router never learns a container's MAC or logical address: every neighbour is a host
+    # (PIPs resolve to the owning host's MAC, answered by its bridge).
+    host_macs = {links.mac_of(lab.host(h).netns, "daolinet") for h in ("h1", "h2")}
+    neigh = lab.exec("router", ["ip", "-4", "neigh"]).stdout
+    for line in neigh.splitlines():
+        if "lladdr" in line:
+            assert line.split("lladdr")[1].split()[0] in host_macs, neigh
+        assert "10.6." not in line

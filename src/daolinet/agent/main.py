@@ -44,6 +44,7 @@ class AgentConfig:
     heartbeat: float = 10.0
     ready_file: str | None = None
     token_file: str = "/etc/daolinet/agent.token"
+    underlay_gateway_mac: str = ""  # the underlay router's MAC: next hop to other segments
 
 
 def read_token(path: str) -> str:
@@ -76,7 +77,7 @@ def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb) -> HostInfo:
     ip, prefix, mac = found
     return HostInfo(name=cfg.name, dpid=ovsdb.datapath_id(cfg.bridge), underlay_ip=ip,
                     underlay_prefix=prefix, underlay_mac=mac, pip_pool=cfg.pip_pool,
-                    uplink_ofport=uplink_ofport)
+                    uplink_ofport=uplink_ofport, underlay_gateway_mac=cfg.underlay_gateway_mac)
 
 
 async def run(cfg: AgentConfig) -> None:

@@ -55,6 +55,8 @@ def agent(
         None,
     token_file: Annotated[str, typer.Option(help="File holding the API token the agent uses.")] =
         "/etc/daolinet/agent.token",
+    underlay_gateway_mac: Annotated[str, typer.Option(
+        help="MAC of the underlay router: next hop towards hosts on other segments.")] = "",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the host agent: own the bridge, join the cluster, attach containers."""
@@ -66,5 +68,5 @@ def agent(
     cfg = AgentConfig(name=name or socket.gethostname(), controller=controller, api=api, bridge=bridge,
                       uplink=uplink, pip_pool=pip_pool, ovsdb=ovsdb, netns=netns,
                       datapath_id=datapath_id, listen=listen, heartbeat=heartbeat, ready_file=ready_file,
-                      token_file=token_file)
+                      token_file=token_file, underlay_gateway_mac=underlay_gateway_mac)
     asyncio.run(run(cfg))

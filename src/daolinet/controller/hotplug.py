@@ -22,7 +22,17 @@ from daolinet.controller.switch import SwitchSession
 from daolinet.decide import icmp
 from daolinet.decide.packet import PacketMeta, parse
 from daolinet.decide.policy import L4
-from daolinet.decide.route import Decision, Deny, EchoReply, Ignore, Plug, TimeExceeded, decide, verdict
+from daolinet.decide.route import (
+    Decision,
+    Deny,
+    EchoReply,
+    Ignore,
+    Plug,
+    RelayIcmp,
+    TimeExceeded,
+    decide,
+    verdict,
+)
 from daolinet.flows import render
 from daolinet.flows.route import RouteEnds, RoutePlan, drop_flow, flows_for_route
 from daolinet.model import Endpoint, View
@@ -62,6 +72,8 @@ class HotPlug:
                 session.send(render.packet_out_to_port(d.src.ofport, reply))
         elif isinstance(d, TimeExceeded):
             self._time_exceeded(data, d)
+        elif isinstance(d, RelayIcmp):
+            self._relay_icmp(session, data, d)
         elif isinstance(d, Ignore):
             log.debug("ignore packet-in on %s port %d: %s", session.name, meta.in_port, d.reason)
 
@@ -119,6 +131,17 @@ class HotPlug:
             return
         frame = icmp.time_exceeded(embedded, d.router_ip, GATEWAY_MAC, d.to.ip, d.to.mac)
         session.send(render.packet_out_to_port(d.to.ofport, frame))
+
+    def _relay_icmp(self, session: SwitchSession, data: bytes, d: RelayIcmp) -> None:
+        by_pip = self.ctx.view.by_pip
+
+        def logical(addr: str) -> str:
+            e = by_pip.get(addr)
+            return e.ip if e is not None and e.tenant == d.to.tenant else addr
+
+        frame = icmp.relay_error(data, d.to.ip, d.to.mac, GATEWAY_MAC, logical)
+        if frame is not None and d.to.ofport is not None:
+            session.send(render.packet_out_to_port(d.to.ofport, frame))
 
     def on_flow_removed(self, session: SwitchSession, msg: Any) -> None:
         assert session.dpid is not None

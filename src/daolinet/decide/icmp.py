@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 
 from os_ken.lib.packet import ethernet, icmp, ipv4, packet, packet_utils
 
@@ -63,3 +64,33 @@ def time_exceeded(embedded: bytes, router_ip: str, router_mac: str, to_ip: str, 
     message = icmp.icmp(type_=icmp.ICMP_TIME_EXCEEDED, code=0, csum=0,
                         data=icmp.TimeExceeded(data=embedded))
     return _frame(router_mac, to_mac, router_ip, to_ip, message)
+
+
+def relay_error(frame: bytes, to_ip: str, to_mac: str, src_mac: str,
+                translate: Callable[[str], str]) -> bytes | None:
+    """An ICMP error (unreachable, time exceeded) from an underlay router, about a
+    packet that travelled between PIPs: re-address it to the container and put
+    the logical addresses back into the embedded header, so traceroute and path
+    MTU discovery see the path in their own terms."""
+    try:
+        pkt = packet.Packet(frame)
+    except Exception:
+        return None
+    ip = pkt.get_protocol(ipv4.ipv4)
+    err = pkt.get_protocol(icmp.icmp)
+    if ip is None or err is None or err.type not in (icmp.ICMP_DEST_UNREACH, icmp.ICMP_TIME_EXCEEDED):
+        return None
+    inner = bytes(err.data.data) if err.data is not None and err.data.data else b""
+    if len(inner) < 20 or inner[0] >> 4 != 4:
+        return None
+    head = bytearray(inner)
+    ihl = (head[0] & 0x0F) * 4
+    for offset in (12, 16):
+        addr = str(ipaddress.IPv4Address(bytes(head[offset:offset + 4])))
+        head[offset:offset + 4] = ipaddress.IPv4Address(translate(addr)).packed
+    struct.pack_into("!H", head, 10, 0)
+    struct.pack_into("!H", head, 10, packet_utils.checksum(bytes(head[:ihl])))
+    body = (icmp.TimeExceeded(data=bytes(head)) if err.type == icmp.ICMP_TIME_EXCEEDED
+            else icmp.dest_unreach(data=bytes(head), mtu=getattr(err.data, "mtu", 0)))
+    message = icmp.icmp(type_=err.type, code=err.code, csum=0, data=body)
+    return _frame(src_mac, to_mac, ip.src, to_ip, message)

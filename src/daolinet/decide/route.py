@@ -67,7 +67,16 @@ class TimeExceeded:
     router_ip: str
 
 
-Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded
+@dataclass(frozen=True)
+class RelayIcmp:
+    """An underlay router's ICMP error about a PIP-addressed packet: hand it
+    to the container it concerns, in logical terms."""
+
+    to: Endpoint
+
+
+Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded | RelayIcmp
+ICMP_ERRORS = (3, 11)  # destination unreachable, time exceeded
 
 
 _policies: weakref.WeakKeyDictionary[View, tuple[int, Policy]] = weakref.WeakKeyDictionary()
@@ -147,6 +156,8 @@ def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Decisio
 
 def _ingress_miss(meta: PacketMeta, view: View, host: Host) -> Decision:
     a, b = view.by_pip.get(meta.ip_src), view.by_pip.get(meta.ip_dst)
+    if a is None and b is not None and meta.ip_proto == ICMP and meta.icmp_type in ICMP_ERRORS:
+        return RelayIcmp(b) if b.host == host.name and b.ofport is not None else Ignore("stray ICMP")
     if a is None or b is None or b.host != host.name or a.ofport is None:
         return Ignore(f"no route for {meta.ip_src}->{meta.ip_dst} on uplink of {host.name}")
     decision = _allowed(a, b, view, l4_of(meta))

@@ -139,20 +139,30 @@ class Lab:
         links.create_netns(name)
 
     def _build_fabric(self, racks: int) -> None:
+        """A Linux bridge per rack, a router joining them and the outside.
+        The router holds only the segment routes: nothing per container."""
+        rtr = plan.router_netns(self.name)
+        self._new_netns(rtr)
+        gw_macs = {}
         for rack in range(1, racks + 1):
             fab = plan.fabric_netns(self.name, rack)
             self._new_netns(fab)
             links.add_bridge(fab, plan.FABRIC_BRIDGE)
-        if racks == 1:
-            return
-        rtr = plan.router_netns(self.name)
-        self._new_netns(rtr)
-        for rack in range(1, racks + 1):
-            fab = plan.fabric_netns(self.name, rack)
             links.add_veth(rtr, f"r{rack}", fab, "rtr")
             links.set_master(fab, "rtr", plan.FABRIC_BRIDGE)
             links.link_up(rtr, f"r{rack}", address=f"{plan.rack_gateway(rack)}/{plan.RACK_PREFIX}")
+            gw_macs[str(rack)] = links.mac_of(rtr, f"r{rack}")
+        out = plan.outside_netns(self.name)
+        self._new_netns(out)
+        links.add_veth(rtr, "out", out, "eth0")
+        prefix = plan.OUTSIDE_NET.prefixlen
+        links.link_up(rtr, "out", address=f"{plan.OUTSIDE_GW}/{prefix}")
+        links.link_up(out, "eth0", address=f"{plan.OUTSIDE_IP}/{prefix}")
+        links.add_route(out, str(plan.UNDERLAY), str(plan.OUTSIDE_GW))
+        links.tx_offload_off(out, "eth0")
         links.enable_forwarding(rtr)
+        self._state.extra["gateway_macs"] = gw_macs
+        self._save()
 
     def _build_host(self, host: LabHost, plumb: bool) -> None:
         p = host.plan
@@ -168,8 +178,7 @@ class Lab:
             db.add_port(plan.BRIDGE, plan.UPLINK)
         links.link_up(p.netns, plan.BRIDGE, address=p.underlay_cidr)
         links.tx_offload_off(p.netns, plan.BRIDGE)
-        if self._state.racks > 1:
-            links.add_route(p.netns, str(plan.UNDERLAY), str(p.gateway))
+        links.add_route(p.netns, str(plan.UNDERLAY), str(p.gateway))
         if plumb:
             self._plumb(host)
 
@@ -204,8 +213,8 @@ class Lab:
         host's agent attaches it to `network` (which is then required); without,
         it is a bare port with an optional `address`."""
         plan.check_container_name(name)
-        if HOST_NAME_RE.match(name):
-            raise InvalidInput(f"container name {name!r} would shadow a host name")
+        if HOST_NAME_RE.match(name) or name in ("outside", "router"):
+            raise InvalidInput(f"container name {name!r} would shadow a host or the outside")
         if self.has_controller and network is None:
             raise InvalidInput("give the container a network (--network NET)")
         if address is not None:
@@ -313,8 +322,9 @@ class Lab:
         chosen = [self.host(n) for n in hosts] if hosts else self.hosts
         started = {}
         for h in chosen:
+            gw_mac = self._state.extra.get("gateway_macs", {}).get(str(h.plan.rack), "")
             started[h.name] = daemons.start_agent(h.plan, daemons.ControllerPaths(self.name).of_sock,
-                                                  self.api_url, h.ovs.db_endpoint)
+                                                  self.api_url, h.ovs.db_endpoint, gw_mac)
             with self._lock:
                 self._state.pids[f"{h.name}/agent"] = started[h.name].pid
                 self._save()
@@ -346,7 +356,9 @@ class Lab:
             return str(self._state.containers[target]["netns"])
         if HOST_NAME_RE.match(target):
             return self.host(target).netns
-        raise NotFound(f"lab {self.name} has no container or host {target}")
+        if target in ("outside", "router"):
+            return plan.outside_netns(self.name) if target == "outside" else plan.router_netns(self.name)
+        raise NotFound(f"lab {self.name} has no container or host {target} (nor outside, router)")
 
     def exec_argv(self, target: str, argv: Sequence[str]) -> list[str]:
         return procs.in_netns(self.netns_of(target), argv)

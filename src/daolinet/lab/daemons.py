@@ -110,7 +110,7 @@ def controller_link(host: plan.HostPlan, of_sock: str) -> str:
     return link
 
 
-def agent_argv(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str) -> list[str]:
+def agent_argv(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str, gateway_mac: str) -> list[str]:
     return [
         "agent", f"--controller=unix:{controller_link(host, of_sock)}", f"--api={api}",
         f"--bridge={plan.BRIDGE}",
@@ -118,14 +118,17 @@ def agent_argv(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str) -> list[
         f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
         f"--ready-file={os.path.join(host.rundir(), 'agent.json')}", "--heartbeat=5",
         f"--token-file={ControllerPaths(host.lab).admin_token}",
+        f"--underlay-gateway-mac={gateway_mac}",
     ]
 
 
-def start_agent(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str) -> subprocess.Popen[bytes]:
+def start_agent(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str,
+                gateway_mac: str = "") -> subprocess.Popen[bytes]:
     ready = os.path.join(host.rundir(), "agent.json")
     if os.path.exists(ready):
         os.unlink(ready)
-    return _spawn(agent_argv(host, of_sock, api, ovsdb), os.path.join(host.rundir(), "agent.log"))
+    return _spawn(agent_argv(host, of_sock, api, ovsdb, gateway_mac),
+                  os.path.join(host.rundir(), "agent.log"))
 
 
 def wait_agent(host: plan.HostPlan, proc: subprocess.Popen[bytes]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Underlay (all inside 198.18.0.0/15, never in the root namespace):
     rack r (1-based)      198.18.(64*(r-1)).0/18, router leg at .254
     host i in rack r      198.18.(64*(r-1)).i
     host i's PIP pool     198.18.(64*(r-1) + k).0/24, k = host's index in its rack
+    outside               198.19.255.0/24 behind the router: server .1, router .254
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ def rack_network(rack: int) -> ipaddress.IPv4Network:
 
 def rack_gateway(rack: int) -> ipaddress.IPv4Address:
     return rack_network(rack).network_address + 254
+
+
+# "The outside world": a network behind the router that no daolinet network
+# covers, with one namespace (`outside`) holding a server at OUTSIDE_IP.
+OUTSIDE_NET = ipaddress.IPv4Network("198.19.255.0/24")
+OUTSIDE_IP = OUTSIDE_NET.network_address + 1
+OUTSIDE_GW = OUTSIDE_NET.network_address + 254
+
+
+def outside_netns(lab: str) -> str:
+    return f"{netns_prefix(lab)}out"
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,11 @@ def del_link(ns_name: str | None, ifname: str) -> bool:
         return True
 
 
+def mac_of(ns_name: str | None, ifname: str) -> str:
+    with _ns(ns_name) as ns:
+        return str(ns.get_links(_index(ns, ifname))[0].get("IFLA_ADDRESS"))
+
+
 def address_of(ns_name: str | None, ifname: str) -> tuple[str, int, str] | None:
     """(IPv4 address, prefix length, MAC) of an interface, or None without an address."""
     with _ns(ns_name) as ns:
