@@ -289,7 +289,7 @@ def test_open_store_understands_sqlite_urls_only(tmp_path: Path) -> None:
         assert isinstance(store, SqliteStore)
         asyncio.run(store.close())
     assert (tmp_path / "x.db").exists()
-    for url in ("etcd://127.0.0.1:2379", "sqlite://relative.db", "sqlite:///", "/tmp/x.db"):
+    for url in ("etcd://", "etcd://h1:port", "sqlite://relative.db", "sqlite:///", "/tmp/x.db"):
         with pytest.raises(InvalidInput, match="unsupported store URL"):
             open_store(url)
 

@@ -26,6 +26,7 @@ from daolinet.decide.route import (
     Decision,
     Deny,
     EchoReply,
+    External,
     Ignore,
     Plug,
     RelayIcmp,
@@ -34,6 +35,7 @@ from daolinet.decide.route import (
     verdict,
 )
 from daolinet.flows import render
+from daolinet.flows.external import flows_for_external
 from daolinet.flows.route import RouteEnds, RoutePlan, drop_flow, flows_for_route
 from daolinet.model import Endpoint, View
 from daolinet.pipeline import GATEWAY_MAC, Kind, kind_mask
@@ -74,6 +76,8 @@ class HotPlug:
             self._time_exceeded(data, d)
         elif isinstance(d, RelayIcmp):
             self._relay_icmp(session, data, d)
+        elif isinstance(d, External):
+            self._external(session, meta, data, d)
         elif isinstance(d, Ignore):
             log.debug("ignore packet-in on %s port %d: %s", session.name, meta.in_port, d.reason)
 
@@ -131,6 +135,14 @@ class HotPlug:
             return
         frame = icmp.time_exceeded(embedded, d.router_ip, GATEWAY_MAC, d.to.ip, d.to.mac)
         session.send(render.packet_out_to_port(d.to.ofport, frame))
+
+    def _external(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: External) -> None:
+        host = self.ctx.view.host_of(d.src)
+        if host is None:
+            return
+        flows = flows_for_external(d.src, host, d.dst_ip, self.ctx.config.idle_timeout)
+        self._send(session, *[render.flow_add(f) for f in flows])
+        session.send(render.packet_out_to_table(meta.in_port, data))
 
     def _relay_icmp(self, session: SwitchSession, data: bytes, d: RelayIcmp) -> None:
         by_pip = self.ctx.view.by_pip

@@ -17,6 +17,7 @@ from daolinet.controller.context import Context
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide.route import verdict
 from daolinet.flows import base, render
+from daolinet.flows.external import external_cookie
 from daolinet.flows.spec import FlowSpec
 from daolinet.model import Endpoint, Host
 from daolinet.ofp.channel import MultipartDone
@@ -117,5 +118,6 @@ class FlowSync:
         session = self._session_for(host) if host else None
         if session is not None and e.ofport is not None:
             session.send(*[render.flow_delete_strict(f) for f in base.flows_for_endpoint(e)])
-            # Stale drop flows naming this source go too.
+            # Stale drop flows and its SNAT flows go too.
             session.send(render.flow_delete_cookie(Cookie(Kind.DROP, 0, e.id).value, ALL, Table.EGRESS))
+            session.send(render.flow_delete_cookie(external_cookie(e.id), ALL))

@@ -13,6 +13,7 @@ turns decisions into FlowMods and PacketOuts.
 
 from __future__ import annotations
 
+import ipaddress
 import weakref
 from dataclasses import dataclass
 
@@ -68,6 +69,14 @@ class TimeExceeded:
 
 
 @dataclass(frozen=True)
+class External:
+    """src may reach dst_ip outside every network: SNAT through its host."""
+
+    src: Endpoint
+    dst_ip: str
+
+
+@dataclass(frozen=True)
 class RelayIcmp:
     """An underlay router's ICMP error about a PIP-addressed packet: hand it
     to the container it concerns, in logical terms."""
@@ -75,7 +84,7 @@ class RelayIcmp:
     to: Endpoint
 
 
-Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded | RelayIcmp
+Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded | RelayIcmp | External
 ICMP_ERRORS = (3, 11)  # destination unreachable, time exceeded
 
 
@@ -137,8 +146,31 @@ def _egress_miss(meta: PacketMeta, view: View) -> Decision:
         return Deny(src, meta.ip_dst, f"{meta.ip_dst} is the gateway of {gw_net.name}")
     dst = view.by_ip.get((src.tenant, meta.ip_dst))
     if dst is None or dst.id == src.id:
-        return Deny(src, meta.ip_dst, f"no container {meta.ip_dst} in tenant {src.tenant}")
+        return _outside(src, meta.ip_dst, view)
     return _allowed(src, dst, view, l4_of(meta))
+
+
+def _outside(src: Endpoint, dst_ip: str, view: View) -> Decision:
+    """A destination that is no container of the tenant: the outside world, if
+    the source's network is external and the address is outside every network
+    of the tenant and is not the underlay's own (hosts, PIPs)."""
+    net = view.network_of(src)
+    if view.network_containing(src.tenant, dst_ip) is not None or net is None:
+        return Deny(src, dst_ip, f"no container {dst_ip} in tenant {src.tenant}")
+    if not net.external:
+        return Deny(src, dst_ip, f"no container {dst_ip} in tenant {src.tenant}, "
+                                 f"and network {net.name} is not external")
+    if dst_ip in view.by_pip or any(h.underlay_ip == dst_ip or ip_in(dst_ip, h.pip_pool)
+                                    for h in view.hosts.values()):
+        return Deny(src, dst_ip, f"{dst_ip} belongs to the underlay")
+    host = view.host_of(src)
+    if host is None or not host.underlay_gateway_mac:
+        return Deny(src, dst_ip, f"host {src.host} has no underlay gateway")
+    return External(src, dst_ip)
+
+
+def ip_in(ip: str, cidr: str) -> bool:
+    return ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(cidr)
 
 
 def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Decision:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from daolinet.flows.spec import (
     Action,
+    Conntrack,
     FlowSpec,
     Match,
     Move,
@@ -13,7 +14,17 @@ from daolinet.flows.spec import (
     ToController,
 )
 from daolinet.model import Endpoint, Host
-from daolinet.pipeline import GATEWAY_MAC, OFPP_IN_PORT, OFPP_LOCAL, Cookie, Kind, Priority, Table
+from daolinet.pipeline import (
+    CT_TRACKED,
+    GATEWAY_MAC,
+    NAT_ZONE,
+    OFPP_IN_PORT,
+    OFPP_LOCAL,
+    Cookie,
+    Kind,
+    Priority,
+    Table,
+)
 
 ETH_IP = 0x0800
 ETH_ARP = 0x0806
@@ -53,7 +64,9 @@ def flows_for_host(host: Host) -> list[FlowSpec]:
         flow(Table.CLASSIFY, Priority.MISS, Match.of()),
         # egress: no route yet -> ask the controller
         flow(Table.EGRESS, Priority.MISS, Match.of(), (ToController(),)),
-        # ingress: the host's own address; anything else unknown -> controller (re-plug)
+        # ingress: the host's own address (after conntrack: NATed replies turn back to
+        # their container); anything else unknown -> controller (re-plug)
+        nat_return_flow(host, BASE),
         flow(Table.INGRESS, Priority.HOST, Match.of(eth_type=ETH_IP, ipv4_dst=host.underlay_ip),
              (Output(OFPP_LOCAL),)),
         flow(Table.INGRESS, Priority.MISS, Match.of(), (ToController(),)),
@@ -67,6 +80,15 @@ def flows_for_host(host: Host) -> list[FlowSpec]:
              arp_reply(GATEWAY_MAC)),
         flow(Table.ARP, Priority.MISS, Match.of()),
     ]
+
+
+def nat_return_flow(host: Host, base_cookie: int) -> FlowSpec:
+    """Everything for the host's own address passes conntrack first, so NATed
+    replies find their way back; the rest is the host's and goes LOCAL after."""
+    return FlowSpec(Table.INGRESS, Priority.SPECIFIC,
+                    Match.of(in_port=host.uplink_ofport, eth_type=ETH_IP, ipv4_dst=host.underlay_ip,
+                             ct_state=(0, CT_TRACKED)),
+                    (Conntrack(zone=NAT_ZONE, nat=True, table=int(Table.INGRESS)),), cookie=base_cookie)
 
 
 def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:

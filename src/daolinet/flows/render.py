@@ -7,12 +7,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from daolinet.flows.spec import DecTtl, FlowSpec, Match, Move, Output, SetField, ToController
+from daolinet.flows.spec import Conntrack, DecTtl, FlowSpec, Match, Move, Output, SetField, ToController
 from daolinet.ofp.codec import DP, ofp, parser
 from daolinet.pipeline import Table
 
 
-def _match_value(name: str, value: int | str) -> Any:
+def _match_value(name: str, value: int | str | tuple[int, int]) -> Any:
     if isinstance(value, str) and "/" in value and name in ("ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"):
         net = ipaddress.IPv4Network(value, strict=False)
         return (str(net.network_address), str(net.netmask))
@@ -35,7 +35,24 @@ def _action(a: Any) -> Any:
                                       src_ofs=0, dst_ofs=0)
     if isinstance(a, ToController):
         return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, a.max_len)
+    if isinstance(a, Conntrack):
+        return _conntrack(a)
     raise TypeError(f"unknown action {a!r}")
+
+
+NX_NAT_F_SRC, NX_NAT_F_DST = 1 << 0, 1 << 1  # not exported by os-ken
+
+
+def _conntrack(a: Conntrack) -> Any:
+    nat: list[Any] = []
+    if a.nat_src or a.nat_dst:
+        addr, flag = (a.nat_src, NX_NAT_F_SRC) if a.nat_src else (a.nat_dst, NX_NAT_F_DST)
+        nat.append(parser.NXActionNAT(flags=flag, range_ipv4_min=addr, range_ipv4_max=addr))
+    elif a.nat:
+        nat.append(parser.NXActionNAT(flags=0))
+    return parser.NXActionCT(
+        flags=1 if a.commit else 0, zone_src="", zone_ofs_nbits=a.zone,
+        recirc_table=0xFF if a.table is None else a.table, alg=0, actions=nat)
 
 
 def instructions_for(spec: FlowSpec) -> list[Any]:

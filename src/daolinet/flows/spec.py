@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from daolinet.errors import DaoliError
 from daolinet.pipeline import NEXT_TABLES, Table
 
-MatchValue = int | str
+MatchValue = int | str | tuple[int, int]  # (value, mask) for bit fields like ct_state
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,20 @@ class ToController:
     max_len: int = 0xFFFF  # OFPCML_NO_BUFFER: the whole packet
 
 
-Action = Output | SetField | DecTtl | Move | ToController
+@dataclass(frozen=True)
+class Conntrack:
+    """OVS ct(): track in `zone`; commit; NAT (nat_src: SNAT to that address;
+    nat=True alone: apply the connection's NAT in reverse); `table`: recirculate."""
+
+    zone: int
+    commit: bool = False
+    nat: bool = False
+    nat_src: str | None = None
+    nat_dst: str | None = None
+    table: int | None = None
+
+
+Action = Output | SetField | DecTtl | Move | ToController | Conntrack
 
 
 class FlowSpecError(DaoliError):
@@ -75,7 +88,7 @@ MATCH_FIELDS: dict[Table, frozenset[str]] = {
     Table.EGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
                              "tcp_src", "tcp_dst", "udp_src", "udp_dst"}),
     Table.INGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
-                              "tcp_src", "tcp_dst", "udp_src", "udp_dst"}),
+                              "tcp_src", "tcp_dst", "udp_src", "udp_dst", "ct_state", "ct_mark"}),
     Table.ARP: frozenset({"in_port", "eth_type", "arp_op", "arp_tpa"}),
 }
 SET_FIELDS: dict[Table, frozenset[str]] = {
@@ -135,4 +148,12 @@ def _describe_action(a: Action) -> str:
         return "dec_ttl"
     if isinstance(a, Move):
         return f"move:{a.src}->{a.dst}"
+    if isinstance(a, Conntrack):
+        parts = [f"zone={a.zone}"] + (["commit"] if a.commit else [])
+        if a.nat or a.nat_src or a.nat_dst:
+            parts.append(f"nat(src={a.nat_src})" if a.nat_src else
+                         f"nat(dst={a.nat_dst})" if a.nat_dst else "nat")
+        if a.table is not None:
+            parts.append(f"table={a.table}")
+        return f"ct({','.join(parts)})"
     return "controller"

@@ -179,6 +179,10 @@ class Lab:
         links.link_up(p.netns, plan.BRIDGE, address=p.underlay_cidr)
         links.tx_offload_off(p.netns, plan.BRIDGE)
         links.add_route(p.netns, str(plan.UNDERLAY), str(p.gateway))
+        # The uplink is a bridge port, not an interface of the host's stack: its kernel
+        # must not answer ARP for the host's address on it, or the underlay may send
+        # the host's frames to the uplink's own MAC and the kernel would answer them too.
+        links.sysctl(p.netns, "net.ipv4.conf.all.arp_ignore=1")
         if plumb:
             self._plumb(host)
 

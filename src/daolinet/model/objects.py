@@ -31,6 +31,7 @@ class Network:
     subnet: str  # "10.1.0.0/24"
     gateway: str  # "10.1.0.1"
     isolated: bool = False
+    external: bool = False  # members reach addresses outside every network, SNATed by their host
 
     @property
     def net(self) -> ipaddress.IPv4Network:

@@ -197,7 +197,7 @@ class Channel:
 
     def _collect(self, msg: Any) -> MultipartDone | None:
         parts = self._parts.setdefault(msg.xid, [])
-        parts.extend(msg.body)
+        parts.extend(msg.body if isinstance(msg.body, list) else [msg.body])  # DESC, AGGREGATE: one struct
         if msg.flags & ofp.OFPMPF_REPLY_MORE:
             return None
         return MultipartDone(msg.xid, self._parts.pop(msg.xid))

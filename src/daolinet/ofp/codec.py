@@ -60,6 +60,7 @@ def decode(frame: bytes) -> Any:
     version, msg_type, length, xid = HEADER.unpack_from(frame)
     if version != ofp.OFP_VERSION:
         raise RemoteProtocolError(f"switch speaks OpenFlow version {version:#x}, not 1.3")
+    _check_lengths(msg_type, frame)
     try:
         msg = ofproto_parser.msg(DP, version, msg_type, length, xid, frame)
     except Exception as e:
@@ -67,6 +68,99 @@ def decode(frame: bytes) -> Any:
     if msg is None:
         raise RemoteProtocolError(f"cannot parse message type {msg_type} (xid {xid})")
     return msg
+
+
+# os-ken's parsers walk length-prefixed elements with `offset += element.len`
+# and never finish when a length is 0 (one bad HELLO would hang the event
+# loop).  Before os-ken sees a frame, check every such chain in the message
+# types a switch may send us (and FLOW_MOD, which tests decode), and refuse
+# the types we never ask for whose parsers loop the same way.
+_U16 = struct.Struct("!H")
+_SAFE_MULTIPART = frozenset({  # fixed-size bodies: os-ken steps by a constant
+    ofp.OFPMP_DESC, ofp.OFPMP_AGGREGATE, ofp.OFPMP_TABLE, ofp.OFPMP_PORT_STATS, ofp.OFPMP_QUEUE,
+    ofp.OFPMP_GROUP_FEATURES, ofp.OFPMP_METER_FEATURES, ofp.OFPMP_PORT_DESC,
+})
+_UNSUPPORTED = frozenset({ofp.OFPT_QUEUE_GET_CONFIG_REPLY})
+_NXAST_CT = 35  # nested actions at offset 24
+_ACTION_LISTS = frozenset({ofp.OFPIT_WRITE_ACTIONS, ofp.OFPIT_APPLY_ACTIONS})
+
+
+def _chain(frame: bytes, offset: int, end: int, what: str, minimum: int, align: int = 1) -> list[int]:
+    """Offsets of the elements of a chain whose 16-bit length follows a 16-bit type."""
+    starts = []
+    while offset < end:
+        if offset + 4 > end:
+            raise RemoteProtocolError(f"truncated {what} at offset {offset}")
+        (length,) = _U16.unpack_from(frame, offset + 2)
+        if length < minimum or length % align or offset + length > end:
+            raise RemoteProtocolError(f"{what} at offset {offset} has bad length {length}")
+        starts.append(offset)
+        offset += length
+    return starts
+
+
+def _check_actions(frame: bytes, offset: int, end: int) -> None:
+    for at in _chain(frame, offset, end, "action", 8, 8):
+        a_type, a_len = struct.unpack_from("!HH", frame, at)
+        if a_type == ofp.OFPAT_EXPERIMENTER and a_len >= 10:
+            (subtype,) = _U16.unpack_from(frame, at + 8)
+            if subtype == _NXAST_CT:
+                _check_actions(frame, at + 24, at + a_len)
+
+
+def _check_instructions(frame: bytes, offset: int, end: int) -> None:
+    for at in _chain(frame, offset, end, "instruction", 8, 8):
+        i_type, i_len = struct.unpack_from("!HH", frame, at)
+        if i_type not in parser.OFPInstruction._INSTRUCTION_TYPES:
+            raise RemoteProtocolError(f"unknown instruction type {i_type}")
+        if i_type in _ACTION_LISTS:
+            _check_actions(frame, at + ofp.OFP_INSTRUCTION_ACTIONS_SIZE, at + i_len)
+
+
+def _match_end(frame: bytes, offset: int, end: int) -> int:
+    """Where the instructions after an ofp_match at offset begin."""
+    if offset + 4 > end:
+        raise RemoteProtocolError("truncated match")
+    (length,) = _U16.unpack_from(frame, offset + 2)
+    return offset + (length + 7) // 8 * 8
+
+
+def _check_lengths(msg_type: int, frame: bytes) -> None:
+    end = len(frame)
+    if msg_type == ofp.OFPT_HELLO:
+        _chain(frame, HEADER.size, end, "hello element", 4)
+    elif msg_type == ofp.OFPT_FLOW_MOD:
+        match_at = ofp.OFP_FLOW_MOD_SIZE - ofp.OFP_MATCH_SIZE
+        _check_instructions(frame, _match_end(frame, match_at, end), end)
+    elif msg_type == ofp.OFPT_MULTIPART_REPLY and len(frame) >= ofp.OFP_MULTIPART_REPLY_SIZE:
+        (mp_type,) = _U16.unpack_from(frame, HEADER.size)
+        if mp_type == ofp.OFPMP_FLOW:
+            for at in _flow_stats(frame, ofp.OFP_MULTIPART_REPLY_SIZE, end):
+                (length,) = _U16.unpack_from(frame, at)
+                match_at = at + ofp.OFP_FLOW_STATS_SIZE - ofp.OFP_MATCH_SIZE
+                _check_instructions(frame, _match_end(frame, match_at, at + length), at + length)
+        elif mp_type not in _SAFE_MULTIPART:
+            raise RemoteProtocolError(f"unsupported multipart reply type {mp_type}")
+    elif msg_type == ofp.OFPT_EXPERIMENTER and len(frame) >= ofp.OFP_EXPERIMENTER_HEADER_SIZE:
+        key = struct.unpack_from(ofp.OFP_EXPERIMENTER_HEADER_PACK_STR, frame, HEADER.size)
+        if key in parser.OFPExperimenter._subtypes:
+            raise RemoteProtocolError(f"unsupported experimenter message {key}")
+    elif msg_type in _UNSUPPORTED:
+        raise RemoteProtocolError(f"unsupported message type {msg_type}")
+
+
+def _flow_stats(frame: bytes, offset: int, end: int) -> list[int]:
+    """Offsets of ofp_flow_stats entries (their 16-bit length comes first)."""
+    starts = []
+    while offset < end:
+        if offset + 2 > end:
+            raise RemoteProtocolError("truncated flow stats")
+        (length,) = _U16.unpack_from(frame, offset)
+        if length < ofp.OFP_FLOW_STATS_SIZE or offset + length > end:
+            raise RemoteProtocolError(f"flow stats at offset {offset} has bad length {length}")
+        starts.append(offset)
+        offset += length
+    return starts
 
 
 class Framer:

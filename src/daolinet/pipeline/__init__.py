@@ -67,6 +67,14 @@ class Kind(IntEnum):
     BASE = 0xD0  # per-host pipeline, per-port classify: proactive
     ROUTE = 0xD1  # hot-plug route flows: reactive, idle out
     DROP = 0xD2  # short-lived drop flows for denied or unknown destinations
+    EXTERNAL = 0xD3  # SNAT egress to the outside world (b = the container's endpoint id)
+
+
+# Conntrack zone of the SNAT to the outside.  Egress is tracked by PIP (unique
+# across tenants, unlike logical IPs), so one zone serves every tenant.
+NAT_ZONE = 1
+CT_TRACKED = 0x20
+CT_ESTABLISHED = 0x02
 
 
 EID_BITS = 24

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 from daolinet.errors import InvalidInput
 from daolinet.store.base import ChangesPruned, Store
+from daolinet.store.etcd import EtcdStore
 from daolinet.store.sqlite import SqliteStore
 
-__all__ = ["ChangesPruned", "SqliteStore", "Store", "open_store"]
+__all__ = ["ChangesPruned", "EtcdStore", "SqliteStore", "Store", "open_store"]
 
 SQLITE_MEMORY = "sqlite://:memory:"
 SQLITE_FILE = "sqlite:///"  # followed by an absolute path without its leading "/"
+ETCD = "etcd://"  # followed by host:port[,host:port...][/prefix]
 
 
 def open_store(url: str) -> Store:
-    """A store for `url`: "sqlite:///abs/path/file.db" or "sqlite://:memory:"."""
+    """A store for `url`: "sqlite:///abs/path/file.db", "sqlite://:memory:" or
+    "etcd://host:port[,host:port...][/prefix]" (which connects on first use)."""
     if url == SQLITE_MEMORY:
         return SqliteStore.open(":memory:")
     if url.startswith(SQLITE_FILE) and len(url) > len(SQLITE_FILE):
         return SqliteStore.open(url[len(SQLITE_FILE) - 1:])
-    # etcd://host:port[,host:port...] will go here: an EtcdStore built on aetcd.
-    raise InvalidInput(f"unsupported store URL {url!r}: use sqlite:///absolute/path.db or {SQLITE_MEMORY}")
+    if url.startswith(ETCD):
+        return EtcdStore.open(url)
+    raise InvalidInput(f"unsupported store URL {url!r}: use sqlite:///absolute/path.db, {SQLITE_MEMORY} "
+                       f"or {ETCD}host:port[,host:port...][/prefix]")

@@ -2,19 +2,22 @@
 
 Controllers read a `snapshot()` into their View and then follow the change
 feed: `subscribe()` for this instance's own commits, `changes_since()` for
-everything committed (by any process) after a revision.  Writes validate their
+everything committed (by any process) after a revision, and `watch_changes()`
+to follow every writer's commits as they happen (SQLite: by polling the log;
+etcd: a real watch).  Writes validate their
 input here (backend-neutral checks) and allocate addresses with `ipam`, each
 in one transaction: an error leaves nothing changed and emits no Change.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -54,6 +57,8 @@ class Store(ABC):
     subscriber after the commit, in commit order.
     """
 
+    WATCH_POLL_INTERVAL = 0.2  # seconds between two polls of the default watch_changes()
+
     def __init__(self) -> None:
         self._subscribers: list[Callback] = []
 
@@ -83,6 +88,24 @@ class Store(ABC):
         Raises ChangesPruned when the log no longer reaches back to `rev`.
         Heartbeats are coalesced: only the latest one per host is kept."""
 
+    async def watch_changes(self, from_rev: int) -> AsyncIterator[Change]:
+        """Every Change above `from_rev`, committed by any writer (this instance or another
+        process or controller sharing the store), in revision order, for as long as the caller
+        iterates (close it with `contextlib.aclosing` or by breaking out).
+
+        Start from a snapshot's revision to follow the store with nothing missed and nothing
+        twice.  Raises ChangesPruned when the log no longer reaches back to the last revision
+        delivered (take a new snapshot), and the store's errors when it cannot be read.  This
+        default polls `changes_since()` every WATCH_POLL_INTERVAL seconds (so of a host's
+        heartbeats between two polls only the latest is seen); etcd overrides it with a watch.
+        """
+        rev = from_rev
+        while True:
+            for change in await self.changes_since(rev):
+                rev = change.rev
+                yield change
+            await asyncio.sleep(self.WATCH_POLL_INTERVAL)
+
     # -- tenants ------------------------------------------------------------------
 
     @abstractmethod
@@ -102,7 +125,7 @@ class Store(ABC):
 
     @abstractmethod
     async def create_network(self, tenant: str, name: str, subnet: str, gateway: str | None = None,
-                             isolated: bool = False) -> Network: ...
+                             isolated: bool = False, external: bool = False) -> Network: ...
 
     @abstractmethod
     async def get_network(self, tenant: str, name: str) -> Network: ...

@@ -196,23 +196,24 @@ class SqliteStore(SqlitePolicy):
     # -- networks ------------------------------------------------------------------
 
     async def create_network(self, tenant: str, name: str, subnet: str, gateway: str | None = None,
-                             isolated: bool = False) -> Network:
+                             isolated: bool = False, external: bool = False) -> Network:
         check_name("network", name)
         net = ipam.check_subnet(subnet)
         gw = ipam.default_gateway(net) if gateway is None else ipam.check_in_subnet(gateway, net, "gateway")
-        if not isinstance(isolated, bool):
-            raise InvalidInput(f"isolated {isolated!r} of network {name} must be true or false")
+        for flag, value in (("isolated", isolated), ("external", external)):
+            if not isinstance(value, bool):
+                raise InvalidInput(f"{flag} {value!r} of network {name} must be true or false")
         with self._write() as tx:
             if self._tenant_or_none(tenant) is None:
                 if tenant != DEFAULT_TENANT:
                     raise NotFound(f"tenant {tenant} not found")
                 self._add_tenant(tx, tenant)
             self._check_network_free(tenant, name, net)
-            row = tx.db.execute("INSERT INTO networks (name, tenant, subnet, gateway, isolated) "
-                                "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                                (name, tenant, str(net), str(gw), isolated)).fetchone()
+            row = tx.db.execute("INSERT INTO networks (name, tenant, subnet, gateway, isolated, external) "
+                                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                                (name, tenant, str(net), str(gw), isolated, external)).fetchone()
             network = Network(id=row[0], name=name, tenant=tenant, subnet=str(net), gateway=str(gw),
-                              isolated=isolated)
+                              isolated=isolated, external=external)
             tx.record(network)
             return network
 

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS networks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL, tenant TEXT NOT NULL REFERENCES tenants (name),
     subnet TEXT NOT NULL, gateway TEXT NOT NULL, isolated INTEGER NOT NULL,
+    external INTEGER NOT NULL DEFAULT 0,
     UNIQUE (tenant, name));
 CREATE TABLE IF NOT EXISTS hosts (
     name TEXT PRIMARY KEY, dpid TEXT NOT NULL UNIQUE, underlay_ip TEXT NOT NULL UNIQUE,
@@ -93,7 +94,7 @@ def tenant_of(row: sqlite3.Row) -> Tenant:
 
 
 def network_of(row: sqlite3.Row) -> Network:
-    return Network(**{**dict(row), "isolated": bool(row["isolated"])})
+    return Network(**{**dict(row), "isolated": bool(row["isolated"]), "external": bool(row["external"])})
 
 
 def host_of(row: sqlite3.Row) -> Host:

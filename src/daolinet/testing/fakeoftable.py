@@ -25,6 +25,7 @@ from typing import NamedTuple
 from daolinet.errors import DaoliError
 from daolinet.flows.base import ETH_ARP, ETH_IP
 from daolinet.flows.spec import (
+    Conntrack,
     DecTtl,
     FlowSpec,
     Match,
@@ -49,7 +50,9 @@ REGISTERS = frozenset(f"reg{i}" for i in range(16))
 FIELD_BITS: dict[str, int] = {
     **dict.fromkeys(MAC_FIELDS, 48), **dict.fromkeys(IPV4_FIELDS, 32), **dict.fromkeys(REGISTERS, 32),
     "in_port": 32, "eth_type": 16, "arp_op": 16, "ip_proto": 8, "ip_ttl": 8, "tcp_dst": 16, "udp_dst": 16,
+    "tcp_src": 16, "udp_src": 16, "ct_state": 32, "ct_mark": 32,
 }
+CT_NEW, CT_ESTABLISHED, CT_TRACKED = 0x01, 0x02, 0x20
 # OpenFlow 1.3 prerequisites (spec 7.2.3.6): a field may be matched, set or
 # moved only if the flow's match pins down the protocol that carries it.
 PREREQS: dict[str, tuple[str, frozenset[int]]] = {
@@ -57,6 +60,8 @@ PREREQS: dict[str, tuple[str, frozenset[int]]] = {
     **{f: ("eth_type", frozenset({ETH_ARP})) for f in ("arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha")},
     "tcp_dst": ("ip_proto", frozenset({IPPROTO_TCP})),
     "udp_dst": ("ip_proto", frozenset({IPPROTO_UDP})),
+    "tcp_src": ("ip_proto", frozenset({IPPROTO_TCP})),
+    "udp_src": ("ip_proto", frozenset({IPPROTO_UDP})),
 }
 
 
@@ -67,7 +72,11 @@ class FakeOFTableError(DaoliError):
 # -- matching ----------------------------------------------------------------
 
 def field_matches(name: str, want: MatchValue, have: MatchValue) -> bool:
-    """One match field against one packet value; IPv4 values may be prefixes."""
+    """One match field against one packet value; IPv4 values may be prefixes,
+    bit fields (ct_state) (value, mask) pairs."""
+    if isinstance(want, tuple):
+        value, mask = want
+        return (int(have) & mask) == value  # type: ignore[arg-type]
     if name in IPV4_FIELDS:
         return ipaddress.IPv4Address(str(have)) in ipaddress.IPv4Network(str(want), strict=False)
     if name in MAC_FIELDS:
@@ -76,8 +85,10 @@ def field_matches(name: str, want: MatchValue, have: MatchValue) -> bool:
 
 
 def matches(match: Match, packet: Mapping[str, MatchValue]) -> bool:
-    """A flow matching on a field the packet lacks does not match."""
-    return all(k in packet and field_matches(k, v, packet[k]) for k, v in match.items)
+    """A flow matching on a field the packet lacks does not match (an
+    untracked packet has ct_state 0)."""
+    return all(field_matches(k, v, packet[k]) if k in packet else
+               (k == "ct_state" and field_matches(k, v, 0)) for k, v in match.items)
 
 
 def covers(request: Match, flow: Match) -> bool:
@@ -153,6 +164,8 @@ class FakeSwitch:
     asked for them (OFPT_SET_ASYNC); `invalid_ttl_to_controller` says whether ours did."""
 
     def __init__(self, dpid: int, invalid_ttl_to_controller: bool = True) -> None:
+        self._connections: dict[tuple[str, str], str] = {}  # (nat addr, peer) -> original source
+        self._recirculate: Table | None = None
         self.dpid = dpid
         self.invalid_ttl_to_controller = invalid_ttl_to_controller
         self._tables: dict[Table, dict[tuple[int, Match], FlowSpec]] = {}
@@ -230,9 +243,10 @@ class FakeSwitch:
                 result.missed = table  # OpenFlow 1.3 without a table-miss flow: drop
                 break
             result.path.append(flow)
+            self._recirculate = None
             if not self._run(flow, pkt, result):
                 break
-            table = flow.goto
+            table = self._recirculate if self._recirculate is not None else flow.goto
         return result
 
     def _best(self, table: Table, pkt: Packet) -> FlowSpec | None:
@@ -261,6 +275,8 @@ class FakeSwitch:
                 pkt[action.dst] = _need(pkt, action.src)
             elif isinstance(action, Output):
                 self._output(action.port, pkt, result)
+            elif isinstance(action, Conntrack):
+                self._conntrack(action, pkt)
             elif isinstance(action, ToController):
                 # OpenFlow 1.3: the table-miss flow's packet-ins say no_match, others action
                 reason = "no_match" if _is_table_miss(flow) else "action"
@@ -268,6 +284,21 @@ class FakeSwitch:
             else:
                 raise FakeOFTableError(f"the fake switch does not model {action!r}")
         return True
+
+    def _conntrack(self, ct: Conntrack, pkt: Packet) -> None:
+        """Enough of OVS conntrack for SNAT: commit+nat(src) rewrites the source
+        and remembers the reply; nat alone reverses a known reply."""
+        if ct.commit and ct.nat_src:
+            self._connections[(ct.nat_src, str(pkt["ipv4_dst"]))] = str(pkt["ipv4_src"])
+            pkt["ipv4_src"] = ct.nat_src
+            pkt["ct_state"] = CT_TRACKED | CT_ESTABLISHED
+        else:
+            original = self._connections.get((str(pkt["ipv4_dst"]), str(pkt["ipv4_src"])))
+            if original is not None and ct.nat:
+                pkt["ipv4_dst"] = original
+            pkt["ct_state"] = CT_TRACKED | (CT_ESTABLISHED if original is not None else CT_NEW)
+        if ct.table is not None:
+            self._recirculate = Table(ct.table)
 
     def _output(self, port: int, pkt: Packet, result: Result) -> None:
         in_port = _need(pkt, "in_port")

@@ -4,6 +4,8 @@
     python -m daolinet.testing.stream send IP PORT [--seconds S]
     python -m daolinet.testing.stream listen PORT...       # accepts and closes, until killed
     python -m daolinet.testing.stream probe IP PORT [--timeout S]  # exit 0 if it connects
+    python -m daolinet.testing.stream whoami PORT          # answers each peer with its address
+    python -m daolinet.testing.stream fetch IP PORT        # prints what the server says
 
 The receiver notes CLOCK_MONOTONIC (shared by every namespace of the machine)
 at every arrival, so a test can tell when data stopped, and the largest gap.
@@ -79,6 +81,24 @@ def listen(ports: list[int]) -> None:
             conn.close()
 
 
+def whoami(port: int) -> None:
+    """Answer every connection with the address it came from, until killed."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", port))
+    server.listen(16)
+    print(json.dumps({"listening": port}), flush=True)
+    while True:
+        conn, peer = server.accept()
+        conn.sendall(f"{peer[0]}\n".encode())
+        conn.close()
+
+
+def fetch(ip: str, port: int, timeout: float) -> str:
+    with socket.create_connection((ip, port), timeout=timeout) as conn:
+        return conn.recv(1024).decode().strip()
+
+
 def probe(ip: str, port: int, timeout: float) -> bool:
     try:
         socket.create_connection((ip, port), timeout=timeout).close()
@@ -99,6 +119,12 @@ def main() -> None:
     s.add_argument("--seconds", type=float, default=5.0)
     ls = sub.add_parser("listen")
     ls.add_argument("ports", type=int, nargs="+")
+    w = sub.add_parser("whoami")
+    w.add_argument("port", type=int)
+    f = sub.add_parser("fetch")
+    f.add_argument("ip")
+    f.add_argument("port", type=int)
+    f.add_argument("--timeout", type=float, default=2.0)
     p = sub.add_parser("probe")
     p.add_argument("ip")
     p.add_argument("port", type=int)
@@ -110,6 +136,13 @@ def main() -> None:
         send(args.ip, args.port, args.seconds)
     elif args.cmd == "listen":
         listen(args.ports)
+    elif args.cmd == "whoami":
+        whoami(args.port)
+    elif args.cmd == "fetch":
+        try:
+            print(fetch(args.ip, args.port, args.timeout))
+        except OSError as e:
+            sys.exit(f"fetch failed: {e}")
     else:
         sys.exit(0 if probe(args.ip, args.port, args.timeout) else 1)
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from daolinet.controller.api.auth import Auth
-from daolinet.controller.api.models import EndpointIn, EndpointPatch, HostIn, NetworkIn, TenantIn
+from daolinet.controller.api.models import EndpointId, EndpointIn, EndpointPatch, HostIn, NetworkIn, TenantIn
 from daolinet.model import Host
 from daolinet.store.base import Store
 
@@ -50,7 +50,7 @@ async def list_networks(request: Request, p: Auth, tenant: str | None = None) ->
 async def create_network(request: Request, p: Auth, body: NetworkIn) -> dict[str, Any]:
     p.see(body.tenant, f"tenant {body.tenant} not found")
     n = await _store(request).create_network(body.tenant, body.name, body.subnet, body.gateway,
-                                             body.isolated)
+                                             body.isolated, body.external)
     return n.to_json()
 
 
@@ -114,14 +114,14 @@ async def create_endpoint(request: Request, p: Auth, body: EndpointIn) -> dict[s
     return e.to_json()
 
 
-async def _endpoint(request: Request, p: Auth, eid: int) -> Any:
+async def _endpoint(request: Request, p: Auth, eid: EndpointId) -> Any:
     e = await _store(request).get_endpoint(eid)
     p.see(e.tenant, f"endpoint {eid} not found")  # the store's own words: nothing to tell apart
     return e
 
 
 @router.get("/endpoints/{eid}", tags=["endpoints"])
-async def get_endpoint(request: Request, p: Auth, eid: int) -> dict[str, Any]:
+async def get_endpoint(request: Request, p: Auth, eid: EndpointId) -> dict[str, Any]:
     return (await _endpoint(request, p, eid)).to_json()  # type: ignore[no-any-return]
 
 
@@ -136,13 +136,13 @@ async def show_container(request: Request, p: Auth, tenant: str, name: str) -> d
 
 
 @router.patch("/endpoints/{eid}", tags=["endpoints"])
-async def patch_endpoint(request: Request, p: Auth, eid: int, body: EndpointPatch) -> dict[str, Any]:
+async def patch_endpoint(request: Request, p: Auth, eid: EndpointId, body: EndpointPatch) -> dict[str, Any]:
     await _endpoint(request, p, eid)
     p.require_admin()  # ports are the agents' business
     return (await _store(request).update_endpoint(eid, port=body.port, ofport=body.ofport)).to_json()
 
 
 @router.delete("/endpoints/{eid}", tags=["endpoints"])
-async def delete_endpoint(request: Request, p: Auth, eid: int) -> dict[str, Any]:
+async def delete_endpoint(request: Request, p: Auth, eid: EndpointId) -> dict[str, Any]:
     await _endpoint(request, p, eid)
     return (await _store(request).delete_endpoint(eid)).to_json()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from daolinet.model.objects import DEFAULT_TENANT
 
 OFPORT_MAX = 0xFFFFFF00
+
+# Ids in paths: bounded, so no request can overflow the store's integers.
+EndpointId = Annotated[int, Path(ge=1, le=2**24 - 1)]
+RowId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 class Strict(BaseModel):
@@ -23,6 +30,7 @@ class NetworkIn(Strict):
     tenant: str = DEFAULT_TENANT
     gateway: str | None = None
     isolated: bool = False
+    external: bool = False
 
 
 class HostIn(Strict):

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import generate_latest
 
 from daolinet.controller.api.auth import Auth, hash_token, new_secret
-from daolinet.controller.api.models import TokenIn
+from daolinet.controller.api.models import RowId, TokenIn
 from daolinet.errors import NotFound
 
 router = APIRouter()
@@ -88,6 +88,6 @@ async def create_token(request: Request, p: Auth, body: TokenIn) -> dict[str, An
 
 
 @router.delete("/tokens/{token_id}", tags=["tokens"])
-async def delete_token(request: Request, p: Auth, token_id: int) -> dict[str, Any]:
+async def delete_token(request: Request, p: Auth, token_id: RowId) -> dict[str, Any]:
     p.require_admin()
     return (await request.app.state.ctrl.store.delete_token(token_id)).to_json()  # type: ignore[no-any-return]

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from daolinet.controller.api.auth import Auth
-from daolinet.controller.api.models import GroupIn, L4RuleIn, MemberIn, PairIn, TraceIn
+from daolinet.controller.api.models import GroupIn, L4RuleIn, MemberIn, PairIn, RowId, TraceIn
 from daolinet.controller.trace import trace
 from daolinet.errors import NotFound
 from daolinet.store.base import Store
@@ -95,13 +95,13 @@ async def create_rule(request: Request, p: Auth, body: L4RuleIn) -> dict[str, An
 
 
 @router.get("/rules/{tenant}/{rule_id}", tags=["rules"])
-async def get_rule(request: Request, p: Auth, tenant: str, rule_id: int) -> dict[str, Any]:
+async def get_rule(request: Request, p: Auth, tenant: str, rule_id: RowId) -> dict[str, Any]:
     p.see(tenant, f"rule {rule_id} of tenant {tenant} not found")
     return (await _store(request).get_rule(tenant, rule_id)).to_json()
 
 
 @router.delete("/rules/{tenant}/{rule_id}", tags=["rules"])
-async def delete_rule(request: Request, p: Auth, tenant: str, rule_id: int) -> dict[str, Any]:
+async def delete_rule(request: Request, p: Auth, tenant: str, rule_id: RowId) -> dict[str, Any]:
     p.see(tenant, f"rule {rule_id} of tenant {tenant} not found")
     return (await _store(request).delete_rule(tenant, rule_id)).to_json()
 

@@ -1,0 +1,215 @@
+"""The etcd store's key layout, object encoding and claims.
+
+Every key lives under one prefix: /daolinet/ by default, or the path of the
+store URL (etcd://h1:2379,h2:2379/site-b puts everything under /site-b/).
+
+    meta/rev                        store revision: every write bumps it and compares its mod revision,
+                                    so writes are serialised exactly like SQLite's BEGIN IMMEDIATE
+    meta/pruned                     the change log holds every change above this revision
+    meta/seq/<kind>                 last id handed out to networks, groups, rules, tokens (never reused)
+    meta/heartbeat/<host>           log key of the host's latest heartbeat (older ones are deleted)
+    log/<rev:020d>                  one committed write, keyed by its last revision:
+                                    {"txn": random id, "changes": [{rev, kind, deleted, obj}, ...]}
+    tenant/<name>                   Tenant, as JSON of every field (base.obj_to_json)
+    network/<tenant>/<name>         Network
+    host/<name>                     Host
+    endpoint/<id:08d>               Endpoint (ids are small and dense: the smallest free one is reused)
+    group/<tenant>/<name>           Group
+    rule/<tenant>/<id:010d>         Rule
+    token/<id:010d>                 Token
+    claim/endpoint/<tenant>/<name>  -> key of the endpoint of that name
+    claim/ip/<tenant>/<ip:08x>      -> key of the endpoint holding that logical IP (a subnet is a key range)
+    claim/pip/<ip:08x>              -> key of the endpoint holding that PIP (a host's pool is a key range)
+    claim/dpid/<dpid:016x>          -> key of the host with that datapath id
+    claim/underlay/<ip:08x>         -> key of the host with that underlay IP
+    claim/pair/<tenant>/<a>/<b>     -> key of the pair rule of containers a < b
+    claim/l4/<tenant>/<a>/<b>/<protocol>/<ports>  -> key of that l4 rule
+    claim/token-name/<tenant|_>/<name>            -> key of the token (_ : admin tokens)
+    claim/token-hash/<sha256>       -> key of the token with that secret
+    alive/<host>                    reserved for host liveness: a key on the host's lease (a later step)
+
+A claim is created only if absent (the transaction compares its version with
+0) and deleted with its object: the etcd equivalent of SQLite's UNIQUE
+constraints, and what keeps two controllers from handing out one address even
+if the serialising meta/rev compare were ever bypassed.  Names in keys are
+validated before any write (no '/' can reach a key).
+"""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Address, IPv4Network
+
+from daolinet.model.objects import Endpoint, Group, Host, Network, Rule, Tenant, Token
+from daolinet.model.view import Obj
+from daolinet.store.base import kind_of, obj_from_json, obj_to_json
+
+SEQ_KINDS = ("network", "group", "rule", "token")
+
+
+def ip_hex(addr: str | IPv4Address) -> str:
+    return f"{int(IPv4Address(addr)):08x}"
+
+
+def _num(id: object, width: int) -> str:
+    """An id as a fixed-width key part; anything else as a part that matches no object."""
+    if isinstance(id, bool) or not isinstance(id, int) or id < 0:
+        return f"?{id!r}"
+    return f"{id:0{width}d}"
+
+
+class Keys:
+    """Every key of one store, as bytes."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._p = prefix.encode()
+
+    def _k(self, *parts: str) -> bytes:
+        return self._p + "/".join(parts).encode()
+
+    # -- meta and the change log --------------------------------------------------------
+
+    @property
+    def rev(self) -> bytes:
+        return self._k("meta", "rev")
+
+    @property
+    def pruned(self) -> bytes:
+        return self._k("meta", "pruned")
+
+    def seq(self, kind: str) -> bytes:
+        return self._k("meta", "seq", kind)
+
+    def heartbeat(self, host: str) -> bytes:
+        return self._k("meta", "heartbeat", host)
+
+    @property
+    def log_prefix(self) -> bytes:
+        return self._k("log", "")
+
+    def log(self, rev: int) -> bytes:
+        return self._k("log", f"{rev:020d}")
+
+    def alive(self, host: str) -> bytes:
+        """Reserved: the liveness key of `host`, to be put with the host's lease."""
+        return self._k("alive", host)
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def tenant(self, name: str) -> bytes:
+        return self._k("tenant", name)
+
+    def network(self, tenant: str, name: str) -> bytes:
+        return self._k("network", tenant, name)
+
+    def host(self, name: str) -> bytes:
+        return self._k("host", name)
+
+    def endpoint(self, id: object) -> bytes:
+        return self._k("endpoint", _num(id, 8))
+
+    def group(self, tenant: str, name: str) -> bytes:
+        return self._k("group", tenant, name)
+
+    def rule(self, tenant: str, id: object) -> bytes:
+        return self._k("rule", tenant, _num(id, 10))
+
+    def token(self, id: object) -> bytes:
+        return self._k("token", _num(id, 10))
+
+    def all(self, kind: str, tenant: str | None = None) -> bytes:
+        """The prefix of every object of `kind` (of `tenant`, for tenant-scoped kinds)."""
+        return self._k(kind, "") if tenant is None else self._k(kind, tenant, "")
+
+    def key_of(self, obj: Obj) -> bytes:
+        match obj:
+            case Tenant():
+                return self.tenant(obj.name)
+            case Network():
+                return self.network(obj.tenant, obj.name)
+            case Host():
+                return self.host(obj.name)
+            case Endpoint():
+                return self.endpoint(obj.id)
+            case Group():
+                return self.group(obj.tenant, obj.name)
+            case Rule():
+                return self.rule(obj.tenant, obj.id)
+            case Token():
+                return self.token(obj.id)
+        raise TypeError(f"not a model object: {obj!r}")
+
+    # -- claims ------------------------------------------------------------------------------
+
+    def endpoint_name(self, tenant: str, name: str) -> bytes:
+        return self._k("claim", "endpoint", tenant, name)
+
+    def ip(self, tenant: str, addr: str | IPv4Address) -> bytes:
+        return self._k("claim", "ip", tenant, ip_hex(addr))
+
+    def ips(self, tenant: str, net: IPv4Network) -> tuple[bytes, bytes]:
+        """The key range of the IP claims of `net` in `tenant`."""
+        return self.ip(tenant, net.network_address), self.ip(tenant, net.broadcast_address) + b"\0"
+
+    def pip(self, addr: str | IPv4Address) -> bytes:
+        return self._k("claim", "pip", ip_hex(addr))
+
+    def pips(self, pool: IPv4Network) -> tuple[bytes, bytes]:
+        return self.pip(pool.network_address), self.pip(pool.broadcast_address) + b"\0"
+
+    def dpid(self, dpid: int) -> bytes:
+        return self._k("claim", "dpid", f"{dpid:016x}")
+
+    def underlay(self, addr: str) -> bytes:
+        return self._k("claim", "underlay", ip_hex(addr))
+
+    def pair(self, tenant: str, a: str, b: str) -> bytes:
+        return self._k("claim", "pair", tenant, a, b)
+
+    def l4(self, tenant: str, a: str, b: str, protocol: str, ports: str) -> bytes:
+        return self._k("claim", "l4", tenant, a, b, protocol, ports)
+
+    def token_name(self, tenant: str | None, name: str) -> bytes:
+        return self._k("claim", "token-name", "_" if tenant is None else tenant, name)
+
+    def token_hash(self, hash: str) -> bytes:
+        return self._k("claim", "token-hash", hash)
+
+    def claims_of(self, obj: Obj) -> dict[bytes, bytes]:
+        """The claim keys `obj` holds, each naming the object's key."""
+        own = self.key_of(obj)
+        match obj:
+            case Host():
+                keys = [self.dpid(obj.dpid), self.underlay(obj.underlay_ip)]
+            case Endpoint():
+                keys = [self.endpoint_name(obj.tenant, obj.name), self.ip(obj.tenant, obj.ip),
+                        self.pip(obj.pip)]
+            case Rule() if obj.kind == "pair":
+                keys = [self.pair(obj.tenant, obj.a, obj.b)]
+            case Rule():
+                keys = [self.l4(obj.tenant, obj.a, obj.b, obj.protocol, obj.ports)]
+            case Token():
+                keys = [self.token_name(obj.tenant, obj.name), self.token_hash(obj.hash)]
+            case _:
+                keys = []
+        return dict.fromkeys(keys, own)
+
+
+# -- values ------------------------------------------------------------------------------------
+
+
+def encode(obj: Obj) -> bytes:
+    return json.dumps(obj_to_json(obj), sort_keys=True).encode()
+
+
+def decode(kind: str, value: bytes) -> Obj:
+    return obj_from_json(kind, json.loads(value))
+
+
+def decode_all(kind: str, kvs: list[tuple[bytes, bytes]]) -> list[Obj]:
+    return [decode(kind, value) for _, value in kvs]
+
+
+def change_json(rev: int, obj: Obj, deleted: bool) -> dict[str, object]:
+    return {"rev": rev, "kind": kind_of(obj), "deleted": deleted, "obj": obj_to_json(obj)}
