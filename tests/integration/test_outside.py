@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from daolinet.errors import DaoliError
 from daolinet.lab import cluster, plan
-from daolinet.testing.labtools import api, ping
+from daolinet.testing.labtools import api, flows, ping, route_flows, wait_for
 
 pytestmark = pytest.mark.integration
 LabFactory = Callable[..., cluster.Lab]
@@ -57,3 +59,43 @@ def test_same_addresses_in_two_tenants_both_get_their_own_replies(outside_lab: c
     for t in ("red", "blue", "red"):
         done = fetch(lab, f"{t}1")
         assert done.returncode == 0 and done.stdout.strip() == lab.host("h1").underlay_ip
+
+
+def test_a_container_moves_under_a_live_tcp_stream(lab_factory: LabFactory) -> None:
+    lab = lab_factory(hosts=3)
+    api(lab, "POST", "/networks", json={"name": "n", "subnet": "10.5.0.0/24"})
+    lab.add_container("a", host="h1", network="n")
+    b = lab.add_container("b", host="h2", network="n")
+    recv = lab.popen("b", [*STREAM, "recv", "5001", "--idle", "2"], stdout=subprocess.PIPE)
+    assert recv.stdout is not None and "listening" in recv.stdout.readline()
+    send = lab.popen("a", [*STREAM, "send", str(b.ip), "5001", "--seconds", "4"])
+    try:
+        wait_for(lambda: route_flows(lab, "h2"), what="the stream's route")
+        moved = lab.move_container("b", "h3")
+        assert moved.pip != b.pip and moved.host == "h3"
+        out, _ = recv.communicate(timeout=30)
+        assert send.wait(timeout=30) == 0
+    finally:
+        send.kill()
+        recv.kill()
+    result = json.loads(out.strip().splitlines()[-1])
+    print(f"largest gap in the stream during the move: {result['max_gap'] * 1000:.1f} ms")
+    assert result["bytes"] > 10_000_000
+    # Packets in flight during the switch are lost and TCP recovers after its
+    # minimum retransmission timeout (200 ms on Linux): the gap is that, plus the switch.
+    assert result["max_gap"] < 0.5, result
+    for h in lab.hosts:
+        assert not [f for f in flows(lab, h.name) if str(b.pip) in f], f"{h.name} still names {b.pip}"
+    assert ping(lab, "a", str(b.ip)).returncode == 0
+    assert lab.container("b").host == "h3"
+
+
+def test_moves_refuse_bad_input_and_change_nothing(lab_factory: LabFactory) -> None:
+    lab = lab_factory(hosts=2)
+    api(lab, "POST", "/networks", json={"name": "n", "subnet": "10.5.0.0/24"})
+    c = lab.add_container("a", host="h1", network="n")
+    for host, words in (("h1", "already on host h1"), ("h9", "h9")):
+        with pytest.raises(DaoliError, match=words):
+            api(lab, "POST", f"/endpoints/{c.eid}/move", json={"host": host})
+    e = api(lab, "GET", f"/endpoints/{c.eid}")
+    assert (e["host"], e["pip"], e["ofport"]) == ("h1", c.pip, c.ofport)

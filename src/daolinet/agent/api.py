@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from daolinet.agent import cni
 from daolinet.agent.service import AgentService
 from daolinet.controller.api import status_of, validation_message
 from daolinet.errors import DaoliError
@@ -25,6 +26,11 @@ class AttachIn(BaseModel):
     ip: str | None = None
     mac: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+
+
+class AdoptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    netns: str
 
 
 def create_app(service: AgentService) -> FastAPI:
@@ -54,6 +60,17 @@ def create_app(service: AgentService) -> FastAPI:
     @app.delete("/containers/{eid}")
     async def detach(eid: int) -> dict[str, Any]:
         return await service.detach(eid)
+
+    @app.post("/containers/{eid}/move-away")
+    async def move_away(eid: int) -> dict[str, Any]:
+        await service.move_away(eid)
+        return {"unbridged": eid}
+
+    @app.post("/containers/{eid}/move-here")
+    async def move_here(eid: int, body: AdoptIn) -> dict[str, Any]:
+        return await service.move_here(eid, body.netns)
+
+    cni.install(app, service)  # POST /cni: what daolinet-cni posts
 
     @app.post("/reconcile")
     async def reconcile() -> dict[str, list[int]]:

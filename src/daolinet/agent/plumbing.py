@@ -4,7 +4,9 @@ A plug is: a veth (host side named after the endpoint, container side eth0
 with the endpoint's MAC, address and the gateway as default route, TX
 checksum offload off), then an OVS port whose external_ids name the
 endpoint.  Any failure undoes the steps already made: nothing is left
-half-plugged.  Blocking (netlink, OVSDB): call from a thread.
+half-plugged.  For Docker, the container side waits in the host's namespace
+until Docker moves it (`plug_docker`).  Blocking (netlink, OVSDB): call from
+a thread.
 """
 
 from __future__ import annotations
@@ -12,18 +14,27 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from daolinet.errors import DaoliError
+from daolinet.errors import Conflict, DaoliError, NotFound
 from daolinet.system import links
 from daolinet.system.ovsdb import Ovsdb
 
 PORT_PREFIX = "dlp"
+PEER_PREFIX = "dlc"
 EXT_ENDPOINT = "daolinet-endpoint"
 EXT_NETNS = "daolinet-netns"
+EXT_DOCKER = "daolinet-docker-endpoint"
+THIS_NETNS = "/proc/self/ns/net"
 
 
 def port_name(eid: int) -> str:
     """Host-side interface of endpoint eid: unique, <= 15 characters."""
     return f"{PORT_PREFIX}{eid:06x}"
+
+
+def peer_name(eid: int) -> str:
+    """Container side of endpoint eid's veth while it waits in the host's namespace
+    for Docker to move it into the container (and after Docker gives it back)."""
+    return f"{PEER_PREFIX}{eid:06x}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,27 @@ class Plumber:
             raise
         return PluggedPort(spec.eid, port, ofport, spec.netns)
 
+    def plug_docker(self, eid: int, mac: str, mtu: int, sandbox: str, docker_eid: str) -> PluggedPort:
+        """A veth with both ends in the host's namespace, for Docker to move the
+        peer (`peer_name(eid)`) into the container; TX checksumming is turned
+        off on the peer here, and stays off when Docker moves and renames it."""
+        port, peer = port_name(eid), peer_name(eid)
+        for name in (port, peer):
+            if links.has_link(self.host_netns, name):
+                raise Conflict(f"interface {name} already exists on this host: endpoint {eid} is "
+                               "plugged, or the name is taken")
+        here = self.host_netns or THIS_NETNS
+        try:
+            links.add_veth(self.host_netns, port, here, peer, mtu=mtu)
+            links.tx_offload_off(here, peer)
+            links.link_up(self.host_netns, peer, mac=mac)
+            ofport = self.ovsdb.add_port(self.bridge, port, {
+                EXT_ENDPOINT: str(eid), EXT_NETNS: sandbox, EXT_DOCKER: docker_eid})
+        except BaseException:
+            self.unplug(eid)
+            raise
+        return PluggedPort(eid, port, ofport, sandbox)
+
     def unplug(self, eid: int, netns: str | None = None, ifname: str = "eth0") -> None:
         """Remove the OVS port and the veth; fine if they are already gone."""
         port = port_name(eid)
@@ -77,6 +109,28 @@ class Plumber:
             # The host side vanished (e.g. moved); the container side may remain.
             with contextlib.suppress(DaoliError):
                 links.del_link(netns, ifname)
+        links.del_link(self.host_netns, peer_name(eid))  # a Docker peer given back, if any
+
+    def endpoint_with(self, key: str, value: str) -> int | None:
+        """The endpoint whose port carries external_ids key=value, if plugged."""
+        for row in self.ovsdb.interfaces(["external_ids"]):
+            ext = row["external_ids"]
+            if ext.get(key) == value and EXT_ENDPOINT in ext:
+                return int(ext[EXT_ENDPOINT])
+        return None
+
+    def unbridge(self, eid: int) -> None:
+        """Take the endpoint's port off the bridge but keep its veth: the
+        container keeps its interface, addresses and sockets (a move)."""
+        self.ovsdb.del_port(port_name(eid), self.bridge)
+
+    def adopt(self, eid: int, netns: str) -> PluggedPort:
+        """Put an existing veth (moved here from another host) on the bridge."""
+        port = port_name(eid)
+        if not links.has_link(self.host_netns, port):
+            raise NotFound(f"interface {port} of endpoint {eid} is not on this host")
+        ofport = self.ovsdb.add_port(self.bridge, port, {EXT_ENDPOINT: str(eid), EXT_NETNS: netns})
+        return PluggedPort(eid, port, ofport, netns)
 
     def plugged(self) -> dict[int, PluggedPort]:
         """Endpoints with a port on this bridge, from OVSDB's external_ids."""

@@ -63,7 +63,7 @@ class AgentService:
 
     async def attach(self, name: str, netns: str, network: str, tenant: str,
                      ip: str | None = None, mac: str | None = None,
-                     labels: dict[str, str] | None = None) -> dict[str, Any]:
+                     labels: dict[str, str] | None = None, ifname: str = "eth0") -> dict[str, Any]:
         async with self._lock:
             net = await self.client.network(tenant, network)
             e = await self.client.create_endpoint({
@@ -72,12 +72,12 @@ class AgentService:
             try:
                 spec = PlugSpec(eid=e["id"], netns=netns, mac=e["mac"], ip=e["ip"],
                                 prefixlen=ipaddress.IPv4Network(net["subnet"]).prefixlen,
-                                gateway=net["gateway"], mtu=self.mtu)
+                                gateway=net["gateway"], mtu=self.mtu, ifname=ifname)
                 plugged = await asyncio.to_thread(self.plumber.plug, spec)
                 return await self.client.patch_endpoint(e["id"], port=plugged.port,
                                                         ofport=plugged.ofport)
             except BaseException:
-                await asyncio.to_thread(self.plumber.unplug, e["id"], netns)
+                await asyncio.to_thread(self.plumber.unplug, e["id"], netns, ifname)
                 with contextlib.suppress(DaoliError):
                     await self.client.delete_endpoint(e["id"])
                 raise
@@ -87,6 +87,34 @@ class AgentService:
             plugged = (await asyncio.to_thread(self.plumber.plugged)).get(eid)
             e = await self.client.delete_endpoint(eid)  # routes are revoked first
             await asyncio.to_thread(self.plumber.unplug, eid, plugged.netns if plugged else None)
+            return e
+
+    async def plug_docker(self, e: dict[str, Any], sandbox: str, docker_eid: str) -> dict[str, Any]:
+        """Plug an endpoint for Docker (which then moves its peer into `sandbox`)."""
+        async with self._lock:
+            plugged = await asyncio.to_thread(self.plumber.plug_docker, e["id"], e["mac"], self.mtu,
+                                              sandbox, docker_eid)
+            try:
+                return await self.client.patch_endpoint(e["id"], port=plugged.port, ofport=plugged.ofport)
+            except BaseException:
+                await asyncio.to_thread(self.plumber.unplug, e["id"])
+                raise
+
+    async def release(self, eid: int, netns: str | None = None,
+                      ifname: str = "eth0") -> dict[str, Any] | None:
+        """Delete endpoint eid (its routes are revoked first) and unplug it: what a
+        container's removal does.  Fine if either is already gone; returns the
+        deleted endpoint, or None.  `netns` None: the port's own record; "": none
+        (the container side is not ours to chase, e.g. Docker's)."""
+        async with self._lock:
+            if netns is None:
+                plugged = (await asyncio.to_thread(self.plumber.plugged)).get(eid)
+                netns = plugged.netns if plugged else None
+            try:
+                e: dict[str, Any] | None = await self.client.delete_endpoint(eid)
+            except NotFound:
+                e = None
+            await asyncio.to_thread(self.plumber.unplug, eid, netns, ifname)
             return e
 
     async def reconcile(self) -> dict[str, list[int]]:
@@ -111,6 +139,19 @@ class AgentService:
                     report["kept"].append(eid)
             log.info("reconciled: %s", report)
             return report
+
+    async def move_away(self, eid: int) -> None:
+        """Moving away: off the bridge, veth kept for the host it moves to."""
+        async with self._lock:
+            await asyncio.to_thread(self.plumber.unbridge, eid)
+
+    async def move_here(self, eid: int, netns: str) -> dict[str, Any]:
+        """Moving here: the endpoint's veth is in this host's namespace; plug it
+        into the bridge and move the endpoint here, with its new port, in one call."""
+        async with self._lock:
+            plugged = await asyncio.to_thread(self.plumber.adopt, eid, netns)
+            return await self.client.call("POST", f"/endpoints/{eid}/move", json={
+                "host": self.host.name, "port": plugged.port, "ofport": plugged.ofport})
 
     async def containers(self) -> list[dict[str, Any]]:
         return await self.client.endpoints_on(self.host.name)

@@ -116,6 +116,18 @@ def container_add(
         console.print(f"container {c.name} on {c.host}: port {c.port} (ofport {c.ofport})")
 
 
+@container_app.command("move")
+def container_move(
+    container: Annotated[str, typer.Argument(help="Container name.")],
+    host: Annotated[str, typer.Option(help="Host to move to (h1, h2, ...).")],
+    name: LabName = DEFAULT_LAB,
+) -> None:
+    """Move a running container to another host: same logical IP and MAC, new PIP;
+    its processes and connections keep running."""
+    c = cluster.Lab.open(name).move_container(container, host)
+    console.print(f"container {c.name} now on {c.host}: {c.address} pip {c.pip}")
+
+
 @container_app.command("rm")
 def container_rm(
     container: Annotated[str, typer.Argument(help="Container name.")],

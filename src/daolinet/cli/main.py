@@ -1,39 +1,85 @@
 """The `daolinet` command.  Sub-commands live in sibling modules; this one
-wires them together and turns every DaoliError into one line on stderr."""
+wires them together and turns every error into one line on stderr
+("error: ..."), with exit status 1 (2 for a command line it cannot parse)."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 
 import typer
 
-from daolinet.cli import daemons
+from daolinet.cli import container, daemons, group, host, policy, route, rule, tenant, token
 from daolinet.cli import lab as lab_cli
 from daolinet.cli import network as network_cli
+from daolinet.cli import trace as trace_cli
 from daolinet.errors import DaoliError
+
+try:  # recent typer carries its own copy of click
+    from typer._click import exceptions as cx
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import exceptions as cx  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="daolinet",
-    help="daolinet: hot-plug routes for containers on Open vSwitch.",
+    help="daolinet: hot-plug routes for containers on Open vSwitch.  The commands that talk to the "
+         "controller find it through $DAOLINET_API and $DAOLINET_TOKEN, $DAOLINET_LAB, the config file "
+         "($DAOLINET_CONFIG, default ~/.config/daolinet/config.json: {\"api\": URL, \"token\": TOKEN}) "
+         "or the only running lab.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.add_typer(lab_cli.app, name="lab")
+app.add_typer(tenant.app, name="tenant")
 app.add_typer(network_cli.app, name="network")
+app.add_typer(container.app, name="container")
+app.add_typer(host.app, name="host")
+app.add_typer(group.app, name="group")
+app.add_typer(policy.app, name="policy")
+app.add_typer(rule.app, name="rule")
+app.add_typer(route.app, name="route")
+app.add_typer(token.app, name="token")
+app.command("trace")(trace_cli.trace)
 app.command()(daemons.controller)
 app.command()(daemons.agent)
 
 
-def main() -> None:
+def _fail(message: str, code: int = 1) -> int:
+    line = " ".join(message.split()) or "failed"
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    return code
+
+
+def run(args: Sequence[str] | None = None) -> int:
+    """Run the command line `args` (default: sys.argv[1:]); the exit status."""
     try:
-        app()
+        rv = app(args=list(sys.argv[1:] if args is None else args), prog_name="daolinet",
+                 standalone_mode=False)
+    except cx.NoArgsIsHelpError as e:  # `daolinet network`: its help
+        print(e.ctx.get_help())
+        return 0
+    except cx.UsageError as e:
+        hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        return _fail(e.format_message() + hint, e.exit_code)
+    except cx.ClickException as e:
+        return _fail(e.format_message(), e.exit_code)
+    except typer.Abort:
+        return _fail("aborted")
     except DaoliError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        return _fail(str(e) or type(e).__name__)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return _fail("interrupted", 130)
+    except Exception as e:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("DAOLINET_DEBUG"):
+            raise
+        return _fail(f"internal error: {type(e).__name__}: {e} (DAOLINET_DEBUG=1 shows the traceback)")
+    return rv if isinstance(rv, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())
 
 
 if __name__ == "__main__":

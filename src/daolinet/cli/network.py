@@ -2,63 +2,75 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from daolinet.cli.api import api_client
+from daolinet.cli.output import JsonOpt, TenantFilterOpt, TenantOpt, details, emit_json, say, table
 
 app = typer.Typer(help="Networks: a tenant's subnet.", no_args_is_help=True)
-console = Console()
+
+NameArg = Annotated[str, typer.Argument(help="Network name (unique per tenant).")]
 
 
 @app.command("create")
 def create(
-    name: Annotated[str, typer.Argument(help="Network name (unique per tenant).")],
+    name: NameArg,
     subnet: Annotated[str, typer.Option(help="IPv4 subnet, e.g. 10.1.0.0/24.")],
-    tenant: Annotated[str, typer.Option(help="Owning tenant.")] = "default",
+    tenant: TenantOpt = "default",
     gateway: Annotated[str | None, typer.Option(help="Gateway address (default: first host).")] = None,
     isolated: Annotated[bool, typer.Option(help="Members may not talk to each other.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    external: Annotated[bool, typer.Option(
+        help="Members reach addresses outside every network, source-NATed by their host.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a network."""
     with api_client() as api:
         n = api.call("POST", "/networks", json={"name": name, "subnet": subnet, "tenant": tenant,
-                                                "gateway": gateway, "isolated": isolated})
+                                                "gateway": gateway, "isolated": isolated,
+                                                "external": external})
     if as_json:
-        print(json.dumps(n))
+        emit_json(n)
     else:
-        console.print(f"network {n['name']} ({n['subnet']}, gateway {n['gateway']}) of tenant {n['tenant']}")
+        say(f"network {n['name']} ({n['subnet']}, gateway {n['gateway']}) of tenant {n['tenant']}"
+            + (", isolated" if n["isolated"] else "") + (", external" if n.get("external") else ""))
 
 
 @app.command("ls")
-def ls(
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant's.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
+def ls(tenant: TenantFilterOpt = None, as_json: JsonOpt = False) -> None:
     """List networks."""
     with api_client() as api:
         nets = api.call("GET", "/networks", params={"tenant": tenant} if tenant else None)
     if as_json:
-        print(json.dumps(nets, indent=2))
+        emit_json(nets)
         return
-    table = Table()
-    for col in ("tenant", "name", "subnet", "gateway", "isolated"):
-        table.add_column(col)
-    for n in nets:
-        table.add_row(n["tenant"], n["name"], n["subnet"], n["gateway"], "yes" if n["isolated"] else "")
-    console.print(table)
+    table(("tenant", "name", "subnet", "gateway", "isolated"),
+          ((n["tenant"], n["name"], n["subnet"], n["gateway"], "yes" if n["isolated"] else "")
+           for n in nets), empty="no networks")
+
+
+@app.command("show")
+def show(name: NameArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -> None:
+    """Show a network and the containers on it."""
+    with api_client() as api:
+        n = api.call("GET", f"/networks/{tenant}/{name}")
+        users = api.call("GET", "/endpoints", params={"tenant": tenant, "network": name})
+    out = {**n, "containers": [e["name"] for e in users]}
+    if as_json:
+        emit_json(out)
+        return
+    details([("tenant", n["tenant"]), ("subnet", n["subnet"]), ("gateway", n["gateway"]),
+             ("isolated", n["isolated"]), ("containers", out["containers"])],
+            title=f"network {n['name']}")
 
 
 @app.command("rm")
-def rm(
-    name: Annotated[str, typer.Argument(help="Network name.")],
-    tenant: Annotated[str, typer.Option(help="Owning tenant.")] = "default",
-) -> None:
+def rm(name: NameArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -> None:
     """Delete a network (refused while containers use it)."""
     with api_client() as api:
-        api.call("DELETE", f"/networks/{tenant}/{name}")
-    console.print(f"network {name} of tenant {tenant} removed")
+        n = api.call("DELETE", f"/networks/{tenant}/{name}")
+    if as_json:
+        emit_json(n)
+    else:
+        say(f"network {name} of tenant {tenant} removed")

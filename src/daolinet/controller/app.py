@@ -85,6 +85,7 @@ class Controller:
             self.sync.endpoint_unplugged(old)
         if new is not None and new.ofport is not None and (old is None or placed(old) != placed(new)):
             self.sync.endpoint_plugged(new)
+            self.hotplug.clear_drops()  # peers that tried it meanwhile may pass now
 
     async def route_counters(self) -> dict[tuple[int, Any], dict[str, Any]]:
         """Packets and bytes per live route (summed over its flows on every switch),

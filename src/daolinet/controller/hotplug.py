@@ -178,10 +178,14 @@ class HotPlug:
                 doomed.add(route.cookie)
         for cookie in doomed:
             self.revoke(cookie)
+        self.clear_drops()
+        return len(doomed)
+
+    def clear_drops(self) -> None:
+        """Forget every short-lived drop flow, everywhere: something became reachable."""
         drops, mask = kind_mask(Kind.DROP)
         for session in self.ctx.sessions.values():
             self._send(session, render.flow_delete_cookie(drops, mask))
-        return len(doomed)
 
     def revoke_endpoint(self, eid: int) -> int:
         """Delete every route of an endpoint on every switch holding it, now."""

@@ -176,8 +176,8 @@ def ip_in(ip: str, cidr: str) -> bool:
 def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Decision:
     if view.host_of(dst) is None:
         return Deny(src, dst.ip, "destination's host is gone")
-    if dst.ofport is None:
-        return Deny(src, dst.ip, f"container {dst.name} is not plugged in yet")
+    if dst.ofport is None:  # plugging or moving: no drop flow, the next packet may pass
+        return Ignore(f"container {dst.name} is not plugged in yet")
     v = verdict(src, dst, view, l4)
     if v is None:
         return Deny(src, dst.ip, "destination's network is gone")

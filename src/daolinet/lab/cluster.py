@@ -263,6 +263,32 @@ class Lab:
             ofport = db.add_port(plan.BRIDGE, port, {"daolinet-lab-container": c.name})
         return LabContainer(**{**c.to_json(), "port": port, "ofport": ofport})
 
+    def move_container(self, name: str, host: str) -> LabContainer:
+        """Move a running container to another host: its namespace, processes and
+        sockets stay; its interface is re-plugged on `host` with a new PIP."""
+        target = self.host(host)
+        with state.locked(self.name):
+            self._reload()
+            c = self.container(name)
+            if c.eid is None:
+                raise InvalidInput(f"container {name} is not attached through daolinet")
+            old = self.host(c.host)
+            if old.name == target.name:
+                raise InvalidInput(f"container {name} is already on host {host}")
+            # Break as late as possible: off the old bridge, into the new host,
+            # onto its bridge, then one controller call moves it (new PIP, old
+            # routes revoked, new port's flows installed).
+            with self.agent(old.name) as agent:
+                agent.call("POST", f"/containers/{c.eid}/move-away")
+            links.move_link(old.netns, c.port, target.netns)
+            with self.agent(target.name) as agent:
+                e = agent.call("POST", f"/containers/{c.eid}/move-here", json={"netns": c.netns})
+            moved = LabContainer(**{**c.to_json(), "host": target.name, "ofport": e["ofport"],
+                                    "pip": e["pip"]})
+            self._state.containers[name] = moved.to_json()
+            self._save()
+        return moved
+
     def remove_container(self, name: str) -> None:
         with state.locked(self.name):
             self._reload()

@@ -85,6 +85,14 @@ def add_veth(ns_a: str | None, if_a: str, ns_b: str, if_b: str, mtu: int = 1500)
         b.link("set", index=_index(b, if_b), state="up", mtu=mtu)
 
 
+def move_link(ns_from: str | None, ifname: str, ns_to: str) -> None:
+    """Move an interface (e.g. a veth's host end) into another namespace, keeping it up."""
+    with _ns(ns_from) as ns:
+        ns.link("set", index=_index(ns, ifname), net_ns_fd=ns_to)
+    with _ns(ns_to) as ns:
+        ns.link("set", index=_index(ns, ifname), state="up")
+
+
 def del_link(ns_name: str | None, ifname: str) -> bool:
     """Delete a link if it exists (a veth takes its peer with it)."""
     with _ns(ns_name) as ns:

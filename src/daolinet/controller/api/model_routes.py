@@ -7,7 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from daolinet.controller.api.auth import Auth
-from daolinet.controller.api.models import EndpointId, EndpointIn, EndpointPatch, HostIn, NetworkIn, TenantIn
+from daolinet.controller.api.models import (
+    EndpointId,
+    EndpointIn,
+    EndpointPatch,
+    HostIn,
+    MoveIn,
+    NetworkIn,
+    TenantIn,
+)
+from daolinet.errors import InvalidInput
 from daolinet.model import Host
 from daolinet.store.base import Store
 
@@ -140,6 +149,22 @@ async def patch_endpoint(request: Request, p: Auth, eid: EndpointId, body: Endpo
     await _endpoint(request, p, eid)
     p.require_admin()  # ports are the agents' business
     return (await _store(request).update_endpoint(eid, port=body.port, ofport=body.ofport)).to_json()
+
+
+@router.post("/endpoints/{eid}/move", tags=["endpoints"])
+async def move_endpoint(request: Request, p: Auth, eid: EndpointId, body: MoveIn) -> dict[str, Any]:
+    """Same logical IP and MAC on another host, with a new PIP; every route that
+    named the old PIP is revoked.  The agents then re-plug its interface."""
+    e = await _endpoint(request, p, eid)
+    p.require_admin()
+    store = _store(request)
+    await store.get_host(body.host)
+    if body.host == e.host:
+        raise InvalidInput(f"endpoint {e.name} is already on host {body.host}")
+    moved = await store.move_endpoint(eid, body.host)
+    if body.ofport is not None:  # already plugged there: one call, the shortest gap
+        moved = await store.update_endpoint(eid, port=body.port, ofport=body.ofport)
+    return moved.to_json()
 
 
 @router.delete("/endpoints/{eid}", tags=["endpoints"])

@@ -59,6 +59,12 @@ class EndpointPatch(Strict):
     ofport: int | None = Field(default=None, ge=1, lt=OFPORT_MAX)
 
 
+class MoveIn(Strict):
+    host: str
+    port: str | None = None  # when the interface is already plugged there: its port
+    ofport: int | None = Field(default=None, ge=1, lt=OFPORT_MAX)
+
+
 class GroupIn(Strict):
     name: str
     tenant: str = DEFAULT_TENANT
