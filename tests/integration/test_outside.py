@@ -99,3 +99,45 @@ def test_moves_refuse_bad_input_and_change_nothing(lab_factory: LabFactory) -> N
             api(lab, "POST", f"/endpoints/{c.eid}/move", json={"host": host})
     e = api(lab, "GET", f"/endpoints/{c.eid}")
     assert (e["host"], e["pip"], e["ofport"]) == ("h1", c.pip, c.ofport)
+
+
+@pytest.mark.parametrize("same_host", [True, False])
+def test_a_port_mapping_serves_the_outside_wherever_the_container_runs(
+        outside_lab: cluster.Lab, same_host: bool) -> None:
+    lab = outside_lab
+    api(lab, "POST", "/networks", json={"name": "n", "subnet": "10.5.0.0/24"})
+    lab.add_container("web", host="h1" if same_host else "h2", network="n")
+    server = lab.popen("web", [*STREAM, "whoami", "80"], stdout=subprocess.PIPE)
+    assert server.stdout is not None and "listening" in server.stdout.readline()
+    h1 = lab.host("h1").underlay_ip
+    try:
+        api(lab, "POST", "/portmaps", json={"name": "http", "container": "web", "rule": "8080:80/tcp",
+                                            "host": "h1"})
+        for _ in range(3):
+            done = lab.exec("outside", [*STREAM, "fetch", h1, "8080"])
+            assert done.returncode == 0, done.stderr
+            # On its own host the container sees the real client; elsewhere, the mapping's host.
+            assert done.stdout.strip() == (OUTSIDE if same_host else h1)
+        api(lab, "DELETE", "/portmaps/default/http")
+        assert lab.exec("outside", [*STREAM, "fetch", h1, "8080", "--timeout", "1"]).returncode != 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_port_mappings_refuse_bad_input_and_change_nothing(outside_lab: cluster.Lab) -> None:
+    lab = outside_lab
+    api(lab, "POST", "/networks", json={"name": "n", "subnet": "10.5.0.0/24"})
+    lab.add_container("web", host="h1", network="n")
+    api(lab, "POST", "/portmaps", json={"name": "http", "container": "web", "rule": "8080:80"})
+    for body, words in (
+        ({"name": "x", "container": "web", "rule": "70000:80"}, "host port"),
+        ({"name": "x", "container": "web", "rule": "80:0/tcp"}, "container port"),
+        ({"name": "x", "container": "web", "rule": "80"}, "HOSTPORT:CONTAINERPORT"),
+        ({"name": "x", "container": "nosuch", "rule": "81:80"}, "nosuch"),
+        ({"name": "x", "container": "web", "rule": "8080:81"}, "already mapped"),
+        ({"name": "x", "container": "web", "rule": "82:80", "host": "h9"}, "h9"),
+    ):
+        with pytest.raises(DaoliError, match=words):
+            api(lab, "POST", "/portmaps", json=body)
+    assert [m["name"] for m in api(lab, "GET", "/portmaps")] == ["http"]

@@ -19,7 +19,7 @@ from daolinet.controller.routes import scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.controller.sync import FlowSync
 from daolinet.flows import render
-from daolinet.model import Endpoint, Group, Host, Network, Rule, View
+from daolinet.model import Endpoint, Group, Host, Network, Portmap, Rule, View
 from daolinet.model.view import Change
 from daolinet.ofp import channel as ch
 from daolinet.ofp.codec import ProtocolError
@@ -72,6 +72,10 @@ class Controller:
             self._endpoint_changed(old, new)  # type: ignore[arg-type]
         elif isinstance(obj, Host) and new is not None and _host_moved(old, obj):
             self._spawn(self.sync.host_changed(obj))
+        elif isinstance(obj, Portmap):
+            self.sync.remove_portmap(obj)
+            if not change.deleted:
+                self.sync.install_portmap(obj)
         elif isinstance(obj, Group | Rule | Network):
             # A policy change takes effect at once: revoke what it no longer allows.
             self.hotplug.revalidate(obj.tenant)
@@ -83,8 +87,12 @@ class Controller:
         if old is not None and (new is None or placed(old) != placed(new)):
             self.hotplug.revoke_endpoint(old.id)
             self.sync.endpoint_unplugged(old)
+            for pm in self.view.portmaps_of(old):  # they follow the container
+                self.sync.remove_portmap(pm)
         if new is not None and new.ofport is not None and (old is None or placed(old) != placed(new)):
             self.sync.endpoint_plugged(new)
+            for pm in self.view.portmaps_of(new):
+                self.sync.install_portmap(pm)
             self.hotplug.clear_drops()  # peers that tried it meanwhile may pass now
 
     async def route_counters(self) -> dict[tuple[int, Any], dict[str, Any]]:

@@ -18,8 +18,9 @@ from daolinet.controller.switch import SwitchSession
 from daolinet.decide.route import verdict
 from daolinet.flows import base, render
 from daolinet.flows.external import external_cookie
+from daolinet.flows.portmap import flows_for_portmap, portmap_cookie
 from daolinet.flows.spec import FlowSpec
-from daolinet.model import Endpoint, Host
+from daolinet.model import Endpoint, Host, Portmap
 from daolinet.ofp.channel import MultipartDone
 from daolinet.pipeline import Cookie, Kind, Table
 
@@ -53,6 +54,8 @@ class FlowSync:
             log.info("switch %s has no registered host yet", session.name)
             return
         wanted = base.flows_for_switch(host, self.ctx.view.endpoints_on(host.name))
+        for pm in self.ctx.view.portmaps.values():
+            wanted += self.portmap_flows(pm).get(host.dpid, [])
         session.send(*[render.flow_add(f) for f in wanted])
         reply = await session.request(render.flow_stats_request(0, 0))
         assert isinstance(reply, MultipartDone)
@@ -68,7 +71,7 @@ class FlowSync:
             c = Cookie.decode(int(st.cookie))
             if c is None:
                 continue
-            if c.kind is Kind.BASE:
+            if c.kind in (Kind.BASE, Kind.PORTMAP):
                 if match_key(st.table_id, st.priority, st.match) not in keep:
                     session.send(render.parser.OFPFlowMod(
                         render.DP, table_id=st.table_id, command=render.ofp.OFPFC_DELETE_STRICT,
@@ -99,6 +102,29 @@ class FlowSync:
         """Adopt only port-agnostic routes the policy still allows; scoped ones re-plug."""
         v = verdict(a, b, self.ctx.view, None)
         return v is not None and v.allowed
+
+    # -- port mappings ---------------------------------------------------------------
+
+    def portmap_flows(self, pm: Portmap) -> dict[int, list[FlowSpec]]:
+        """The mapping's flows per dpid; none while its container is not plugged."""
+        view = self.ctx.view
+        a = view.endpoint_named(pm.tenant, pm.container)
+        h = view.hosts.get(pm.host)
+        s = view.host_of(a) if a else None
+        if a is None or a.ofport is None or h is None or s is None:
+            return {}
+        return flows_for_portmap(pm, a, h, s)
+
+    def install_portmap(self, pm: Portmap) -> None:
+        for dpid, flows in self.portmap_flows(pm).items():
+            session = self.ctx.sessions.get(dpid)
+            if session is not None:
+                session.send(*[render.flow_add(f) for f in flows])
+
+    def remove_portmap(self, pm: Portmap) -> None:
+        """Delete by cookie on every switch: the container may have moved meanwhile."""
+        for session in self.ctx.sessions.values():
+            session.send(render.flow_delete_cookie(portmap_cookie(pm.id), ALL))
 
     # -- reactions to model changes ------------------------------------------------
 

@@ -47,7 +47,8 @@ def _conntrack(a: Conntrack) -> Any:
     nat: list[Any] = []
     if a.nat_src or a.nat_dst:
         addr, flag = (a.nat_src, NX_NAT_F_SRC) if a.nat_src else (a.nat_dst, NX_NAT_F_DST)
-        nat.append(parser.NXActionNAT(flags=flag, range_ipv4_min=addr, range_ipv4_max=addr))
+        ports = {"range_proto_min": a.nat_port, "range_proto_max": a.nat_port} if a.nat_port else {}
+        nat.append(parser.NXActionNAT(flags=flag, range_ipv4_min=addr, range_ipv4_max=addr, **ports))
     elif a.nat:
         nat.append(parser.NXActionNAT(flags=0))
     return parser.NXActionCT(

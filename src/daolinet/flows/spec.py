@@ -72,6 +72,7 @@ class Conntrack:
     nat: bool = False
     nat_src: str | None = None
     nat_dst: str | None = None
+    nat_port: int | None = None  # with nat_dst: the destination port too
     table: int | None = None
 
 
@@ -152,7 +153,8 @@ def _describe_action(a: Action) -> str:
         parts = [f"zone={a.zone}"] + (["commit"] if a.commit else [])
         if a.nat or a.nat_src or a.nat_dst:
             parts.append(f"nat(src={a.nat_src})" if a.nat_src else
-                         f"nat(dst={a.nat_dst})" if a.nat_dst else "nat")
+                         f"nat(dst={a.nat_dst}{':' + str(a.nat_port) if a.nat_port else ''})"
+                         if a.nat_dst else "nat")
         if a.table is not None:
             parts.append(f"table={a.table}")
         return f"ct({','.join(parts)})"

@@ -161,3 +161,21 @@ class Token:
         d = asdict(self)
         del d["hash"]
         return d
+
+
+@dataclass(frozen=True)
+class Portmap:
+    """Traffic to `host`'s underlay IP:host_port reaches container:container_port,
+    wherever the container runs; replies return through `host`."""
+
+    id: int
+    tenant: str
+    name: str
+    container: str  # endpoint name within the tenant
+    host: str
+    protocol: str  # "tcp" | "udp"
+    host_port: int
+    container_port: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from daolinet.model.objects import Endpoint, Group, Host, Network, Rule, Tenant, Token
+from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
 
-Kind = Literal["tenant", "network", "host", "endpoint", "group", "rule", "token"]
-Obj = Tenant | Network | Host | Endpoint | Group | Rule | Token
+Kind = Literal["tenant", "network", "host", "endpoint", "group", "rule", "token", "portmap"]
+Obj = Tenant | Network | Host | Endpoint | Group | Rule | Token | Portmap
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class View:
         self.groups: dict[tuple[str, str], Group] = {}  # (tenant, name)
         self.rules: dict[int, Rule] = {}
         self.tokens: dict[str, Token] = {}  # by hash
+        self.portmaps: dict[int, Portmap] = {}
         # Bumped by every change that can change a policy decision.
         self.policy_rev = 0
 
@@ -65,6 +66,8 @@ class View:
             self._put(self.groups, (obj.tenant, obj.name), obj, change.deleted)
         elif isinstance(obj, Rule):
             self._put(self.rules, obj.id, obj, change.deleted)
+        elif isinstance(obj, Portmap):
+            self._put(self.portmaps, obj.id, obj, change.deleted)
         else:
             self._put(self.tokens, obj.hash, obj, change.deleted)
 
@@ -137,6 +140,15 @@ class View:
 
     def networks_of(self, tenant: str) -> list[Network]:
         return [n for n in self.networks.values() if n.tenant == tenant]
+
+    def endpoint_named(self, tenant: str, name: str) -> Endpoint | None:
+        for e in self.endpoints.values():
+            if e.tenant == tenant and e.name == name:
+                return e
+        return None
+
+    def portmaps_of(self, e: Endpoint) -> list[Portmap]:
+        return [p for p in self.portmaps.values() if p.tenant == e.tenant and p.container == e.name]
 
     def network_containing(self, tenant: str, ip: str) -> Network | None:
         addr = ipaddress.IPv4Address(ip)

@@ -38,6 +38,7 @@ class Priority(IntEnum):
     MISS = 0
     LOW = 10
     HOST = 50
+    PORTMAP = 90  # below routes: a container's own connections win over its mappings
     ROUTE = 100
     PORT = 200  # per container port in classify; L4 routes in egress (policy issue)
     SPECIFIC = 300
@@ -68,11 +69,14 @@ class Kind(IntEnum):
     ROUTE = 0xD1  # hot-plug route flows: reactive, idle out
     DROP = 0xD2  # short-lived drop flows for denied or unknown destinations
     EXTERNAL = 0xD3  # SNAT egress to the outside world (b = the container's endpoint id)
+    PORTMAP = 0xD4  # port mappings, proactive (b = the mapping's id)
 
 
 # Conntrack zone of the SNAT to the outside.  Egress is tracked by PIP (unique
 # across tenants, unlike logical IPs), so one zone serves every tenant.
 NAT_ZONE = 1
+PORTMAP_ZONE = 2  # DNAT of port mappings, on the mapping's host
+PORTMAP_SNAT_ZONE = 3  # and SNAT to that host when the container runs elsewhere
 CT_TRACKED = 0x20
 CT_ESTABLISHED = 0x02
 

@@ -21,8 +21,18 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from daolinet.errors import Conflict, InvalidInput
-from daolinet.model.objects import MEMBER_KINDS, Endpoint, Group, Host, Network, Rule, Tenant, Token
+from daolinet.errors import Conflict, InvalidInput, SystemFailure
+from daolinet.model.objects import (
+    MEMBER_KINDS,
+    Endpoint,
+    Group,
+    Host,
+    Network,
+    Portmap,
+    Rule,
+    Tenant,
+    Token,
+)
 from daolinet.model.view import Change, Kind, Obj
 from daolinet.store import ipam
 
@@ -252,6 +262,21 @@ class Store(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    # -- port mappings (a backend without them says so) ---------------------------------
+
+    async def create_portmap(self, tenant: str, name: str, container: str, protocol: str,
+                             host_port: int, container_port: int, host: str | None = None) -> Portmap:
+        raise SystemFailure(f"{type(self).__name__} has no port mappings")
+
+    async def get_portmap(self, tenant: str, name: str) -> Portmap:
+        raise SystemFailure(f"{type(self).__name__} has no port mappings")
+
+    async def list_portmaps(self, tenant: str | None = None, host: str | None = None) -> list[Portmap]:
+        return []
+
+    async def delete_portmap(self, tenant: str, name: str) -> Portmap:
+        raise SystemFailure(f"{type(self).__name__} has no port mappings")
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -376,9 +401,9 @@ def check_token(name: str, hash: str, created: float) -> float:
 # -- objects in the change log ---------------------------------------------------------
 
 _KINDS: dict[Kind, type[Tenant] | type[Network] | type[Host] | type[Endpoint] | type[Group] | type[Rule]
-             | type[Token]] = {
+             | type[Token] | type[Portmap]] = {
     "tenant": Tenant, "network": Network, "host": Host, "endpoint": Endpoint,
-    "group": Group, "rule": Rule, "token": Token,
+    "group": Group, "rule": Rule, "token": Token, "portmap": Portmap,
 }
 
 

@@ -37,6 +37,7 @@ from daolinet.store.base import (
     obj_from_json,
 )
 from daolinet.store.sqlite_policy import SqlitePolicy
+from daolinet.store.sqlite_portmap import SqlitePortmaps
 from daolinet.store.sqlite_schema import (
     FREE_ID,
     SCHEMA,
@@ -48,7 +49,7 @@ from daolinet.store.sqlite_schema import (
 )
 
 
-class SqliteStore(SqlitePolicy):
+class SqliteStore(SqlitePortmaps, SqlitePolicy):
     PRUNE_EVERY = 64  # revisions between trims of the change log
 
     def __init__(self, db: sqlite3.Connection, path: str, keep_changes: int) -> None:
@@ -137,6 +138,7 @@ class SqliteStore(SqlitePolicy):
             objs += [host_of(r) for r in db.execute("SELECT * FROM hosts ORDER BY name")]
             objs += [endpoint_of(r) for r in db.execute("SELECT * FROM endpoints ORDER BY id")]
             objs += self._policy_objects(db)
+            objs += self._portmap_objects(db)
         return rev, objs
 
     async def changes_since(self, rev: int) -> list[Change]:

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from typing import Any
 
-from daolinet.model.objects import Endpoint, Group, Host, Network, Rule, Tenant, Token
+from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
 from daolinet.model.view import Change, Obj
 from daolinet.store.base import MAX_ENDPOINT_ID, kind_of, obj_to_json
 
@@ -55,6 +55,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     name TEXT NOT NULL, tenant TEXT REFERENCES tenants (name), hash TEXT NOT NULL UNIQUE,
     created REAL NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_name ON tokens (ifnull(tenant, ''), name);
+CREATE TABLE IF NOT EXISTS portmaps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL REFERENCES tenants (name), name TEXT NOT NULL, container TEXT NOT NULL,
+    host TEXT NOT NULL REFERENCES hosts (name), protocol TEXT NOT NULL,
+    host_port INTEGER NOT NULL, container_port INTEGER NOT NULL,
+    UNIQUE (tenant, name), UNIQUE (host, protocol, host_port));
 CREATE TABLE IF NOT EXISTS changes (
     rev INTEGER PRIMARY KEY, kind TEXT NOT NULL, deleted INTEGER NOT NULL, obj TEXT NOT NULL,
     heartbeat_of TEXT);
@@ -70,9 +76,9 @@ END
 """
 
 _TABLES: dict[type, str] = {Tenant: "tenants", Network: "networks", Host: "hosts", Endpoint: "endpoints",
-                            Group: "groups", Rule: "rules", Token: "tokens"}
+                            Group: "groups", Rule: "rules", Token: "tokens", Portmap: "portmaps"}
 _KEYS: dict[type, str] = {Tenant: "name", Network: "id", Host: "name", Endpoint: "id",
-                          Group: "id", Rule: "id", Token: "id"}
+                          Group: "id", Rule: "id", Token: "id", Portmap: "id"}
 
 
 # -- objects <-> rows ------------------------------------------------------------------

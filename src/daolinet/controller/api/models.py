@@ -100,3 +100,11 @@ class TraceIn(Strict):
 class TokenIn(Strict):
     name: str
     tenant: str | None = None
+
+
+class PortmapIn(Strict):
+    name: str
+    container: str
+    rule: str  # "HOSTPORT:CONTAINERPORT[/tcp|udp]"
+    tenant: str = DEFAULT_TENANT
+    host: str | None = None  # default: the container's host
