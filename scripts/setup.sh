@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(openvswitch-switch openvswitch-common iproute2 ethtool iperf3 busybox-static
-          iputils-ping traceroute tcpdump util-linux procps python3-venv)
+PACKAGES=(openvswitch-switch openvswitch-common iproute2 ethtool iperf3 busybox-static docker.io
+          iputils-ping traceroute tcpdump util-linux procps python3-venv etcd-server etcd-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

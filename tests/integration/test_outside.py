@@ -83,7 +83,7 @@ def test_a_container_moves_under_a_live_tcp_stream(lab_factory: LabFactory) -> N
     assert result["bytes"] > 10_000_000
     # Packets in flight during the switch are lost and TCP recovers after its
     # minimum retransmission timeout (200 ms on Linux): the gap is that, plus the switch.
-    assert result["max_gap"] < 0.5, result
+    assert result["max_gap"] < 1.0, result
     for h in lab.hosts:
         assert not [f for f in flows(lab, h.name) if str(b.pip) in f], f"{h.name} still names {b.pip}"
     assert ping(lab, "a", str(b.ip)).returncode == 0

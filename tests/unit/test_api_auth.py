@@ -66,6 +66,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "/trace": {"src": "alphabox", "dst": "alphabox2", "tenant": "alpha"},
     "/tokens": {"name": "t2", "tenant": "alpha"},
     "/endpoints/{eid}": {"ofport": 5},
+    "/endpoints/{eid}/move": {"host": "h1"},
+    "/portmaps": {"name": "pm", "container": "alphabox", "rule": "8080:80", "tenant": "alpha"},
 }
 
 

@@ -4,7 +4,8 @@ Start-up: converge the bridge through OVSDB (netdev datapath, fail_mode
 secure, OpenFlow 1.3, the controller target), add the uplink, read the
 host's underlay address from the bridge's LOCAL interface, register
 (plug-and-play: nothing else in the cluster changes), reconcile, then serve
-and heartbeat.
+the local API and the Docker plugin, heartbeat, and keep Docker's networks in
+step with daolinet's.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
 from daolinet.agent.api import create_app
 from daolinet.agent.client import ControllerClient
+from daolinet.agent.docker_api import PLUGIN_NAME
+from daolinet.agent.docker_client import DockerClient
+from daolinet.agent.docker_plugin import DockerPlugin
+from daolinet.agent.docker_plugin import create_app as create_plugin_app
 from daolinet.agent.plumbing import Plumber
 from daolinet.agent.service import AgentService, HostInfo
 from daolinet.errors import InvalidInput, SystemFailure
@@ -45,6 +51,9 @@ class AgentConfig:
     ready_file: str | None = None
     token_file: str = "/etc/daolinet/agent.token"
     underlay_gateway_mac: str = ""  # the underlay router's MAC: next hop to other segments
+    docker_plugin_dir: str = "/run/docker/plugins"  # serve <dir>/daolinet.sock there ("": no plugin)
+    docker_host: str = "unix:///run/docker.sock"  # this host's dockerd ("": no network sync)
+    docker_sync: float = 5.0  # seconds between syncs of Docker networks with daolinet's
 
 
 def read_token(path: str) -> str:
@@ -95,28 +104,51 @@ async def run(cfg: AgentConfig) -> None:
         ovsdb.close()
 
 
+def _unix_server(app: Any, path: str) -> uvicorn.Server:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if os.path.exists(path):
+        os.unlink(path)
+    return uvicorn.Server(uvicorn.Config(app, uds=path, log_level="warning", lifespan="off",
+                                        access_log=False))
+
+
 async def _serve(cfg: AgentConfig, service: AgentService) -> None:
-    os.makedirs(os.path.dirname(cfg.listen) or ".", exist_ok=True)
-    if os.path.exists(cfg.listen):
-        os.unlink(cfg.listen)
-    server = uvicorn.Server(uvicorn.Config(create_app(service), uds=cfg.listen, log_level="warning",
-                                           lifespan="off", access_log=False))
+    sockets = {cfg.listen: _unix_server(create_app(service), cfg.listen)}
+    docker = DockerClient(cfg.docker_host) if cfg.docker_plugin_dir and cfg.docker_host else None
+    plugin = DockerPlugin(service, service.client, docker, cfg.docker_sync) if cfg.docker_plugin_dir else None
+    if plugin is not None:
+        path = os.path.join(cfg.docker_plugin_dir, f"{PLUGIN_NAME}.sock")
+        sockets[path] = _unix_server(create_plugin_app(plugin.handlers()), path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    serving = asyncio.create_task(server.serve())
-    beating = asyncio.create_task(service.heartbeat_forever(cfg.heartbeat))
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.01)  # uvicorn offers no readiness event; poll its flag
-    os.chmod(cfg.listen, 0o600)
-    if cfg.ready_file:
-        tmp = cfg.ready_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"listen": cfg.listen, "host": service.host.to_json(), "pid": os.getpid()}, f)
-        os.replace(tmp, cfg.ready_file)
-    log.info("agent %s ready on %s", cfg.name, cfg.listen)
-    await asyncio.wait([asyncio.ensure_future(stop.wait()), serving], return_when=asyncio.FIRST_COMPLETED)
-    beating.cancel()
-    server.should_exit = True
-    await serving
+    serving = [asyncio.create_task(server.serve()) for server in sockets.values()]
+    background = [asyncio.create_task(service.heartbeat_forever(cfg.heartbeat))]
+    for server, task in zip(sockets.values(), serving, strict=True):
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)  # uvicorn offers no readiness event; poll its flag
+    for path in sockets:
+        os.chmod(path, 0o600)
+    if plugin is not None and plugin.sync is not None:
+        background.append(asyncio.create_task(plugin.sync.run_forever()))
+    _write_ready(cfg, service, list(sockets))
+    log.info("agent %s ready on %s", cfg.name, ", ".join(sockets))
+    await asyncio.wait([asyncio.ensure_future(stop.wait()), *serving], return_when=asyncio.FIRST_COMPLETED)
+    for task in background:
+        task.cancel()
+    for server in sockets.values():
+        server.should_exit = True
+    await asyncio.gather(*serving, return_exceptions=True)
+    if docker is not None:
+        await docker.close()
+
+
+def _write_ready(cfg: AgentConfig, service: AgentService, sockets: list[str]) -> None:
+    if not cfg.ready_file:
+        return
+    tmp = cfg.ready_file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"listen": cfg.listen, "sockets": sockets, "host": service.host.to_json(),
+                   "pid": os.getpid()}, f)
+    os.replace(tmp, cfg.ready_file)

@@ -57,6 +57,12 @@ def agent(
         "/etc/daolinet/agent.token",
     underlay_gateway_mac: Annotated[str, typer.Option(
         help="MAC of the underlay router: next hop towards hosts on other segments.")] = "",
+    docker_plugin_dir: Annotated[str, typer.Option(
+        help="Serve Docker's network and IPAM plugin as DIR/daolinet.sock ('' : no plugin).")] =
+        "/run/docker/plugins",
+    docker_host: Annotated[str, typer.Option(
+        help="This host's dockerd, to keep its networks in step ('' : no sync).")] = "unix:///run/docker.sock",
+    docker_sync: Annotated[float, typer.Option(help="Seconds between syncs of Docker networks.")] = 5.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the host agent: own the bridge, join the cluster, attach containers."""
@@ -68,5 +74,6 @@ def agent(
     cfg = AgentConfig(name=name or socket.gethostname(), controller=controller, api=api, bridge=bridge,
                       uplink=uplink, pip_pool=pip_pool, ovsdb=ovsdb, netns=netns,
                       datapath_id=datapath_id, listen=listen, heartbeat=heartbeat, ready_file=ready_file,
-                      token_file=token_file, underlay_gateway_mac=underlay_gateway_mac)
+                      token_file=token_file, underlay_gateway_mac=underlay_gateway_mac,
+                      docker_plugin_dir=docker_plugin_dir, docker_host=docker_host, docker_sync=docker_sync)
     asyncio.run(run(cfg))

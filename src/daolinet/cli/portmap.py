@@ -23,9 +23,10 @@ def _line(m: dict[str, object]) -> str:
 def create(
     name: NameArg,
     container: Annotated[str, typer.Option(help="The container whose port is published.")],
-    rule: Annotated[str, typer.Option(help="HOSTPORT:CONTAINERPORT[/tcp|udp], e.g. 8080:80/tcp.")],
-    host: Annotated[str | None, typer.Option(help="Host whose address serves it (default: the "
-                                                  "container's).")] = None,
+    rule: Annotated[str, typer.Option(
+        help="HOSTPORT:CONTAINERPORT, optionally /tcp or /udp, e.g. 8080:80/tcp.")],
+    host: Annotated[str | None, typer.Option(
+        help="Host whose address serves it (default: the container's).")] = None,
     tenant: TenantOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:

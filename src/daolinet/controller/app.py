@@ -120,6 +120,17 @@ class Controller:
             del self._last_counts[key]
         return totals
 
+    async def settle(self, host: str) -> None:
+        """Wait until the host's switch has applied what was sent to it (a barrier):
+        when an attach returns, the container's flows are in place."""
+        h = self.view.hosts.get(host)
+        session = self.ctx.sessions.get(h.dpid) if h else None
+        if session is not None:
+            try:
+                await session.barrier()
+            except (ProtocolError, ConnectionError, TimeoutError):
+                log.warning("switch of host %s did not confirm its flows", host)
+
     # -- switches ------------------------------------------------------------------------
 
     async def on_session(self, session: SwitchSession) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.errors import Conflict, InvalidInput, NotFound, SystemFailure
-from daolinet.lab import daemons, plan, state
+from daolinet.lab import daemons, docker, plan, state
 from daolinet.lab.client import LabClient
 from daolinet.lab.ovs import PrivateOvs
 from daolinet.system import links, procs
@@ -362,6 +362,16 @@ class Lab:
             daemons.wait_agent(h.plan, started[h.name])
         self.wait_synced([h.plan.index for h in chosen])
 
+    def start_dockerd(self, host: str) -> str:
+        """Start HOST's own dockerd (lab/docker.py) with a busybox image; its URL."""
+        h = self.host(host)
+        pid = docker.start(h.plan)
+        with self._lock:
+            self._state.pids[f"{h.name}/dockerd"] = pid
+            self._save()
+        docker.import_busybox(h.plan)
+        return docker.DockerPaths(h.plan).url
+
     def stop_agent(self, host: str) -> None:
         pid = self._state.pids.get(f"{self.host(host).name}/agent")
         if pid is not None:
@@ -450,6 +460,7 @@ def down(name: str) -> bool:
     """
     plan.check_lab_name(name)
     rundir = plan.lab_dir(name)
+    docker.stop_all(rundir)  # dockerd first: it stops its own containers
     st = state.load(name)
     namespaces = set(links.list_netns(plan.netns_prefix(name)))
     if st is not None:
@@ -458,7 +469,8 @@ def down(name: str) -> bool:
     if st is not None:
         pids.update(p for p in st.pids.values() if rundir in procs.cmdline(p))
     found = bool(namespaces or pids or os.path.isdir(rundir))
-    procs.stop(pids)
+    procs.stop(pids | docker.descendants(pids))  # a Docker container's processes name nothing of ours
+    docker.remove_cgroups(name)
     for ns in sorted(namespaces):
         links.remove_netns(ns)
     shutil.rmtree(rundir, ignore_errors=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.errors import SystemFailure
-from daolinet.lab import plan
+from daolinet.lab import docker, plan
 from daolinet.system import procs
 
 START_TIMEOUT = 30.0
@@ -119,6 +119,9 @@ def agent_argv(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str, gateway_
         f"--ready-file={os.path.join(host.rundir(), 'agent.json')}", "--heartbeat=5",
         f"--token-file={ControllerPaths(host.lab).admin_token}",
         f"--underlay-gateway-mac={gateway_mac}",
+        # The host's own dockerd, when a test starts one (lab/docker.py): never the machine's.
+        f"--docker-plugin-dir={docker.DockerPaths(host).plugins}",
+        f"--docker-host={docker.DockerPaths(host).url}", "--docker-sync=1",
     ]
 
 

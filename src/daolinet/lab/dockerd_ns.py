@@ -1,14 +1,14 @@
 """Run dockerd in a lab host's own mount namespace (started through
 `unshare --mount --propagation private`, already in the host's network
-namespace), then exec it: `python -m daolinet.lab.dockerd_ns PLUGINS ETC -- dockerd ...`.
+namespace), then exec it: `python -m daolinet.lab.dockerd_ns DIR -- dockerd ...`.
 
 dockerd looks for plugin sockets in /run/docker/plugins, a fixed path that
 must not be the machine's.  So, in this namespace only: a tmpfs over /run
-with /run's directories bound back (the lab's run dirs among them) plus
-/run/docker/plugins bound to the host's own plugin dir, where its agent
-listens; and /etc/docker bound to a private dir (dockerd writes a key
-there).  Nothing is mounted outside this namespace, and it all goes away
-with dockerd.
+holding just DIR (the host's docker dir, bound back from the real /run) and
+/run/docker/plugins (bound to DIR/plugins, where the host's agent listens);
+and /etc/docker bound to DIR/etc.  Nothing else of /run is visible (other
+labs' namespaces are not pinned by this one), nothing is mounted outside
+this namespace, and it all goes away with dockerd.
 """
 
 from __future__ import annotations
@@ -19,29 +19,27 @@ import sys
 
 
 def mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True)
+    subprocess.run(["mount", "--no-canonicalize", *args], check=True)
 
 
-def private_run(plugins: str) -> None:
-    keep = os.open("/run", os.O_RDONLY | os.O_DIRECTORY)
-    old = f"/proc/{os.getpid()}/fd/{keep}"
+def private_run(docker_dir: str) -> None:
+    real = os.open(docker_dir, os.O_RDONLY | os.O_DIRECTORY)  # reachable after /run is covered
     mount("-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run")
-    for entry in sorted(os.listdir(old)):
-        if entry != "docker" and os.path.isdir(os.path.join(old, entry)):
-            os.mkdir(f"/run/{entry}")
-            mount("--rbind", os.path.join(old, entry), f"/run/{entry}")
-    os.close(keep)
+    if docker_dir.startswith("/run/"):
+        os.makedirs(docker_dir)
+        mount("--bind", f"/proc/{os.getpid()}/fd/{real}", docker_dir)
+    os.close(real)
     os.makedirs("/run/docker/plugins")
-    mount("--bind", plugins, "/run/docker/plugins")
+    mount("--bind", os.path.join(docker_dir, "plugins"), "/run/docker/plugins")
 
 
 def main(argv: list[str]) -> None:
-    plugins, etc, sep, *dockerd = argv
+    docker_dir, sep, *dockerd = argv
     if sep != "--" or not dockerd:
-        sys.exit("usage: python -m daolinet.lab.dockerd_ns PLUGINS ETC -- dockerd ARGS...")
-    private_run(plugins)
+        sys.exit("usage: python -m daolinet.lab.dockerd_ns DOCKER_DIR -- dockerd ARGS...")
+    private_run(docker_dir)
     if os.path.isdir("/etc/docker"):
-        mount("--bind", etc, "/etc/docker")
+        mount("--bind", os.path.join(docker_dir, "etc"), "/etc/docker")
     os.execv(dockerd[0], dockerd)
 
 

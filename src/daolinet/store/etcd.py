@@ -11,7 +11,8 @@ store's own, one per Change and gap-free, exactly as SQLite's; each log entry
 is also an etcd revision, which `watch_changes` follows.
 
 This module: tenants, networks, hosts and endpoints; `etcd_policy`: groups,
-rules and tokens; `etcd_base`: the write loop and the change feed.
+rules and tokens; `etcd_portmap`: port mappings; `etcd_base`: the write loop
+and the change feed.
 
 Host liveness through leases is a later step.  Its hook: an agent's
 heartbeat will keep a lease alive on `Keys.alive(host)` (through
@@ -40,10 +41,11 @@ from daolinet.store.base import (
 )
 from daolinet.store.etcd_kv import Reader
 from daolinet.store.etcd_policy import EtcdPolicy
+from daolinet.store.etcd_portmap import EtcdPortmaps
 from daolinet.store.etcd_tx import EtcdTx
 
 
-class EtcdStore(EtcdPolicy):
+class EtcdStore(EtcdPortmaps, EtcdPolicy):
     # -- tenants -------------------------------------------------------------------
 
     async def create_tenant(self, name: str) -> Tenant:
@@ -61,6 +63,7 @@ class EtcdStore(EtcdPolicy):
             nets = await self._all(tx.read, self._keys.all("network", name), Network)
             if nets:
                 raise Conflict(f"tenant {name} still has networks: {self._names([n.name for n in nets])}")
+            await self._check_unmapped(tx.read, f"tenant {name}", tenant=name)
             await self._drop_policy_of(tx, name)
             tx.remove(tenant)
             return tenant
@@ -197,6 +200,7 @@ class EtcdStore(EtcdPolicy):
             users = await self._endpoints(tx.read, host=name)
             if users:
                 raise Conflict(f"host {name} still has endpoints: {self._names([e.name for e in users])}")
+            await self._check_unmapped(tx.read, f"host {name}", host=name)
             tx.remove(host)
             return host
         return await self._write(write)

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Self, TypeVar
 
 from daolinet.errors import InvalidInput, NotFound, SystemFailure
-from daolinet.model.objects import Endpoint, Group, Host, Network, Rule, Tenant, Token
+from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
 from daolinet.model.view import Change, Obj
 from daolinet.store.base import KEEP_CHANGES, ChangesPruned, Store, check_int, obj_from_json
 from daolinet.store.etcd_keys import Keys, decode
@@ -36,12 +36,12 @@ from daolinet.store.etcd_tx import EtcdTx
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Ob = TypeVar("Ob", Tenant, Network, Host, Endpoint, Group, Rule, Token)
+Ob = TypeVar("Ob", Tenant, Network, Host, Endpoint, Group, Rule, Token, Portmap)
 KIND_OF: dict[type, str] = {Tenant: "tenant", Network: "network", Host: "host", Endpoint: "endpoint",
-                            Group: "group", Rule: "rule", Token: "token"}
+                            Group: "group", Rule: "rule", Token: "token", Portmap: "portmap"}
 SNAPSHOT_ORDER: tuple[tuple[type, str], ...] = (  # as SQLite's snapshot: kind, then sort field
     (Tenant, "name"), (Network, "id"), (Host, "name"), (Endpoint, "id"), (Group, "id"), (Rule, "id"),
-    (Token, "id"))
+    (Token, "id"), (Portmap, "id"))
 WRITE_DEADLINE = 30.0  # seconds a write may keep losing to other writers before it gives up
 READ_ATTEMPTS = 5
 

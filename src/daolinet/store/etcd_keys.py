@@ -6,7 +6,8 @@ store URL (etcd://h1:2379,h2:2379/site-b puts everything under /site-b/).
     meta/rev                        store revision: every write bumps it and compares its mod revision,
                                     so writes are serialised exactly like SQLite's BEGIN IMMEDIATE
     meta/pruned                     the change log holds every change above this revision
-    meta/seq/<kind>                 last id handed out to networks, groups, rules, tokens (never reused)
+    meta/seq/<kind>                 last id handed out to networks, groups, rules, tokens, port mappings
+                                    (never reused)
     meta/heartbeat/<host>           log key of the host's latest heartbeat (older ones are deleted)
     log/<rev:020d>                  one committed write, keyed by its last revision:
                                     {"txn": random id, "changes": [{rev, kind, deleted, obj}, ...]}
@@ -15,8 +16,9 @@ store URL (etcd://h1:2379,h2:2379/site-b puts everything under /site-b/).
     host/<name>                     Host
     endpoint/<id:08d>               Endpoint (ids are small and dense: the smallest free one is reused)
     group/<tenant>/<name>           Group
-    rule/<tenant>/<id:010d>         Rule
+    rule/<tenant>/<kind>/<id:010d>  Rule (by kind: clearing a tenant's pair rules is one range delete)
     token/<id:010d>                 Token
+    portmap/<tenant>/<name>         Portmap
     claim/endpoint/<tenant>/<name>  -> key of the endpoint of that name
     claim/ip/<tenant>/<ip:08x>      -> key of the endpoint holding that logical IP (a subnet is a key range)
     claim/pip/<ip:08x>              -> key of the endpoint holding that PIP (a host's pool is a key range)
@@ -26,6 +28,7 @@ store URL (etcd://h1:2379,h2:2379/site-b puts everything under /site-b/).
     claim/l4/<tenant>/<a>/<b>/<protocol>/<ports>  -> key of that l4 rule
     claim/token-name/<tenant|_>/<name>            -> key of the token (_ : admin tokens)
     claim/token-hash/<sha256>       -> key of the token with that secret
+    claim/hostport/<host>/<protocol>/<port>       -> key of the port mapping holding that host port
     alive/<host>                    reserved for host liveness: a key on the host's lease (a later step)
 
 A claim is created only if absent (the transaction compares its version with
@@ -40,11 +43,11 @@ from __future__ import annotations
 import json
 from ipaddress import IPv4Address, IPv4Network
 
-from daolinet.model.objects import Endpoint, Group, Host, Network, Rule, Tenant, Token
+from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
 from daolinet.model.view import Obj
 from daolinet.store.base import kind_of, obj_from_json, obj_to_json
 
-SEQ_KINDS = ("network", "group", "rule", "token")
+SEQ_KINDS = ("network", "group", "rule", "token", "portmap")
 
 
 def ip_hex(addr: str | IPv4Address) -> str:
@@ -112,11 +115,14 @@ class Keys:
     def group(self, tenant: str, name: str) -> bytes:
         return self._k("group", tenant, name)
 
-    def rule(self, tenant: str, id: object) -> bytes:
-        return self._k("rule", tenant, _num(id, 10))
+    def rule(self, tenant: str, kind: str, id: object) -> bytes:
+        return self._k("rule", tenant, kind, _num(id, 10))
 
     def token(self, id: object) -> bytes:
         return self._k("token", _num(id, 10))
+
+    def portmap(self, tenant: str, name: str) -> bytes:
+        return self._k("portmap", tenant, name)
 
     def all(self, kind: str, tenant: str | None = None) -> bytes:
         """The prefix of every object of `kind` (of `tenant`, for tenant-scoped kinds)."""
@@ -135,9 +141,11 @@ class Keys:
             case Group():
                 return self.group(obj.tenant, obj.name)
             case Rule():
-                return self.rule(obj.tenant, obj.id)
+                return self.rule(obj.tenant, obj.kind, obj.id)
             case Token():
                 return self.token(obj.id)
+            case Portmap():
+                return self.portmap(obj.tenant, obj.name)
         raise TypeError(f"not a model object: {obj!r}")
 
     # -- claims ------------------------------------------------------------------------------
@@ -176,6 +184,9 @@ class Keys:
     def token_hash(self, hash: str) -> bytes:
         return self._k("claim", "token-hash", hash)
 
+    def host_port(self, host: str, protocol: str, port: int) -> bytes:
+        return self._k("claim", "hostport", host, protocol, str(port))
+
     def claims_of(self, obj: Obj) -> dict[bytes, bytes]:
         """The claim keys `obj` holds, each naming the object's key."""
         own = self.key_of(obj)
@@ -191,6 +202,8 @@ class Keys:
                 keys = [self.l4(obj.tenant, obj.a, obj.b, obj.protocol, obj.ports)]
             case Token():
                 keys = [self.token_name(obj.tenant, obj.name), self.token_hash(obj.hash)]
+            case Portmap():
+                keys = [self.host_port(obj.host, obj.protocol, obj.host_port)]
             case _:
                 keys = []
         return dict.fromkeys(keys, own)

@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aetcd
+import grpc
 from aetcd import rpc
 from aetcd.utils import prefix_range_end
 
@@ -45,6 +46,9 @@ GRPC_OPTIONS = {
     "grpc.keepalive_timeout_ms": 5_000,
 }
 
+TIMEOUTS = ("deadline exceeded", "request timed out", "no leader", "leader changed")  # etcd: no quorum now
+TOO_MANY_OPS_HINT = (" (this change touches more keys than the etcd cluster's --max-txn-ops allows, 128 by "
+                     "default: start etcd with a higher one)")
 Endpoint = tuple[str, int]
 KeyValues = list[tuple[bytes, bytes]]
 
@@ -138,12 +142,13 @@ class EtcdKV:
             client = self.client()
             try:
                 return await fn(client)
-            except (rpc.AioRpcError, aetcd.ClientError) as e:
+            except (rpc.AioRpcError, rpc.BaseError, aetcd.ClientError) as e:
                 kind, detail = classify(e)
                 if kind == "gone":
                     raise RevisionGone(f"store {self.name}: {what}: {detail}") from e
                 if kind == "other":
-                    raise SystemFailure(f"store {self.name}: etcd refused {what}: {detail}") from e
+                    hint = TOO_MANY_OPS_HINT if "too many operations" in detail else ""
+                    raise SystemFailure(f"store {self.name}: etcd refused {what}: {detail}{hint}") from e
                 await self._failover(client)
                 if not idempotent:
                     raise Ambiguous(f"store {self.name}: {what}: {detail}") from e
@@ -166,7 +171,7 @@ class EtcdKV:
         try:
             async for event in watch:
                 yield event
-        except (rpc.AioRpcError, aetcd.ClientError) as e:
+        except (rpc.AioRpcError, rpc.BaseError, aetcd.ClientError) as e:
             kind, detail = classify(e)
             if kind == "gone":
                 raise RevisionGone(f"store {self.name}: watch: {detail}") from e
@@ -186,14 +191,14 @@ def classify(error: BaseException) -> tuple[str, str]:
         code, detail = cause.code(), cause.details() or str(cause.code())
         if code == rpc.StatusCode.UNAVAILABLE:
             return "unavailable", detail
-        if code == rpc.StatusCode.DEADLINE_EXCEEDED:
+        if code == rpc.StatusCode.DEADLINE_EXCEEDED or any(t in detail for t in TIMEOUTS):
             return "timeout", detail
         if code == rpc.StatusCode.OUT_OF_RANGE or "compacted" in detail:
             return "gone", detail
         if code == rpc.StatusCode.CANCELLED:
             return "unavailable", detail
         return "other", detail
-    if isinstance(error, aetcd.ConnectionFailedError):
+    if isinstance(error, aetcd.ConnectionFailedError | grpc.aio.UsageError):  # UsageError: channel closed
         return "unavailable", str(error)
     if isinstance(error, aetcd.ConnectionTimeoutError | aetcd.WatchTimeoutError):
         return "timeout", str(error) or type(error).__name__
@@ -220,7 +225,10 @@ class Reader:
 
         async def run(client: aetcd.Client) -> Any:
             await client.connect()
-            return await client.kvstub.Range(request, timeout=self.kv.timeout, metadata=client.metadata)
+            stub = client.kvstub
+            if stub is None:  # closed meanwhile by a failover in another task
+                raise aetcd.ConnectionFailedError("the etcd client was replaced")
+            return await stub.Range(request, timeout=self.kv.timeout, metadata=client.metadata)
         reply = await self.kv.call("read", run)
         if self.rev is None:
             self.rev = int(reply.header.revision)

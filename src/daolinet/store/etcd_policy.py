@@ -11,6 +11,7 @@ Uniqueness (a group's name, one pair rule per pair, one l4 rule per
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 
@@ -171,6 +172,9 @@ class EtcdPolicy(EtcdBase):
         async def write(tx: EtcdTx) -> list[Rule]:
             await self._must_tenant(tx.read, tenant)
             rules = [r for r in await self._rules(tx.read, tenant, "pair") if doomed(r)]
+            if a is None:  # all of them: two range deletes, however many there are
+                tx.delete_prefix(self._keys.all("rule", f"{tenant}/pair"))
+                tx.delete_prefix(self._keys.all("claim/pair", tenant))
             for rule in rules:
                 tx.remove(rule)
             return rules
@@ -205,7 +209,8 @@ class EtcdPolicy(EtcdBase):
         return await self._consistent(lambda r: self._rules(r, tenant, kind))
 
     async def _rules(self, r: Reader, tenant: str | None, kind: str | None) -> list[Rule]:
-        rules = await self._all(r, self._keys.all("rule", tenant), Rule)
+        scope = None if tenant is None else tenant if kind is None else f"{tenant}/{kind}"
+        rules = await self._all(r, self._keys.all("rule", scope), Rule)
         return sorted((rule for rule in rules if kind is None or rule.kind == kind), key=lambda o: o.id)
 
     async def delete_rule(self, tenant: str, id: int) -> Rule:
@@ -224,7 +229,10 @@ class EtcdPolicy(EtcdBase):
         return (a, b) if a < b else (b, a)
 
     async def _must_rule(self, r: Reader, tenant: str, id: int) -> Rule:
-        rule = await self._get(r, self._keys.rule(tenant, id), Rule)
+        await r.get(self._keys.rev)  # fixes the revision both reads below see
+        found = await asyncio.gather(*(self._get(r, self._keys.rule(tenant, kind, id), Rule)
+                                       for kind in RULE_KINDS))
+        rule = next((rule for rule in found if rule is not None), None)
         if rule is None:
             await self._must_tenant(r, tenant)
             raise NotFound(f"rule {id} of tenant {tenant} not found")

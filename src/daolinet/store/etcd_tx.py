@@ -14,8 +14,9 @@ them to the log (one key per write), coalesces heartbeats and trims the log.
 If a compare fails because `meta/rev` moved, the caller reads again and
 retries; if a claim is taken while `meta/rev` did not move (a foreign writer),
 the write is refused with Conflict, like a UNIQUE constraint.  When the reply
-of a commit is lost, the log key it would have written, tagged with a random
-transaction id, tells whether it was applied.
+of a commit is lost, the same transaction is sent again (at most one of them
+can apply) and the log entry, tagged with a random transaction id, tells
+whether an earlier send applied.
 """
 
 from __future__ import annotations
@@ -116,25 +117,38 @@ class EtcdTx:
     # -- commit ---------------------------------------------------------------------------------
 
     async def commit(self) -> bool:
-        """True if committed; False if another write came first (read again and retry)."""
+        """True if committed; False if another write came first (read again and retry).
+
+        A lost reply is settled by sending the very same transaction again: it compares the
+        same mod revision of meta/rev, so at most one of the two can apply, and when the
+        second finds the first applied, its failure branch reads our own log entry back."""
         last = self.rev + len(self.changes)
         success = await self._operations(last)
         absent = sorted(self._absent)
         compare = [T.Mod(self.keys.rev) == self._rev_mod, *(T.Version(k) == 0 for k in absent)]
-        failure = [T.Get(self.keys.rev), *(T.Get(k) for k in absent)]
-        try:
-            ok, replies = await self.kv.txn(compare, success, failure)
-        except Ambiguous as e:
-            return await self._settle(last, e)
+        failure = [T.Get(self.keys.rev), T.Get(self.keys.log(last)), *(T.Get(k) for k in absent)]
+        ok, replies = await self._send(compare, success, failure)
         if ok:
             return True
+        if replies[1] and json.loads(replies[1][0][0]).get("txn") == self._txn_id:
+            return True  # an earlier send of ours applied
         now = replies[0][0][1].mod_revision if replies[0] else 0
         if now != self._rev_mod:
             return False
-        taken = [(key, reply[0][0]) for key, reply in zip(absent, replies[1:], strict=True) if reply]
+        taken = [(key, reply[0][0]) for key, reply in zip(absent, replies[2:], strict=True) if reply]
         key, owner = taken[0] if taken else (b"?", b"?")
         raise Conflict(f"store {self.kv.name} refused the change: {key.decode()} is already claimed "
                        f"by {owner.decode()}")
+
+    async def _send(self, compare: list[Any], success: list[Any],
+                    failure: list[Any]) -> tuple[bool, list[Any]]:
+        lost: Ambiguous | None = None
+        for _ in range(len(self.kv.endpoints) + 1):
+            try:
+                return await self.kv.txn(compare, success, failure)
+            except Ambiguous as e:  # moved to the next member already: send the same again
+                lost = e
+        raise SystemFailure(f"{lost}; the change may or may not have been applied") from lost
 
     async def _operations(self, last: int) -> list[Any]:
         ops: list[Any] = [T.Delete(start, range_end=end) for start, end in self._ranges]
@@ -160,11 +174,3 @@ class EtcdTx:
         cut = last - self._keep
         pruned = int(await self.read.get(self.keys.pruned) or 0)
         return cut if cut > pruned else 0
-
-    async def _settle(self, last: int, error: Ambiguous) -> bool:
-        """The reply of our commit was lost: did it apply?  Our log key says."""
-        try:
-            entry = await Reader(self.kv).get(self.keys.log(last))
-        except SystemFailure as e:
-            raise SystemFailure(f"{error}; the change may or may not have been applied ({e})") from e
-        return entry is not None and json.loads(entry).get("txn") == self._txn_id

@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -97,10 +97,11 @@ class Member:
 class EtcdCluster:
     """`size` etcd members forming one cluster, started by `start()`, gone after `stop()`."""
 
-    def __init__(self, base_dir: Path | str | None = None, size: int = 1) -> None:
+    def __init__(self, base_dir: Path | str | None = None, size: int = 1, args: Sequence[str] = ()) -> None:
         if size < 1:
             raise ValueError("an etcd cluster needs at least one member")
         self.binary = etcd_binary()
+        self.args = list(args)  # more etcd flags, e.g. ["--max-txn-ops", "1024"]
         self.dir = Path(tempfile.mkdtemp(prefix="etcd-", dir=base_dir))
         self.token = "daolinet-test-" + secrets.token_hex(4)
         ports = free_ports(2 * size)
@@ -110,15 +111,26 @@ class EtcdCluster:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, deadline: float = START_DEADLINE) -> Self:
-        """Start every member of a new cluster and wait until each reports healthy."""
-        try:
-            for i in range(len(self.members)):
-                self._spawn(i)
-            self.wait_healthy(range(len(self.members)), deadline)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        """Start every member of a new cluster and wait until each reports healthy.
+
+        A port someone else took meanwhile (they are picked before etcd binds them) costs a
+        retry on fresh ports, nothing more."""
+        for attempt in range(3):
+            try:
+                for i in range(len(self.members)):
+                    self._spawn(i)
+                self.wait_healthy(range(len(self.members)), deadline)
+                return self
+            except SystemFailure as e:
+                self._halt()
+                if "address already in use" not in str(e) or attempt == 2:
+                    self.stop()
+                    raise
+                self._new_ports()
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def start_member(self, index: int, deadline: float = START_DEADLINE) -> None:
         """(Re)start member `index` on its ports and data dir; wait until it is healthy."""
@@ -142,17 +154,35 @@ class EtcdCluster:
         member.proc = None
 
     def stop(self) -> None:
-        """Stop every member by pid (TERM, then KILL after a grace period) and remove the dirs."""
-        errors: list[BaseException] = []
+        """Kill every member by pid and remove the dirs.
+
+        KILL, not TERM: the data goes anyway, and a stopping leader would wait seconds for
+        peers that are stopping too to take over its leadership."""
+        try:
+            self._halt()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _halt(self) -> None:
+        running = [m for m in self.members if m.proc is not None]
+        for member in running:
+            with contextlib.suppress(ProcessLookupError):
+                member.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+        until = time.monotonic() + STOP_GRACE
+        for member in running:
+            assert member.proc is not None
+            try:
+                member.proc.wait(timeout=max(0.0, until - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                member.proc.kill()
+                member.proc.wait(timeout=STOP_GRACE)
+            member.proc = None
+
+    def _new_ports(self) -> None:
+        ports = free_ports(2 * len(self.members))
         for i, member in enumerate(self.members):
-            if member.proc is not None:
-                try:
-                    self.kill(i, signal.SIGTERM)
-                except BaseException as e:  # go on: the other members must stop too
-                    errors.append(e)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if errors:
-            raise SystemFailure(f"stopping etcd left errors: {errors}")
+            shutil.rmtree(member.data_dir, ignore_errors=True)
+            member.client_port, member.peer_port = ports[2 * i], ports[2 * i + 1]
 
     def __enter__(self) -> Self:
         return self.start()
@@ -180,7 +210,7 @@ class EtcdCluster:
                 "--listen-peer-urls", member.peer_url, "--initial-advertise-peer-urls", member.peer_url,
                 "--initial-cluster", initial, "--initial-cluster-token", self.token,
                 "--initial-cluster-state", "new", "--heartbeat-interval", "50",
-                "--election-timeout", "500", "--log-level", "warn", "--logger", "zap"]
+                "--election-timeout", "500", "--log-level", "warn", "--logger", "zap", *self.args]
 
     def _spawn(self, index: int) -> None:
         member = self.members[index]

@@ -148,7 +148,9 @@ async def show_container(request: Request, p: Auth, tenant: str, name: str) -> d
 async def patch_endpoint(request: Request, p: Auth, eid: EndpointId, body: EndpointPatch) -> dict[str, Any]:
     await _endpoint(request, p, eid)
     p.require_admin()  # ports are the agents' business
-    return (await _store(request).update_endpoint(eid, port=body.port, ofport=body.ofport)).to_json()
+    e = await _store(request).update_endpoint(eid, port=body.port, ofport=body.ofport)
+    await request.app.state.ctrl.settle(e.host)  # the port's flows are in place when we answer
+    return e.to_json()
 
 
 @router.post("/endpoints/{eid}/move", tags=["endpoints"])
@@ -164,6 +166,7 @@ async def move_endpoint(request: Request, p: Auth, eid: EndpointId, body: MoveIn
     moved = await store.move_endpoint(eid, body.host)
     if body.ofport is not None:  # already plugged there: one call, the shortest gap
         moved = await store.update_endpoint(eid, port=body.port, ofport=body.ofport)
+        await request.app.state.ctrl.settle(moved.host)
     return moved.to_json()
 
 

@@ -1,0 +1,250 @@
+"""Docker's remote NetworkDriver and IpamDriver protocols as data: request
+bodies parsed into frozen requests, answers built as dicts.  No I/O here;
+docker_driver.py and docker_ipam.py do the work, docker_app.py serves it.
+
+The wire format (libnetwork's remote.md and ipam.md): every call is an HTTP
+POST to /<Interface>.<Method> with a JSON body (empty for the handshake);
+a driver error is {"Err": msg}, an IPAM error {"Error": msg}; a method the
+plugin does not implement answers 404.  A body we cannot read is a
+`ProtocolError` (HTTP 400).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from daolinet.errors import InvalidInput
+from daolinet.model.objects import DEFAULT_TENANT
+from daolinet.store import ipam
+
+PLUGIN_NAME = "daolinet"  # the socket is <plugin dir>/daolinet.sock; `docker network create -d daolinet`
+IMPLEMENTS = ("NetworkDriver", "IpamDriver")
+ADDRESS_SPACE = "daolinet"
+POOL_PREFIX = "daolinet/"
+DST_PREFIX = "eth"  # Docker renames the moved interface to eth<N>
+GENERIC = "com.docker.network.generic"
+ENABLE_IPV6 = "com.docker.network.enable_ipv6"
+PORTMAP = "com.docker.network.portmap"
+MAC_OPTION = "com.docker.network.endpoint.macaddress"
+ADDRESS_TYPE = "RequestAddressType"
+GATEWAY_TYPE = "com.docker.network.gateway"
+# `docker network create -o KEY=VALUE`: what daolinet understands.
+OPT_TENANT, OPT_NETWORK, OPT_ISOLATED = "tenant", "network", "isolated"
+OPT_EXISTING = "daolinet.existing"  # set by the agent's own sync: adopt the network, never create it
+NETWORK_OPTIONS = (OPT_TENANT, OPT_NETWORK, OPT_ISOLATED, OPT_EXISTING)
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+
+
+class ProtocolError(InvalidInput):
+    """A request body that does not follow the protocol (answered with HTTP 400)."""
+
+
+def driver_error(message: str) -> dict[str, str]:
+    return {"Err": message}
+
+
+def ipam_error(message: str) -> dict[str, str]:
+    return {"Error": message}
+
+
+def pool_id(subnet: str) -> str:
+    """Identical pool requests get the same id: it is the subnet itself."""
+    return POOL_PREFIX + subnet
+
+
+def subnet_of_pool(pid: object) -> str:
+    if not isinstance(pid, str) or not pid.startswith(POOL_PREFIX):
+        raise ProtocolError(f"unknown PoolID {pid!r}: daolinet's pools are {POOL_PREFIX}SUBNET")
+    return str(ipam.check_subnet(pid[len(POOL_PREFIX):], "pool"))
+
+
+# -- field access ----------------------------------------------------------------
+
+
+def _obj(body: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise ProtocolError(f"{what} must be a JSON object")
+    return body
+
+
+def _str(body: Mapping[str, Any], key: str, *, required: bool = True) -> str:
+    value = body.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise ProtocolError(f"{key} must be a non-empty string, not {value!r}")
+    return value
+
+
+def ids(body: object) -> tuple[str, str]:
+    """(NetworkID, EndpointID) of an endpoint call."""
+    b = _obj(body, "request")
+    return _str(b, "NetworkID"), _str(b, "EndpointID")
+
+
+def network_id(body: object) -> str:
+    return _str(_obj(body, "request"), "NetworkID")
+
+
+def _flag(key: str, value: object) -> bool:
+    text = str(value).strip().lower()
+    if text in TRUE:
+        return True
+    if text in FALSE:
+        return False
+    raise InvalidInput(f"-o {key}={value}: use true or false")
+
+
+# -- NetworkDriver -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    """CreateNetwork: a Docker network over daolinet network `name` of `tenant`
+    (None: name it after the Docker network)."""
+
+    nid: str
+    tenant: str
+    name: str | None
+    subnet: str
+    gateway: str
+    isolated: bool = False
+    existing: bool = False
+
+
+def parse_network_options(options: object) -> dict[str, str]:
+    """`-o` options, unknown keys refused by name."""
+    opts = _obj(options if options is not None else {}, GENERIC)
+    unknown = sorted(set(opts) - set(NETWORK_OPTIONS))
+    if unknown:
+        raise InvalidInput(f"unknown option -o {unknown[0]}: daolinet takes -o tenant=T, -o network=NAME "
+                           "and -o isolated=true")
+    return {k: str(v) for k, v in opts.items()}
+
+
+def parse_create_network(body: object) -> NetworkRequest:
+    b = _obj(body, "request")
+    options = _obj(b.get("Options") or {}, "Options")
+    if options.get(ENABLE_IPV6) is True or b.get("IPv6Data"):
+        raise InvalidInput("daolinet networks are IPv4 only: drop --ipv6")
+    opts = parse_network_options(options.get(GENERIC))
+    v4 = b.get("IPv4Data")
+    if not isinstance(v4, list) or len(v4) != 1:
+        raise InvalidInput("a daolinet network has exactly one IPv4 subnet: give one --subnet")
+    data = _obj(v4[0], "IPv4Data")
+    subnet = ipam.check_subnet(_str(data, "Pool"), "subnet")
+    gateway = _str(data, "Gateway", required=False).split("/")[0]
+    if data.get("AuxAddresses"):
+        raise InvalidInput("daolinet does not reserve auxiliary addresses: drop --aux-address")
+    return NetworkRequest(
+        nid=_str(b, "NetworkID"), tenant=opts.get(OPT_TENANT) or DEFAULT_TENANT,
+        name=opts.get(OPT_NETWORK) or None, subnet=str(subnet),
+        gateway=str(ipam.check_in_subnet(gateway, subnet, "gateway")) if gateway else "",
+        isolated=_flag(OPT_ISOLATED, opts.get(OPT_ISOLATED, "")),
+        existing=_flag(OPT_EXISTING, opts.get(OPT_EXISTING, "")))
+
+
+@dataclass(frozen=True)
+class EndpointRequest:
+    nid: str
+    eid: str
+    ip: str
+    mac: str
+    publishes_ports: bool
+
+
+def parse_create_endpoint(body: object) -> EndpointRequest:
+    nid, eid = ids(body)
+    b = _obj(body, "request")
+    iface = _obj(b.get("Interface") or {}, "Interface")
+    address = _str(iface, "Address", required=False)
+    if not address:
+        raise InvalidInput("the endpoint has no IPv4 address: use --ipam-driver daolinet")
+    if _str(iface, "AddressIPv6", required=False):
+        raise InvalidInput("daolinet networks are IPv4 only: drop --ip6")
+    ip = str(ipam.check_address(address.split("/")[0], "address"))
+    mac = _str(iface, "MacAddress", required=False)
+    options = _obj(b.get("Options") or {}, "Options")
+    return EndpointRequest(nid=nid, eid=eid, ip=ip, mac=ipam.check_mac(mac) if mac else "",
+                           publishes_ports=bool(options.get(PORTMAP)))
+
+
+def join_response(peer: str, gateway: str) -> dict[str, Any]:
+    """Docker moves `peer` into the sandbox as eth<N> and routes by `gateway`;
+    the subnet is on-link, so no static routes are needed."""
+    return {"InterfaceName": {"SrcName": peer, "DstPrefix": DST_PREFIX}, "Gateway": gateway,
+            "StaticRoutes": []}
+
+
+def capabilities() -> dict[str, str]:
+    # local: every host's dockerd keeps its own copy of a network (the agents keep
+    # them in step); global connectivity: its containers reach each other across hosts.
+    return {"Scope": "local", "ConnectivityScope": "global"}
+
+
+# -- IpamDriver ---------------------------------------------------------------------
+
+
+def ipam_capabilities() -> dict[str, bool]:
+    # The MAC comes with every RequestAddress: the reservation is the endpoint itself.
+    return {"RequiresMACAddress": True, "RequiresRequestReplay": False}
+
+
+def address_spaces() -> dict[str, str]:
+    return {"LocalDefaultAddressSpace": ADDRESS_SPACE, "GlobalDefaultAddressSpace": ADDRESS_SPACE}
+
+
+def parse_pool_request(body: object) -> str:
+    """RequestPool: the subnet.  daolinet never picks one, nor a sub-range."""
+    b = _obj(body, "request")
+    if b.get("V6"):
+        raise InvalidInput("daolinet networks are IPv4 only: drop --ipv6")
+    pool = _str(b, "Pool", required=False)
+    if not pool:
+        raise InvalidInput("give the network's subnet: --subnet CIDR")
+    if _str(b, "SubPool", required=False):
+        raise InvalidInput("daolinet allocates from the whole subnet: drop --ip-range")
+    opts = _obj(b.get("Options") or {}, "Options")
+    if opts:
+        raise InvalidInput(f"unknown IPAM option {sorted(opts)[0]}: daolinet's IPAM takes none")
+    return str(ipam.check_subnet(pool, "subnet"))
+
+
+def parse_release_pool(body: object) -> str:
+    return subnet_of_pool(_obj(body, "request").get("PoolID"))
+
+
+def pool_response(subnet: str) -> dict[str, Any]:
+    return {"PoolID": pool_id(subnet), "Pool": subnet, "Data": {}}
+
+
+@dataclass(frozen=True)
+class AddressRequest:
+    subnet: str
+    address: str | None  # a preferred address (--ip, --gateway), or None
+    gateway: bool  # the network's gateway, asked for when the network is created
+    mac: str | None
+
+
+def parse_address_request(body: object) -> AddressRequest:
+    b = _obj(body, "request")
+    subnet = subnet_of_pool(b.get("PoolID"))
+    address = _str(b, "Address", required=False) or None
+    opts = _obj(b.get("Options") or {}, "Options")
+    mac = opts.get(MAC_OPTION)
+    if address is not None:
+        address = str(ipam.check_in_subnet(address, ipaddress.IPv4Network(subnet), "address"))
+    return AddressRequest(subnet=subnet, address=address, gateway=opts.get(ADDRESS_TYPE) == GATEWAY_TYPE,
+                          mac=ipam.check_mac(mac) if isinstance(mac, str) and mac else None)
+
+
+def address_response(ip: str, subnet: str) -> dict[str, Any]:
+    return {"Address": f"{ip}/{ipaddress.IPv4Network(subnet).prefixlen}", "Data": {}}
+
+
+def parse_release_address(body: object) -> tuple[str, str]:
+    b = _obj(body, "request")
+    return subnet_of_pool(b.get("PoolID")), str(ipam.check_address(_str(b, "Address"), "Address"))

@@ -1,0 +1,125 @@
+"""Which daolinet network each of this host's Docker networks is.
+
+Docker names neither the network (CreateNetwork carries its id only) nor,
+in IPAM calls, which network a pool serves.  The agent therefore keeps, per
+host, Docker network id -> (tenant, daolinet network, subnet), and allows
+one Docker network per subnet, so that a pool (a subnet) names its network.
+
+A network created with `docker network create` without `-o network=NAME`
+is named after the Docker network, which Docker only reveals once the call
+returns: its binding is *pending* (a task that learns the name and creates
+or adopts the daolinet network) and every use awaits it.  The registry is
+memory only; the sync rebuilds it from dockerd after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from daolinet.errors import Conflict, NotFound
+
+
+@dataclass(frozen=True)
+class Binding:
+    nid: str  # Docker's network id
+    tenant: str
+    name: str  # the daolinet network
+    subnet: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant, self.name)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    tenant: str
+    subnet: str
+    task: asyncio.Task[Binding]
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._bound: dict[str, Binding] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._failed: dict[str, tuple[str, str]] = {}  # nid -> (subnet, why)
+
+    # -- changes -----------------------------------------------------------------
+
+    def check_free(self, nid: str, subnet: str) -> None:
+        """Refuse a second Docker network on a subnet this host already serves."""
+        other = self.nid_for_subnet(subnet)
+        if other is not None and other != nid:
+            raise Conflict(f"subnet {subnet} is already Docker network {other[:12]} on this host: "
+                           "a host serves one daolinet network per subnet")
+
+    def bind(self, binding: Binding) -> None:
+        self._pending.pop(binding.nid, None)
+        self._failed.pop(binding.nid, None)
+        self._bound[binding.nid] = binding
+
+    def pend(self, nid: str, tenant: str, subnet: str, task: asyncio.Task[Binding]) -> None:
+        self._pending[nid] = _Pending(tenant, subnet, task)
+
+    def fail(self, nid: str, subnet: str, why: str) -> None:
+        self._pending.pop(nid, None)
+        self._failed[nid] = (subnet, why)
+
+    def forget(self, nid: str) -> Binding | None:
+        pending = self._pending.pop(nid, None)
+        if pending is not None:
+            pending.task.cancel()
+        self._failed.pop(nid, None)
+        return self._bound.pop(nid, None)
+
+    # -- questions -----------------------------------------------------------------
+
+    def known(self, nid: str) -> bool:
+        return nid in self._bound or nid in self._pending or nid in self._failed
+
+    def pending(self, nid: str) -> bool:
+        return nid in self._pending
+
+    def bindings(self) -> list[Binding]:
+        return list(self._bound.values())
+
+    def bound(self, nid: str) -> Binding | None:
+        return self._bound.get(nid)
+
+    def nid_for_subnet(self, subnet: str) -> str | None:
+        for nid, b in self._bound.items():
+            if b.subnet == subnet:
+                return nid
+        for nid, p in self._pending.items():
+            if p.subnet == subnet:
+                return nid
+        for nid, (failed_subnet, _) in self._failed.items():
+            if failed_subnet == subnet:
+                return nid
+        return None
+
+    def nid_for(self, tenant: str, name: str) -> str | None:
+        for nid, b in self._bound.items():
+            if b.key == (tenant, name):
+                return nid
+        return None
+
+    async def get(self, nid: str) -> Binding:
+        """The binding of Docker network `nid`, once known."""
+        pending = self._pending.get(nid)
+        if pending is not None:
+            return await asyncio.shield(pending.task)
+        if nid in self._failed:
+            raise Conflict(f"Docker network {nid[:12]} has no daolinet network: {self._failed[nid][1]}")
+        found = self._bound.get(nid)
+        if found is None:
+            raise NotFound(f"Docker network {nid[:12]} is not a daolinet network this agent knows")
+        return found
+
+    async def for_subnet(self, subnet: str) -> Binding:
+        nid = self.nid_for_subnet(subnet)
+        if nid is None:
+            raise NotFound(f"no daolinet network on this host has subnet {subnet}: create it with "
+                           "docker network create -d daolinet --ipam-driver daolinet --subnet ...")
+        return await self.get(nid)
