@@ -8,17 +8,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daolinet.agent import cni
 from daolinet.agent.service import AgentService
 from daolinet.controller.api import status_of, validation_message
+from daolinet.controller.api.models import Strict
 from daolinet.errors import DaoliError
 from daolinet.model.objects import DEFAULT_TENANT
 
 
-class AttachIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AttachIn(Strict):
     name: str
     netns: str
     network: str
@@ -28,8 +28,7 @@ class AttachIn(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
-class AdoptIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AdoptIn(Strict):
     netns: str
 
 

@@ -77,20 +77,21 @@ def pids_mentioning(marker: str) -> list[int]:
 def stop(pids: Iterable[int], *, grace: float = 5.0) -> None:
     """SIGTERM, wait with a deadline, then SIGKILL whatever is left."""
     pending = {p for p in pids if is_alive(p)}
-    _signal_all(pending, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pending and time.monotonic() < deadline:
-        pending = {p for p in pending if is_alive(p)}
-        if pending:
-            time.sleep(0.02)
-    _signal_all(pending, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while pending and time.monotonic() < deadline:
-        pending = {p for p in pending if is_alive(p)}
-        if pending:
-            time.sleep(0.02)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_all(pending, sig)
+        pending = _wait_gone(pending, grace)
     if pending:
         raise SystemFailure(f"processes {sorted(pending)} survived SIGKILL")
+
+
+def _wait_gone(pending: set[int], grace: float) -> set[int]:
+    """Poll until every pid is gone or the grace period ends; the survivors."""
+    deadline = time.monotonic() + grace
+    while pending and time.monotonic() < deadline:
+        pending = {p for p in pending if is_alive(p)}
+        if pending:
+            time.sleep(0.02)
+    return pending
 
 
 def _signal_all(pids: Iterable[int], sig: signal.Signals) -> None:
