@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit integration lint clean bench bench-first-packet
+.PHONY: setup demo test unit integration lint clean bench bench-first-packet bench-route-setup
 
 setup:
 	@bash scripts/setup.sh
@@ -23,7 +23,10 @@ unit: setup
 integration: setup
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-bench: bench-first-packet
+bench: bench-route-setup bench-first-packet
+
+bench-route-setup: setup
+	$(PY) bench/route_setup.py
 
 bench-first-packet: setup
 	$(PY) bench/first_packet.py
