@@ -135,11 +135,12 @@ def start_controller(tmp: str) -> tuple[subprocess.Popen[bytes], str, str, int]:
     of_port = sock.getsockname()[1]
     sock.close()
     ready = os.path.join(tmp, "ready.json")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daolinet.cli.main", "controller", f"--store=sqlite://{tmp}/s.db",
-         f"--of-listen=tcp:127.0.0.1:{of_port}", "--api-listen=127.0.0.1:0", f"--ready-file={ready}",
-         f"--admin-token-file={tmp}/admin.token", "--idle-timeout=3600", "--log-level=warning"],
-        stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "controller.log"), "wb"))
+    with open(os.path.join(tmp, "controller.log"), "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daolinet.cli.main", "controller", f"--store=sqlite://{tmp}/s.db",
+             f"--of-listen=tcp:127.0.0.1:{of_port}", "--api-listen=127.0.0.1:0", f"--ready-file={ready}",
+             f"--admin-token-file={tmp}/admin.token", "--idle-timeout=3600", "--log-level=warning"],
+            stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 30
     while not os.path.exists(ready):
         if proc.poll() is not None or time.monotonic() > deadline:
