@@ -8,12 +8,14 @@ virtual routers, and the hot-plug flows appear on first packet and idle out.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 from rich.console import Console
 from rich.table import Table
 
-from daolinet.lab import cluster
+from daolinet.lab import cluster, plan
 from daolinet.testing.labtools import api, ping, route_flows, rx_packets, tcp_transfer, wait_for
 
 IDLE = 5
@@ -36,6 +38,8 @@ def run(name: str, console: Console, hosts: int = 3) -> None:
         _talk(lab, console)
         _isolation(lab, console)
         _traceroute(lab, console)
+        _policy(lab, console)
+        _outside(lab, console)
         _flows(lab, console)
     finally:
         cluster.down(name)
@@ -49,7 +53,8 @@ def _ok(flag: bool) -> str:
 def _setup(lab: cluster.Lab, console: Console) -> None:
     for tenant in ("red", "blue"):
         api(lab, "POST", "/tenants", json={"name": tenant})
-        api(lab, "POST", "/networks", json={"name": "web", "subnet": "10.1.0.0/24", "tenant": tenant})
+        api(lab, "POST", "/networks", json={"name": "web", "subnet": "10.1.0.0/24", "tenant": tenant,
+                                            "external": tenant == "red"})
     table = Table(title="two tenants, one subnet 10.1.0.0/24 each")
     for col in ("container", "tenant", "host", "logical IP", "PIP", "MAC"):
         table.add_column(col)
@@ -80,6 +85,47 @@ def _isolation(lab: cluster.Lab, console: Console) -> None:
                   f"red-b (same IP, same host) received nothing: {_ok(not leaked)}")
     other = ping(lab, "blue-a", "10.1.0.30", count=1, wait=1)
     console.print(f"blue-a -> 10.1.0.30 (only red has it) is dropped: {_ok(other.returncode != 0)}")
+
+
+def _policy(lab: cluster.Lab, console: Console) -> None:
+    console.print("[bold]policy[/]: red gets a second network, db (10.2.0.0/24), with red-e on h2")
+    api(lab, "POST", "/networks", json={"name": "db", "subnet": "10.2.0.0/24", "tenant": "red"})
+    lab.add_container("red-e", host="h2", network="db", tenant="red", ip="10.2.0.10")
+    before = ping(lab, "red-a", "10.2.0.10", count=1, wait=1)
+    console.print(f"  red-a -> red-e, different networks, no group: denied {_ok(before.returncode != 0)}")
+    api(lab, "POST", "/groups", json={"name": "app", "tenant": "red",
+                                      "members": ["network:web", "network:db"]})
+    granted = ping(lab, "red-a", "10.2.0.10", count=1)
+    console.print(f"  group app = web + db: allowed at once {_ok(granted.returncode == 0)}")
+    api(lab, "POST", "/policy/disconnect", json={"tenant": "red", "a": "red-a", "b": "red-e"})
+    cut = ping(lab, "red-a", "10.2.0.10", count=1, wait=1)
+    console.print(f"  policy disconnect red-a red-e: cut at once {_ok(cut.returncode != 0)}; "
+                  f"red-b -> red-e still {_ok(ping(lab, 'red-b', '10.2.0.10').returncode == 0)}")
+    api(lab, "DELETE", "/policy", params={"tenant": "red", "a": "red-a", "b": "red-e"})
+
+
+def _outside(lab: cluster.Lab, console: Console) -> None:
+    stream = [sys.executable, "-m", "daolinet.testing.stream"]
+    server = lab.popen("outside", [*stream, "whoami", "8080"], stdout=subprocess.PIPE)
+    web = lab.popen("red-c", [*stream, "whoami", "80"], stdout=subprocess.PIPE)
+    try:
+        for p in (server, web):
+            assert p.stdout is not None and "listening" in p.stdout.readline()
+        seen = lab.exec("red-a", [*stream, "fetch", str(plan.OUTSIDE_IP), "8080"]).stdout.strip()
+        h1 = lab.host("h1").underlay_ip
+        console.print(f"[bold]outside[/]: red-a (external network) fetches from {plan.OUTSIDE_IP}; the "
+                      f"server sees {seen or 'nothing'} (h1's address) {_ok(seen == h1)}")
+        blue = lab.exec("blue-a", [*stream, "fetch", str(plan.OUTSIDE_IP), "8080", "--timeout", "1"])
+        console.print(f"  blue-a (network not external) cannot {_ok(blue.returncode != 0)}")
+        api(lab, "POST", "/portmaps", json={"name": "http", "tenant": "red", "container": "red-c",
+                                            "rule": "8080:80/tcp", "host": "h1"})
+        got = lab.exec("outside", [*stream, "fetch", lab.host("h1").underlay_ip, "8080"])
+        console.print(f"  portmap h1:8080 -> red-c:80 (on h3) serves the outside "
+                      f"{_ok(got.returncode == 0)}")
+    finally:
+        for p in (server, web):
+            p.kill()
+            p.wait()
 
 
 def _traceroute(lab: cluster.Lab, console: Console) -> None:
