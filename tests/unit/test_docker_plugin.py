@@ -133,7 +133,7 @@ class Host:
             "PoolID": pool, "Address": ip, "Options": {docker_api.MAC_OPTION: mac}})
         if "Error" in addr:
             return addr
-        options = {docker_api.PORTMAP: [{"HostPort": 8080}] if publish else []}
+        options = {docker_api.PORTMAP: [{"Proto": 6, "Port": 80, "HostPort": 0}] if publish else []}
         _, out = await self.call("NetworkDriver.CreateEndpoint", {
             "NetworkID": nid, "EndpointID": deid, "Options": options,
             "Interface": {"Address": addr["Address"], "AddressIPv6": "", "MacAddress": mac}})
@@ -178,7 +178,7 @@ async def test_handshake_capabilities_and_unknown_methods(hosts: tuple[Host, Hos
     assert (await h1.ok("IpamDriver.GetCapabilities"))["RequiresMACAddress"] is True
     assert await h1.ok("IpamDriver.GetDefaultAddressSpaces") == {
         "LocalDefaultAddressSpace": "daolinet", "GlobalDefaultAddressSpace": "daolinet"}
-    status, _ = await h1.call("NetworkDriver.ProgramExternalConnectivity", {"NetworkID": "n"})
+    status, _ = await h1.call("NetworkDriver.DiscoverNew", {"DiscoveryType": 1})
     assert status == 404  # libnetwork reads 404 as "not implemented"
     status, out = await dispatch(h1.plugin.handlers(), "NetworkDriver.Join", b"{oops")
     assert status == 400 and "Err" in out
@@ -260,7 +260,7 @@ async def test_failed_create_endpoint_or_join_leaves_nothing(hosts: tuple[Host, 
     h1, _ = hosts
     pool, _ = await h1.create_network("n1", "10.5.0.0/24", {"network": "net1"})
     out = await h1.start("n1", pool, "d1", MAC1, publish=True)
-    assert "does not publish ports" in out["Err"]
+    assert "the host port you name" in out["Err"]  # -P or -p 80: refused before anything is plugged
     assert await h1.endpoints() == [] and h1.plumber.ports == {}
     h1.plumber.fail = True
     out = await h1.start("n1", pool, "d2", MAC2)

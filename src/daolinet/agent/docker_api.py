@@ -27,7 +27,9 @@ POOL_PREFIX = "daolinet/"
 DST_PREFIX = "eth"  # Docker renames the moved interface to eth<N>
 GENERIC = "com.docker.network.generic"
 ENABLE_IPV6 = "com.docker.network.enable_ipv6"
-PORTMAP = "com.docker.network.portmap"
+PORTMAP = "com.docker.network.portmap"  # -p: [{"Proto": 6, "Port": 80, "HostIP": "", "HostPort": 8080, ...}]
+PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}  # PortBinding.Proto (IANA numbers)
+ANY_HOST_IP = ("", "0.0.0.0", "::")
 MAC_OPTION = "com.docker.network.endpoint.macaddress"
 ADDRESS_TYPE = "RequestAddressType"
 GATEWAY_TYPE = "com.docker.network.gateway"
@@ -148,15 +150,69 @@ def parse_create_network(body: object) -> NetworkRequest:
 
 
 @dataclass(frozen=True)
+class PortBinding:
+    """One `-p HOSTPORT:PORT[/PROTO]`: a daolinet port mapping on the container's host."""
+
+    protocol: str  # "tcp" | "udp"
+    host_port: int
+    container_port: int
+
+    @property
+    def rule(self) -> str:
+        return f"{self.host_port}:{self.container_port}/{self.protocol}"
+
+
+def _port(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ProtocolError(f"{what} must be a port number, not {value!r}")
+    return value
+
+
+def parse_port_bindings(options: object, host_ip: str = "") -> list[PortBinding]:
+    """The `-p` bindings of an endpoint's (or sandbox's) options, deduplicated
+    (dockerd may give one per address family).  daolinet publishes on the
+    host's underlay IP, on a host port the user names: no ranges, no -P."""
+    opts = _obj(options if options is not None else {}, "Options")
+    raw = opts.get(PORTMAP) or []
+    if not isinstance(raw, list):
+        raise ProtocolError(f"{PORTMAP} must be a list")
+    out: list[PortBinding] = []
+    for item in raw:
+        b = _obj(item, PORTMAP)
+        proto = PROTOCOLS.get(b.get("Proto"))  # type: ignore[arg-type]
+        port = _port(b.get("Port"), "Port")
+        host_port = _port(b.get("HostPort") or 0, "HostPort")
+        end = _port(b.get("HostPortEnd") or 0, "HostPortEnd")
+        ip = str(b.get("HostIP") or "")
+        if proto not in ("tcp", "udp"):
+            raise InvalidInput(f"-p ...:{port}/{proto or b.get('Proto')}: daolinet publishes tcp, udp only")
+        if host_port == 0:
+            raise InvalidInput(f"-p {port}/{proto} (or -P) leaves the host port to pick: daolinet publishes "
+                               f"on the host port you name, -p HOSTPORT:{port}/{proto}")
+        if end not in (0, host_port):
+            raise InvalidInput(f"-p {host_port}-{end}:{port}/{proto}: give one host port, not a range")
+        if ip not in ANY_HOST_IP and ip != host_ip:
+            raise InvalidInput(f"-p {ip}:{host_port}:{port}/{proto}: daolinet publishes on the host's "
+                               f"underlay IP{' ' + host_ip if host_ip else ''}: drop the address")
+        pb = PortBinding(protocol=proto, host_port=host_port, container_port=port)
+        clash = [o for o in out if (o.protocol, o.host_port) == (proto, host_port)]
+        if clash and clash[0] != pb:
+            raise InvalidInput(f"host port {host_port}/{proto} is published twice")
+        if not clash:
+            out.append(pb)
+    return out
+
+
+@dataclass(frozen=True)
 class EndpointRequest:
     nid: str
     eid: str
     ip: str
     mac: str
-    publishes_ports: bool
+    ports: tuple[PortBinding, ...] = ()
 
 
-def parse_create_endpoint(body: object) -> EndpointRequest:
+def parse_create_endpoint(body: object, host_ip: str = "") -> EndpointRequest:
     nid, eid = ids(body)
     b = _obj(body, "request")
     iface = _obj(b.get("Interface") or {}, "Interface")
@@ -169,7 +225,7 @@ def parse_create_endpoint(body: object) -> EndpointRequest:
     mac = _str(iface, "MacAddress", required=False)
     options = _obj(b.get("Options") or {}, "Options")
     return EndpointRequest(nid=nid, eid=eid, ip=ip, mac=ipam.check_mac(mac) if mac else "",
-                           publishes_ports=bool(options.get(PORTMAP)))
+                           ports=tuple(parse_port_bindings(options, host_ip)))
 
 
 def join_response(peer: str, gateway: str) -> dict[str, Any]:

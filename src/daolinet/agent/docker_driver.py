@@ -9,8 +9,12 @@ controller refuses while any container uses it (dockerd drops its own copy
 regardless; the sync restores it).  CreateEndpoint claims the
 endpoint RequestAddress reserved (docker_ipam.py); Join plugs a veth whose
 peer Docker moves into the container as eth<N>, with the network's gateway
-as default route; Leave deletes the endpoint (its routes are revoked) and
-unplugs it.  After an agent restart, a Docker endpoint is found again by the
+as default route; ProgramExternalConnectivity publishes `-p` bindings as
+port mappings on this host and RevokeExternalConnectivity takes them back
+(docker_ports.py); Leave does too, then deletes the endpoint (its routes are
+revoked) and unplugs it, unless the endpoint has moved to another host
+meanwhile (a Docker move, lab/docker_move.py): then it only unplugs.  After
+an agent restart, a Docker endpoint is found again by the
 `daolinet-docker-endpoint` external_id of its OVS port.
 """
 
@@ -27,6 +31,7 @@ from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_client import DockerClient
 from daolinet.agent.docker_ipam import DockerIpam
 from daolinet.agent.docker_networks import Binding, Registry
+from daolinet.agent.docker_ports import DockerPorts
 from daolinet.agent.plumbing import EXT_DOCKER, peer_name
 from daolinet.agent.service import AgentService
 from daolinet.errors import Conflict, DaoliError, InvalidInput, NotFound
@@ -46,6 +51,7 @@ class DockerDriver:
         self.docker = docker
         self.on_change = on_change
         self.endpoints: dict[str, int] = {}  # Docker endpoint id -> daolinet endpoint id
+        self.ports = DockerPorts(client, service.host.name)
 
     async def get_capabilities(self, _: object) -> dict[str, Any]:
         return api.capabilities()
@@ -114,10 +120,7 @@ class DockerDriver:
     # -- endpoints -----------------------------------------------------------------
 
     async def create_endpoint(self, body: object) -> dict[str, Any]:
-        req = api.parse_create_endpoint(body)
-        if req.publishes_ports:
-            raise InvalidInput("daolinet does not publish ports through Docker: drop -p/--publish "
-                               "and publish with daolinet port mappings (daolinet portmap create)")
+        req = api.parse_create_endpoint(body, self.service.host.underlay_ip)  # -p checked here
         b = await self.registry.get(req.nid)
         eid = await self.ipam.find(b, req.ip, req.mac or None)
         if eid is None:
@@ -147,11 +150,39 @@ class DockerDriver:
         await self.service.plug_docker(e, sandbox, docker_eid)
         return api.join_response(peer_name(eid), net["gateway"])
 
+    async def program_external_connectivity(self, body: object) -> dict[str, Any]:
+        nid, docker_eid = api.ids(body)
+        bindings = api.parse_port_bindings(body.get("Options") if isinstance(body, dict) else None,
+                                           self.service.host.underlay_ip)
+        if not bindings:
+            return {}
+        eid = await self._eid(docker_eid, keep=True)
+        if eid is None:
+            raise NotFound(f"endpoint {docker_eid[:12]} is unknown to this agent: create it again")
+        b = await self.registry.get(nid)
+        e = await self.client.call("GET", f"/endpoints/{eid}")
+        await self.ports.publish(b.tenant, e["name"], docker_eid, bindings)
+        return {}
+
+    async def revoke_external_connectivity(self, body: object) -> dict[str, Any]:
+        _, docker_eid = api.ids(body)
+        await self.ports.unpublish(docker_eid)
+        return {}
+
     async def leave(self, body: object) -> dict[str, Any]:
         _, docker_eid = api.ids(body)
         eid = await self._eid(docker_eid)
-        if eid is not None:
+        if eid is None:
+            return {}
+        await self.ports.unpublish(docker_eid)
+        try:
+            host = (await self.client.call("GET", f"/endpoints/{eid}"))["host"]
+        except NotFound:
+            host = self.service.host.name
+        if host == self.service.host.name:
             await self.service.release(eid, netns="")
+        else:  # moved to another host meanwhile: the endpoint is that host's now
+            await self.service.unplug(eid)
         return {}
 
     async def delete_endpoint(self, body: object) -> dict[str, Any]:

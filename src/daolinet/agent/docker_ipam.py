@@ -8,7 +8,9 @@ store allocates the IP in the same transaction as every other endpoint's,
 so two hosts can never be handed the same address.  CreateEndpoint then
 claims that endpoint by (network, IP, MAC), Join plugs it, Leave deletes it
 (routes revoked at once); ReleaseAddress deletes it if it is still there
-(a failed CreateEndpoint or Join).  An agent restart deletes unplugged
+(a failed CreateEndpoint or Join).  A Docker container moved here (lab/
+docker_move.py) finds its endpoint already on this host, unplugged, with the
+same address and MAC: RequestAddress adopts it instead.  An agent restart deletes unplugged
 endpoints of its host, so a reservation whose container never started does
 not outlive the agent.
 
@@ -74,12 +76,26 @@ class DockerIpam:
             raise api.ProtocolError("RequestAddress without the endpoint's MAC "
                                     f"(option {api.MAC_OPTION})")
         b = await self.registry.for_subnet(req.subnet)
+        moved = await self._moved_here(b, req.address, req.mac) if req.address else None
+        if moved is not None:
+            self.reserved[(b.tenant, b.name, moved["ip"])] = int(moved["id"])
+            return api.address_response(moved["ip"], req.subnet)
         e = await self.client.create_endpoint({
             "name": new_endpoint_name(), "network": b.name, "tenant": b.tenant,
             "host": self.service.host.name, "ip": req.address, "mac": req.mac,
             "labels": {DRIVER_LABEL: DOCKER}})
         self.reserved[(b.tenant, b.name, e["ip"])] = int(e["id"])
         return api.address_response(e["ip"], req.subnet)
+
+    async def _moved_here(self, b: Binding, ip: str, mac: str) -> dict[str, Any] | None:
+        """A Docker endpoint moved to this host and not plugged yet, holding ip and mac."""
+        claimed = set(self.reserved.values())
+        for e in await self.client.endpoints_on(self.service.host.name):
+            if (e["tenant"], e["network"], e["ip"], e["mac"].lower()) == (b.tenant, b.name, ip, mac.lower()) \
+                    and e.get("labels", {}).get(DRIVER_LABEL) == DOCKER and e.get("ofport") is None \
+                    and int(e["id"]) not in claimed:
+                return e
+        return None
 
     async def _gateway(self, subnet: str) -> str:
         """The gateway of the daolinet network(s) with this subnet, else the default."""

@@ -6,7 +6,7 @@ Docker networks in step with daolinet's.
 Errors: a body that breaks the protocol gets HTTP 400; a call we understood
 but could not carry out gets 200 with {"Err": msg} (driver) or {"Error": msg}
 (IPAM), which dockerd shows the user; an unknown method gets 404, which
-libnetwork reads as "not implemented" (ProgramExternalConnectivity, ...).
+libnetwork reads as "not implemented" (DiscoverNew, ...).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ class DockerPlugin:
             "NetworkDriver.DeleteEndpoint": d.delete_endpoint,
             "NetworkDriver.Join": d.join,
             "NetworkDriver.Leave": d.leave,
+            "NetworkDriver.ProgramExternalConnectivity": d.program_external_connectivity,
+            "NetworkDriver.RevokeExternalConnectivity": d.revoke_external_connectivity,
             "IpamDriver.GetCapabilities": i.get_capabilities,
             "IpamDriver.GetDefaultAddressSpaces": i.get_default_address_spaces,
             "IpamDriver.RequestPool": i.request_pool,

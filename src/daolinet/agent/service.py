@@ -117,6 +117,11 @@ class AgentService:
             await asyncio.to_thread(self.plumber.unplug, eid, netns, ifname)
             return e
 
+    async def unplug(self, eid: int) -> None:
+        """Unplug endpoint eid here, keeping the endpoint (it has moved to another host)."""
+        async with self._lock:
+            await asyncio.to_thread(self.plumber.unplug, eid)
+
     async def reconcile(self) -> dict[str, list[int]]:
         """Make the controller's endpoints for this host and the bridge's ports agree."""
         async with self._lock:

@@ -123,6 +123,10 @@ def move(
     move` also carries the running container's interface over.)"""
     with api_client() as api:
         e = find(api, tenant, name)
+        if e.get("labels", {}).get("daolinet.driver") == "docker":
+            raise InvalidInput(f"container {name} is a Docker container's endpoint: moving it alone would "
+                               "cut the container off; Docker containers are re-created on the target "
+                               "host (in the lab: daolinet lab container move DOCKERNAME --host H)")
         moved = api.call("POST", f"/endpoints/{e['id']}/move", json={"host": host})
     if as_json:
         emit_json(moved)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from daolinet.lab import cluster
+from daolinet.lab import cluster, docker_move
 
 app = typer.Typer(help="A local multi-host cluster of network namespaces with real OVS.",
                   no_args_is_help=True)
@@ -30,12 +30,15 @@ def up(
     name: LabName = DEFAULT_LAB,
     controller: Annotated[bool, typer.Option(help="Run daolinet (controller + agents) on it.")] = True,
     idle_timeout: Annotated[int, typer.Option(help="Seconds before an unused route idles out.")] = 30,
+    controllers: Annotated[int, typer.Option(help="Controllers (more than one needs --store etcd).")] = 1,
+    store: Annotated[str, typer.Option(help="sqlite (a file) or etcd (a 3-member cluster of the lab's).")] =
+        "sqlite",
 ) -> None:
     """Bring up a lab: per host a namespace with its own ovsdb-server and ovs-vswitchd,
-    plus a daolinet controller and an agent per host."""
+    plus daolinet's controller(s) and an agent per host."""
     start = time.monotonic()
     lab = cluster.Lab.up(name, hosts=hosts, racks=racks, controller=controller,
-                         idle_timeout=idle_timeout)
+                         idle_timeout=idle_timeout, controllers=controllers, store=store)
     took = time.monotonic() - start
     console.print(f"lab [bold]{lab.name}[/] up: {hosts} hosts, {racks} rack(s) in {took:.2f}s")
     _print_lab(lab)
@@ -123,8 +126,16 @@ def container_move(
     name: LabName = DEFAULT_LAB,
 ) -> None:
     """Move a running container to another host: same logical IP and MAC, new PIP;
-    its processes and connections keep running."""
-    c = cluster.Lab.open(name).move_container(container, host)
+    its processes and connections keep running.  A Docker container (of a host's
+    dockerd) is re-created there instead, with the same IP, MAC and -p; its state
+    is not carried over."""
+    lab = cluster.Lab.open(name)
+    if container not in [c.name for c in lab.containers]:
+        m = docker_move.move(lab, container, host)
+        console.print(f"Docker container {m.name} re-created on {m.target} (was on {m.source}): "
+                      f"{m.ip} mac {m.mac}, endpoint {m.endpoint}")
+        return
+    c = lab.move_container(container, host)
     console.print(f"container {c.name} now on {c.host}: {c.address} pip {c.pip}")
 
 
