@@ -38,7 +38,7 @@ log = logging.getLogger("daolinet.agent")
 @dataclass(frozen=True)
 class AgentConfig:
     name: str
-    controller: str  # OVS controller target: tcp:IP:PORT or unix:PATH
+    controllers: tuple[str, ...]  # OVS controller targets (every controller): tcp:IP:PORT or unix:PATH
     api: str
     bridge: str
     uplink: str
@@ -68,15 +68,17 @@ def read_token(path: str) -> str:
 
 
 def check(cfg: AgentConfig) -> None:
-    kind = cfg.controller.partition(":")[0]
-    if kind not in ("tcp", "unix", "ssl"):
-        raise InvalidInput(f"invalid --controller {cfg.controller!r}: use tcp:IP:PORT or unix:PATH")
+    if not cfg.controllers:
+        raise InvalidInput("no --controller: give every controller's OpenFlow target")
+    for target in cfg.controllers:
+        if target.partition(":")[0] not in ("tcp", "unix", "ssl"):
+            raise InvalidInput(f"invalid --controller {target!r}: use tcp:IP:PORT or unix:PATH")
     if not cfg.api.startswith(("http://", "https://")):
         raise InvalidInput(f"invalid --api {cfg.api!r}: use http://HOST:PORT")
 
 
 def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb) -> HostInfo:
-    ovsdb.ensure_bridge(BridgeConfig(name=cfg.bridge, controllers=(cfg.controller,),
+    ovsdb.ensure_bridge(BridgeConfig(name=cfg.bridge, controllers=cfg.controllers,
                                      datapath_id=cfg.datapath_id))
     uplink_ofport = ovsdb.add_port(cfg.bridge, cfg.uplink)
     found = links.address_of(cfg.netns, cfg.bridge)

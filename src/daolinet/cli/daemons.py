@@ -27,6 +27,8 @@ def controller(
         None,
     admin_token_file: Annotated[str | None, typer.Option(
         help="Admin API token (created, mode 600, if missing). Default: beside the SQLite store.")] = None,
+    id: Annotated[str | None, typer.Option(
+        "--id", help="This controller's name among several (etcd store). Default: HOST-PID.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the OpenFlow controller and its REST API."""
@@ -36,11 +38,12 @@ def controller(
         raise typer.BadParameter("--idle-timeout must be 1..65535 seconds")
     _logging(log_level)
     config = Config(idle_timeout=idle_timeout, drop_timeout=drop_timeout)
-    asyncio.run(serve(store, of_listen, api_listen, config, ready_file, admin_token_file))
+    asyncio.run(serve(store, of_listen, api_listen, config, ready_file, admin_token_file, id))
 
 
 def agent(
-    controller: Annotated[str, typer.Option(help="OpenFlow controller target: tcp:IP:PORT or unix:PATH.")],
+    controller: Annotated[list[str], typer.Option(
+        help="OpenFlow controller target: tcp:IP:PORT or unix:PATH (repeatable: every controller).")],
     api: Annotated[str, typer.Option(help="Controller REST API URL, e.g. http://10.0.0.1:8650.")],
     pip_pool: Annotated[str, typer.Option(help="This host's PIP pool (part of its underlay subnet).")],
     bridge: Annotated[str, typer.Option(help="OVS bridge to own.")] = "daolinet",
@@ -71,8 +74,8 @@ def agent(
     from daolinet.agent.main import AgentConfig, run
 
     _logging(log_level)
-    cfg = AgentConfig(name=name or socket.gethostname(), controller=controller, api=api, bridge=bridge,
-                      uplink=uplink, pip_pool=pip_pool, ovsdb=ovsdb, netns=netns,
+    cfg = AgentConfig(name=name or socket.gethostname(), controllers=tuple(controller), api=api,
+                      bridge=bridge, uplink=uplink, pip_pool=pip_pool, ovsdb=ovsdb, netns=netns,
                       datapath_id=datapath_id, listen=listen, heartbeat=heartbeat, ready_file=ready_file,
                       token_file=token_file, underlay_gateway_mac=underlay_gateway_mac,
                       docker_plugin_dir=docker_plugin_dir, docker_host=docker_host, docker_sync=docker_sync)

@@ -5,11 +5,13 @@ to the hot-plug route and the flow sync."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from daolinet.controller.context import Config, Context
@@ -22,9 +24,9 @@ from daolinet.flows import render
 from daolinet.model import Endpoint, Group, Host, Network, Portmap, Rule, View
 from daolinet.model.view import Change
 from daolinet.ofp import channel as ch
-from daolinet.ofp.codec import ProtocolError
+from daolinet.ofp.codec import ProtocolError, ofp
 from daolinet.pipeline import Kind, kind_mask
-from daolinet.store.base import Store
+from daolinet.store.base import ChangesPruned, Store
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,12 @@ class Controller:
         self.sync = FlowSync(self.ctx)
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_counts: dict[tuple[int, Any], tuple[int, float]] = {}
+        # Own commits that arrived ahead of an earlier revision still on its way through the watch.
+        self._ahead: dict[int, Change] = {}
+        self._follower: asyncio.Task[None] | None = None
+        # Switches held here with their generation ids; None: the only controller, master of all.
+        self.held: dict[int, int] | None = None
+        self.generation: Callable[[], int] = lambda: 0  # for SLAVE requests: the newest known
 
     @property
     def view(self) -> View:
@@ -45,7 +53,62 @@ class Controller:
     async def start(self) -> None:
         rev, objs = await self.store.snapshot()
         self.ctx.view.load(objs, rev)
-        self.store.subscribe(self.on_change)
+        self.store.subscribe(self.on_own_change)
+        self._follower = asyncio.ensure_future(self._follow(rev))
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+
+    # -- following the store: every revision applied exactly once, in order ------------
+
+    def on_own_change(self, change: Change) -> None:
+        """This instance's commit: applied at once (the API call sees its effect before it
+        returns) unless an earlier revision by another writer has not arrived yet."""
+        if change.rev <= self.view.rev:
+            return
+        self._ahead[change.rev] = change
+        self._drain()
+
+    def on_watched_change(self, change: Change) -> None:
+        """Any writer's commit, in revision order.  A revision the watch skips does not
+        exist any more (a coalesced heartbeat): own commits below it go first."""
+        if change.rev <= self.view.rev:
+            return
+        for rev in sorted(r for r in self._ahead if r < change.rev):
+            self.on_change(self._ahead.pop(rev))
+        self._ahead.pop(change.rev, None)
+        self.on_change(change)
+        self._drain()
+
+    def _drain(self) -> None:
+        while (nxt := self._ahead.pop(self.view.rev + 1, None)) is not None:
+            self.on_change(nxt)
+
+    async def _follow(self, rev: int) -> None:
+        while True:
+            try:
+                async with contextlib.aclosing(self.store.watch_changes(rev)) as changes:  # type: ignore[type-var]
+                    async for change in changes:
+                        self.on_watched_change(change)
+            except ChangesPruned:
+                log.error("store log pruned past rev %d: reloading the view", self.view.rev)
+                rev, objs = await self.store.snapshot()
+                self._reload(rev, objs)
+                continue
+            except Exception:
+                log.exception("following the store failed at rev %d; retrying", self.view.rev)
+                await asyncio.sleep(1.0)
+            rev = self.view.rev
+
+    def _reload(self, rev: int, objs: list[Any]) -> None:
+        self.ctx.view = View()
+        self.ctx.view.load(objs, rev)
+        self._ahead.clear()
+        for session in list(self.ctx.sessions.values()):
+            self._spawn(self.sync.sync_switch(session))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -124,12 +187,16 @@ class Controller:
         """Wait until the host's switch has applied what was sent to it (a barrier):
         when an attach returns, the container's flows are in place."""
         h = self.view.hosts.get(host)
-        session = self.ctx.sessions.get(h.dpid) if h else None
-        if session is not None:
-            try:
+        if h is None:
+            return
+        try:
+            session = self.ctx.sessions.get(h.dpid)
+            if session is not None:
                 await session.barrier()
-            except (ProtocolError, ConnectionError, TimeoutError):
-                log.warning("switch of host %s did not confirm its flows", host)
+            elif (remote := self.ctx.remote(h.dpid)) is not None:  # its master installs them
+                await remote.barrier(min_rev=self.view.rev)
+        except (ProtocolError, ConnectionError, TimeoutError, httpx.HTTPError):
+            log.warning("switch of host %s did not confirm its flows", host)
 
     # -- switches ------------------------------------------------------------------------
 
@@ -137,6 +204,8 @@ class Controller:
         try:
             await session.run(self.on_event)
         finally:
+            if session.dpid is not None and self.ctx.connected.get(session.dpid) is session:
+                del self.ctx.connected[session.dpid]
             if session.dpid is not None and self.ctx.sessions.get(session.dpid) is session:
                 del self.ctx.sessions[session.dpid]
                 self.ctx.synced.discard(session.dpid)
@@ -145,11 +214,16 @@ class Controller:
 
     def on_event(self, session: SwitchSession, event: ch.Event) -> Awaitable[None] | None:
         if isinstance(event, ch.PacketIn):
+            if self.ctx.sessions.get(session.dpid) is not session:  # type: ignore[arg-type]
+                return None  # a slave (or not yet master): the master answers
             return self.hotplug.on_packet_in(session, event.msg)
         if isinstance(event, ch.FlowRemoved):
             self.hotplug.on_flow_removed(session, event.msg)
         elif isinstance(event, ch.SwitchReady):
             return self._switch_ready(session)
+        elif isinstance(event, ch.SwitchError) and event.type == ofp.OFPET_ROLE_REQUEST_FAILED:
+            # A newer generation was seen first (a SLAVE request racing a new master): harmless.
+            log.info("switch %s: role request refused: %s", session.name, event.describe())
         elif isinstance(event, ch.SwitchError):
             self.ctx.metrics.switch_errors.labels(session.name).inc()
             log.error("switch %s: %s", session.name, event.describe())
@@ -159,13 +233,46 @@ class Controller:
 
     async def _switch_ready(self, session: SwitchSession) -> None:
         assert session.dpid is not None
-        old = self.ctx.sessions.get(session.dpid)
+        old = self.ctx.connected.get(session.dpid)
         if old is not None and old is not session:
             old.writer.close()  # the switch reconnected; the old channel is dead
+        self.ctx.connected[session.dpid] = session
+        log.info("switch %s connected", session.name)
+        if self.held is None:
+            await self._become_master(session, None)
+        elif session.dpid in self.held:
+            await self._become_master(session, self.held[session.dpid])
+        else:
+            self._become_slave(session)
+
+    # -- mastership (several controllers: controller/mastership_etcd.py decides) ----------
+
+    def set_held(self, held: dict[int, int]) -> None:
+        """The switches this controller is master of now, with their generation ids."""
+        self.held = dict(held)
+        for dpid, session in list(self.ctx.connected.items()):
+            if dpid in held and self.ctx.sessions.get(dpid) is not session:
+                self._spawn(self._become_master(session, held[dpid]))
+            elif dpid not in held and dpid in self.ctx.sessions:
+                self._become_slave(session)
+
+    async def _become_master(self, session: SwitchSession, generation: int | None) -> None:
+        assert session.dpid is not None
+        if generation is not None:
+            session.request_role(ch.ROLE_MASTER, generation)
+            log.info("switch %s: master (generation %d)", session.name, generation)
         self.ctx.sessions[session.dpid] = session
         self.ctx.metrics.switches.set(len(self.ctx.sessions))
-        log.info("switch %s connected", session.name)
         await self.sync.sync_switch(session)
+
+    def _become_slave(self, session: SwitchSession) -> None:
+        assert session.dpid is not None
+        if self.ctx.sessions.get(session.dpid) is session:
+            del self.ctx.sessions[session.dpid]
+            self.ctx.synced.discard(session.dpid)
+            self.ctx.metrics.switches.set(len(self.ctx.sessions))
+        with contextlib.suppress(ProtocolError):
+            session.request_role(ch.ROLE_SLAVE, self.generation())
 
 
 def _host_moved(old: Host | None, new: Host) -> bool:

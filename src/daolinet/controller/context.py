@@ -7,6 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from daolinet.controller.metrics import Metrics
 from daolinet.controller.routes import RouteTable
@@ -27,7 +28,10 @@ class Context:
     config: Config
     metrics: Metrics
     routes: RouteTable = field(default_factory=RouteTable)
-    sessions: dict[int, SwitchSession] = field(default_factory=dict)
+    sessions: dict[int, SwitchSession] = field(default_factory=dict)  # switches mastered here
+    connected: dict[int, SwitchSession] = field(default_factory=dict)  # every switch connected here
+    # A switch mastered by another controller, reached through it (controller/peers.py).
+    remote: Callable[[int], Any] = field(default=lambda dpid: None)
     synced: set[int] = field(default_factory=set)  # dpids whose proactive flows are in place
     # Recent PacketIn -> route-installed-and-packet-re-injected times (seconds).
     setup_samples: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))

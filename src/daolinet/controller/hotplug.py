@@ -81,7 +81,7 @@ class HotPlug:
         elif isinstance(d, Ignore):
             log.debug("ignore packet-in on %s port %d: %s", session.name, meta.in_port, d.reason)
 
-    def _send(self, session: SwitchSession, *msgs: Any) -> None:
+    def _send(self, session: Any, *msgs: Any) -> None:  # a SwitchSession or a RemoteSwitch
         session.send(*msgs)
         self.ctx.metrics.flowmods.labels(session.name).inc(len(msgs))
 
@@ -115,7 +115,7 @@ class HotPlug:
         steps = sorted(plan.steps, key=lambda s: s[0] == last)  # the packet's switch last
         counts: dict[int, int] = {}
         for i, (dpid, flows) in enumerate(steps):
-            session = self.ctx.sessions.get(dpid)
+            session = self.ctx.sessions.get(dpid) or self.ctx.remote(dpid)
             if session is None:
                 log.warning("route %#x: switch %#x is not connected", plan.cookie, dpid)
                 return False
@@ -198,7 +198,7 @@ class HotPlug:
         """Delete every flow of the pair's routes (all scopes), on every switch holding one."""
         dpids = {d for route in self.ctx.routes.remove_pair(cookie) for d in route.flows}
         for dpid in sorted(dpids):
-            session = self.ctx.sessions.get(dpid)
+            session = self.ctx.sessions.get(dpid) or self.ctx.remote(dpid)
             if session is not None:
                 self._send(session, render.flow_delete_cookie(cookie, (1 << 64) - 1))
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))

@@ -9,6 +9,7 @@ API port when it asked for port 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,8 @@ from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import ensure_admin_token
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.mastership_etcd import EtcdMastership
+from daolinet.controller.peers import Peers
 from daolinet.errors import InvalidInput
 from daolinet.store import open_store
 
@@ -36,21 +39,24 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 async def serve(store_url: str, of_listen: list[str], api_listen: str, config: Config,
-                ready_file: str | None = None, admin_token_file: str | None = None) -> None:
+                ready_file: str | None = None, admin_token_file: str | None = None,
+                controller_id: str | None = None) -> None:
     host, port = parse_listen(api_listen)
     for target in of_listen:
         ofserver.parse_target(target)
     store = open_store(store_url)
     if admin_token_file is None:
         admin_token_file = default_token_file(store_url)
-    await ensure_admin_token(store, admin_token_file)
+    secret = await ensure_admin_token(store, admin_token_file)
     ctrl = Controller(store, config)
     await ctrl.start()
-    of_servers = [await ofserver.listen(t, ctrl.on_session) for t in of_listen]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     api_url = f"http://{host}:{sock.getsockname()[1]}"
+    shared = Shared(store_url, controller_id or f"{socket.gethostname()}-{os.getpid()}", api_url, secret)
+    shared.attach(ctrl)
+    of_servers = [await ofserver.listen(t, ctrl.on_session) for t in of_listen]
     server = uvicorn.Server(uvicorn.Config(create_app(ctrl), log_level="warning", lifespan="off",
                                            access_log=False))
     stop = asyncio.Event()
@@ -69,7 +75,39 @@ async def serve(store_url: str, of_listen: list[str], api_listen: str, config: C
     for s in of_servers:
         s.close()
     await api_task
+    await shared.close()
+    await ctrl.stop()
     await store.close()
+
+
+class Shared:
+    """With an etcd store, several controllers share the switches: mastership per
+    switch through etcd, and FlowMods for another master's switch through it."""
+
+    def __init__(self, store_url: str, me: str, api_url: str, secret: str) -> None:
+        self.mastership: EtcdMastership | None = None
+        self.peers: Peers | None = None
+        self._task: asyncio.Task[None] | None = None
+        if store_url.startswith("etcd://"):
+            self.mastership = EtcdMastership(store_url, me, api_url)
+            self.peers = Peers(self.mastership.owner_url, secret)
+
+    def attach(self, ctrl: Controller) -> None:
+        m, peers = self.mastership, self.peers
+        if m is None or peers is None:
+            return  # the only controller: master of every switch
+        ctrl.held = {}
+        ctrl.generation = lambda: m.last_rev
+        ctrl.ctx.remote = peers.remote
+        self._task = asyncio.create_task(m.run(lambda: list(ctrl.ctx.connected), ctrl.set_held))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.peers is not None:
+            await self.peers.close()
 
 
 def default_token_file(store_url: str) -> str:

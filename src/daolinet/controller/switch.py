@@ -40,6 +40,17 @@ class SwitchSession:
         self._flush()
         return xids
 
+    def request_role(self, role: int, generation_id: int) -> int:
+        xid = self.channel.request_role(role, generation_id)
+        self._flush()
+        return xid
+
+    def send_raw(self, data: bytes) -> None:
+        """Whole encoded messages from another controller (controller/peers.py); its xids, not ours."""
+        self._flush()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
     def _flush(self) -> None:
         data = self.channel.data_to_send()
         if data and not self.writer.is_closing():

@@ -14,15 +14,15 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from daolinet.errors import Conflict, InvalidInput, NotFound, SystemFailure
-from daolinet.lab import daemons, docker, plan, state
+from daolinet.errors import Conflict, InvalidInput, NotFound
+from daolinet.lab import daemons, docker, ha, plan, state
 from daolinet.lab.client import LabClient
+from daolinet.lab.controllers import Controllers
 from daolinet.lab.ovs import PrivateOvs
 from daolinet.system import links, procs
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
@@ -80,7 +80,7 @@ class LabContainer:
         return dict(self.__dict__)
 
 
-class Lab:
+class Lab(Controllers):
     """A handle on an existing lab (`Lab.open`) or a new one (`Lab.up`)."""
 
     def __init__(self, st: state.LabState) -> None:
@@ -93,10 +93,12 @@ class Lab:
 
     @classmethod
     def up(cls, name: str, hosts: int, racks: int = 1, *, controller: bool = True,
-           idle_timeout: int = 30) -> Lab:
-        """Build the lab; with `controller`, also start daolinet on it (a
-        controller and an agent per host) and wait until every bridge is synced."""
+           idle_timeout: int = 30, controllers: int = 1, store: str = "sqlite") -> Lab:
+        """Build the lab; with `controller`, also start daolinet on it (`controllers`
+        controllers, on an etcd cluster of the lab's with `store="etcd"`, and an agent
+        per host) and wait until every bridge is synced."""
         plans = plan.plan_hosts(name, hosts, racks)  # validates everything first
+        ha.check(controllers, store)
         if not 1 <= idle_timeout <= 65535:
             raise InvalidInput(f"idle timeout must be 1..65535 seconds, not {idle_timeout}")
         if lab_exists(name):
@@ -110,7 +112,9 @@ class Lab:
                 list(pool.map(lambda h: lab._build_host(h, plumb=not controller), lab.hosts))
             if controller:
                 lab._state.extra["idle_timeout"] = idle_timeout
-                lab.start_controller()
+                lab._start_store(store)
+                for index in range(controllers):
+                    lab.start_controller(index)
                 lab.start_agents()
             lab._state.complete = True
             lab._save()
@@ -309,43 +313,11 @@ class Lab:
             self._state.containers.pop(c.name, None)
             self._save()
 
-    # -- daolinet's processes ------------------------------------------------------
-
-    @property
-    def has_controller(self) -> bool:
-        return "controller" in self._state.extra
-
-    @property
-    def api_url(self) -> str:
-        if not self.has_controller:
-            raise NotFound(f"lab {self.name} runs no controller")
-        return str(self._state.extra["controller"]["api"])
-
-    @property
-    def admin_token(self) -> str:
-        with open(daemons.ControllerPaths(self.name).admin_token) as f:
-            return f.read().strip()
-
-    def api(self, token: str | None = None) -> LabClient:
-        """A client of the controller's API, with the admin token unless told otherwise."""
-        return LabClient(self.api_url, token=token or self.admin_token)
+    # -- daolinet's processes (the controllers' side: lab/controllers.py) --------------------
 
     def agent(self, host: str) -> LabClient:
         return LabClient(uds=daemons.agent_sock(self.host(host).plan))
 
-    def start_controller(self) -> None:
-        """Start (or restart) the controller; its store survives restarts."""
-        proc, ready = daemons.start_controller(self.name, int(self._state.extra["idle_timeout"]))
-        with self._lock:
-            self._state.extra["controller"] = {"api": ready["api"], "pid": proc.pid}
-            self._state.pids["controller"] = proc.pid
-            self._save()
-
-    def stop_controller(self, sig: int = 15) -> None:
-        pid = self._state.pids.get("controller")
-        if pid is not None and procs.is_alive(pid):
-            os.kill(pid, sig)
-            procs.stop([pid])
 
     def start_agents(self, hosts: list[str] | None = None) -> None:
         """Start (or restart) agents; wait until their bridges are synced."""
@@ -353,8 +325,8 @@ class Lab:
         started = {}
         for h in chosen:
             gw_mac = self._state.extra.get("gateway_macs", {}).get(str(h.plan.rack), "")
-            started[h.name] = daemons.start_agent(h.plan, daemons.ControllerPaths(self.name).of_sock,
-                                                  self.api_url, h.ovs.db_endpoint, gw_mac)
+            started[h.name] = daemons.start_agent(h.plan, self.of_socks, self.api_url, h.ovs.db_endpoint,
+                                                  gw_mac)
             with self._lock:
                 self._state.pids[f"{h.name}/agent"] = started[h.name].pid
                 self._save()
@@ -377,16 +349,6 @@ class Lab:
         if pid is not None:
             procs.stop([pid])
 
-    def wait_synced(self, dpids: list[int], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        with self.api() as api:
-            while True:
-                synced = set(api.call("GET", "/health")["synced"])
-                if set(dpids) <= synced:
-                    return
-                if time.monotonic() > deadline:
-                    raise SystemFailure(f"switches {sorted(set(dpids) - synced)} never synced")
-                time.sleep(0.02)
 
     # -- running things ----------------------------------------------------
 

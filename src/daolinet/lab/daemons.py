@@ -1,6 +1,8 @@
 """The lab's daolinet processes: one controller (SQLite store, OpenFlow on a
 unix socket every host's ovs-vswitchd can reach from its namespace, REST on
-127.0.0.1 with a port picked by the kernel) and one agent per host.
+127.0.0.1 with a port picked by the kernel) and one agent per host.  With an
+etcd store (lab/ha.py), several controllers, each with its own dir, socket and
+API port, sharing one admin token; every agent lists every controller.
 
 They run detached from the CLI that started them (the lab outlives it),
 log into the lab's run dir, and announce readiness through a ready file:
@@ -28,10 +30,11 @@ START_TIMEOUT = 30.0
 @dataclass(frozen=True)
 class ControllerPaths:
     lab: str
+    index: int = 0  # the lab's controllers: ctl, ctl1, ctl2, ...
 
     @property
     def dir(self) -> str:
-        return os.path.join(plan.lab_dir(self.lab), "ctl")
+        return os.path.join(plan.lab_dir(self.lab), "ctl" if self.index == 0 else f"ctl{self.index}")
 
     @property
     def of_sock(self) -> str:
@@ -51,7 +54,8 @@ class ControllerPaths:
 
     @property
     def admin_token(self) -> str:
-        return os.path.join(self.dir, "admin.token")
+        """One for all controllers (the first one's)."""
+        return os.path.join(plan.lab_dir(self.lab), "ctl", "admin.token")
 
 
 def agent_sock(host: plan.HostPlan) -> str:
@@ -87,32 +91,37 @@ def _tail(path: str, lines: int = 3) -> str:
         return "(no log)"
 
 
-def start_controller(lab: str, idle_timeout: int) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    p = ControllerPaths(lab)
+def start_controller(lab: str, idle_timeout: int, index: int = 0,
+                     store: str | None = None) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Controller `index` of the lab, on `store` (default: the lab's SQLite file)."""
+    p = ControllerPaths(lab, index)
     os.makedirs(p.dir, exist_ok=True)
+    os.makedirs(os.path.dirname(p.admin_token), exist_ok=True)
     for stale in (p.ready,):
         if os.path.exists(stale):
             os.unlink(stale)
-    proc = _spawn(["controller", f"--store=sqlite://{p.store}", f"--of-listen=unix:{p.of_sock}",
+    proc = _spawn(["controller", f"--store={store or 'sqlite://' + p.store}", f"--of-listen=unix:{p.of_sock}",
                    "--api-listen=127.0.0.1:0", f"--ready-file={p.ready}",
-                   f"--admin-token-file={p.admin_token}",
+                   f"--admin-token-file={p.admin_token}", f"--id=c{index}",
                    f"--idle-timeout={idle_timeout}"], p.log)
     return proc, wait_ready(proc, p.ready, p.log)
 
 
-def controller_link(host: plan.HostPlan, of_sock: str) -> str:
+def controller_link(host: plan.HostPlan, of_sock: str, index: int = 0) -> str:
     """ovs-vswitchd only connects to unix sockets inside its own run dir (a
-    guard against remote OVSDB clients); the lab links the controller's socket
+    guard against remote OVSDB clients); the lab links each controller's socket
     there."""
-    link = os.path.join(host.rundir(), "controller.sock")
+    name = "controller.sock" if index == 0 else f"controller{index}.sock"
+    link = os.path.join(host.rundir(), name)
     if not os.path.islink(link):
         os.symlink(of_sock, link)
     return link
 
 
-def agent_argv(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str, gateway_mac: str) -> list[str]:
+def agent_argv(host: plan.HostPlan, of_socks: list[str], api: str, ovsdb: str, gateway_mac: str) -> list[str]:
+    targets = [f"--controller=unix:{controller_link(host, sock, i)}" for i, sock in enumerate(of_socks)]
     return [
-        "agent", f"--controller=unix:{controller_link(host, of_sock)}", f"--api={api}",
+        "agent", *targets, f"--api={api}",
         f"--bridge={plan.BRIDGE}",
         f"--uplink={plan.UPLINK}", f"--name={host.name}", f"--ovsdb={ovsdb}", f"--netns={host.netns}",
         f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
@@ -125,12 +134,12 @@ def agent_argv(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str, gateway_
     ]
 
 
-def start_agent(host: plan.HostPlan, of_sock: str, api: str, ovsdb: str,
+def start_agent(host: plan.HostPlan, of_socks: list[str], api: str, ovsdb: str,
                 gateway_mac: str = "") -> subprocess.Popen[bytes]:
     ready = os.path.join(host.rundir(), "agent.json")
     if os.path.exists(ready):
         os.unlink(ready)
-    return _spawn(agent_argv(host, of_sock, api, ovsdb, gateway_mac),
+    return _spawn(agent_argv(host, of_socks, api, ovsdb, gateway_mac),
                   os.path.join(host.rundir(), "agent.log"))
 
 

@@ -9,7 +9,12 @@ Theory of operation (h11-style): the shell feeds bytes in with
     FEATURES   -> got FEATURES_REPLY (dpid): SET_CONFIG, PORT_DESC -> PORTS
     PORTS      -> got the last PORT_DESC part: emit SwitchReady     -> READY
     READY      -> PacketIn, FlowRemoved, PortStatus, BarrierReply,
-                  MultipartDone, SwitchError events; ECHO answered here
+                  MultipartDone, RoleReply, SwitchError events; ECHO answered here
+
+Roles (several controllers): `request_role(MASTER or SLAVE, generation_id)`
+queues an OFPT_ROLE_REQUEST; the switch answers RoleReply, or a SwitchError
+(OFPET_ROLE_REQUEST_FAILED / OFPRRFC_STALE) when a newer generation has been
+seen.  A slave gets no PacketIns and may not modify flows.
     any        -> bad input: RemoteProtocolError, state CLOSED
 """
 
@@ -75,6 +80,13 @@ class MultipartDone:
 
 
 @dataclass(frozen=True)
+class RoleReply:
+    xid: int
+    role: int  # ofp.OFPCR_ROLE_*
+    generation_id: int
+
+
+@dataclass(frozen=True)
 class SwitchError:
     """The switch rejected something; `cause` is the message we sent, if recent."""
 
@@ -89,7 +101,11 @@ class SwitchError:
         return f"switch error type={self.type} code={self.code} for {what} (xid {self.xid}): {self.cause}"
 
 
-Event = SwitchReady | PacketIn | FlowRemoved | PortStatus | BarrierReply | MultipartDone | SwitchError
+Event = (SwitchReady | PacketIn | FlowRemoved | PortStatus | BarrierReply | MultipartDone | RoleReply
+         | SwitchError)
+ROLE_MASTER = ofp.OFPCR_ROLE_MASTER
+ROLE_SLAVE = ofp.OFPCR_ROLE_SLAVE
+GENERATION_MASK = (1 << 64) - 1
 
 
 class Channel:
@@ -122,6 +138,12 @@ class Channel:
 
     def send_barrier(self) -> int:
         return self.send(parser.OFPBarrierRequest(DP))
+
+    def request_role(self, role: int, generation_id: int) -> int:
+        """Queue a ROLE_REQUEST (MASTER or SLAVE) with a generation id; returns its xid."""
+        if role not in (ROLE_MASTER, ROLE_SLAVE):
+            raise ProtocolError(f"role {role} is neither MASTER nor SLAVE")
+        return self.send(parser.OFPRoleRequest(DP, role, generation_id & GENERATION_MASK))
 
     def data_to_send(self) -> bytes:
         data = b"".join(self._out)
@@ -193,7 +215,9 @@ class Channel:
             return BarrierReply(msg.xid)
         if isinstance(msg, parser.OFPMultipartReply):
             return self._collect(msg)
-        return None  # echo replies, role replies, ... nothing to report
+        if isinstance(msg, parser.OFPRoleReply):
+            return RoleReply(msg.xid, int(msg.role), int(msg.generation_id))
+        return None  # echo replies, ... nothing to report
 
     def _collect(self, msg: Any) -> MultipartDone | None:
         parts = self._parts.setdefault(msg.xid, [])

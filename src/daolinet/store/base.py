@@ -116,6 +116,11 @@ class Store(ABC):
                 yield change
             await asyncio.sleep(self.WATCH_POLL_INTERVAL)
 
+    async def import_objects(self, objs: Sequence[Obj]) -> None:
+        """Write `objs` as they are (ids, addresses and all), each recorded as a Change, in one
+        transaction: `daolinet store migrate` fills an empty store with them (store/migrate.py)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot import objects")
+
     # -- tenants ------------------------------------------------------------------
 
     @abstractmethod

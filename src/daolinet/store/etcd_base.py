@@ -22,13 +22,13 @@ import itertools
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Self, TypeVar
 
 from daolinet.errors import InvalidInput, NotFound, SystemFailure
 from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
 from daolinet.model.view import Change, Obj
-from daolinet.store.base import KEEP_CHANGES, ChangesPruned, Store, check_int, obj_from_json
+from daolinet.store.base import KEEP_CHANGES, ChangesPruned, Store, check_int, kind_of, obj_from_json
 from daolinet.store.etcd_keys import Keys, decode
 from daolinet.store.etcd_kv import DEFAULT_TIMEOUT, EtcdKV, Reader, RevisionGone, parse_url, range_end
 from daolinet.store.etcd_tx import EtcdTx
@@ -95,6 +95,19 @@ class EtcdBase(Store):
             if attempt >= 2:  # jitter, so that two writers stop colliding in lockstep
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
         raise AssertionError("unreachable")
+
+    async def import_objects(self, objs: Sequence[Obj]) -> None:
+        async def write(tx: EtcdTx) -> None:
+            top: dict[str, int] = {}
+            for obj in objs:
+                tx.put(obj)  # with its claims: names, addresses, endpoint id
+                tx.record(obj)
+                if isinstance(obj, Network | Group | Rule | Token | Portmap):  # ids from meta/seq/<kind>
+                    kind = kind_of(obj)
+                    top[kind] = max(top.get(kind, 0), obj.id)
+            for seq, last in top.items():
+                await tx.raise_seq(seq, last)
+        await self._write(write)
 
     async def _consistent(self, fn: Callable[[Reader], Awaitable[T]]) -> T:
         """`fn` on a Reader pinned to one revision; run again if etcd compacted that revision."""

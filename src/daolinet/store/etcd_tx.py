@@ -114,6 +114,14 @@ class EtcdTx:
         self._set(self.keys.seq(kind), str(self._seqs[kind]).encode())
         return self._seqs[kind]
 
+    async def raise_seq(self, kind: str, at_least: int) -> None:
+        """Never hand out an id of `kind` up to `at_least` (imported objects hold them)."""
+        if kind not in self._seqs:
+            self._seqs[kind] = int(await self.read.get(self.keys.seq(kind)) or 0)
+        if at_least > self._seqs[kind]:
+            self._seqs[kind] = at_least
+            self._set(self.keys.seq(kind), str(at_least).encode())
+
     # -- commit ---------------------------------------------------------------------------------
 
     async def commit(self) -> bool:

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Network
 
@@ -155,6 +155,12 @@ class SqliteStore(SqlitePortmaps, SqlitePolicy):
                        deleted=bool(r["deleted"])) for r in rows]
 
     # -- tenants -------------------------------------------------------------------
+
+    async def import_objects(self, objs: Sequence[Obj]) -> None:
+        with self._write() as tx:  # AUTOINCREMENT follows the explicit ids
+            for obj in objs:
+                tx.put(obj)
+                tx.record(obj)
 
     async def create_tenant(self, name: str) -> Tenant:
         check_name("tenant", name)

@@ -123,7 +123,13 @@ def _multipart_request(frame: bytes) -> Any:
     return None
 
 
+def _role_request(frame: bytes) -> Any:
+    role, generation_id = struct.unpack_from(ofp.OFP_ROLE_REQUEST_PACK_STR, frame, HEADER.size)
+    return parser.OFPRoleRequest(DP, role, generation_id)
+
+
 _REQUESTS: dict[int, Callable[[bytes], Any]] = {
+    ofp.OFPT_ROLE_REQUEST: _role_request,
     ofp.OFPT_FEATURES_REQUEST: lambda frame: parser.OFPFeaturesRequest(DP),
     ofp.OFPT_BARRIER_REQUEST: lambda frame: parser.OFPBarrierRequest(DP),
     ofp.OFPT_SET_CONFIG: _set_config,
@@ -169,6 +175,8 @@ class FakeSwitch:
         self.received: list[Any] = []
         self.held_barriers: list[int] = []  # barrier xids not answered (answer_barriers=False)
         self.got_hello = False
+        self.role = ofp.OFPCR_ROLE_EQUAL
+        self.generation_id: int | None = None  # the highest seen in a MASTER/SLAVE request
         self._framer = Framer()
         self._out: list[bytes] = []
         self._xids = itertools.count(0x5000_0000)
@@ -245,11 +253,29 @@ class FakeSwitch:
             self.multipart_reply(msg.xid, ofp.OFPMP_DESC, body)
         elif isinstance(msg, parser.OFPFlowStatsRequest):
             self.multipart_reply(msg.xid, ofp.OFPMP_FLOW, b"")
+        elif isinstance(msg, parser.OFPRoleRequest):
+            self._role(msg)
+        elif isinstance(msg, parser.OFPFlowMod) and self.role == ofp.OFPCR_ROLE_SLAVE:
+            self.error(msg.xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE)
         elif isinstance(msg, parser.OFPBarrierRequest):
             if self.answer_barriers:
                 self._send(parser.OFPBarrierReply(DP), msg.xid)
             else:
                 self.held_barriers.append(msg.xid)
+
+    def _role(self, msg: Any) -> None:
+        """OpenFlow 1.3 section 6.3.5: a MASTER/SLAVE request older than the newest
+        generation seen is refused as STALE (compared as a signed 64-bit distance)."""
+        if msg.role in (ofp.OFPCR_ROLE_MASTER, ofp.OFPCR_ROLE_SLAVE):
+            gen = int(msg.generation_id)
+            if self.generation_id is not None and _signed64(gen - self.generation_id) < 0:
+                self.error(msg.xid, ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE)
+                return
+            self.generation_id = gen
+        if msg.role != ofp.OFPCR_ROLE_NOCHANGE:
+            self.role = int(msg.role)
+        body = struct.pack(ofp.OFP_ROLE_REQUEST_PACK_STR, self.role, self.generation_id or 0)
+        self._send_raw(ofp.OFPT_ROLE_REPLY, body, msg.xid)
 
     def _port_desc(self, xid: int) -> None:
         n = max(1, self.port_desc_parts)
@@ -303,6 +329,11 @@ class FakeSwitch:
             data = next((bytes(m.buf[:64]) for m in reversed(self.received)
                          if getattr(m, "xid", None) == xid and getattr(m, "buf", None) is not None), b"")
         return self._send(parser.OFPErrorMsg(DP, type_=type_, code=code, data=data), xid)
+
+
+def _signed64(value: int) -> int:
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def pump(channel: Channel, switch: FakeSwitch, *, limit: int = 100) -> list[Event]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -11,9 +12,10 @@ from prometheus_client import generate_latest
 
 from daolinet.controller.api.auth import Auth, hash_token, new_secret
 from daolinet.controller.api.models import RowId, TokenIn
-from daolinet.errors import NotFound
+from daolinet.errors import Conflict, InvalidInput, NotFound
 
 router = APIRouter()
+FOLLOW_WAIT = 2.0  # seconds a forwarded barrier waits for this controller's view to reach min_rev
 
 
 @router.get("/health", tags=["ops"])
@@ -91,3 +93,26 @@ async def create_token(request: Request, p: Auth, body: TokenIn) -> dict[str, An
 async def delete_token(request: Request, p: Auth, token_id: RowId) -> dict[str, Any]:
     p.require_admin()
     return (await request.app.state.ctrl.store.delete_token(token_id)).to_json()  # type: ignore[no-any-return]
+
+
+@router.post("/internal/switches/{dpid}/ofmsgs", tags=["ops"], include_in_schema=False)
+async def forward_ofmsgs(request: Request, p: Auth, dpid: int) -> dict[str, Any]:
+    """Another controller's FlowMods for a switch mastered here (controller/peers.py)."""
+    p.require_admin()
+    body = await request.json()
+    try:
+        data, barrier = bytes.fromhex(body["data"]), bool(body.get("barrier", False))
+        min_rev = int(body.get("min_rev", 0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidInput(f"expected {{data: hex, barrier: bool, min_rev: int}}: {e}") from e
+    ctrl = request.app.state.ctrl
+    deadline = time.monotonic() + FOLLOW_WAIT
+    while ctrl.view.rev < min_rev and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)  # the change is on its way through the store's watch
+    session = ctrl.ctx.sessions.get(dpid)
+    if session is None:
+        raise Conflict(f"switch {dpid:#x} is not mastered by this controller")
+    session.send_raw(data)
+    if barrier:
+        await session.barrier()
+    return {"ok": True}

@@ -1,0 +1,29 @@
+"""`daolinet store ...`: operations on a store itself (no controller needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from daolinet.cli.output import say
+
+app = typer.Typer(help="The store itself: migrate an installation from one store to another.",
+                  no_args_is_help=True)
+
+
+@app.command("migrate")
+def migrate(
+    src: Annotated[str, typer.Argument(help="Store URL to copy from, e.g. sqlite:///var/lib/daolinet/daolinet.db")],
+    dst: Annotated[str, typer.Argument(help="Empty store URL to copy into, e.g. etcd://h1:2379,h2:2379")],
+) -> None:
+    """Copy every object (ids, addresses, tokens) from SRC into the empty store DST."""
+    from daolinet.store import open_store
+    from daolinet.store.migrate import migrate as copy
+
+    async def run() -> int:
+        async with open_store(src) as a, open_store(dst) as b:
+            return await copy(a, b)
+    n = asyncio.run(run())
+    say(f"copied {n} objects from {src} to {dst}")

@@ -1,0 +1,57 @@
+"""Which switches this controller should be master of: the decision, pure.
+
+Several controllers share the switches (design.md "Roles"): every switch is
+connected to every controller, and exactly one is master of it at a time.
+Mastership is a key per dpid in the store, held by its master's lease; the
+I/O lives in `mastership_etcd`.  This module only decides, from one reading of
+the store (who holds which switch, which controllers are alive) and the
+switches connected here, what to claim and what to let go:
+
+- a free switch (no key: never claimed, or its master's lease expired) is
+  claimed while this controller holds fewer than its fair share,
+  ceil(switches / live controllers);
+- among free switches each controller prefers its own order (rendezvous
+  hashing on (controller, dpid)), so controllers claiming at the same time
+  mostly ask for different switches; the store's transaction settles the rest;
+- a switch held here but no longer connected here is let go, so a controller
+  that still reaches it can take it.
+
+A controller over its share (one joined later) keeps what it holds: moving a
+working switch costs a gap in new routes, waiting costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    claim: tuple[int, ...]  # free switches to try to take, best first
+    release: tuple[int, ...]  # held here, no longer connected here
+
+
+def fair_share(switches: int, controllers: int) -> int:
+    """Switches a controller may hold when `controllers` share `switches`."""
+    return math.ceil(switches / max(1, controllers))
+
+
+def preference(me: str, dpid: int) -> bytes:
+    """This controller's rank of a switch: a stable pseudo-random order per controller."""
+    return hashlib.sha256(f"{me}/{dpid:#x}".encode()).digest()
+
+
+def plan(me: str, connected: Iterable[int], owners: Mapping[int, str], live: Iterable[str]) -> Plan:
+    """What to claim and release, from the switches connected here, the holder of every
+    held switch, and the live controllers (this one counts even if not listed yet)."""
+    here = set(connected)
+    controllers = set(live) | {me}
+    mine = {dpid for dpid, owner in owners.items() if owner == me}
+    release = tuple(sorted(mine - here))
+    held = len(mine & here)
+    room = fair_share(len(here | set(owners)), len(controllers)) - held
+    free = sorted((d for d in here if d not in owners), key=lambda d: preference(me, d))
+    return Plan(claim=tuple(free[:max(0, room)]), release=release)

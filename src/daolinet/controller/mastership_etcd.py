@@ -1,0 +1,142 @@
+"""Mastership through etcd: the I/O around the `mastership.plan` decision.
+
+Keys (under the store's prefix):
+  controllers/<id>  -> the controller's API URL, put with its lease: who is alive
+  master/<dpid>     -> the id of the switch's master, put with the master's lease
+
+One lease per controller (TTL `ttl`, refreshed every ttl/4).  A claim is a
+transaction "create master/<dpid> if absent", so at most one controller holds a
+switch; when a master dies its lease expires, etcd deletes its keys and the next
+round of a live controller claims them.  Each round reports the switches held
+here, each with a generation id for the OpenFlow role request: the etcd revision
+of the reading that confirmed the hold, so a later master always sends a higher
+one than an earlier master could have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from daolinet.controller.mastership import plan
+from daolinet.errors import DaoliError
+from daolinet.store.etcd_kv import EtcdKV, parse_url
+
+log = logging.getLogger(__name__)
+
+Held = dict[int, int]  # dpid -> generation id
+OnHeld = Callable[[Held], None]
+
+
+class EtcdMastership:
+    def __init__(self, url: str, me: str, api_url: str = "", *, ttl: int = 2, interval: float = 0.25) -> None:
+        endpoints, prefix = parse_url(url)
+        self.kv = EtcdKV(endpoints, url, timeout=max(1.0, ttl / 2))
+        self.me = me
+        self.api_url = api_url
+        self.ttl = ttl
+        self.interval = interval
+        self._p = prefix.encode()
+        self._lease: int | None = None  # lease id
+        self._since_refresh = 0.0
+        self.held: Held = {}
+        self.peers: dict[str, str] = {}  # live controller id -> API URL
+        self.owners: dict[int, str] = {}  # dpid -> controller id, as last read
+        self.last_rev = 0  # etcd revision of the last reading: a generation id for SLAVE requests
+
+    def _key(self, *parts: str) -> bytes:
+        return self._p + "/".join(parts).encode()
+
+    def master_key(self, dpid: int) -> bytes:
+        return self._key("master", f"{dpid:016x}")
+
+    def owner_url(self, dpid: int) -> str | None:
+        """The API URL of another controller mastering `dpid` (None: nobody, or us)."""
+        owner = self.owners.get(dpid)
+        if owner is None or owner == self.me:
+            return None
+        return self.peers.get(owner) or None
+
+    async def run(self, connected: Callable[[], Iterable[int]], on_held: OnHeld) -> None:
+        """Round after round until cancelled; `on_held` gets the switches held after each."""
+        try:
+            while True:
+                try:
+                    held = await self.round(set(connected()))
+                except (DaoliError, OSError) as e:
+                    log.warning("mastership round failed: %s; holding nothing", e)
+                    self._lease, held = None, {}
+                if held != self.held:
+                    self.held = held
+                    on_held(dict(held))
+                await asyncio.sleep(self.interval)
+        finally:
+            await self.close()
+
+    async def round(self, connected: set[int]) -> Held:
+        client = self.kv.client()
+        await self._keep_lease(client)
+        owners, live, rev = await self._read(client)
+        decision = plan(self.me, connected, owners, live)
+        for dpid in decision.release:
+            await self._release(client, dpid)
+            owners.pop(dpid, None)
+        for dpid in decision.claim:
+            if await self._claim(client, dpid):
+                owners[dpid] = self.me
+        if decision.claim:
+            _, _, rev = await self._read(client)
+        return {d: rev for d, owner in owners.items() if owner == self.me and d in connected}
+
+    async def _keep_lease(self, client: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if self._lease is not None and loop.time() - self._since_refresh < self.ttl / 4:
+            return
+        if self._lease is not None:
+            lease_id = self._lease
+            reply = await self.kv.call("lease refresh", lambda c: c.refresh_lease(lease_id))
+            if reply is not None and reply.TTL > 0:
+                self._since_refresh = loop.time()
+                return
+            log.warning("controller %s: lease expired; claiming anew", self.me)
+        self._lease = (await self.kv.call("lease grant", lambda c: c.lease(self.ttl))).id
+        await self.kv.call("register", lambda c: c.put(self._key("controllers", self.me),
+                                                        self.api_url.encode(), lease=self._lease))
+        self._since_refresh = loop.time()
+
+    async def _read(self, client: Any) -> tuple[dict[int, str], set[str], int]:
+        masters = await self.kv.call("read masters", lambda c: c.get_prefix(self._key("master", "")))
+        ctrls = await self.kv.call("read controllers", lambda c: c.get_prefix(self._key("controllers", "")))
+        owners = {int(kv.key.rsplit(b"/", 1)[1], 16): kv.value.decode() for kv in masters}
+        self.peers = {kv.key.rsplit(b"/", 1)[1].decode(): kv.value.decode() for kv in ctrls}
+        rev = int(masters.header.revision)
+        self.owners, self.last_rev = dict(owners), max(self.last_rev, rev)
+        return owners, set(self.peers), rev
+
+    async def _claim(self, client: Any, dpid: int) -> bool:
+        key = self.master_key(dpid)
+        tx = client.transactions
+        ok, _ = await self.kv.txn([tx.version(key) == 0], [tx.put(key, self.me.encode(), self._lease)], [])
+        if ok:
+            log.info("controller %s: master of switch %#x", self.me, dpid)
+        return bool(ok)
+
+    async def _release(self, client: Any, dpid: int) -> None:
+        key = self.master_key(dpid)
+        tx = client.transactions
+        await self.kv.txn([tx.value(key) == self.me.encode()], [tx.delete(key)], [])
+        log.info("controller %s: let go of switch %#x (not connected)", self.me, dpid)
+
+    async def close(self) -> None:
+        """Revoke the lease (our switches are free at once) and close the client."""
+        if self._lease is not None and not self.kv.closed:
+            lease_id = self._lease
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.kv.client().revoke_lease(lease_id), 1.0)
+        self._lease = None
+        if not self.kv.closed:
+            await self.kv.close()
+

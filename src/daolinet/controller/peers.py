@@ -1,0 +1,94 @@
+"""Switches mastered by another controller, reached through that controller.
+
+A route spans two switches, and with several controllers their masters may
+differ; a slave may not modify flows (OpenFlow 1.3), so the controller plugging
+a route hands the other switch's FlowMods to its master.  `RemoteSwitch` looks
+like a `SwitchSession` to the hot-plug code (`send`, `barrier`, `name`): `send`
+queues encoded messages, `barrier()` posts the queue to the master's API
+(`POST /internal/switches/{dpid}/ofmsgs`), which writes them to the switch and
+answers once the switch's barrier reply is in.  Sends not followed by a barrier
+(revocations) are posted in the background, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from daolinet.ofp.codec import encode
+
+log = logging.getLogger(__name__)
+
+OwnerOf = Callable[[int], str | None]  # dpid -> API URL of its master (None: unknown or us)
+TIMEOUT = 5.0
+
+
+class RemoteSwitch:
+    def __init__(self, dpid: int, url: str, token: str, client: httpx.AsyncClient) -> None:
+        self.dpid = dpid
+        self.url = url
+        self._token = token
+        self._client = client
+        self._queue: list[bytes] = []
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def name(self) -> str:
+        return f"{self.dpid:#x}@{self.url}"
+
+    def send(self, *msgs: Any) -> list[int]:
+        self._queue.extend(encode(m, 0) for m in msgs)
+        task = asyncio.ensure_future(self._post(barrier=False))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return [0] * len(msgs)
+
+    async def barrier(self, min_rev: int = 0) -> None:
+        """Everything sent so far is applied by the switch; with `min_rev`, also what the
+        master did on its way to that store revision (the flows of a change made here)."""
+        await self._post(barrier=True, min_rev=min_rev)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("switch %s: forwarding failed: %s", self.name, task.exception())
+
+    async def _post(self, barrier: bool, min_rev: int = 0) -> None:
+        async with self._lock:  # one post at a time keeps the switch's order
+            data, self._queue = b"".join(self._queue), []
+            if not data and not barrier:
+                return
+            reply = await self._client.post(
+                f"{self.url}/internal/switches/{self.dpid}/ofmsgs",
+                json={"data": data.hex(), "barrier": barrier, "min_rev": min_rev},
+                headers={"Authorization": f"Bearer {self._token}"}, timeout=TIMEOUT)
+            if reply.status_code != 200:
+                raise ConnectionError(f"master of switch {self.dpid:#x} at {self.url} answered "
+                                      f"{reply.status_code}: {reply.text[:200]}")
+
+
+class Peers:
+    """The other controllers, by the switches they master."""
+
+    def __init__(self, owner_of: OwnerOf, token: str) -> None:
+        self._owner_of = owner_of
+        self._token = token
+        self._client = httpx.AsyncClient()
+        self._remotes: dict[tuple[int, str], RemoteSwitch] = {}
+
+    def remote(self, dpid: int) -> RemoteSwitch | None:
+        url = self._owner_of(dpid)
+        if url is None:
+            return None
+        key = (dpid, url)
+        if key not in self._remotes:
+            self._remotes[key] = RemoteSwitch(dpid, url, self._token, self._client)
+        return self._remotes[key]
+
+    async def close(self) -> None:
+        await self._client.aclose()

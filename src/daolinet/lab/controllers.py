@@ -1,0 +1,111 @@
+"""The lab's controllers, as seen by a `Lab` (a mixin of `cluster.Lab`): starting and
+stopping them, their APIs, and the store they share (SQLite, or the lab's etcd cluster
+with several controllers: lab/ha.py)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from daolinet.errors import DaoliError, NotFound, SystemFailure
+from daolinet.lab import daemons, ha, state
+from daolinet.lab.client import LabClient
+from daolinet.system import procs
+
+
+class Controllers:
+    name: str
+    _state: state.LabState
+    _lock: threading.Lock
+
+    def _save(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def has_controller(self) -> bool:
+        return "controller" in self._state.extra
+
+    @property
+    def api_url(self) -> str:
+        if not self.has_controller:
+            raise NotFound(f"lab {self.name} runs no controller")
+        return str(self._state.extra["controller"]["api"])
+
+    @property
+    def admin_token(self) -> str:
+        with open(daemons.ControllerPaths(self.name).admin_token) as f:
+            return f.read().strip()
+
+    @property
+    def api_urls(self) -> list[str]:
+        """Every controller's API (the first is `api_url`)."""
+        if not self.has_controller:
+            raise NotFound(f"lab {self.name} runs no controller")
+        ctls = self._state.extra.get("controllers") or [self._state.extra["controller"]]
+        return [str(c["api"]) for c in ctls]
+
+    def api(self, token: str | None = None, index: int = 0) -> LabClient:
+        """A client of a controller's API, with the admin token unless told otherwise."""
+        return LabClient(self.api_urls[index], token=token or self.admin_token)
+
+    def _start_store(self, store: str) -> None:
+        if store == "etcd":
+            url, pids = ha.start_etcd(self.name)
+            with self._lock:
+                self._state.extra["store"] = url
+                self._state.pids.update(pids)
+                self._save()
+
+    @property
+    def of_socks(self) -> list[str]:
+        n = len(self._state.extra.get("controllers", [None]))
+        return [daemons.ControllerPaths(self.name, i).of_sock for i in range(n)]
+
+    def start_controller(self, index: int = 0) -> None:
+        """Start (or restart) controller `index`; its store survives restarts."""
+        proc, ready = daemons.start_controller(self.name, int(self._state.extra["idle_timeout"]), index,
+                                               self._state.extra.get("store"))
+        with self._lock:
+            entry = {"api": ready["api"], "pid": proc.pid}
+            ctls = self._state.extra.setdefault("controllers", [])
+            ctls[index:index + 1] = [entry]
+            if index == 0:
+                self._state.extra["controller"] = entry
+            self._state.pids[self._controller_role(index)] = proc.pid
+            self._save()
+
+    @staticmethod
+    def _controller_role(index: int) -> str:
+        return "controller" if index == 0 else f"controller{index}"
+
+    def controller_pid(self, index: int = 0) -> int | None:
+        return self._state.pids.get(self._controller_role(index))
+
+    def stop_controller(self, sig: int = 15, index: int = 0) -> None:
+        pid = self._state.pids.get(self._controller_role(index))
+        if pid is not None and procs.is_alive(pid):
+            os.kill(pid, sig)
+            procs.stop([pid])
+    def wait_synced(self, dpids: list[int], timeout: float = 30.0) -> None:
+        """Until every switch is synced by its master (with several controllers: by any)."""
+        deadline = time.monotonic() + timeout
+        clients = [self.api(index=i) for i in range(len(self.api_urls))]
+        try:
+            while True:
+                synced = {d for api in clients for d in self._synced(api)}
+                if set(dpids) <= synced:
+                    return
+                if time.monotonic() > deadline:
+                    raise SystemFailure(f"switches {sorted(set(dpids) - synced)} never synced")
+                time.sleep(0.02)
+        finally:
+            for api in clients:
+                api.http.close()
+
+    @staticmethod
+    def _synced(api: LabClient) -> list[int]:
+        try:
+            return list(api.call("GET", "/health")["synced"])
+        except DaoliError:
+            return []  # a dead controller of several
