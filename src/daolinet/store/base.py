@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import math
 import re
@@ -435,3 +436,26 @@ def obj_from_json(kind: str, data: dict[str, Any]) -> Obj:
     if cls is Group:
         data = {**data, "members": tuple(data.get("members", ()))}
     return cls(**data)
+
+
+PORTMAP_PROTOCOLS = ("tcp", "udp")
+
+
+def check_network(name: str, subnet: str, gateway: str | None, isolated: bool,
+                  external: bool) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]:
+    """A new network's input, checked the same way by every backend: (subnet, gateway)."""
+    check_name("network", name)
+    net = ipam.check_subnet(subnet)
+    gw = ipam.default_gateway(net) if gateway is None else ipam.check_in_subnet(gateway, net, "gateway")
+    for flag, value in (("isolated", isolated), ("external", external)):
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{flag} {value!r} of network {name} must be true or false")
+    return net, gw
+
+
+def check_portmap(name: str, protocol: str, host_port: int, container_port: int) -> None:
+    check_name("port mapping", name)
+    if protocol not in PORTMAP_PROTOCOLS:
+        raise InvalidInput(f"protocol {protocol!r} of port mapping {name}: use tcp or udp")
+    check_int("host port", host_port, 1, 65535)
+    check_int("container port", container_port, 1, 65535)

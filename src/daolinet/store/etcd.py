@@ -38,6 +38,7 @@ from daolinet.store.base import (
     check_int,
     check_labels,
     check_name,
+    check_network,
 )
 from daolinet.store.etcd_kv import Reader
 from daolinet.store.etcd_policy import EtcdPolicy
@@ -87,12 +88,7 @@ class EtcdStore(EtcdPortmaps, EtcdPolicy):
 
     async def create_network(self, tenant: str, name: str, subnet: str, gateway: str | None = None,
                              isolated: bool = False, external: bool = False) -> Network:
-        check_name("network", name)
-        net = ipam.check_subnet(subnet)
-        gw = ipam.default_gateway(net) if gateway is None else ipam.check_in_subnet(gateway, net, "gateway")
-        for flag, value in (("isolated", isolated), ("external", external)):
-            if not isinstance(value, bool):
-                raise InvalidInput(f"{flag} {value!r} of network {name} must be true or false")
+        net, gw = check_network(name, subnet, gateway, isolated, external)
 
         async def write(tx: EtcdTx) -> Network:
             if await self._tenant_or_none(tx.read, tenant) is None:

@@ -10,23 +10,18 @@ are kept (SQLite's foreign keys), with a Conflict naming the mappings.
 
 from __future__ import annotations
 
-from daolinet.errors import Conflict, InvalidInput, NotFound
+from daolinet.errors import Conflict, NotFound
 from daolinet.model.objects import Endpoint, Portmap
-from daolinet.store.base import check_int, check_name
+from daolinet.store.base import check_portmap
 from daolinet.store.etcd_base import EtcdBase
 from daolinet.store.etcd_kv import Reader
 from daolinet.store.etcd_tx import EtcdTx
-from daolinet.store.sqlite_portmap import PORTMAP_PROTOCOLS
 
 
 class EtcdPortmaps(EtcdBase):
     async def create_portmap(self, tenant: str, name: str, container: str, protocol: str,
                              host_port: int, container_port: int, host: str | None = None) -> Portmap:
-        check_name("port mapping", name)
-        if protocol not in PORTMAP_PROTOCOLS:
-            raise InvalidInput(f"protocol {protocol!r} of port mapping {name}: use tcp or udp")
-        check_int("host port", host_port, 1, 65535)
-        check_int("container port", container_port, 1, 65535)
+        check_portmap(name, protocol, host_port, container_port)
 
         async def write(tx: EtcdTx) -> Portmap:
             endpoint = await self._owner(tx.read, self._keys.endpoint_name(tenant, container), Endpoint)

@@ -34,6 +34,7 @@ from daolinet.store.base import (
     check_int,
     check_labels,
     check_name,
+    check_network,
     obj_from_json,
 )
 from daolinet.store.sqlite_policy import SqlitePolicy
@@ -205,12 +206,7 @@ class SqliteStore(SqlitePortmaps, SqlitePolicy):
 
     async def create_network(self, tenant: str, name: str, subnet: str, gateway: str | None = None,
                              isolated: bool = False, external: bool = False) -> Network:
-        check_name("network", name)
-        net = ipam.check_subnet(subnet)
-        gw = ipam.default_gateway(net) if gateway is None else ipam.check_in_subnet(gateway, net, "gateway")
-        for flag, value in (("isolated", isolated), ("external", external)):
-            if not isinstance(value, bool):
-                raise InvalidInput(f"{flag} {value!r} of network {name} must be true or false")
+        net, gw = check_network(name, subnet, gateway, isolated, external)
         with self._write() as tx:
             if self._tenant_or_none(tenant) is None:
                 if tenant != DEFAULT_TENANT:

@@ -11,12 +11,10 @@ import sqlite3
 from abc import abstractmethod
 from contextlib import AbstractContextManager
 
-from daolinet.errors import Conflict, InvalidInput, NotFound
+from daolinet.errors import Conflict, NotFound
 from daolinet.model.objects import Portmap, Tenant
-from daolinet.store.base import Store, check_int, check_name
+from daolinet.store.base import Store, check_portmap
 from daolinet.store.sqlite_schema import Tx
-
-PORTMAP_PROTOCOLS = ("tcp", "udp")
 
 
 def portmap_of(row: sqlite3.Row) -> Portmap:
@@ -42,11 +40,7 @@ class SqlitePortmaps(Store):
 
     async def create_portmap(self, tenant: str, name: str, container: str, protocol: str,
                              host_port: int, container_port: int, host: str | None = None) -> Portmap:
-        check_name("port mapping", name)
-        if protocol not in PORTMAP_PROTOCOLS:
-            raise InvalidInput(f"protocol {protocol!r} of port mapping {name}: use tcp or udp")
-        check_int("host port", host_port, 1, 65535)
-        check_int("container port", container_port, 1, 65535)
+        check_portmap(name, protocol, host_port, container_port)
         e = await self.find_endpoint(tenant, container)
         host = host or e.host
         await self.get_host(host)
