@@ -15,6 +15,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from daolinet.errors import SystemFailure
 from daolinet.lab import cluster, plan
 from daolinet.testing.labtools import api, ping, route_flows, rx_packets, tcp_transfer, wait_for
 
@@ -33,6 +34,7 @@ def run(name: str, console: Console, hosts: int = 3) -> None:
     lab = cluster.Lab.up(name, hosts=hosts, idle_timeout=IDLE)
     console.print(f"[bold]lab up[/]: {hosts} hosts (each its own ovs-vswitchd), a controller, "
                   f"{hosts} agents in {time.monotonic() - start:.1f}s")
+    _failed.clear()
     try:
         _setup(lab, console)
         _talk(lab, console)
@@ -44,9 +46,16 @@ def run(name: str, console: Console, hosts: int = 3) -> None:
     finally:
         cluster.down(name)
         console.print(f"[bold]lab down[/]: lab {name} removed")
+    if _failed:
+        raise SystemFailure(f"demo: {len(_failed)} check(s) failed")
+
+
+_failed: list[bool] = []  # checks that did not hold, so `make demo` can fail loudly
 
 
 def _ok(flag: bool) -> str:
+    if not flag:
+        _failed.append(flag)
     return "[green]ok[/]" if flag else "[red]FAILED[/]"
 
 
