@@ -15,6 +15,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy src/daolinet
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup

@@ -128,9 +128,9 @@ class AgentService:
             ports = await asyncio.to_thread(self.plumber.plugged)
             endpoints = {e["id"]: e for e in await self.client.endpoints_on(self.host.name)}
             report: dict[str, list[int]] = {"kept": [], "unplugged": [], "forgotten": [], "fixed": []}
-            for eid, p in ports.items():
+            for eid, port in ports.items():
                 if eid not in endpoints:
-                    await asyncio.to_thread(self.plumber.unplug, eid, p.netns)
+                    await asyncio.to_thread(self.plumber.unplug, eid, port.netns)
                     report["unplugged"].append(eid)
             for eid, e in endpoints.items():
                 p = ports.get(eid)

@@ -125,7 +125,8 @@ class FlowSpec:
 
     def describe(self) -> str:
         """One line in the spirit of ovs-ofctl, for traces and logs."""
-        match = ",".join(f"{k}={hex(v) if k == 'eth_type' else v}" for k, v in self.match.items)
+        match = ",".join(f"{k}={hex(v) if k == 'eth_type' and isinstance(v, int) else v}"
+                         for k, v in self.match.items)
         acts = [_describe_action(a) for a in self.actions]
         if self.goto is not None:
             acts.append(f"goto_table:{int(self.goto)}")

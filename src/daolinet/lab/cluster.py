@@ -403,7 +403,7 @@ def lab_exists(name: str) -> bool:
 
 
 def list_labs() -> list[str]:
-    names = set()
+    names: set[str] = set()
     if os.path.isdir(plan.RUN_ROOT):
         names.update(n for n in os.listdir(plan.RUN_ROOT) if plan.LAB_NAME_RE.match(n))
     for ns in links.list_netns("dl-"):

@@ -67,7 +67,7 @@ class SqlitePortmaps(Store):
         return portmap_of(row)
 
     async def list_portmaps(self, tenant: str | None = None, host: str | None = None) -> list[Portmap]:
-        sql, args = "SELECT * FROM portmaps WHERE 1", []
+        sql, args = "SELECT * FROM portmaps WHERE 1", list[object]()
         if tenant is not None:
             sql, args = sql + " AND tenant = ?", [*args, tenant]
         if host is not None:

@@ -265,7 +265,7 @@ class FakeSwitch:
             if isinstance(action, SetField):
                 pkt[action.field] = action.value
             elif isinstance(action, DecTtl):
-                ttl = int(_need(pkt, "ip_ttl"))
+                ttl = _int(_need(pkt, "ip_ttl"))
                 if ttl <= 1:  # the packet-in carries the packet as modified so far, like OVS
                     if self.invalid_ttl_to_controller:
                         result.to_controller.append(("invalid_ttl", _visible(pkt)))
@@ -303,7 +303,7 @@ class FakeSwitch:
     def _output(self, port: int, pkt: Packet, result: Result) -> None:
         in_port = _need(pkt, "in_port")
         if port == OFPP_IN_PORT:
-            port = int(in_port)
+            port = _int(in_port)
         elif port == in_port:
             return  # OpenFlow never sends a packet back out its in_port unless told OFPP_IN_PORT
         if port == OFPP_CONTROLLER:
@@ -312,6 +312,12 @@ class FakeSwitch:
             raise FakeOFTableError("output to OFPP_TABLE is only valid in a packet-out")
         else:
             result.outputs.append((port, _visible(pkt)))
+
+
+def _int(value: MatchValue) -> int:
+    if isinstance(value, tuple):
+        raise FakeOFTableError(f"expected a number, got the masked value {value}")
+    return int(value)
 
 
 def _need(pkt: Packet, name: str) -> MatchValue:
