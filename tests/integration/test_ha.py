@@ -14,16 +14,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
 from daolinet.controller.mastership_etcd import EtcdMastership, Held
 from daolinet.errors import Conflict, DaoliError
-from daolinet.lab import cluster
+from daolinet.lab import cluster, state
 from daolinet.pipeline import route_cookie
 from daolinet.store import SqliteStore, open_store
 from daolinet.store.migrate import migrate
+from daolinet.system import procs
 from daolinet.testing import labtools
 from daolinet.testing.etcd import EtcdCluster, etcd_server
 from daolinet.testing.populate import populate
@@ -247,3 +249,114 @@ def test_a_change_through_one_api_revokes_routes_on_another_masters_switch(ha_la
           f"in {took * 1000:.0f} ms (API call included)")
     assert took < 0.2
     assert labtools.ping(lab, "x", container_ip(lab, "y"), wait=0.5).returncode != 0
+
+
+# -- the lab's etcd losing members: one (quorum kept), two (quorum lost), and back ---------------
+
+
+def etcd_members(lab: cluster.Lab) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of each of the lab's etcd members, in name order (m0, m1, m2)."""
+    st = state.load(lab.name)
+    assert st is not None
+    pids = [st.pids[k] for k in sorted(st.pids) if k.startswith("etcd/")]
+    assert len(pids) == 3, st.pids
+    out = []
+    for pid in pids:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            out.append((pid, [a.decode() for a in f.read().split(b"\0") if a]))
+    return out
+
+
+def kill_member(pid: int) -> None:
+    """kill -9 an etcd member the lab started (our child: reap it)."""
+    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    labtools.wait_for(lambda: not procs.is_alive(pid), timeout=5, what=f"etcd member {pid} gone")
+
+
+def restart_member(argv: list[str]) -> subprocess.Popen[bytes]:
+    """The member again, on its ports and data dir (under the lab's run dir: `lab down` sweeps it)."""
+    data_dir = argv[argv.index("--data-dir") + 1]
+    with open(f"{data_dir}.restart.log", "ab") as log:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def post_network(lab: cluster.Lab, name: str, subnet: str, index: int = 0) -> httpx.Response:
+    with lab.api(index=index) as api:
+        return api.http.post("/networks", json={"name": name, "subnet": subnet})
+
+
+class QuorumLossNot503(AssertionError):
+    """An API call without etcd quorum answered something else than 503 (a known store bug)."""
+
+
+# Known bug (store/etcd_kv.py): EtcdKV shares one aetcd client among the API and the controller's
+# store watch; when one caller fails over (its call timed out without quorum) it closes that client,
+# and gRPC cancels the other callers' in-flight calls with asyncio.CancelledError, which nothing maps:
+# the API answers 500 "Internal Server Error" (plain text) instead of 503 with the store's message.
+@pytest.mark.xfail(raises=QuorumLossNot503, strict=False,
+                   reason="EtcdKV failover cancels other in-flight calls: 500 instead of 503 without quorum")
+def test_losing_etcd_members_one_then_quorum_and_recovering(ha_lab: cluster.Lab) -> None:
+    lab = ha_lab
+
+    def reaches(name: str) -> bool:
+        return labtools.ping(lab, "a", container_ip(lab, name), wait=0.5).returncode == 0
+    with lab.api() as api:
+        api.call("POST", "/networks", json={"name": "n", "subnet": "10.7.0.0/24"})
+    names = [h.name for h in lab.hosts]
+    lab.add_container("a", host=names[0], network="n")
+    lab.add_container("b", host=names[1], network="n")
+    fresh = [f"f{i}" for i in range(3)]
+    for i, name in enumerate(fresh):
+        lab.add_container(name, host=names[1 + i % 2], network="n")
+    assert labtools.ping(lab, "a", container_ip(lab, "b")).returncode == 0  # the established route
+    members = etcd_members(lab)
+    restarted: list[subprocess.Popen[bytes]] = []
+    try:
+        # One member of three gone (the first endpoint: every client fails over): all goes on.
+        kill_member(members[0][0])
+        start = time.monotonic()
+        labtools.wait_for(lambda: reaches(fresh[0]), timeout=DEADLINE,
+                          what="a new connection with one etcd member down")
+        took = time.monotonic() - start
+        for i in range(3):
+            reply = post_network(lab, f"one-down{i}", f"10.7.{10 + i}.0/24", index=i)
+            assert reply.status_code == 201, reply.text
+        print(f"\none etcd member down: a new connection after {took:.2f} s; writes through every API")
+
+        # A second member gone: no quorum.  The API says so; forwarding goes on.
+        kill_member(members[1][0])
+        replies = [post_network(lab, f"no-quorum{i}", f"10.7.{20 + i}.0/24", index=i) for i in range(3)]
+        assert labtools.ping(lab, "a", container_ip(lab, "b"), count=5, interval=0.1).returncode == 0
+
+        # The members back: the API recovers by itself.
+        start = time.monotonic()
+        restarted = [restart_member(argv) for _, argv in members[:2]]
+        recovered = labtools.wait_for(
+            lambda: post_network(lab, "back", "10.7.30.0/24").status_code in (201, 409),
+            timeout=30, what="the API writing again after quorum came back")
+        took = time.monotonic() - start
+        assert recovered
+        labtools.wait_for(lambda: len(masters(lab)) == len(lab.hosts), timeout=DEADLINE,
+                          what="every switch mastered again")
+        labtools.wait_for(lambda: reaches(fresh[1]), timeout=DEADLINE,
+                          what="a new connection after quorum came back")
+        print(f"quorum back: the API wrote again {took:.2f} s after the members restarted")
+        with lab.api(index=2) as api:
+            listed = {n["name"] for n in api.call("GET", "/networks")}
+        assert {"n", "back", *(f"one-down{i}" for i in range(3))} <= listed
+    finally:
+        for proc in restarted:  # `lab down` stops them too; reap ours
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+    # Checked last, so that a known store bug (above) does not hide the recovery checks before it.
+    print(f"quorum lost: the APIs answered {[r.status_code for r in replies]}")
+    for reply in replies:
+        if reply.status_code != 503:
+            raise QuorumLossNot503(f"{reply.status_code}: {reply.text}")
+        message = reply.json()["error"]
+        assert "store" in message and ("quorum" in message or "no etcd member" in message), message
+    print(f"quorum lost: {message!r}")

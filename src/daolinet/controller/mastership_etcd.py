@@ -11,6 +11,12 @@ round of a live controller claims them.  Each round reports the switches held
 here, each with a generation id for the OpenFlow role request: the etcd revision
 of the reading that confirmed the hold, so a later master always sends a higher
 one than an earlier master could have.
+
+Rounds run every `interval`, and at once when a master key goes: a watch on the
+master prefix wakes the loop on every DELETE (a lease expired, a switch was let
+go), so a dead master's switches are claimed as soon as etcd drops its keys,
+not up to an interval later.  The poll stays: it is the fallback while the watch
+is broken (a member died) and the only way to notice new switches connecting.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 from daolinet.controller.mastership import plan
 from daolinet.errors import DaoliError
-from daolinet.store.etcd_kv import EtcdKV, parse_url
+from daolinet.store.etcd_kv import EtcdKV, RevisionGone, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,9 @@ class EtcdMastership:
     def __init__(self, url: str, me: str, api_url: str = "", *, ttl: int = 2, interval: float = 0.25) -> None:
         endpoints, prefix = parse_url(url)
         self.kv = EtcdKV(endpoints, url, timeout=max(1.0, ttl / 2))
+        # The watch has a client of its own: a failover closes its client, which would cancel
+        # a round's call in flight on a shared one (and a round's failover the watch).
+        self._watch_kv = EtcdKV(endpoints, url, timeout=max(1.0, ttl / 2))
         self.me = me
         self.api_url = api_url
         self.ttl = ttl
@@ -46,6 +55,7 @@ class EtcdMastership:
         self.peers: dict[str, str] = {}  # live controller id -> API URL
         self.owners: dict[int, str] = {}  # dpid -> controller id, as last read
         self.last_rev = 0  # etcd revision of the last reading: a generation id for SLAVE requests
+        self._wake = asyncio.Event()  # set by the watch when a master key goes: run a round now
 
     def _key(self, *parts: str) -> bytes:
         return self._p + "/".join(parts).encode()
@@ -61,9 +71,13 @@ class EtcdMastership:
         return self.peers.get(owner) or None
 
     async def run(self, connected: Callable[[], Iterable[int]], on_held: OnHeld) -> None:
-        """Round after round until cancelled; `on_held` gets the switches held after each."""
+        """Round after round until cancelled; `on_held` gets the switches held after each.
+
+        A round runs every `interval`, or at once when the watch sees a master key go."""
+        watcher: asyncio.Task[None] | None = None
         try:
             while True:
+                self._wake.clear()  # a key going from here on wakes the next sleep
                 try:
                     held = await self.round(set(connected()))
                 except (DaoliError, OSError) as e:
@@ -72,9 +86,32 @@ class EtcdMastership:
                 if held != self.held:
                     self.held = held
                     on_held(dict(held))
-                await asyncio.sleep(self.interval)
+                if watcher is None and self.last_rev:  # from the revision the first reading saw
+                    watcher = asyncio.create_task(self._watch_masters(), name=f"mastership-watch-{self.me}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval)
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await watcher
             await self.close()
+
+    async def _watch_masters(self) -> None:
+        """Wake the rounds whenever a master key is deleted; restarts after a broken watch."""
+        prefix = self._key("master", "")
+        while not self._watch_kv.closed:
+            try:
+                watch = self._watch_kv.watch(prefix, self.last_rev + 1)
+                async with contextlib.aclosing(watch) as events:
+                    async for event in events:
+                        if event.kind == "DELETE":
+                            self._wake.set()
+            except RevisionGone:  # compacted: the next round's reading gives a newer revision
+                pass
+            except (DaoliError, OSError) as e:  # a member died: the poll goes on meanwhile
+                log.debug("controller %s: mastership watch broke: %s", self.me, e)
+            await asyncio.sleep(self.interval)
 
     async def round(self, connected: set[int]) -> Held:
         client = self.kv.client()
@@ -137,6 +174,7 @@ class EtcdMastership:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.kv.client().revoke_lease(lease_id), 1.0)
         self._lease = None
-        if not self.kv.closed:
-            await self.kv.close()
+        for kv in (self.kv, self._watch_kv):
+            if not kv.closed:
+                await kv.close()
 
