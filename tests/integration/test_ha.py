@@ -289,15 +289,12 @@ def post_network(lab: cluster.Lab, name: str, subnet: str, index: int = 0) -> ht
 
 
 class QuorumLossNot503(AssertionError):
-    """An API call without etcd quorum answered something else than 503 (a known store bug)."""
+    """An API call without etcd quorum answered something else than 503."""
 
 
-# Known bug (store/etcd_kv.py): EtcdKV shares one aetcd client among the API and the controller's
-# store watch; when one caller fails over (its call timed out without quorum) it closes that client,
-# and gRPC cancels the other callers' in-flight calls with asyncio.CancelledError, which nothing maps:
-# the API answers 500 "Internal Server Error" (plain text) instead of 503 with the store's message.
-@pytest.mark.xfail(raises=QuorumLossNot503, strict=False,
-                   reason="EtcdKV failover cancels other in-flight calls: 500 instead of 503 without quorum")
+# Without quorum every API call must answer 503 with the store's message.  (A failover of the
+# shared etcd client used to cancel other calls in flight and turn them into 500s; EtcdKV.call
+# now treats that cancellation as an unavailable member.)
 def test_losing_etcd_members_one_then_quorum_and_recovering(ha_lab: cluster.Lab) -> None:
     lab = ha_lab
 

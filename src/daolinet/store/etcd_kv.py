@@ -17,6 +17,7 @@ daolinet errors here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -142,6 +143,16 @@ class EtcdKV:
             client = self.client()
             try:
                 return await fn(client)
+            except asyncio.CancelledError:
+                # Another call's failover closed this client under us: for our task that is
+                # an unavailable member, not a cancellation (unless we are being cancelled).
+                task = asyncio.current_task()
+                if (task is not None and task.cancelling()) or self._client is client:
+                    raise
+                detail = "the member was dropped by another call's failover"
+                if not idempotent:
+                    raise Ambiguous(f"store {self.name}: {what}: {detail}") from None
+                continue
             except (rpc.AioRpcError, rpc.BaseError, aetcd.ClientError) as e:
                 kind, detail = classify(e)
                 if kind == "gone":
