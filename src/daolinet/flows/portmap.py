@@ -21,6 +21,7 @@ connections from CP keep using their routes.
 from __future__ import annotations
 
 from daolinet.flows.base import ETH_IP
+from daolinet.flows.route import next_hop_mac
 from daolinet.flows.spec import Action, Conntrack, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host, Portmap
 from daolinet.pipeline import (
@@ -43,12 +44,6 @@ ESTABLISHED = (CT_TRACKED | CT_ESTABLISHED, CT_TRACKED | CT_ESTABLISHED)
 
 def portmap_cookie(pm_id: int) -> int:
     return Cookie(Kind.PORTMAP, 0, pm_id).value
-
-
-def _next_hop(src: Host, dst: Host) -> str:
-    if src.same_segment(dst) or not src.underlay_gateway_mac:
-        return dst.underlay_mac
-    return src.underlay_gateway_mac
 
 
 def flows_for_portmap(pm: Portmap, a: Endpoint, h: Host, s: Host) -> dict[int, list[FlowSpec]]:
@@ -84,9 +79,9 @@ def flows_for_portmap(pm: Portmap, a: Endpoint, h: Host, s: Host) -> dict[int, l
         ]}
     to_s: tuple[Action, ...] = (
         Conntrack(zone=PORTMAP_SNAT_ZONE, commit=True, nat_src=h.underlay_ip),
-        SetField("eth_src", h.underlay_mac), SetField("eth_dst", _next_hop(h, s)), Output(OFPP_IN_PORT))
+        SetField("eth_src", h.underlay_mac), SetField("eth_dst", next_hop_mac(h, s)), Output(OFPP_IN_PORT))
     to_h: tuple[Action, ...] = (SetField("ipv4_src", a.pip), SetField("eth_src", s.underlay_mac),
-                                SetField("eth_dst", _next_hop(s, h)), Output(s.uplink_ofport))
+                                SetField("eth_dst", next_hop_mac(s, h)), Output(s.uplink_ofport))
     from_a = {"in_port": h.uplink_ofport, "ipv4_src": a.pip, f"{f}_src": pm.container_port}
     return {
         h.dpid: [

@@ -56,7 +56,9 @@ class RoutePlan:
     steps: tuple[tuple[int, tuple[FlowSpec, ...]], ...]  # (dpid, flows), in install order
 
 
-def _next_hop_mac(src: Host, dst: Host) -> str:
+def next_hop_mac(src: Host, dst: Host) -> str:
+    """The MAC a frame from host src to host dst is sent to: dst itself on the
+    same segment, else src's underlay gateway."""
     if src.same_segment(dst) or not src.underlay_gateway_mac:
         return dst.underlay_mac
     return src.underlay_gateway_mac
@@ -67,7 +69,7 @@ def _egress_cross(x: Endpoint, y: Endpoint, hx: Host, hy: Host, cookie: int, idl
     actions: tuple[Action, ...] = (
         DecTtl(),
         SetField("ipv4_src", x.pip), SetField("ipv4_dst", y.pip),
-        SetField("eth_src", hx.underlay_mac), SetField("eth_dst", _next_hop_mac(hx, hy)),
+        SetField("eth_src", hx.underlay_mac), SetField("eth_dst", next_hop_mac(hx, hy)),
         Output(hx.uplink_ofport),
     )
     return FlowSpec(Table.EGRESS, _prio(l4), _egress_match(x, y, l4), actions,
