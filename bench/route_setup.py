@@ -19,11 +19,13 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -153,6 +155,36 @@ def start_controller(tmp: str) -> tuple[subprocess.Popen[bytes], str, str, int]:
     return proc, info["api"], token, of_port
 
 
+def start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy attached to the controller, sampling until SIGINT."""
+    fmt = "raw" if out.endswith(".txt") else "flamegraph"
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-r", "500", "--format", fmt, "-o", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Heartbeats:
+    """Keep the simulated hosts alive: what their agents would do (PUT /hosts/NAME/heartbeat;
+    a 404 before the host is registered is fine)."""
+
+    def __init__(self, api: str, token: str, hosts: list[str], every: float = 2.0) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(api, token, hosts, every), daemon=True)
+        self._thread.start()
+
+    def _run(self, api: str, token: str, hosts: list[str], every: float) -> None:
+        with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=10) as c:
+            while True:
+                for h in hosts:
+                    c.put(f"/hosts/{h}/heartbeat")
+                if self._stop.wait(every):
+                    return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
 def populate(api: str, token: str, switches: int, per_switch: int) -> dict[int, list[dict[str, object]]]:
     """Hosts 1..N, a /16 network, per_switch plugged endpoints on each host."""
     client = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -205,7 +237,7 @@ async def _pump(sw: Switch, msgs: list[tuple[bytes, bytes]], window: int) -> Non
     for key, msg in msgs:
         while len(sw.pending) >= window:
             sw.done.clear()
-            await sw.done.wait()
+            await asyncio.wait_for(sw.done.wait(), 30)
         sw.pending[key] = time.perf_counter()
         sw.writer.write(msg)
         if len(sw.pending) >= window:
@@ -237,16 +269,25 @@ def main() -> None:
     ap.add_argument("--endpoints", type=int, default=60, help="per switch")
     ap.add_argument("--window", type=int, default=32, help="outstanding PacketIns per switch")
     ap.add_argument("--routes", type=int, default=3000, help="per switch, throughput mode")
+    ap.add_argument("--profile", metavar="FILE", help="record the controller with py-spy into FILE "
+                    "(.txt: collapsed stacks, else a flame graph SVG)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc, api, token, port = start_controller(tmp)
+        spy = start_profiler(proc.pid, args.profile) if args.profile else None
         try:
+            beats = Heartbeats(api, token, [f"h{d}" for d in range(1, args.switches + 1)])
             eps = populate(api, token, args.switches, args.endpoints)
             half = {d: e[: len(e) // 2] for d, e in eps.items()}
             rest = {d: e[len(e) // 2:] for d, e in eps.items()}
             latency = asyncio.run(drive(port, half, 1, 300))
             throughput = asyncio.run(drive(port, rest, args.window, args.routes))
         finally:
+            if "beats" in locals():
+                beats.stop()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             proc.terminate()
             proc.wait(10)
     ceiling = generator_ceiling(20000)

@@ -144,7 +144,7 @@ def test_two_tenants_with_the_same_subnet_never_cross(lab_factory: LabFactory) -
 
 
 def test_routes_idle_out_everywhere_and_the_next_packet_replugs(lab_factory: LabFactory) -> None:
-    lab = lab_factory(hosts=2, idle_timeout=2)
+    lab = lab_factory(hosts=2, idle_timeout=4)  # long enough to look at the flows on a busy machine
     api(lab, "POST", "/networks", json={"name": "n", "subnet": "10.2.0.0/24"})
     lab.add_container("x", host="h1", network="n")
     lab.add_container("y", host="h2", network="n")

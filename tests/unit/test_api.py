@@ -106,7 +106,7 @@ async def test_host_network_endpoint_lifecycle(api: httpx.AsyncClient, ctrl: Con
     assert resp.json() == {"name": "h1", "dpid": 1, "underlay_ip": "198.18.1.1",
                            "underlay_mac": "02:18:00:00:00:01", "pip_pool": "198.18.1.0/24",
                            "underlay_prefix": 16, "underlay_gateway_mac": "", "uplink_ofport": 1,
-                           "last_seen": NOW}
+                           "last_seen": NOW, "alive": True}
     again = await api.post("/hosts", json=host_body(1, underlay_ip="198.18.1.1", underlay_prefix=16))
     assert again.status_code == 201 and again.json() == resp.json()  # registering again is harmless
 
@@ -123,7 +123,7 @@ async def test_host_network_endpoint_lifecycle(api: httpx.AsyncClient, ctrl: Con
     e = resp.json()
     # IP: first free after the gateway; MAC from the id; PIP: first of the pool that is not the host's own.
     assert (e["ip"], e["mac"], e["pip"]) == ("10.1.0.2", "02:d1:00:00:00:01", "198.18.1.2")
-    assert (e["port"], e["ofport"], e["labels"]) == ("", None, {"role": "db"})
+    assert (e["port"], e["ofport"], e["labels"], e["alive"]) == ("", None, {"role": "db"}, True)
     assert ctrl.view.by_ip[("default", "10.1.0.2")].id == e["id"]
     assert ctrl.view.by_port == {}  # not plugged yet
 

@@ -11,6 +11,7 @@ from typing import Any
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
 from daolinet.controller.switch import SwitchSession
+from daolinet.ofp import channel as ch
 from daolinet.ofp.codec import ofp
 from daolinet.store import SqliteStore
 from daolinet.testing.fakeswitch import FakeSwitch
@@ -39,8 +40,8 @@ async def test_slave_until_held_then_master_with_the_generation(tmp_path: Path) 
     ctrl.held, ctrl.generation = {}, lambda: 3  # several controllers: nothing held yet
     packet_ins: list[int] = []
 
-    async def on_packet_in(session: SwitchSession, msg: Any) -> None:
-        packet_ins.append(int(msg.match["in_port"]))
+    def on_packet_in(session: SwitchSession, ev: ch.PacketIn) -> None:
+        packet_ins.append(ev.in_port)
     ctrl.hotplug.on_packet_in = on_packet_in  # type: ignore[method-assign]
     a, b = socket.socketpair()
     fake = FakeSwitch(DPID, [(1, "p1", "02:00:00:00:00:01")])

@@ -76,7 +76,7 @@ def egress(src: Endpoint, dst_ip: str, proto: int = TCP, **changes: Any) -> Pack
                       eth_src=src.mac, eth_dst=GATEWAY_MAC, eth_type=ETH_IP, ip_src=src.ip, ip_dst=dst_ip,
                       ip_proto=proto, ttl=64, l4_dst=80 if proto in (TCP, UDP) else 0,
                       icmp_type=ECHO_REQUEST if proto == ICMP else -1)
-    return dataclasses.replace(meta, **changes)
+    return meta._replace(**changes)
 
 
 def ingress(at: Host, src_pip: str, dst_pip: str, **changes: Any) -> PacketMeta:
@@ -84,7 +84,7 @@ def ingress(at: Host, src_pip: str, dst_pip: str, **changes: Any) -> PacketMeta:
     meta = PacketMeta(dpid=at.dpid, in_port=at.uplink_ofport, table_id=Table.INGRESS, reason=NO_MATCH,
                       eth_src="02:18:00:00:00:99", eth_dst=at.underlay_mac, eth_type=ETH_IP,
                       ip_src=src_pip, ip_dst=dst_pip, ip_proto=TCP, ttl=63, l4_dst=80)
-    return dataclasses.replace(meta, **changes)
+    return meta._replace(**changes)
 
 
 def denied(d: Decision, src: Endpoint, dst_ip: str, *words: str) -> str:
@@ -203,6 +203,14 @@ def test_destination_not_plugged_in_is_ignored_without_a_drop_flow() -> None:
 def test_destination_whose_host_is_gone_is_denied() -> None:
     topo = dataclasses.replace(T, hosts=(H1, H3))
     denied(decide(egress(A, B.ip), view_of(topo)), A, B.ip, "gone")
+
+
+def test_no_route_is_plugged_to_or_from_a_container_whose_host_is_down() -> None:
+    view = view_of(replace=[dataclasses.replace(H2, alive=False)])  # its agent stopped heartbeating
+    for src, dst in ((A, B), (B, A)):
+        denied(decide(egress(src, dst.ip), view), src, dst.ip, "b is down", "h2")
+    assert isinstance(decide(egress(A, C.ip), view), Plug)  # h1 to h1: unaffected
+    ignored(decide(ingress(H2, A.pip, B.pip), view))  # never a drop flow on the remote source
 
 
 # -- ingress misses -------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ async def test_events_after_ready_reach_the_handler(harness: Harness) -> None:
     end.fake.port_status(ofp.OFPPR_DELETE, 2, "dl1", "02:00:00:00:00:01")
     end.flush()
     packet_in = await harness.next_event(ch.PacketIn)
-    assert (packet_in.msg.match["in_port"], packet_in.msg.data) == (2, b"\xff" * 42)
+    assert (packet_in.in_port, packet_in.data) == (2, b"\xff" * 42)
     status = await harness.next_event(ch.PortStatus)
     assert status == ch.PortStatus(ofp.OFPPR_DELETE, ch.Port(2, "dl1", "02:00:00:00:00:01"))
 

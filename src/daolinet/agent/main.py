@@ -29,6 +29,7 @@ from daolinet.agent.docker_plugin import create_app as create_plugin_app
 from daolinet.agent.plumbing import Plumber
 from daolinet.agent.service import AgentService, HostInfo
 from daolinet.errors import InvalidInput, SystemFailure
+from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
 from daolinet.system import links
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
 
@@ -47,7 +48,7 @@ class AgentConfig:
     netns: str | None = None
     datapath_id: int | None = None
     listen: str = "/run/daolinet/agent.sock"
-    heartbeat: float = 10.0
+    heartbeat: float = heartbeat_interval(DEFAULT_HOST_TTL)  # seconds; at most the host TTL / 3
     ready_file: str | None = None
     token_file: str = "/etc/daolinet/agent.token"
     underlay_gateway_mac: str = ""  # the underlay router's MAC: next hop to other segments

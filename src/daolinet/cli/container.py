@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from daolinet.cli.api import ApiClient, api_client
-from daolinet.cli.output import JsonOpt, TenantFilterOpt, TenantOpt, details, emit_json, say, table
+from daolinet.cli.output import JsonOpt, TenantFilterOpt, TenantOpt, details, emit_json, say, state, table
 from daolinet.errors import InvalidInput
 
 app = typer.Typer(help="Containers: an endpoint (logical IP, PIP, MAC) on a network and a host.",
@@ -50,9 +50,9 @@ def ls(
     if as_json:
         emit_json(eps)
         return
-    table(("tenant", "name", "network", "IP", "host", "PIP", "MAC", "port"),
-          ((e["tenant"], e["name"], e["network"], e["ip"], e["host"], e["pip"], e["mac"], _plugged(e))
-           for e in eps), empty="no containers")
+    table(("tenant", "name", "network", "IP", "host", "state", "PIP", "MAC", "port"),
+          ((e["tenant"], e["name"], e["network"], e["ip"], e["host"], state(e.get("alive", True)), e["pip"],
+            e["mac"], _plugged(e)) for e in eps), empty="no containers")
 
 
 @app.command("show")
@@ -64,7 +64,8 @@ def show(name: NameArg, tenant: TenantOpt = "default", as_json: JsonOpt = False)
         emit_json(e)
         return
     details([("id", e["id"]), ("tenant", e["tenant"]), ("network", e["network"]), ("IP", e["ip"]),
-             ("PIP", e["pip"]), ("MAC", e["mac"]), ("host", e["host"]), ("port", _plugged(e)),
+             ("PIP", e["pip"]), ("MAC", e["mac"]), ("host", e["host"]),
+             ("state", state(e.get("alive", True))), ("port", _plugged(e)),
              ("subnet", e["subnet"]), ("gateway", e["gateway"]), ("labels", e["labels"])],
             title=f"container {e['name']}")
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from daolinet.controller.context import Config
+from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL, heartbeat_interval
 
 
 def _logging(level: str) -> None:
@@ -23,6 +24,9 @@ def controller(
     api_listen: Annotated[str, typer.Option(help="HOST:PORT of the REST API.")] = "127.0.0.1:8650",
     idle_timeout: Annotated[int, typer.Option(help="Seconds before an unused route idles out.")] = 30,
     drop_timeout: Annotated[int, typer.Option(help="Seconds a denied destination is dropped.")] = 3,
+    host_ttl: Annotated[int, typer.Option(
+        help="Seconds without a heartbeat before a host and its containers are marked down "
+             "(agents heartbeat every TTL/3 s or faster).")] = DEFAULT_HOST_TTL,
     ready_file: Annotated[str | None, typer.Option(help="Write {api, of, pid} here once listening.")] =
         None,
     admin_token_file: Annotated[str | None, typer.Option(
@@ -36,8 +40,10 @@ def controller(
 
     if not 1 <= idle_timeout <= 65535:
         raise typer.BadParameter("--idle-timeout must be 1..65535 seconds")
+    if not 1 <= host_ttl <= MAX_HOST_TTL:
+        raise typer.BadParameter(f"--host-ttl must be 1..{MAX_HOST_TTL} seconds")
     _logging(log_level)
-    config = Config(idle_timeout=idle_timeout, drop_timeout=drop_timeout)
+    config = Config(idle_timeout=idle_timeout, drop_timeout=drop_timeout, host_ttl=host_ttl)
     asyncio.run(serve(store, of_listen, api_listen, config, ready_file, admin_token_file, id))
 
 
@@ -53,7 +59,9 @@ def agent(
     netns: Annotated[str | None, typer.Option(help="Host network namespace (lab).")] = None,
     datapath_id: Annotated[int | None, typer.Option(help="Force the bridge's datapath id.")] = None,
     listen: Annotated[str, typer.Option(help="Unix socket of the local API.")] = "/run/daolinet/agent.sock",
-    heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 10.0,
+    heartbeat: Annotated[float, typer.Option(
+        help="Seconds between heartbeats: at most the controllers' --host-ttl / 3.")] =
+        heartbeat_interval(DEFAULT_HOST_TTL),
     ready_file: Annotated[str | None, typer.Option(help="Write {listen, host, pid} here when ready.")] =
         None,
     token_file: Annotated[str, typer.Option(help="File holding the API token the agent uses.")] =

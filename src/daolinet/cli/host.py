@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from daolinet.cli.api import api_client
-from daolinet.cli.output import JsonOpt, ago, details, emit_json, say, table
+from daolinet.cli.output import JsonOpt, ago, details, emit_json, say, state, table
 
 app = typer.Typer(help="Container hosts: each runs an agent and OVS, and registers itself.",
                   no_args_is_help=True)
@@ -24,9 +24,11 @@ def ls(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(hosts)
         return
-    table(("name", "dpid", "underlay", "PIP pool", "containers", "last seen"),
-          ((h["name"], f"{h['dpid']:#x}", f"{h['underlay_ip']}/{h['underlay_prefix']}", h["pip_pool"],
-            sum(1 for e in eps if e["host"] == h["name"]), ago(h.get("last_seen"))) for h in hosts),
+    table(("name", "state", "dpid", "underlay", "PIP pool", "containers", "last seen"),
+          ((h["name"], state(h.get("alive", True)), f"{h['dpid']:#x}",
+            f"{h['underlay_ip']}/{h['underlay_prefix']}", h["pip_pool"],
+            sum(1 for e in eps if e["host"] == h["name"]), ago(h.get("last_seen")))
+           for h in hosts),
           empty="no hosts")
 
 
@@ -40,7 +42,8 @@ def show(name: NameArg, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(out)
         return
-    details([("dpid", f"{h['dpid']:#x}"), ("underlay", f"{h['underlay_ip']}/{h['underlay_prefix']}"),
+    details([("state", state(h.get("alive", True))), ("dpid", f"{h['dpid']:#x}"),
+             ("underlay", f"{h['underlay_ip']}/{h['underlay_prefix']}"),
              ("underlay MAC", h["underlay_mac"]), ("gateway MAC", h["underlay_gateway_mac"]),
              ("PIP pool", h["pip_pool"]), ("uplink ofport", h["uplink_ofport"]),
              ("last seen", ago(h.get("last_seen"))), ("containers", out["containers"])],

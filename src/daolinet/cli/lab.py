@@ -33,12 +33,14 @@ def up(
     controllers: Annotated[int, typer.Option(help="Controllers (more than one needs --store etcd).")] = 1,
     store: Annotated[str, typer.Option(help="sqlite (a file) or etcd (a 3-member cluster of the lab's).")] =
         "sqlite",
+    host_ttl: Annotated[int, typer.Option(
+        help="Seconds without a heartbeat before a host is marked down (agents beat every TTL/3).")] = 10,
 ) -> None:
     """Bring up a lab: per host a namespace with its own ovsdb-server and ovs-vswitchd,
     plus daolinet's controller(s) and an agent per host."""
     start = time.monotonic()
     lab = cluster.Lab.up(name, hosts=hosts, racks=racks, controller=controller,
-                         idle_timeout=idle_timeout, controllers=controllers, store=store)
+                         idle_timeout=idle_timeout, controllers=controllers, store=store, host_ttl=host_ttl)
     took = time.monotonic() - start
     console.print(f"lab [bold]{lab.name}[/] up: {hosts} hosts, {racks} rack(s) in {took:.2f}s")
     _print_lab(lab)

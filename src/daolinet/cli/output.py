@@ -91,3 +91,8 @@ def scope(value: Sequence[int] | None) -> str:
     proto, port = value
     name = PROTO_NAMES.get(proto, str(proto))
     return f"{name}/{port}" if port else name
+
+
+def state(alive: bool) -> str:
+    """A host's or a container's liveness (API field `alive`), for a table."""
+    return "up" if alive else "down"

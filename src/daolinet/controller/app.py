@@ -133,8 +133,11 @@ class Controller:
         new = None if change.deleted else obj
         if isinstance(obj, Endpoint):
             self._endpoint_changed(old, new)  # type: ignore[arg-type]
-        elif isinstance(obj, Host) and new is not None and _host_moved(old, obj):
-            self._spawn(self.sync.host_changed(obj))
+        elif isinstance(obj, Host) and new is not None:
+            if _host_moved(old, obj):
+                self._spawn(self.sync.host_changed(obj))
+            if old is not None and old.alive != obj.alive:
+                self._host_liveness_changed(obj)
         elif isinstance(obj, Portmap):
             self.sync.remove_portmap(obj)
             if not change.deleted:
@@ -157,6 +160,16 @@ class Controller:
             for pm in self.view.portmaps_of(new):
                 self.sync.install_portmap(pm)
             self.hotplug.clear_drops()  # peers that tried it meanwhile may pass now
+
+    def _host_liveness_changed(self, host: Host) -> None:
+        """A host went down: revoke every route of its containers held here (their other ends'
+        switches included).  Back up: forget drop flows, so peers reach it on their next packet."""
+        if host.alive:
+            log.info("host %s is alive again", host.name)
+            self.hotplug.clear_drops()
+            return
+        revoked = sum(self.hotplug.revoke_endpoint(e.id) for e in self.view.endpoints_on(host.name))
+        log.warning("host %s is down: %d route(s) of its containers revoked here", host.name, revoked)
 
     async def route_counters(self) -> dict[tuple[int, Any], dict[str, Any]]:
         """Packets and bytes per live route (summed over its flows on every switch),
@@ -216,7 +229,8 @@ class Controller:
         if isinstance(event, ch.PacketIn):
             if self.ctx.sessions.get(session.dpid) is not session:  # type: ignore[arg-type]
                 return None  # a slave (or not yet master): the master answers
-            return self.hotplug.on_packet_in(session, event.msg)
+            self.hotplug.on_packet_in(session, event)
+            return None
         if isinstance(event, ch.FlowRemoved):
             self.hotplug.on_flow_removed(session, event.msg)
         elif isinstance(event, ch.SwitchReady):
@@ -279,4 +293,7 @@ def _host_moved(old: Host | None, new: Host) -> bool:
     """Anything but liveness changed (a heartbeat alone needs no flow work)."""
     if old is None:
         return True
-    return dataclasses.replace(old, last_seen=0.0) != dataclasses.replace(new, last_seen=0.0)
+
+    def placed(h: Host) -> Host:
+        return dataclasses.replace(h, last_seen=0.0, alive=True)
+    return placed(old) != placed(new)

@@ -13,13 +13,14 @@ from daolinet.controller.metrics import Metrics
 from daolinet.controller.routes import RouteTable
 from daolinet.controller.switch import SwitchSession
 from daolinet.model import View
+from daolinet.store.liveness import DEFAULT_HOST_TTL
 
 
 @dataclass(frozen=True)
 class Config:
     idle_timeout: int = 30  # seconds a route may sit unused
     drop_timeout: int = 3  # seconds a drop flow damps a denied destination
-    heartbeat_timeout: float = 30.0
+    host_ttl: int = DEFAULT_HOST_TTL  # seconds a host stays alive without a heartbeat
 
 
 @dataclass

@@ -4,16 +4,18 @@ PacketIn -> parse -> decide (pure) -> act:
   Plug: the route's flows switch by switch, the switch that sent the packet
         last; each earlier switch confirmed by a barrier before the next, so
         the packet, re-injected through the table last, never overtakes its
-        route.  Concurrent PacketIns for a route being plugged wait for it.
+        route.  Concurrent PacketIns for a route being plugged ride along and
+        are re-injected with it.  No task, no future: the next step runs from
+        the barrier reply's callback, and messages are encoded by flows/wire.py.
   Deny: a short-lived drop flow on the source switch.
   EchoReply / TimeExceeded: the distributed router answers by PacketOut.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from daolinet.controller.context import Context
@@ -34,44 +36,70 @@ from daolinet.decide.route import (
     decide,
     verdict,
 )
-from daolinet.flows import render
+from daolinet.flows import wire
 from daolinet.flows.external import flows_for_external
-from daolinet.flows.route import RouteEnds, RoutePlan, drop_flow, flows_for_route
+from daolinet.flows.route import RouteEnds, drop_flow
+from daolinet.flows.route_wire import RouteBytes, route_bytes
 from daolinet.model import Endpoint, View
+from daolinet.ofp.channel import PacketIn
+from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import GATEWAY_MAC, Kind, kind_mask
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class _Plugging:
+    """A route on its way in: its steps, and the packets to re-inject once it is."""
+
+    plan: RouteBytes
+    steps: list[tuple[int, tuple[Encoded, ...]]]
+    names: tuple[str, str]
+    scope: Scope
+    client: int | None
+    started: float
+    waiting: list[tuple[Any, int, bytes]]  # (session, in_port, packet)
+    counts: dict[int, int] = field(default_factory=dict)
+
+
 class HotPlug:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._pending: dict[Key, asyncio.Future[bool]] = {}
+        self._pending: dict[Key, _Plugging] = {}
+        self._counters: dict[Any, Any] = {}  # dpid or decision type -> its metric child
 
-    async def on_packet_in(self, session: SwitchSession, msg: Any) -> None:
+    def on_packet_in(self, session: SwitchSession, ev: PacketIn) -> None:
+        """Synchronous on purpose: no task per packet.  A cross-host route continues
+        from the barrier reply's callback (_install_step)."""
         started = time.perf_counter()
-        assert session.dpid is not None
-        m = self.ctx.metrics
-        m.packet_ins.labels(f"{session.dpid:#x}").inc()
-        meta = parse(session.dpid, int(msg.match["in_port"]), msg.table_id, msg.reason, msg.data)
+        dpid = session.dpid
+        assert dpid is not None
+        counter = self._counters.get(dpid)
+        if counter is None:
+            counter = self._counters[dpid] = self.ctx.metrics.packet_ins.labels(f"{dpid:#x}")
+        counter.inc()
+        meta = parse(dpid, ev.in_port, ev.table_id, ev.reason, ev.data)
         decision = decide(meta, self.ctx.view)
-        m.decisions.labels(type(decision).__name__.lower()).inc()
-        await self.act(session, meta, msg.data, decision)
+        kind = type(decision)
+        counter = self._counters.get(kind)
+        if counter is None:
+            counter = self._counters[kind] = self.ctx.metrics.decisions.labels(kind.__name__.lower())
+        counter.inc()
         if isinstance(decision, Plug):
-            took = time.perf_counter() - started
-            m.route_setup.observe(took)
-            self.ctx.setup_samples.append(took)
+            self._plug(session, meta, ev.data, decision, started)
+        else:
+            self.act(session, meta, ev.data, decision)
 
-    async def act(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Decision) -> None:
+    def act(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Decision) -> None:
         if isinstance(d, Plug):
-            await self._plug(session, meta, data, d)
+            self._plug(session, meta, data, d, time.perf_counter())
         elif isinstance(d, Deny):
             log.info("deny %s -> %s: %s", d.src.name, d.dst_ip, d.reason)
-            self._send(session, render.flow_add(drop_flow(d.src, d.dst_ip, self.ctx.config.drop_timeout)))
+            self._send(session, wire.flow_add(drop_flow(d.src, d.dst_ip, self.ctx.config.drop_timeout)))
         elif isinstance(d, EchoReply):
             reply = icmp.echo_reply(data, GATEWAY_MAC)
             if reply is not None and d.src.ofport is not None:
-                session.send(render.packet_out_to_port(d.src.ofport, reply))
+                session.send(wire.packet_out_to_port(d.src.ofport, reply))
         elif isinstance(d, TimeExceeded):
             self._time_exceeded(data, d)
         elif isinstance(d, RelayIcmp):
@@ -83,49 +111,69 @@ class HotPlug:
 
     def _send(self, session: Any, *msgs: Any) -> None:  # a SwitchSession or a RemoteSwitch
         session.send(*msgs)
-        self.ctx.metrics.flowmods.labels(session.name).inc(len(msgs))
+        key = ("flowmods", session.name)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.ctx.metrics.flowmods.labels(session.name)
+        counter.inc(len(msgs))
 
-    async def _plug(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Plug) -> None:
+    def _plug(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Plug, started: float) -> None:
         view = self.ctx.view
         ha, hb = view.host_of(d.a), view.host_of(d.b)
         na, nb = view.network_of(d.a), view.network_of(d.b)
         if ha is None or hb is None or na is None or nb is None:
             return
-        plan = flows_for_route(RouteEnds(d.a, d.b, ha, hb, na.name == nb.name, d.scope, d.server_is_b),
-                               self.ctx.config.idle_timeout)
-        client = (d.a.id if d.server_is_b else d.b.id) if d.scope else None
+        plan = route_bytes(RouteEnds(d.a, d.b, ha, hb, na.name == nb.name, d.scope, d.server_is_b),
+                           self.ctx.config.idle_timeout)
         key = (plan.cookie, d.scope)
+        packet = (session, meta.in_port, data)
         pending = self._pending.get(key)
-        if pending is not None:  # someone is plugging this route right now
-            installed = await pending
-        else:
-            fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            self._pending[key] = fut
-            installed = False
-            try:
-                installed = await self._install(plan, session.dpid, (d.a.name, d.b.name), d.scope, client)
-            finally:
-                del self._pending[key]
-                fut.set_result(installed)
-        if installed:  # else the packet would only come straight back to us
-            session.send(render.packet_out_to_table(meta.in_port, data))
+        if pending is not None:  # someone is plugging this route right now: ride along
+            pending.waiting.append(packet)
+            return
+        client = (d.a.id if d.server_is_b else d.b.id) if d.scope else None
+        steps = sorted(plan.steps, key=lambda s: s[0] == session.dpid)  # the packet's switch last
+        job = _Plugging(plan, steps, (d.a.name, d.b.name), d.scope, client, started, [packet])
+        self._pending[key] = job
+        self._install_step(job, 0)
 
-    async def _install(self, plan: RoutePlan, last: int | None, names: tuple[str, str],
-                       scope: Scope, client: int | None) -> bool:
-        steps = sorted(plan.steps, key=lambda s: s[0] == last)  # the packet's switch last
-        counts: dict[int, int] = {}
-        for i, (dpid, flows) in enumerate(steps):
-            session = self.ctx.sessions.get(dpid) or self.ctx.remote(dpid)
-            if session is None:
-                log.warning("route %#x: switch %#x is not connected", plan.cookie, dpid)
-                return False
-            self._send(session, *[render.flow_add(f) for f in flows])
-            counts[dpid] = len(flows)
-            if i < len(steps) - 1:
-                await session.barrier()
-        self.ctx.routes.plugged(plan.cookie, names, counts, self.ctx.clock(), scope, client)
-        self.ctx.metrics.live_routes.set(len(self.ctx.routes))
-        return True
+    def _install_step(self, job: _Plugging, i: int) -> None:
+        """Send step i's flows; confirm them by a barrier before step i+1 (the
+        packet never overtakes its route), then finish."""
+        dpid, flows = job.steps[i]
+        session = self.ctx.sessions.get(dpid) or self.ctx.remote(dpid)
+        if session is None:
+            log.warning("route %#x: switch %#x is not connected", job.plan.cookie, dpid)
+            self._finish(job, False)
+            return
+        self._send(session, *flows)
+        job.counts[dpid] = len(flows)
+        if i == len(job.steps) - 1:
+            self._finish(job, True)
+            return
+
+        def confirmed(ok: bool) -> None:
+            if ok:
+                self._install_step(job, i + 1)
+            else:
+                log.warning("route %#x: switch %#x did not confirm its flows", job.plan.cookie, dpid)
+                self._finish(job, False)
+
+        session.barrier_then(confirmed)
+
+    def _finish(self, job: _Plugging, installed: bool) -> None:
+        del self._pending[(job.plan.cookie, job.scope)]
+        if not installed:  # re-injected, the packets would only come straight back to us
+            return
+        self.ctx.routes.plugged(job.plan.cookie, job.names, job.counts, self.ctx.clock(), job.scope,
+                                job.client)
+        for session, in_port, data in job.waiting:
+            session.send(wire.packet_out_to_table(in_port, data))
+        m = self.ctx.metrics
+        m.live_routes.set(len(self.ctx.routes))
+        took = time.perf_counter() - job.started
+        m.route_setup.observe(took)
+        self.ctx.setup_samples.append(took)
 
     def _time_exceeded(self, data: bytes, d: TimeExceeded) -> None:
         embedded = icmp.original_header(data, d.to.ip, d.orig_dst.ip)
@@ -134,15 +182,15 @@ class HotPlug:
         if embedded is None or session is None or d.to.ofport is None:
             return
         frame = icmp.time_exceeded(embedded, d.router_ip, GATEWAY_MAC, d.to.ip, d.to.mac)
-        session.send(render.packet_out_to_port(d.to.ofport, frame))
+        session.send(wire.packet_out_to_port(d.to.ofport, frame))
 
     def _external(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: External) -> None:
         host = self.ctx.view.host_of(d.src)
         if host is None:
             return
         flows = flows_for_external(d.src, host, d.dst_ip, self.ctx.config.idle_timeout)
-        self._send(session, *[render.flow_add(f) for f in flows])
-        session.send(render.packet_out_to_table(meta.in_port, data))
+        self._send(session, *[wire.flow_add(f) for f in flows])
+        session.send(wire.packet_out_to_table(meta.in_port, data))
 
     def _relay_icmp(self, session: SwitchSession, data: bytes, d: RelayIcmp) -> None:
         by_pip = self.ctx.view.by_pip
@@ -153,7 +201,7 @@ class HotPlug:
 
         frame = icmp.relay_error(data, d.to.ip, d.to.mac, GATEWAY_MAC, logical)
         if frame is not None and d.to.ofport is not None:
-            session.send(render.packet_out_to_port(d.to.ofport, frame))
+            session.send(wire.packet_out_to_port(d.to.ofport, frame))
 
     def on_flow_removed(self, session: SwitchSession, msg: Any) -> None:
         assert session.dpid is not None
@@ -185,7 +233,7 @@ class HotPlug:
         """Forget every short-lived drop flow, everywhere: something became reachable."""
         drops, mask = kind_mask(Kind.DROP)
         for session in self.ctx.sessions.values():
-            self._send(session, render.flow_delete_cookie(drops, mask))
+            self._send(session, wire.flow_delete_cookie(drops, mask))
 
     def revoke_endpoint(self, eid: int) -> int:
         """Delete every route of an endpoint on every switch holding it, now."""
@@ -200,7 +248,7 @@ class HotPlug:
         for dpid in sorted(dpids):
             session = self.ctx.sessions.get(dpid) or self.ctx.remote(dpid)
             if session is not None:
-                self._send(session, render.flow_delete_cookie(cookie, (1 << 64) - 1))
+                self._send(session, wire.flow_delete_cookie(cookie, (1 << 64) - 1))
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))
 
 

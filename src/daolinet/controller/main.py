@@ -23,6 +23,7 @@ from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import ensure_admin_token
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.liveness import watch_hosts
 from daolinet.controller.mastership_etcd import EtcdMastership
 from daolinet.controller.peers import Peers
 from daolinet.errors import InvalidInput
@@ -44,7 +45,7 @@ async def serve(store_url: str, of_listen: list[str], api_listen: str, config: C
     host, port = parse_listen(api_listen)
     for target in of_listen:
         ofserver.parse_target(target)
-    store = open_store(store_url)
+    store = open_store(store_url, host_ttl=config.host_ttl)
     if admin_token_file is None:
         admin_token_file = default_token_file(store_url)
     secret = await ensure_admin_token(store, admin_token_file)
@@ -56,6 +57,7 @@ async def serve(store_url: str, of_listen: list[str], api_listen: str, config: C
     api_url = f"http://{host}:{sock.getsockname()[1]}"
     shared = Shared(store_url, controller_id or f"{socket.gethostname()}-{os.getpid()}", api_url, secret)
     shared.attach(ctrl)
+    liveness = asyncio.create_task(watch_hosts(store, ctrl.ctx.clock), name="host-liveness")
     of_servers = [await ofserver.listen(t, ctrl.on_session) for t in of_listen]
     server = uvicorn.Server(uvicorn.Config(create_app(ctrl), log_level="warning", lifespan="off",
                                            access_log=False))
@@ -75,6 +77,9 @@ async def serve(store_url: str, of_listen: list[str], api_listen: str, config: C
     for s in of_servers:
         s.close()
     await api_task
+    liveness.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await liveness
     await shared.close()
     await ctrl.stop()
     await store.close()

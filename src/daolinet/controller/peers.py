@@ -3,7 +3,7 @@
 A route spans two switches, and with several controllers their masters may
 differ; a slave may not modify flows (OpenFlow 1.3), so the controller plugging
 a route hands the other switch's FlowMods to its master.  `RemoteSwitch` looks
-like a `SwitchSession` to the hot-plug code (`send`, `barrier`, `name`): `send`
+like a `SwitchSession` to the hot-plug code (`send`, `barrier`, `barrier_then`, `name`): `send`
 queues encoded messages, `barrier()` posts the queue to the master's API
 (`POST /internal/switches/{dpid}/ofmsgs`), which writes them to the switch and
 answers once the switch's barrier reply is in.  Sends not followed by a barrier
@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from daolinet.ofp.codec import encode
+from daolinet.ofp.codec import Encoded, encode
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class RemoteSwitch:
         return f"{self.dpid:#x}@{self.url}"
 
     def send(self, *msgs: Any) -> list[int]:
-        self._queue.extend(encode(m, 0) for m in msgs)
+        self._queue.extend(m.data if isinstance(m, Encoded) else encode(m, 0) for m in msgs)
         task = asyncio.ensure_future(self._post(barrier=False))
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -52,6 +52,17 @@ class RemoteSwitch:
         """Everything sent so far is applied by the switch; with `min_rev`, also what the
         master did on its way to that store revision (the flows of a change made here)."""
         await self._post(barrier=True, min_rev=min_rev)
+
+    def barrier_then(self, callback: Callable[[bool], None]) -> None:
+        """SwitchSession.barrier_then's counterpart: callback(ok) once the master confirmed."""
+        task = asyncio.ensure_future(self.barrier())
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._done(t)
+            callback(not t.cancelled() and t.exception() is None)
+
+        task.add_done_callback(done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

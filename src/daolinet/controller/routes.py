@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from daolinet.pipeline import Cookie
+from daolinet.pipeline import EID_BITS, EID_MAX
 
 Scope = tuple[int, int] | None  # (ip_proto, server port) of an L4-specific route
 Key = tuple[int, Scope]
@@ -28,7 +28,7 @@ def scope_of_match(match: Any) -> Scope:
     return (int(proto), 0)
 
 
-@dataclass
+@dataclass(slots=True)
 class LiveRoute:
     cookie: int
     a: int  # endpoint ids, a < b
@@ -86,16 +86,15 @@ class RouteTable:
     def plugged(self, cookie: int, names: tuple[str, str], flows: dict[int, int], now: float,
                 scope: Scope = None, client: int | None = None) -> LiveRoute:
         """Record that a route's flows were (re)installed."""
-        c = Cookie.decode(cookie)
-        assert c is not None
         key = (cookie, scope)
         route = self._routes.get(key)
         if route is None:
-            route = LiveRoute(cookie, c.a, c.b, names, dict(flows), now, same_host=len(flows) == 1,
+            a, b = (cookie >> EID_BITS) & EID_MAX, cookie & EID_MAX  # see pipeline.Cookie
+            route = LiveRoute(cookie, a, b, names, dict(flows), now, same_host=len(flows) == 1,
                               scope=scope, client=client)
             self._routes[key] = route
             self._by_cookie.setdefault(cookie, set()).add(key)
-            for eid in (c.a, c.b):
+            for eid in (a, b):
                 self._by_endpoint.setdefault(eid, set()).add(key)
         else:
             route.flows = dict(flows)

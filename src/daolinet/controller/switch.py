@@ -1,7 +1,10 @@
 """One connected switch: a Channel driven by an asyncio stream.
 
-Sends are synchronous (queued into the channel, flushed to the transport at
-once); `barrier()` and `request()` await the switch's answer by xid.
+Sends are synchronous: queued into the channel and written to the transport
+once per event-loop turn, so everything said to a switch while handling one
+read (a burst of PacketIns) leaves in one write.  `barrier()` and `request()`
+await the switch's answer by xid; `barrier_then(callback)` is the hot path's
+variant without a task or a future.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from daolinet.ofp.codec import ProtocolError
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[["SwitchSession", ch.Event], Awaitable[None] | None]
+BarrierCallback = Callable[[bool], None]  # True: the switch answered; False: it never will
 REPLY_TIMEOUT = 10.0
 
 
@@ -28,6 +32,8 @@ class SwitchSession:
         self.dpid: int | None = None
         self.ports: dict[int, ch.Port] = {}
         self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._callbacks: dict[int, tuple[BarrierCallback, asyncio.TimerHandle]] = {}
+        self._flush_pending = False
         self.closed = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -47,14 +53,34 @@ class SwitchSession:
 
     def send_raw(self, data: bytes) -> None:
         """Whole encoded messages from another controller (controller/peers.py); its xids, not ours."""
+        self.channel.queue_raw(data)
         self._flush()
-        if data and not self.writer.is_closing():
-            self.writer.write(data)
 
     def _flush(self) -> None:
+        """Write what the channel holds at the end of this loop turn (once)."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._write)
+
+    def _write(self) -> None:
+        self._flush_pending = False
         data = self.channel.data_to_send()
         if data and not self.writer.is_closing():
             self.writer.write(data)
+
+    def barrier_then(self, callback: BarrierCallback) -> None:
+        """Send a barrier; call callback(True) when the switch answers it, or
+        callback(False) if it does not within REPLY_TIMEOUT or disconnects."""
+        xid = self.channel.send_barrier()
+        timer = asyncio.get_running_loop().call_later(REPLY_TIMEOUT, self._barrier_done, xid, False)
+        self._callbacks[xid] = (callback, timer)
+        self._flush()
+
+    def _barrier_done(self, xid: int, ok: bool) -> None:
+        entry = self._callbacks.pop(xid, None)
+        if entry is not None:
+            entry[1].cancel()
+            entry[0](ok)
 
     async def barrier(self) -> None:
         """Wait until the switch has processed everything sent before."""
@@ -78,11 +104,16 @@ class SwitchSession:
     def resolve(self, event: ch.Event) -> bool:
         """Complete a waiting barrier/request; True if the event was a reply."""
         if isinstance(event, ch.BarrierReply | ch.MultipartDone):
+            if event.xid in self._callbacks:
+                self._barrier_done(event.xid, True)
+                return True
             fut = self._waiting.get(event.xid)
             if fut is not None and not fut.done():
                 fut.set_result(event)
             return True
         if isinstance(event, ch.SwitchError):
+            if event.xid in self._callbacks:
+                self._barrier_done(event.xid, False)
             fut = self._waiting.get(event.xid)
             if fut is not None and not fut.done():
                 fut.set_exception(ProtocolError(event.describe()))
@@ -124,6 +155,8 @@ class SwitchSession:
             log.exception("switch %s: unexpected failure; closing", self.name)
         finally:
             self.channel.close()
+            for xid in list(self._callbacks):
+                self._barrier_done(xid, False)
             for fut in self._waiting.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError(f"switch {self.name} disconnected"))

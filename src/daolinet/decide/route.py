@@ -174,8 +174,12 @@ def ip_in(ip: str, cidr: str) -> bool:
 
 
 def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Decision:
-    if view.host_of(dst) is None:
+    dst_host, src_host = view.host_of(dst), view.host_of(src)
+    if dst_host is None:
         return Deny(src, dst.ip, "destination's host is gone")
+    if not (dst_host.alive and (src_host is None or src_host.alive)):  # its agent stopped heartbeating
+        down = dst if not dst_host.alive else src
+        return Deny(src, dst.ip, f"container {down.name} is down: its host {down.host} is not alive")
     if dst.ofport is None:  # plugging or moving: no drop flow, the next packet may pass
         return Ignore(f"container {dst.name} is not plugged in yet")
     v = verdict(src, dst, view, l4)

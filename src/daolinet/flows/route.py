@@ -16,6 +16,7 @@ barrier after each, and re-injects the packet on the source last.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from daolinet.flows.base import ETH_IP
 from daolinet.flows.spec import Action, DecTtl, FlowSpec, Match, Output, SetField
@@ -56,9 +57,10 @@ class RoutePlan:
     steps: tuple[tuple[int, tuple[FlowSpec, ...]], ...]  # (dpid, flows), in install order
 
 
+@lru_cache(maxsize=1 << 14)
 def next_hop_mac(src: Host, dst: Host) -> str:
     """The MAC a frame from host src to host dst is sent to: dst itself on the
-    same segment, else src's underlay gateway."""
+    same segment, else src's underlay gateway.  (Cached: hosts are immutable values.)"""
     if src.same_segment(dst) or not src.underlay_gateway_mac:
         return dst.underlay_mac
     return src.underlay_gateway_mac

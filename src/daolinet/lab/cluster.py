@@ -24,6 +24,7 @@ from daolinet.lab import daemons, docker, ha, plan, state
 from daolinet.lab.client import LabClient
 from daolinet.lab.controllers import Controllers
 from daolinet.lab.ovs import PrivateOvs
+from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
 from daolinet.system import links, procs
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
 
@@ -93,14 +94,17 @@ class Lab(Controllers):
 
     @classmethod
     def up(cls, name: str, hosts: int, racks: int = 1, *, controller: bool = True,
-           idle_timeout: int = 30, controllers: int = 1, store: str = "sqlite") -> Lab:
+           idle_timeout: int = 30, controllers: int = 1, store: str = "sqlite",
+           host_ttl: int = DEFAULT_HOST_TTL) -> Lab:
         """Build the lab; with `controller`, also start daolinet on it (`controllers`
         controllers, on an etcd cluster of the lab's with `store="etcd"`, and an agent
-        per host) and wait until every bridge is synced."""
+        per host, heartbeating every host_ttl/3 s) and wait until every bridge is synced."""
         plans = plan.plan_hosts(name, hosts, racks)  # validates everything first
         ha.check(controllers, store)
         if not 1 <= idle_timeout <= 65535:
             raise InvalidInput(f"idle timeout must be 1..65535 seconds, not {idle_timeout}")
+        if not 1 <= host_ttl <= MAX_HOST_TTL:
+            raise InvalidInput(f"host TTL must be 1..{MAX_HOST_TTL} seconds, not {host_ttl}")
         if lab_exists(name):
             raise Conflict(f"lab {name} already exists (remove it with: daolinet lab down --name {name})")
         os.makedirs(plan.lab_dir(name), exist_ok=True)
@@ -111,7 +115,7 @@ class Lab(Controllers):
             with ThreadPoolExecutor(max_workers=min(len(plans), 8)) as pool:
                 list(pool.map(lambda h: lab._build_host(h, plumb=not controller), lab.hosts))
             if controller:
-                lab._state.extra["idle_timeout"] = idle_timeout
+                lab._state.extra.update(idle_timeout=idle_timeout, host_ttl=host_ttl)
                 lab._start_store(store)
                 for index in range(controllers):
                     lab.start_controller(index)
@@ -326,7 +330,7 @@ class Lab(Controllers):
         for h in chosen:
             gw_mac = self._state.extra.get("gateway_macs", {}).get(str(h.plan.rack), "")
             started[h.name] = daemons.start_agent(h.plan, self.of_socks, self.api_url, h.ovs.db_endpoint,
-                                                  gw_mac)
+                                                  gw_mac, self.host_ttl)
             with self._lock:
                 self._state.pids[f"{h.name}/agent"] = started[h.name].pid
                 self._save()

@@ -11,6 +11,7 @@ import time
 from daolinet.errors import DaoliError, NotFound, SystemFailure
 from daolinet.lab import daemons, ha, state
 from daolinet.lab.client import LabClient
+from daolinet.store.liveness import DEFAULT_HOST_TTL
 from daolinet.system import procs
 
 
@@ -58,6 +59,11 @@ class Controllers:
                 self._save()
 
     @property
+    def host_ttl(self) -> int:
+        """Seconds without a heartbeat before a host is marked down (controllers' --host-ttl)."""
+        return int(self._state.extra.get("host_ttl", DEFAULT_HOST_TTL))
+
+    @property
     def of_socks(self) -> list[str]:
         n = len(self._state.extra.get("controllers", [None]))
         return [daemons.ControllerPaths(self.name, i).of_sock for i in range(n)]
@@ -65,7 +71,7 @@ class Controllers:
     def start_controller(self, index: int = 0) -> None:
         """Start (or restart) controller `index`; its store survives restarts."""
         proc, ready = daemons.start_controller(self.name, int(self._state.extra["idle_timeout"]), index,
-                                               self._state.extra.get("store"))
+                                               self._state.extra.get("store"), self.host_ttl)
         with self._lock:
             entry = {"api": ready["api"], "pid": proc.pid}
             ctls = self._state.extra.setdefault("controllers", [])

@@ -22,6 +22,7 @@ from typing import Any
 
 from daolinet.errors import SystemFailure
 from daolinet.lab import docker, plan
+from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
 from daolinet.system import procs
 
 START_TIMEOUT = 30.0
@@ -91,8 +92,8 @@ def _tail(path: str, lines: int = 3) -> str:
         return "(no log)"
 
 
-def start_controller(lab: str, idle_timeout: int, index: int = 0,
-                     store: str | None = None) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def start_controller(lab: str, idle_timeout: int, index: int = 0, store: str | None = None,
+                     host_ttl: int = DEFAULT_HOST_TTL) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Controller `index` of the lab, on `store` (default: the lab's SQLite file)."""
     p = ControllerPaths(lab, index)
     os.makedirs(p.dir, exist_ok=True)
@@ -103,7 +104,7 @@ def start_controller(lab: str, idle_timeout: int, index: int = 0,
     proc = _spawn(["controller", f"--store={store or 'sqlite://' + p.store}", f"--of-listen=unix:{p.of_sock}",
                    "--api-listen=127.0.0.1:0", f"--ready-file={p.ready}",
                    f"--admin-token-file={p.admin_token}", f"--id=c{index}",
-                   f"--idle-timeout={idle_timeout}"], p.log)
+                   f"--idle-timeout={idle_timeout}", f"--host-ttl={host_ttl}"], p.log)
     return proc, wait_ready(proc, p.ready, p.log)
 
 
@@ -118,14 +119,16 @@ def controller_link(host: plan.HostPlan, of_sock: str, index: int = 0) -> str:
     return link
 
 
-def agent_argv(host: plan.HostPlan, of_socks: list[str], api: str, ovsdb: str, gateway_mac: str) -> list[str]:
+def agent_argv(host: plan.HostPlan, of_socks: list[str], api: str, ovsdb: str, gateway_mac: str,
+               host_ttl: int = DEFAULT_HOST_TTL) -> list[str]:
     targets = [f"--controller=unix:{controller_link(host, sock, i)}" for i, sock in enumerate(of_socks)]
     return [
         "agent", *targets, f"--api={api}",
         f"--bridge={plan.BRIDGE}",
         f"--uplink={plan.UPLINK}", f"--name={host.name}", f"--ovsdb={ovsdb}", f"--netns={host.netns}",
         f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
-        f"--ready-file={os.path.join(host.rundir(), 'agent.json')}", "--heartbeat=5",
+        f"--ready-file={os.path.join(host.rundir(), 'agent.json')}",
+        f"--heartbeat={heartbeat_interval(host_ttl):g}",
         f"--token-file={ControllerPaths(host.lab).admin_token}",
         f"--underlay-gateway-mac={gateway_mac}",
         # The host's own dockerd, when a test starts one (lab/docker.py): never the machine's.
@@ -135,11 +138,11 @@ def agent_argv(host: plan.HostPlan, of_socks: list[str], api: str, ovsdb: str, g
 
 
 def start_agent(host: plan.HostPlan, of_socks: list[str], api: str, ovsdb: str,
-                gateway_mac: str = "") -> subprocess.Popen[bytes]:
+                gateway_mac: str = "", host_ttl: int = DEFAULT_HOST_TTL) -> subprocess.Popen[bytes]:
     ready = os.path.join(host.rundir(), "agent.json")
     if os.path.exists(ready):
         os.unlink(ready)
-    return _spawn(agent_argv(host, of_socks, api, ovsdb, gateway_mac),
+    return _spawn(agent_argv(host, of_socks, api, ovsdb, gateway_mac, host_ttl),
                   os.path.join(host.rundir(), "agent.log"))
 
 

@@ -58,6 +58,9 @@ class Host:
     underlay_gateway_mac: str = ""  # next hop for other subnets ("" : same L2 only)
     uplink_ofport: int = 1
     last_seen: float = 0.0
+    # False once its agent's heartbeats stopped for the host TTL (store/liveness.py): its
+    # containers are down, no route is plugged to them.  Set by controllers, never by clients.
+    alive: bool = True
 
     @property
     def pool(self) -> ipaddress.IPv4Network:

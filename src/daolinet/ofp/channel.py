@@ -26,7 +26,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from daolinet.ofp.codec import DP, Framer, ProtocolError, RemoteProtocolError, decode, encode, ofp, parser
+from daolinet.ofp.codec import (
+    DP,
+    Encoded,
+    Framer,
+    ProtocolError,
+    RemoteProtocolError,
+    decode,
+    encode,
+    ofp,
+    parse_packet_in,
+    parser,
+)
 
 RECENT_SENT = 256  # kept by xid so an error can name the message that caused it
 
@@ -52,9 +63,16 @@ class SwitchReady:
     ports: tuple[Port, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PacketIn:
-    msg: Any  # OFPPacketIn
+    """The hot path's message, parsed without os-ken (codec.parse_packet_in)."""
+
+    xid: int
+    in_port: int
+    table_id: int
+    reason: int
+    cookie: int
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,7 @@ class SwitchError:
 
 Event = (SwitchReady | PacketIn | FlowRemoved | PortStatus | BarrierReply | MultipartDone | RoleReply
          | SwitchError)
+_PACKET_IN, _VERSION = ofp.OFPT_PACKET_IN, ofp.OFP_VERSION
 ROLE_MASTER = ofp.OFPCR_ROLE_MASTER
 ROLE_SLAVE = ofp.OFPCR_ROLE_SLAVE
 GENERATION_MASK = (1 << 64) - 1
@@ -126,13 +145,17 @@ class Channel:
         return next(self._xids) & 0xFFFFFFFF
 
     def send(self, msg: Any) -> int:
-        """Queue a message; returns its xid."""
+        """Queue a message (an os-ken message, or already Encoded); returns its xid."""
         if self.state is State.CLOSED:
             raise ProtocolError("channel is closed")
         xid = self._next_xid()
-        self._out.append(encode(msg, xid))
-        self._sent[xid] = msg
-        while len(self._sent) > RECENT_SENT:
+        if isinstance(msg, Encoded):
+            self._out.append(msg.with_xid(xid))
+            self._sent[xid] = msg.what
+        else:
+            self._out.append(encode(msg, xid))
+            self._sent[xid] = msg
+        if len(self._sent) > RECENT_SENT:
             self._sent.popitem(last=False)
         return xid
 
@@ -144,6 +167,11 @@ class Channel:
         if role not in (ROLE_MASTER, ROLE_SLAVE):
             raise ProtocolError(f"role {role} is neither MASTER nor SLAVE")
         return self.send(parser.OFPRoleRequest(DP, role, generation_id & GENERATION_MASK))
+
+    def queue_raw(self, data: bytes) -> None:
+        """Bytes already framed elsewhere (another controller's messages), in order with ours."""
+        if data:
+            self._out.append(data)
 
     def data_to_send(self) -> bytes:
         data = b"".join(self._out)
@@ -158,6 +186,9 @@ class Channel:
         events: list[Event] = []
         try:
             for frame in self._framer.feed(data):
+                if frame[1] == _PACKET_IN and frame[0] == _VERSION and self.state is State.READY:
+                    events.append(PacketIn(int.from_bytes(frame[4:8], "big"), *parse_packet_in(frame)))
+                    continue  # the hot path: no os-ken objects
                 event = self._on_message(decode(frame))
                 if event is not None:
                     events.append(event)
@@ -205,8 +236,6 @@ class Channel:
         return SwitchReady(self.dpid, tuple(_port(p) for p in done.body))
 
     def _in_ready(self, msg: Any) -> Event | None:
-        if isinstance(msg, parser.OFPPacketIn):
-            return PacketIn(msg)
         if isinstance(msg, parser.OFPFlowRemoved):
             return FlowRemoved(msg)
         if isinstance(msg, parser.OFPPortStatus):

@@ -4,8 +4,9 @@ feed, behind one interface (`Store`).  `open_store(url)` picks the backend."""
 from __future__ import annotations
 
 from daolinet.errors import InvalidInput
-from daolinet.store.base import ChangesPruned, Store
+from daolinet.store.base import ChangesPruned, Store, check_int
 from daolinet.store.etcd import EtcdStore
+from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
 from daolinet.store.sqlite import SqliteStore
 
 __all__ = ["ChangesPruned", "EtcdStore", "SqliteStore", "Store", "open_store"]
@@ -15,9 +16,17 @@ SQLITE_FILE = "sqlite:///"  # followed by an absolute path without its leading "
 ETCD = "etcd://"  # followed by host:port[,host:port...][/prefix]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, host_ttl: int = DEFAULT_HOST_TTL) -> Store:
     """A store for `url`: "sqlite:///abs/path/file.db", "sqlite://:memory:" or
-    "etcd://host:port[,host:port...][/prefix]" (which connects on first use)."""
+    "etcd://host:port[,host:port...][/prefix]" (which connects on first use).
+    `host_ttl`: seconds a host stays alive after its last heartbeat."""
+    check_int("host TTL", host_ttl, 1, MAX_HOST_TTL)
+    store = _open(url)
+    store.host_ttl = host_ttl
+    return store
+
+
+def _open(url: str) -> Store:
     if url == SQLITE_MEMORY:
         return SqliteStore.open(":memory:")
     if url.startswith(SQLITE_FILE) and len(url) > len(SQLITE_FILE):

@@ -36,6 +36,7 @@ from daolinet.model.objects import (
 )
 from daolinet.model.view import Change, Kind, Obj
 from daolinet.store import ipam
+from daolinet.store.liveness import DEFAULT_HOST_TTL
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Store(ABC):
     """
 
     WATCH_POLL_INTERVAL = 0.2  # seconds between two polls of the default watch_changes()
+    host_ttl: int = DEFAULT_HOST_TTL  # seconds a host stays alive after a heartbeat (open_store sets it)
 
     def __init__(self) -> None:
         self._subscribers: list[Callback] = []
@@ -159,7 +161,8 @@ class Store(ABC):
         """Insert or update host `host.name`; registering the same data again changes nothing."""
 
     @abstractmethod
-    async def heartbeat(self, name: str, now: float) -> Host: ...
+    async def heartbeat(self, name: str, now: float) -> Host:
+        """The host's agent is alive at `now`: keeps it alive (or marks it alive again)."""
 
     @abstractmethod
     async def get_host(self, name: str) -> Host: ...
@@ -169,6 +172,25 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_host(self, name: str) -> Host: ...
+
+    # -- host liveness (store/liveness.py decides) ---------------------------------
+
+    @abstractmethod
+    async def lapsed_hosts(self, now: float) -> list[str]:
+        """Hosts marked alive whose heartbeats stopped for `host_ttl` seconds."""
+
+    @abstractmethod
+    async def mark_host_down(self, name: str, now: float) -> Host | None:
+        """Mark host `name` down if it has lapsed when the write commits, and return it; None if
+        it is down already, alive after all, or gone.  Several controllers may race: one wins."""
+
+    async def liveness_ticks(self) -> AsyncIterator[None]:
+        """When to look for lapsed hosts: every host_ttl/4 seconds, after a first host_ttl in
+        which the agents of a restarted controller heartbeat (etcd: see EtcdLiveness)."""
+        await asyncio.sleep(self.host_ttl)
+        while True:
+            yield None
+            await asyncio.sleep(self.host_ttl / 4)  # a period, not synchronisation
 
     # -- endpoints ----------------------------------------------------------------
 
@@ -324,6 +346,8 @@ def check_host(host: Host) -> Host:
     if isinstance(host.last_seen, bool) or not isinstance(host.last_seen, int | float) \
             or not math.isfinite(host.last_seen):
         raise InvalidInput(f"last_seen {host.last_seen!r} of host {host.name} must be a number")
+    if not isinstance(host.alive, bool):
+        raise InvalidInput(f"alive {host.alive!r} of host {host.name} must be true or false")
     return dataclasses.replace(
         host,
         underlay_ip=str(ipam.check_address(host.underlay_ip, f"underlay_ip of host {host.name}")),

@@ -14,10 +14,8 @@ This module: tenants, networks, hosts and endpoints; `etcd_policy`: groups,
 rules and tokens; `etcd_portmap`: port mappings; `etcd_base`: the write loop
 and the change feed.
 
-Host liveness through leases is a later step.  Its hook: an agent's
-heartbeat will keep a lease alive on `Keys.alive(host)` (through
-`EtcdKV.client().lease(...)`), and a controller will watch that prefix with
-`EtcdKV.watch` for the DELETE etcd emits when the lease expires.
+Host liveness (`etcd_liveness`): a heartbeat or a registration first keeps
+the host's lease alive (key alive/<host>), then writes the host alive.
 """
 
 from __future__ import annotations
@@ -41,12 +39,13 @@ from daolinet.store.base import (
     check_network,
 )
 from daolinet.store.etcd_kv import Reader
+from daolinet.store.etcd_liveness import EtcdLiveness
 from daolinet.store.etcd_policy import EtcdPolicy
 from daolinet.store.etcd_portmap import EtcdPortmaps
 from daolinet.store.etcd_tx import EtcdTx
 
 
-class EtcdStore(EtcdPortmaps, EtcdPolicy):
+class EtcdStore(EtcdLiveness, EtcdPortmaps, EtcdPolicy):
     # -- tenants -------------------------------------------------------------------
 
     async def create_tenant(self, name: str) -> Tenant:
@@ -134,6 +133,8 @@ class EtcdStore(EtcdPortmaps, EtcdPolicy):
 
     async def register_host(self, host: Host) -> Host:
         checked = check_host(host)
+        if checked.alive:
+            await self._keep_alive(checked.name)
 
         async def write(tx: EtcdTx) -> Host:
             new, old = checked, await self._get(tx.read, self._keys.host(checked.name), Host)
@@ -174,10 +175,12 @@ class EtcdStore(EtcdPortmaps, EtcdPolicy):
     async def heartbeat(self, name: str, now: float) -> Host:
         if isinstance(now, bool) or not isinstance(now, int | float):
             raise InvalidInput(f"heartbeat time {now!r} of host {name} must be a number")
+        await self._must_host(Reader(self._kv), name)  # no lease for a host that is not there
+        await self._keep_alive(name)
 
         async def write(tx: EtcdTx) -> Host:
             old = await self._must_host(tx.read, name)
-            host = dataclasses.replace(old, last_seen=float(now))
+            host = dataclasses.replace(old, last_seen=float(now), alive=True)
             tx.put(host, old)
             tx.record(host, heartbeat_of=name)
             return host

@@ -29,7 +29,8 @@ store URL (etcd://h1:2379,h2:2379/site-b puts everything under /site-b/).
     claim/token-name/<tenant|_>/<name>            -> key of the token (_ : admin tokens)
     claim/token-hash/<sha256>       -> key of the token with that secret
     claim/hostport/<host>/<protocol>/<port>       -> key of the port mapping holding that host port
-    alive/<host>                    reserved for host liveness: a key on the host's lease (a later step)
+    alive/<host>                    empty, on the host's lease: present while its agent heartbeats
+                                    (etcd_liveness; outside meta/rev and the log, etcd expires it)
 
 A claim is created only if absent (the transaction compares its version with
 0) and deleted with its object: the etcd equivalent of SQLite's UNIQUE
@@ -95,7 +96,7 @@ class Keys:
         return self._k("log", f"{rev:020d}")
 
     def alive(self, host: str) -> bytes:
-        """Reserved: the liveness key of `host`, to be put with the host's lease."""
+        """The liveness key of `host`, put with the host's lease ("": the prefix of them all)."""
         return self._k("alive", host)
 
     # -- objects -----------------------------------------------------------------------------

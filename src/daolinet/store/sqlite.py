@@ -37,6 +37,7 @@ from daolinet.store.base import (
     check_network,
     obj_from_json,
 )
+from daolinet.store.sqlite_liveness import SqliteLiveness
 from daolinet.store.sqlite_policy import SqlitePolicy
 from daolinet.store.sqlite_portmap import SqlitePortmaps
 from daolinet.store.sqlite_schema import (
@@ -47,10 +48,11 @@ from daolinet.store.sqlite_schema import (
     host_of,
     network_of,
     tenant_of,
+    upgrade,
 )
 
 
-class SqliteStore(SqlitePortmaps, SqlitePolicy):
+class SqliteStore(SqliteLiveness, SqlitePortmaps, SqlitePolicy):
     PRUNE_EVERY = 64  # revisions between trims of the change log
 
     def __init__(self, db: sqlite3.Connection, path: str, keep_changes: int) -> None:
@@ -73,6 +75,7 @@ class SqliteStore(SqlitePortmaps, SqlitePolicy):
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA foreign_keys = ON")
             db.executescript(SCHEMA)
+            upgrade(db)
         except sqlite3.Error as e:
             db.close()
             raise SystemFailure(f"cannot open store {path}: {e}") from e
@@ -300,8 +303,8 @@ class SqliteStore(SqlitePortmaps, SqlitePolicy):
         if isinstance(now, bool) or not isinstance(now, int | float):
             raise InvalidInput(f"heartbeat time {now!r} of host {name} must be a number")
         with self._write() as tx:
-            host = dataclasses.replace(self._must_host(name), last_seen=float(now))
-            tx.db.execute("UPDATE hosts SET last_seen = ? WHERE name = ?", (host.last_seen, name))
+            host = dataclasses.replace(self._must_host(name), last_seen=float(now), alive=True)
+            tx.db.execute("UPDATE hosts SET last_seen = ?, alive = 1 WHERE name = ?", (host.last_seen, name))
             tx.record(host, heartbeat_of=name)
             return host
 

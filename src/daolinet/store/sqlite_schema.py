@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS networks (
 CREATE TABLE IF NOT EXISTS hosts (
     name TEXT PRIMARY KEY, dpid TEXT NOT NULL UNIQUE, underlay_ip TEXT NOT NULL UNIQUE,
     underlay_mac TEXT NOT NULL, pip_pool TEXT NOT NULL, underlay_prefix INTEGER NOT NULL,
-    underlay_gateway_mac TEXT NOT NULL, uplink_ofport INTEGER NOT NULL, last_seen REAL NOT NULL);
+    underlay_gateway_mac TEXT NOT NULL, uplink_ofport INTEGER NOT NULL, last_seen REAL NOT NULL,
+    alive INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS endpoints (
     id INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND {MAX_ENDPOINT_ID}),
     name TEXT NOT NULL, tenant TEXT NOT NULL, network TEXT NOT NULL,
@@ -68,6 +69,13 @@ CREATE INDEX IF NOT EXISTS changes_heartbeats ON changes (heartbeat_of) WHERE he
 COMMIT;
 """
 
+def upgrade(db: sqlite3.Connection) -> None:
+    """Bring a store made by an older daolinet up to this SCHEMA (columns added since)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(hosts)")}
+    if "alive" not in columns:
+        db.execute("ALTER TABLE hosts ADD COLUMN alive INTEGER NOT NULL DEFAULT 1")
+
+
 FREE_ID = """
 SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM endpoints WHERE id = 1) THEN 1 ELSE
     (SELECT e.id + 1 FROM endpoints AS e
@@ -104,7 +112,7 @@ def network_of(row: sqlite3.Row) -> Network:
 
 
 def host_of(row: sqlite3.Row) -> Host:
-    return Host(**{**dict(row), "dpid": int(row["dpid"], 16)})
+    return Host(**{**dict(row), "dpid": int(row["dpid"], 16), "alive": bool(row["alive"])})
 
 
 def endpoint_of(row: sqlite3.Row) -> Endpoint:

@@ -16,8 +16,8 @@ from daolinet.controller.api.models import (
     NetworkIn,
     TenantIn,
 )
-from daolinet.errors import InvalidInput
-from daolinet.model import Host
+from daolinet.errors import InvalidInput, NotFound
+from daolinet.model import Endpoint, Host
 from daolinet.store.base import Store
 
 router = APIRouter()
@@ -111,8 +111,19 @@ async def delete_host(request: Request, p: Auth, name: str) -> dict[str, Any]:
 @router.get("/endpoints", tags=["endpoints"])
 async def list_endpoints(request: Request, p: Auth, tenant: str | None = None, host: str | None = None,
                          network: str | None = None) -> list[dict[str, Any]]:
-    found = await _store(request).list_endpoints(p.tenant_filter(tenant), host, network)
-    return [e.to_json() for e in found]
+    store = _store(request)
+    found = await store.list_endpoints(p.tenant_filter(tenant), host, network)
+    down = {h.name for h in await store.list_hosts() if not h.alive}
+    return [{**e.to_json(), "alive": e.host not in down} for e in found]
+
+
+async def _with_liveness(request: Request, e: Endpoint) -> dict[str, Any]:
+    """An endpoint's JSON and `alive`: False while its host is down (store/liveness.py)."""
+    try:
+        alive = (await _store(request).get_host(e.host)).alive
+    except NotFound:
+        alive = False
+    return {**e.to_json(), "alive": alive}
 
 
 @router.post("/endpoints", status_code=201, tags=["endpoints"])
@@ -120,7 +131,7 @@ async def create_endpoint(request: Request, p: Auth, body: EndpointIn) -> dict[s
     p.see(body.tenant, f"tenant {body.tenant} not found")
     e = await _store(request).create_endpoint(body.tenant, body.network, body.name, body.host,
                                               ip=body.ip, mac=body.mac, labels=body.labels)
-    return e.to_json()
+    return await _with_liveness(request, e)
 
 
 async def _endpoint(request: Request, p: Auth, eid: EndpointId) -> Any:
@@ -131,7 +142,7 @@ async def _endpoint(request: Request, p: Auth, eid: EndpointId) -> Any:
 
 @router.get("/endpoints/{eid}", tags=["endpoints"])
 async def get_endpoint(request: Request, p: Auth, eid: EndpointId) -> dict[str, Any]:
-    return (await _endpoint(request, p, eid)).to_json()  # type: ignore[no-any-return]
+    return await _with_liveness(request, await _endpoint(request, p, eid))
 
 
 @router.get("/containers/{tenant}/{name}", tags=["endpoints"])
@@ -141,7 +152,7 @@ async def show_container(request: Request, p: Auth, tenant: str, name: str) -> d
     store = _store(request)
     e = await store.find_endpoint(tenant, name)
     n = await store.get_network(tenant, e.network)
-    return {**e.to_json(), "subnet": n.subnet, "gateway": n.gateway}
+    return {**await _with_liveness(request, e), "subnet": n.subnet, "gateway": n.gateway}
 
 
 @router.patch("/endpoints/{eid}", tags=["endpoints"])
@@ -150,7 +161,7 @@ async def patch_endpoint(request: Request, p: Auth, eid: EndpointId, body: Endpo
     p.require_admin()  # ports are the agents' business
     e = await _store(request).update_endpoint(eid, port=body.port, ofport=body.ofport)
     await request.app.state.ctrl.settle(e.host)  # the port's flows are in place when we answer
-    return e.to_json()
+    return await _with_liveness(request, e)
 
 
 @router.post("/endpoints/{eid}/move", tags=["endpoints"])
@@ -167,10 +178,10 @@ async def move_endpoint(request: Request, p: Auth, eid: EndpointId, body: MoveIn
     if body.ofport is not None:  # already plugged there: one call, the shortest gap
         moved = await store.update_endpoint(eid, port=body.port, ofport=body.ofport)
         await request.app.state.ctrl.settle(moved.host)
-    return moved.to_json()
+    return await _with_liveness(request, moved)
 
 
 @router.delete("/endpoints/{eid}", tags=["endpoints"])
 async def delete_endpoint(request: Request, p: Auth, eid: EndpointId) -> dict[str, Any]:
     await _endpoint(request, p, eid)
-    return (await _store(request).delete_endpoint(eid)).to_json()
+    return await _with_liveness(request, await _store(request).delete_endpoint(eid))
