@@ -26,6 +26,7 @@ from daolinet.agent.docker_api import PLUGIN_NAME
 from daolinet.agent.docker_client import DockerClient
 from daolinet.agent.docker_plugin import DockerPlugin
 from daolinet.agent.docker_plugin import create_app as create_plugin_app
+from daolinet.agent.failover import parse_urls
 from daolinet.agent.plumbing import Plumber
 from daolinet.agent.service import AgentService, HostInfo
 from daolinet.errors import InvalidInput, SystemFailure
@@ -40,7 +41,7 @@ log = logging.getLogger("daolinet.agent")
 class AgentConfig:
     name: str
     controllers: tuple[str, ...]  # OVS controller targets (every controller): tcp:IP:PORT or unix:PATH
-    api: str
+    api: tuple[str, ...]  # every controller's REST API URL (the agent fails over between them)
     bridge: str
     uplink: str
     pip_pool: str
@@ -55,6 +56,7 @@ class AgentConfig:
     docker_plugin_dir: str = "/run/docker/plugins"  # serve <dir>/daolinet.sock there ("": no plugin)
     docker_host: str = "unix:///run/docker.sock"  # this host's dockerd ("": no network sync)
     docker_sync: float = 5.0  # seconds between syncs of Docker networks with daolinet's
+    api_file: str | None = None  # more API URLs, one a line, read again when a controller fails
 
 
 def read_token(path: str) -> str:
@@ -74,8 +76,8 @@ def check(cfg: AgentConfig) -> None:
     for target in cfg.controllers:
         if target.partition(":")[0] not in ("tcp", "unix", "ssl"):
             raise InvalidInput(f"invalid --controller {target!r}: use tcp:IP:PORT or unix:PATH")
-    if not cfg.api.startswith(("http://", "https://")):
-        raise InvalidInput(f"invalid --api {cfg.api!r}: use http://HOST:PORT")
+    if not parse_urls(cfg.api) and not cfg.api_file:
+        raise InvalidInput("no --api: give every controller's REST API URL (or --api-file)")
 
 
 def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb) -> HostInfo:
@@ -95,7 +97,7 @@ def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb) -> HostInfo:
 async def run(cfg: AgentConfig) -> None:
     check(cfg)
     ovsdb = await asyncio.to_thread(Ovsdb, cfg.ovsdb)
-    client = ControllerClient(cfg.api, token=read_token(cfg.token_file))
+    client = ControllerClient(cfg.api, token=read_token(cfg.token_file), api_file=cfg.api_file)
     try:
         host = await asyncio.to_thread(prepare_bridge, cfg, ovsdb)
         service = AgentService(host, client, Plumber(ovsdb, cfg.bridge, cfg.netns))

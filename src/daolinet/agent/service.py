@@ -55,7 +55,8 @@ class AgentService:
         while True:
             await asyncio.sleep(every)  # a period, not synchronisation
             try:
-                await self.client.heartbeat(self.host.name)
+                # An attempt may take one period: one hung controller still leaves time for another.
+                await self.client.heartbeat(self.host.name, timeout=every)
             except NotFound:
                 await self.register()  # the controller forgot us: join again
             except DaoliError as e:

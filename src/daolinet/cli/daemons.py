@@ -50,7 +50,6 @@ def controller(
 def agent(
     controller: Annotated[list[str], typer.Option(
         help="OpenFlow controller target: tcp:IP:PORT or unix:PATH (repeatable: every controller).")],
-    api: Annotated[str, typer.Option(help="Controller REST API URL, e.g. http://10.0.0.1:8650.")],
     pip_pool: Annotated[str, typer.Option(help="This host's PIP pool (part of its underlay subnet).")],
     bridge: Annotated[str, typer.Option(help="OVS bridge to own.")] = "daolinet",
     uplink: Annotated[str, typer.Option(help="Underlay interface to add to the bridge.")] = "eth0",
@@ -74,6 +73,12 @@ def agent(
     docker_host: Annotated[str, typer.Option(
         help="This host's dockerd, to keep its networks in step ('' : no sync).")] = "unix:///run/docker.sock",
     docker_sync: Annotated[float, typer.Option(help="Seconds between syncs of Docker networks.")] = 5.0,
+    api: Annotated[list[str] | None, typer.Option(
+        help="Controller REST API URL, e.g. http://10.0.0.1:8650 (repeatable or comma-separated: every "
+             "controller; the agent fails over between them).")] = None,
+    api_file: Annotated[str | None, typer.Option(
+        help="File of controller REST API URLs, one a line, read again whenever a controller fails.")] =
+        None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the host agent: own the bridge, join the cluster, attach containers."""
@@ -82,9 +87,11 @@ def agent(
     from daolinet.agent.main import AgentConfig, run
 
     _logging(log_level)
-    cfg = AgentConfig(name=name or socket.gethostname(), controllers=tuple(controller), api=api,
+    cfg = AgentConfig(name=name or socket.gethostname(), controllers=tuple(controller),
+                      api=tuple(api or ()),
                       bridge=bridge, uplink=uplink, pip_pool=pip_pool, ovsdb=ovsdb, netns=netns,
                       datapath_id=datapath_id, listen=listen, heartbeat=heartbeat, ready_file=ready_file,
                       token_file=token_file, underlay_gateway_mac=underlay_gateway_mac,
-                      docker_plugin_dir=docker_plugin_dir, docker_host=docker_host, docker_sync=docker_sync)
+                      docker_plugin_dir=docker_plugin_dir, docker_host=docker_host, docker_sync=docker_sync,
+                      api_file=api_file)
     asyncio.run(run(cfg))

@@ -329,7 +329,7 @@ class Lab(Controllers):
         started = {}
         for h in chosen:
             gw_mac = self._state.extra.get("gateway_macs", {}).get(str(h.plan.rack), "")
-            started[h.name] = daemons.start_agent(h.plan, self.of_socks, self.api_url, h.ovs.db_endpoint,
+            started[h.name] = daemons.start_agent(h.plan, self.of_socks, self.api_urls, h.ovs.db_endpoint,
                                                   gw_mac, self.host_ttl)
             with self._lock:
                 self._state.pids[f"{h.name}/agent"] = started[h.name].pid

@@ -80,6 +80,7 @@ class Controllers:
                 self._state.extra["controller"] = entry
             self._state.pids[self._controller_role(index)] = proc.pid
             self._save()
+            daemons.write_api_file(self.name, [str(c["api"]) for c in ctls])
 
     @staticmethod
     def _controller_role(index: int) -> str:

@@ -59,6 +59,19 @@ class ControllerPaths:
         return os.path.join(plan.lab_dir(self.lab), "ctl", "admin.token")
 
 
+def api_file(lab: str) -> str:
+    """Every controller's API URL, one a line: agents read it again when a controller
+    fails (a restarted controller listens on a new port)."""
+    return os.path.join(plan.lab_dir(lab), "api-urls")
+
+
+def write_api_file(lab: str, urls: list[str]) -> None:
+    path = api_file(lab)
+    with open(path + ".tmp", "w") as f:
+        f.write("".join(f"{url}\n" for url in urls))
+    os.replace(path + ".tmp", path)  # agents never read half a list
+
+
 def agent_sock(host: plan.HostPlan) -> str:
     return os.path.join(host.rundir(), "agent.sock")
 
@@ -119,11 +132,11 @@ def controller_link(host: plan.HostPlan, of_sock: str, index: int = 0) -> str:
     return link
 
 
-def agent_argv(host: plan.HostPlan, of_socks: list[str], api: str, ovsdb: str, gateway_mac: str,
+def agent_argv(host: plan.HostPlan, of_socks: list[str], apis: list[str], ovsdb: str, gateway_mac: str,
                host_ttl: int = DEFAULT_HOST_TTL) -> list[str]:
     targets = [f"--controller=unix:{controller_link(host, sock, i)}" for i, sock in enumerate(of_socks)]
     return [
-        "agent", *targets, f"--api={api}",
+        "agent", *targets, *(f"--api={api}" for api in apis), f"--api-file={api_file(host.lab)}",
         f"--bridge={plan.BRIDGE}",
         f"--uplink={plan.UPLINK}", f"--name={host.name}", f"--ovsdb={ovsdb}", f"--netns={host.netns}",
         f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
@@ -137,12 +150,14 @@ def agent_argv(host: plan.HostPlan, of_socks: list[str], api: str, ovsdb: str, g
     ]
 
 
-def start_agent(host: plan.HostPlan, of_socks: list[str], api: str, ovsdb: str,
+def start_agent(host: plan.HostPlan, of_socks: list[str], apis: list[str], ovsdb: str,
                 gateway_mac: str = "", host_ttl: int = DEFAULT_HOST_TTL) -> subprocess.Popen[bytes]:
+    """HOST's agent, knowing every controller's OpenFlow socket and API (`apis`, and the
+    lab's API file for controllers restarted later)."""
     ready = os.path.join(host.rundir(), "agent.json")
     if os.path.exists(ready):
         os.unlink(ready)
-    return _spawn(agent_argv(host, of_socks, api, ovsdb, gateway_mac, host_ttl),
+    return _spawn(agent_argv(host, of_socks, apis, ovsdb, gateway_mac, host_ttl),
                   os.path.join(host.rundir(), "agent.log"))
 
 

@@ -115,13 +115,24 @@ class SwitchError:
     reply_to: Any = field(default=None, repr=False)
 
     def describe(self) -> str:
-        what = type(self.cause).__name__ if self.cause is not None else "unknown message"
-        return f"switch error type={self.type} code={self.code} for {what} (xid {self.xid}): {self.cause}"
+        cause = self.cause
+        if cause is None:
+            what = "unknown message"
+        elif isinstance(cause, str):  # a fast-path message's description
+            what = cause
+        elif hasattr(cause, "describe"):  # a FlowSpec sent through flows/wire.py
+            what = f"FlowMod {cause.describe()}"
+        elif isinstance(cause, int):  # a route FlowMod: its cookie
+            what = f"route FlowMod cookie={cause:#x}"
+        else:
+            what = f"{type(cause).__name__} {cause}"
+        return f"switch error type={self.type} code={self.code} (xid {self.xid}) for {what}"
 
 
 Event = (SwitchReady | PacketIn | FlowRemoved | PortStatus | BarrierReply | MultipartDone | RoleReply
          | SwitchError)
-_PACKET_IN, _VERSION = ofp.OFPT_PACKET_IN, ofp.OFP_VERSION
+_PACKET_IN, _BARRIER_REPLY, _VERSION = ofp.OFPT_PACKET_IN, ofp.OFPT_BARRIER_REPLY, ofp.OFP_VERSION
+_BARRIER = Encoded(encode(parser.OFPBarrierRequest(DP), 0), "barrier request")
 ROLE_MASTER = ofp.OFPCR_ROLE_MASTER
 ROLE_SLAVE = ofp.OFPCR_ROLE_SLAVE
 GENERATION_MASK = (1 << 64) - 1
@@ -160,7 +171,7 @@ class Channel:
         return xid
 
     def send_barrier(self) -> int:
-        return self.send(parser.OFPBarrierRequest(DP))
+        return self.send(_BARRIER)
 
     def request_role(self, role: int, generation_id: int) -> int:
         """Queue a ROLE_REQUEST (MASTER or SLAVE) with a generation id; returns its xid."""
@@ -186,9 +197,13 @@ class Channel:
         events: list[Event] = []
         try:
             for frame in self._framer.feed(data):
-                if frame[1] == _PACKET_IN and frame[0] == _VERSION and self.state is State.READY:
-                    events.append(PacketIn(int.from_bytes(frame[4:8], "big"), *parse_packet_in(frame)))
-                    continue  # the hot path: no os-ken objects
+                if frame[0] == _VERSION and self.state is State.READY:  # the hot path: no os-ken objects
+                    if frame[1] == _PACKET_IN:
+                        events.append(PacketIn(int.from_bytes(frame[4:8], "big"), *parse_packet_in(frame)))
+                        continue
+                    if frame[1] == _BARRIER_REPLY and len(frame) == 8:
+                        events.append(BarrierReply(int.from_bytes(frame[4:8], "big")))
+                        continue
                 event = self._on_message(decode(frame))
                 if event is not None:
                     events.append(event)
