@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit integration lint clean bench bench-first-packet bench-route-setup
+.PHONY: setup demo test unit integration lint clean bench bench-first-packet bench-route-setup \
+	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots
 
 setup:
 	@bash scripts/setup.sh
@@ -24,13 +25,30 @@ unit: setup
 integration: setup
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-bench: bench-route-setup bench-first-packet
+# bench-plots last: it draws docs/img/*.png from the latest JSON of each bench.
+bench: bench-route-setup bench-first-packet bench-dataplane bench-idle-cost bench-scale \
+	bench-time-to-network bench-plots
 
 bench-route-setup: setup
 	$(PY) bench/route_setup.py
 
 bench-first-packet: setup
 	$(PY) bench/first_packet.py
+
+bench-dataplane: setup
+	$(PY) bench/dataplane.py
+
+bench-idle-cost: setup
+	$(PY) bench/idle_cost.py
+
+bench-time-to-network: setup
+	$(PY) bench/time_to_network.py
+
+bench-scale: setup
+	$(PY) bench/scale.py
+
+bench-plots: setup
+	$(PY) bench/plots.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

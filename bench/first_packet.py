@@ -3,7 +3,7 @@
 for fresh container pairs, cross-host and same-host; plus the controller's own
 PacketIn -> route-installed time.
 
-    .venv/bin/python bench/first_packet.py [--pairs 100] [--same-host-pairs 30]
+    .venv/bin/python bench/first_packet.py [--pairs 200] [--same-host-pairs 60]
 
 Prints a table and writes bench/results/first_packet-<timestamp>.json.
 """
@@ -57,6 +57,8 @@ def run(pairs: int, same_pairs: int) -> dict[str, object]:
                 "first_p50_ms": round(pct([f for f, _ in ok], 0.5), 3),
                 "steady_p50_ms": round(pct([s for _, s in ok], 0.5), 3),
                 "extra_p50_ms": round(pct(extra, 0.5), 3), "extra_p99_ms": round(pct(extra, 0.99), 3),
+                # raw per-pair samples (bench/plots.py draws their CDF): [first RTT, steady RTT] in ms
+                "samples_ms": [[round(f, 3), round(s, 3)] for f, s in ok],
             }
         results["controller_route_setup"] = api(lab, "GET", "/stats/route-setup")
         results["ports_per_host"] = side + 1
@@ -67,14 +69,14 @@ def run(pairs: int, same_pairs: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=100)
-    parser.add_argument("--same-host-pairs", type=int, default=30)
+    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--same-host-pairs", type=int, default=60)
     args = parser.parse_args()
     started = time.time()
     results = run(args.pairs, args.same_host_pairs)
     record = {"bench": "first_packet", "when": started, "machine": {
         "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
-        "results": results}
+        "params": {"pairs": args.pairs, "same_host_pairs": args.same_host_pairs}, "results": results}
     print(f"{'case':<12} {'pairs':>5} {'first p50':>10} {'steady p50':>11} "
           f"{'extra p50':>10} {'extra p99':>10}")
     for case in ("cross-host", "same-host"):

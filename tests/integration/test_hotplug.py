@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from daolinet.lab import cluster
-from daolinet.pipeline import route_cookie
+from daolinet.pipeline import GATEWAY_MAC, route_cookie
 from daolinet.system import links
 from daolinet.testing.labtools import (
     api,
@@ -58,6 +58,10 @@ def test_cross_host_first_packet_arrives_and_tcp_flows(lab3: cluster.Lab) -> Non
     assert "ttl=62" in done.stdout  # two virtual routers on the way
     result = json.loads(tcp_transfer(lab3, "a", "b", ip_of(lab3, "b")).stdout)
     assert result["end"]["sum_received"]["bytes"] > 1_000_000
+    # Containers never ARP: one permanent neighbour, the gateway, whatever they talk to.
+    for c in ("a", "b"):
+        neigh = [n.strip() for n in lab3.exec(c, ["ip", "-4", "neigh"]).stdout.splitlines() if n.strip()]
+        assert neigh == [f"10.1.0.1 dev eth0 lladdr {GATEWAY_MAC} PERMANENT"], neigh
 
 
 def test_same_host_route_is_one_hop(lab3: cluster.Lab) -> None:

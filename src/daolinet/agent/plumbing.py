@@ -1,9 +1,14 @@
 """Plugging a container into the host's bridge, and unplugging it.
 
 A plug is: a veth (host side named after the endpoint, container side eth0
-with the endpoint's MAC, address and the gateway as default route, TX
-checksum offload off), then an OVS port whose external_ids name the
-endpoint.  Any failure undoes the steps already made: nothing is left
+with the endpoint's MAC and address, TX checksum offload off), then an OVS
+port whose external_ids name the endpoint.  Inside the container, the subnet
+and the default route both go via the gateway, whose MAC is a permanent
+neighbour: every frame goes to the gateway MAC anyway (the bridge answers
+every ARP request with it), so the container never ARPs and keeps one
+neighbour entry instead of one per peer (Linux caps neighbour entries over
+all namespaces of a machine, 1,024 by default), and the first packet of a
+connection waits for no ARP round trip.  Any failure undoes the steps already made: nothing is left
 half-plugged.  For Docker, the container side waits in the host's namespace
 until Docker moves it (`plug_docker`).  Blocking (netlink, OVSDB): call from
 a thread.
@@ -12,9 +17,11 @@ a thread.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from dataclasses import dataclass
 
 from daolinet.errors import Conflict, DaoliError, NotFound
+from daolinet.pipeline import GATEWAY_MAC
 from daolinet.system import links
 from daolinet.system.ovsdb import Ovsdb
 
@@ -70,9 +77,12 @@ class Plumber:
         try:
             links.add_veth(self.host_netns, port, spec.netns, spec.ifname, mtu=spec.mtu)
             links.tx_offload_off(spec.netns, spec.ifname)
-            links.link_up(spec.netns, spec.ifname, mac=spec.mac,
-                          address=f"{spec.ip}/{spec.prefixlen}")
-            links.add_route(spec.netns, "0.0.0.0/0", spec.gateway, dev=spec.ifname)
+            address = f"{spec.ip}/{spec.prefixlen}"
+            links.link_up(spec.netns, spec.ifname, mac=spec.mac, address=address, prefix_route=False)
+            subnet = str(ipaddress.IPv4Network(address, strict=False))
+            for dst in ([subnet] if spec.prefixlen < 32 else []) + ["0.0.0.0/0"]:
+                links.add_route(spec.netns, dst, spec.gateway, dev=spec.ifname, onlink=True)
+            links.set_neighbour(spec.netns, spec.ifname, spec.gateway, GATEWAY_MAC)
             ofport = self.ovsdb.add_port(self.bridge, port, {
                 EXT_ENDPOINT: str(spec.eid), EXT_NETNS: spec.netns})
         except BaseException:

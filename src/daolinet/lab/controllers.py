@@ -46,8 +46,13 @@ class Controllers:
         ctls = self._state.extra.get("controllers") or [self._state.extra["controller"]]
         return [str(c["api"]) for c in ctls]
 
-    def api(self, token: str | None = None, index: int = 0) -> LabClient:
-        """A client of a controller's API, with the admin token unless told otherwise."""
+    def api(self, token: str | None = None, index: int | None = None) -> LabClient:
+        """A client of controller `index`'s API (default: the first one running), with the
+        admin token unless told otherwise."""
+        if index is None:
+            running = [i for i in range(len(self.api_urls))
+                       if (pid := self.controller_pid(i)) is not None and procs.is_alive(pid)]
+            index = running[0] if running else 0
         return LabClient(self.api_urls[index], token=token or self.admin_token)
 
     def _start_store(self, store: str) -> None:

@@ -129,9 +129,15 @@ def set_master(ns_name: str | None, ifname: str, master: str) -> None:
         ns.link("set", index=_index(ns, ifname), master=_index(ns, master))
 
 
+IFA_F_NOPREFIXROUTE = 0x200  # an address without its subnet's connected route
+RTNH_F_ONLINK = 0x4  # a gateway reachable on the link whatever the routes say
+NUD_PERMANENT = 0x80
+
+
 def link_up(ns_name: str | None, ifname: str, *, address: str | None = None, mac: str | None = None,
-            mtu: int | None = None) -> None:
-    """Bring a link up, optionally with a MAC, an MTU and an address (CIDR)."""
+            mtu: int | None = None, prefix_route: bool = True) -> None:
+    """Bring a link up, optionally with a MAC, an MTU and an address (CIDR); without
+    `prefix_route` the address's subnet gets no connected (on-link) route."""
     with _ns(ns_name) as ns:
         idx = _index(ns, ifname)
         kwargs: dict[str, object] = {"state": "up"}
@@ -142,15 +148,25 @@ def link_up(ns_name: str | None, ifname: str, *, address: str | None = None, mac
         ns.link("set", index=idx, **kwargs)
         if address:
             ip, plen = address.split("/")
-            ns.addr("add", index=idx, address=ip, prefixlen=int(plen))
+            flags = {} if prefix_route else {"IFA_FLAGS": IFA_F_NOPREFIXROUTE}
+            ns.addr("add", index=idx, address=ip, prefixlen=int(plen), **flags)
 
 
-def add_route(ns_name: str | None, dst: str, gateway: str, dev: str | None = None) -> None:
+def add_route(ns_name: str | None, dst: str, gateway: str, dev: str | None = None,
+              onlink: bool = False) -> None:
     with _ns(ns_name) as ns:
         kwargs: dict[str, object] = {"dst": dst, "gateway": gateway}
         if dev:
             kwargs["oif"] = _index(ns, dev)
+        if onlink:
+            kwargs["flags"] = RTNH_F_ONLINK
         ns.route("add", **kwargs)
+
+
+def set_neighbour(ns_name: str | None, ifname: str, ip: str, mac: str) -> None:
+    """A permanent neighbour entry: ip is at mac on ifname, never ARPed for."""
+    with _ns(ns_name) as ns:
+        ns.neigh("replace", dst=ip, lladdr=mac, ifindex=_index(ns, ifname), state=NUD_PERMANENT)
 
 
 def has_link(ns_name: str | None, ifname: str) -> bool:

@@ -1,0 +1,235 @@
+"""Dataplane cost of a hot-plug route on the real lab: TCP throughput (iperf3)
+and request/response latency between two namespaces on two lab hosts, three ways:
+
+- hot-plug: two daolinet containers on h1 and h2, through their route (table 0
+  anti-spoof, table 10 rewrite to PIPs + dec_ttl, uplink, fabric, table 20
+  restore + dec_ttl, container port);
+- plain OVS: two extra namespaces with ports on the *same* two bridges of the same
+  two ovs-vswitchd, joined by an in_port -> output flow pair per bridge (priority
+  above daolinet's pipeline, a cookie that is not daolinet's) over the same uplinks
+  and fabric: what OVS forwarding costs with no route logic at all;
+- veth: a direct veth pair between two namespaces (no OVS).
+
+Each host bridge carries the same ports in both OVS cases (uplink, one container
+port, one plain port). Latency: ping RTT p50 (ICMP echo, 100 per round) and TCP
+request/response p50 (1-byte ping-pong over one connection, TCP_NODELAY, 500 per
+round, a small Python client/server). Each measurement is repeated --rounds times;
+the figures are medians over rounds.
+
+    .venv/bin/python bench/dataplane.py [--rounds 3] [--seconds 3]
+
+Prints a table and writes bench/results/dataplane-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+from daolinet.lab import cluster, plan
+from daolinet.system import links, procs
+from daolinet.testing.fixtures import new_lab_name
+from daolinet.testing.labtools import api, ping, rtts, wait_for
+
+PLAIN_COOKIE = 0xBE01  # kind byte 0x00: not daolinet's, so the controller's sync leaves it alone
+PLAIN_IPS = ("198.18.0.200", "198.18.0.201")  # inside the lab's rack /18, no host or pool uses them
+VETH_IPS = ("198.18.63.1", "198.18.63.2")
+PORT = 5201
+RR_PORT = 5202
+
+RR_SERVER = f"""
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", {RR_PORT})); s.listen(1)
+c, _ = s.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while True:
+    b = c.recv(1)
+    if not b:
+        break
+    c.sendall(b)
+"""
+
+RR_CLIENT = f"""
+import json, socket, sys, time
+n = int(sys.argv[2])
+for _ in range(200):
+    try:
+        s = socket.create_connection((sys.argv[1], {RR_PORT}), timeout=5)
+        break
+    except OSError:
+        time.sleep(0.02)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+out = []
+for _ in range(n):
+    t = time.perf_counter_ns(); s.sendall(b"x"); s.recv(1); out.append((time.perf_counter_ns() - t) / 1e6)
+s.close()
+print(json.dumps(out))
+"""
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def in_ns(netns: str, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(procs.in_netns(netns, argv), capture_output=True, text=True, timeout=timeout)
+
+
+def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: float) -> float:
+    """Gbit/s received by the server, one TCP stream."""
+    srv = subprocess.Popen(procs.in_netns(server_ns, ["iperf3", "-s", "-1", "-p", str(PORT)]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            out = in_ns(client_ns, ["iperf3", "-c", server_ip, "-p", str(PORT), "-t", str(seconds), "-J"],
+                        timeout=seconds + 30)
+            if out.returncode == 0:
+                return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e9
+            time.sleep(0.05)  # server not listening yet
+        raise RuntimeError(f"iperf3 {client_ns} -> {server_ip} failed: {out.stdout[-300:]}{out.stderr}")
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def ping_rtts(netns: str, ip: str, count: int = 100) -> list[float]:
+    out = in_ns(netns, ["ping", "-n", "-c", str(count), "-i", "0.01", "-W", "2", ip],
+                timeout=count * 0.05 + 30)
+    return list(rtts(out.stdout).values())
+
+
+def tcp_rr(client_ns: str, server_ns: str, server_ip: str, count: int = 500) -> list[float]:
+    srv = subprocess.Popen(procs.in_netns(server_ns, [sys.executable, "-c", RR_SERVER]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = in_ns(client_ns, [sys.executable, "-c", RR_CLIENT, server_ip, str(count)], timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"tcp_rr {client_ns} -> {server_ip}: {out.stderr[-500:]}")
+        return [float(x) for x in json.loads(out.stdout)]
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def plain_ovs(lab: cluster.Lab) -> tuple[str, str]:
+    """Namespaces pa (on h1's bridge) and pb (on h2's), joined by plain flows; their names."""
+    ends = []
+    for i, h in enumerate(lab.hosts[:2]):
+        ns, port = f"{plan.netns_prefix(lab.name)}p{'ab'[i]}", f"bp{'ab'[i]}"
+        links.create_netns(ns)  # named dl-LAB-*: `down` sweeps it with the lab
+        links.add_veth(h.netns, port, ns, "eth0")
+        links.tx_offload_off(ns, "eth0")
+        links.link_up(ns, "eth0", address=f"{PLAIN_IPS[i]}/18")
+        with h.ovsdb() as db:
+            db.add_port(plan.BRIDGE, port)
+        ends.append((h, ns, port, links.mac_of(ns, "eth0")))
+    for i, (h, ns, port, mac) in enumerate(ends):
+        _, _, _, peer_mac = ends[1 - i]
+        in_ns(ns, ["ip", "neigh", "replace", PLAIN_IPS[1 - i], "lladdr", peer_mac, "dev", "eth0"])
+        for flow in (f"in_port={port},actions=output:{plan.UPLINK}",
+                     f"in_port={plan.UPLINK},dl_dst={mac},actions=output:{port}"):
+            h.ofctl("add-flow", f"cookie={PLAIN_COOKIE:#x},table=0,priority=65000,{flow}")
+    return ends[0][1], ends[1][1]
+
+
+def direct_veth(lab: cluster.Lab) -> tuple[str, str]:
+    a, b = (f"{plan.netns_prefix(lab.name)}v{x}" for x in "ab")
+    links.create_netns(a)
+    links.create_netns(b)
+    links.add_veth(a, "eth0", b, "eth0")
+    for ns, ip in ((a, VETH_IPS[0]), (b, VETH_IPS[1])):
+        links.tx_offload_off(ns, "eth0")
+        links.link_up(ns, "eth0", address=f"{ip}/24")
+    return a, b
+
+
+def measure(client: str, server: str, server_ip: str, seconds: float) -> dict[str, object]:
+    icmp = ping_rtts(client, server_ip)
+    rr = tcp_rr(client, server, server_ip)
+    return {"gbps": round(iperf(client, server, server_ip, seconds), 4),
+            "ping_p50_ms": round(statistics.median(icmp), 4),
+            "tcp_rr_p50_ms": round(statistics.median(rr), 4),
+            "tcp_rr_p99_ms": round(pct(rr, 0.99), 4), "ping_samples_ms": icmp, "tcp_rr_samples_ms": rr}
+
+
+def run(rounds: int, seconds: float) -> dict[str, object]:
+    name = lab_name = new_lab_name()
+    lab = cluster.Lab.up(name, hosts=2)
+    try:
+        api(lab, "POST", "/networks", json={"name": "bench", "subnet": "10.60.0.0/24"})
+        a = lab.add_container("a", host="h1", network="bench")
+        b = lab.add_container("b", host="h2", network="bench")
+        assert b.ip is not None
+        wait_for(lambda: ping(lab, "a", str(b.ip), count=1, wait=1).returncode == 0, timeout=20,
+                 what="hot-plug route a -> b")
+        pa, pb = plain_ovs(lab)
+        wait_for(lambda: in_ns(pa, ["ping", "-c", "1", "-W", "1", PLAIN_IPS[1]]).returncode == 0,
+                 timeout=20, what="plain OVS path pa -> pb")
+        va, vb = direct_veth(lab)
+        cases = {"hot-plug": (a.netns, b.netns, str(b.ip)), "plain-ovs": (pa, pb, PLAIN_IPS[1]),
+                 "veth": (va, vb, VETH_IPS[1])}
+        per_round: dict[str, list[dict[str, object]]] = {c: [] for c in cases}
+        for _ in range(rounds):  # interleaved, so slow drift of the shared machine hits every case alike
+            for case, (client, server, ip) in cases.items():
+                per_round[case].append(measure(client, server, ip, seconds))
+        results: dict[str, object] = {}
+        for case, rs in per_round.items():
+            results[case] = {
+                "gbps": statistics.median(float(r["gbps"]) for r in rs),  # type: ignore[arg-type]
+                "ping_p50_ms": statistics.median(float(r["ping_p50_ms"]) for r in rs),  # type: ignore[arg-type]
+                "tcp_rr_p50_ms": statistics.median(float(r["tcp_rr_p50_ms"]) for r in rs),  # type: ignore[arg-type]
+                "rounds": rs,
+            }
+        hp, po = results["hot-plug"], results["plain-ovs"]
+        assert isinstance(hp, dict) and isinstance(po, dict)
+        results["ratio_hotplug_over_plain"] = {
+            "throughput": round(hp["gbps"] / po["gbps"], 3),
+            "ping_rtt": round(hp["ping_p50_ms"] / po["ping_p50_ms"], 3),
+            "tcp_rr": round(hp["tcp_rr_p50_ms"] / po["tcp_rr_p50_ms"], 3)}
+        results["ports_per_bridge"] = {h.name: len(h.ofctl("dump-ports-desc").split(" addr:")) - 1
+                                       for h in lab.hosts}
+        results["route_flows_on_h1"] = [f for f in h_flows(lab, "h1") if "cookie=0xd1" in f]
+        results["lab"] = lab_name
+        return results
+    finally:
+        cluster.down(name)
+
+
+def h_flows(lab: cluster.Lab, host: str) -> list[str]:
+    return [line.strip() for line in lab.host(host).ofctl("dump-flows", "--no-stats").splitlines()
+            if "cookie=" in line]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3)
+    args = parser.parse_args()
+    started = time.time()
+    results = run(args.rounds, args.seconds)
+    record = {"bench": "dataplane", "when": started, "machine": {
+        "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+        "params": {"rounds": args.rounds, "seconds": args.seconds}, "results": results}
+    print(f"{'case':<10} {'Gbit/s':>8} {'ping p50':>10} {'tcp rr p50':>11}")
+    for case in ("hot-plug", "plain-ovs", "veth"):
+        r = results[case]
+        assert isinstance(r, dict)
+        print(f"{case:<10} {r['gbps']:>8.3f} {r['ping_p50_ms']:>8.3f}ms {r['tcp_rr_p50_ms']:>9.3f}ms")
+    print(f"hot-plug / plain OVS: {results['ratio_hotplug_over_plain']} "
+          f"(ports per bridge: {results['ports_per_bridge']}; {args.rounds} rounds, medians)")
+    os.makedirs("bench/results", exist_ok=True)
+    path = time.strftime("bench/results/dataplane-%Y%m%dT%H%M%S.json", time.gmtime(started))
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
