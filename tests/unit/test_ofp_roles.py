@@ -37,7 +37,7 @@ def test_a_stale_generation_is_refused() -> None:
     (err,) = pump(channel, switch)
     assert isinstance(err, ch.SwitchError) and err.xid == xid
     assert (err.type, err.code) == (ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE)
-    assert isinstance(err.cause, parser.OFPRoleRequest)
+    assert "OFPT_ROLE_REQUEST" in err.describe()
     assert switch.generation_id == 9
 
 

@@ -65,6 +65,7 @@ async def serve(store_url: str, of_listen: list[str], api_listen: str, config: C
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # at once: a peer probing this port before uvicorn runs must not be refused
     api_url = f"http://{host}:{sock.getsockname()[1]}"
     shared = Shared(store_url, controller_id or f"{socket.gethostname()}-{os.getpid()}", api_url, secret)
     shared.attach(ctrl)

@@ -17,6 +17,13 @@ master prefix wakes the loop on every DELETE (a lease expired, a switch was let
 go), so a dead master's switches are claimed as soon as etcd drops its keys,
 not up to an interval later.  The poll stays: it is the fallback while the watch
 is broken (a member died) and the only way to notice new switches connecting.
+
+A crashed controller need not cost a whole lease TTL: each round probes the
+API port of every peer mastering a switch connected here.  A refused
+connection (twice in a row) means no process listens there any more - the
+kernel answered for a dead one - so its lease is revoked at once and its
+switches are claimed in the same round.  A peer that merely does not answer
+(a partition, a dead machine) is left to its lease: only its expiry proves it.
 """
 
 from __future__ import annotations
@@ -26,10 +33,29 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from daolinet.controller.mastership import plan
 from daolinet.errors import DaoliError
 from daolinet.store.etcd_kv import EtcdKV, RevisionGone, parse_url
+
+PROBE_TIMEOUT = 0.2
+
+
+async def refuses_connections(url: str) -> bool:
+    """True only if the host actively refused a TCP connection to the URL's port
+    (nothing listens: the process is gone); a timeout or any other error says nothing."""
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        return False
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port), PROBE_TIMEOUT)
+    except ConnectionRefusedError:
+        return True
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return False
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +82,9 @@ class EtcdMastership:
         self.owners: dict[int, str] = {}  # dpid -> controller id, as last read
         self.last_rev = 0  # etcd revision of the last reading: a generation id for SLAVE requests
         self._wake = asyncio.Event()  # set by the watch when a master key goes: run a round now
+        self._leases: dict[str, int] = {}  # live controller id -> its lease id
+        self._refused: dict[str, int] = {}  # peer id -> consecutive refused probes
+        self.refusals_to_revoke = 2
 
     def _key(self, *parts: str) -> bytes:
         return self._p + "/".join(parts).encode()
@@ -117,6 +146,8 @@ class EtcdMastership:
         client = self.kv.client()
         await self._keep_lease(client)
         owners, live, rev = await self._read(client)
+        if await self._revoke_crashed(connected, owners):
+            owners, live, rev = await self._read(client)
         decision = plan(self.me, connected, owners, live)
         for dpid in decision.release:
             await self._release(client, dpid)
@@ -149,9 +180,35 @@ class EtcdMastership:
         ctrls = await self.kv.call("read controllers", lambda c: c.get_prefix(self._key("controllers", "")))
         owners = {int(kv.key.rsplit(b"/", 1)[1], 16): kv.value.decode() for kv in masters}
         self.peers = {kv.key.rsplit(b"/", 1)[1].decode(): kv.value.decode() for kv in ctrls}
+        self._leases = {kv.key.rsplit(b"/", 1)[1].decode(): int(kv.lease) for kv in ctrls}
         rev = int(masters.header.revision)
         self.owners, self.last_rev = dict(owners), max(self.last_rev, rev)
         return owners, set(self.peers), rev
+
+    async def _revoke_crashed(self, connected: set[int], owners: dict[int, str]) -> bool:
+        """Revoke the lease of every peer mastering a switch connected here whose API
+        port refused us `refusals_to_revoke` times in a row; True if any was revoked."""
+        suspects = {owners[d] for d in connected if owners.get(d) not in (None, self.me)}
+        self._refused = {p: n for p, n in self._refused.items() if p in suspects}
+        revoked = False
+        for peer in sorted(suspects):
+            url, lease = self.peers.get(peer), self._leases.get(peer)
+            if not url or not lease:
+                continue
+            if not await refuses_connections(url):
+                self._refused.pop(peer, None)
+                continue
+            self._refused[peer] = self._refused.get(peer, 0) + 1
+            if self._refused[peer] >= self.refusals_to_revoke:
+                log.warning("controller %s: controller %s refuses connections at %s: its process is "
+                            "gone; revoking its lease", self.me, peer, url)
+                await self._revoke(lease)
+                self._refused.pop(peer, None)
+                revoked = True
+        return revoked
+
+    async def _revoke(self, lease: int) -> None:
+        await self.kv.call("revoke a dead peer's lease", lambda c: c.revoke_lease(lease))
 
     async def _claim(self, client: Any, dpid: int) -> bool:
         key = self.master_key(dpid)

@@ -39,7 +39,7 @@ from daolinet.ofp.codec import (
     parser,
 )
 
-RECENT_SENT = 256  # kept by xid so an error can name the message that caused it
+RECENT_SENT = 256  # kept (as bytes) by xid so an error can name the message that caused it
 
 
 class State(enum.Enum):
@@ -161,11 +161,14 @@ class Channel:
             raise ProtocolError("channel is closed")
         xid = self._next_xid()
         if isinstance(msg, Encoded):
-            self._out.append(msg.with_xid(xid))
-            self._sent[xid] = msg.what
+            data = msg.with_xid(xid)
+            cause = msg.what if isinstance(msg.what, str | int) else data
         else:
-            self._out.append(encode(msg, xid))
-            self._sent[xid] = msg
+            data = cause = encode(msg, xid)
+        self._out.append(data)
+        # Bytes (decoded again only if an error names them) or a short description: a
+        # thousand switches' worth of message objects would be most of the controller's memory.
+        self._sent[xid] = cause
         if len(self._sent) > RECENT_SENT:
             self._sent.popitem(last=False)
         return xid
@@ -218,7 +221,7 @@ class Channel:
             self._out.append(encode(reply, msg.xid))
             return None
         if isinstance(msg, parser.OFPErrorMsg):
-            return SwitchError(msg.xid, msg.type, msg.code, self._sent.get(msg.xid), msg)
+            return SwitchError(msg.xid, msg.type, msg.code, _cause(self._sent.get(msg.xid)), msg)
         handler = getattr(self, f"_in_{self.state.value}")
         event: Event | None = handler(msg)
         return event
@@ -272,6 +275,20 @@ class Channel:
 
     def close(self) -> None:
         self.state = State.CLOSED
+
+
+_TYPE_NAMES = {v: k for k, v in vars(ofp).items() if k.startswith("OFPT_") and isinstance(v, int)}
+
+
+def _cause(sent: Any) -> Any:
+    """What a SwitchError names: the message we sent, decoded again from its bytes
+    (os-ken parses only what switches send; the rest is named by its type)."""
+    if isinstance(sent, bytes):
+        try:
+            return decode(sent)
+        except ProtocolError:
+            return f"{_TYPE_NAMES.get(sent[1], f'message type {sent[1]}')} ({len(sent)} bytes)"
+    return sent
 
 
 def async_config() -> Any:
