@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test unit integration lint clean bench bench-first-packet bench-route-setup \
-	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots
+	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots bench-hotpath
 
 setup:
 	@bash scripts/setup.sh
@@ -26,8 +26,11 @@ integration: setup
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 # bench-plots last: it draws docs/img/*.png from the latest JSON of each bench.
-bench: bench-route-setup bench-first-packet bench-dataplane bench-idle-cost bench-scale \
+bench: bench-hotpath bench-route-setup bench-first-packet bench-dataplane bench-idle-cost bench-scale \
 	bench-time-to-network bench-plots
+
+bench-hotpath: setup
+	$(PY) bench/hotpath.py
 
 bench-route-setup: setup
 	$(PY) bench/route_setup.py

@@ -4,7 +4,9 @@
 - docs/img/dataplane.png: throughput and request/response latency, hot-plug vs plain OVS vs veth;
 - docs/img/idle_cost.png: route flows per host vs K (idle, burst, after idle timeout, proactive
   full mesh), base flows per host and ovs-vswitchd RSS;
-- docs/img/time_to_network_cdf.png: CDF of attach -> first successful packet.
+- docs/img/time_to_network_cdf.png: CDF of attach -> first successful packet;
+- docs/img/route_setup_cdf.png: PacketIn -> PacketOut latency per mode (latency, throughput, half load);
+- docs/img/scale.png: controller RSS at each stage, and route-setup latency at 10 vs 1,000 switches.
 
     .venv/bin/python bench/plots.py [--results bench/results] [--out docs/img]
 
@@ -160,9 +162,62 @@ def time_to_network(r: Record, out: str) -> str | None:
     return path
 
 
+def route_setup(r: Record, out: str) -> str | None:
+    modes = [m for m in ("latency", "half_load", "throughput") if "samples_ms" in r.get(m, {})]
+    if not modes:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for m in modes:
+        cdf(ax, r[m]["samples_ms"], f"{m.replace('_', ' ')}: {r[m]['routes_per_s']:,.0f} routes/s")
+    ax.set_xscale("log")
+    ax.set_xlabel("PacketIn -> PacketOut re-injecting the packet (ms, log)")
+    ax.set_ylabel("fraction of routes")
+    ax.set_title(f"route-setup: one controller, {r['switches']} simulated switches")
+    ax.axvline(2, color="grey", ls="--", lw=1)
+    ax.text(2, 0.02, " p99 target at half load", fontsize=7, color="grey")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    stamp(fig, r)
+    path = os.path.join(out, "route_setup_cdf.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scale(r: Record, out: str) -> str | None:
+    stages = [("empty", r["empty"]["rss"]), ("100k endpoints", r["loaded"]["rss"]),
+              ("+10 switches", r["rss_10_switches"]), ("+1,000 switches", r["rss_all_switches"]),
+              ("+live routes", r["rss_with_routes"])]
+    stages = [(name, rss["VmRSS"]) for name, rss in stages]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
+    left.bar([s for s, _ in stages], [v / 2**20 for _, v in stages], color="tab:blue")
+    left.axhline(1024, color="grey", ls="--", lw=1)
+    left.text(0, 1024, " 1 GiB target", fontsize=7, color="grey", va="bottom")
+    left.set_ylabel("controller RSS (MiB)")
+    left.tick_params(axis="x", labelrotation=30, labelsize=7)
+    left.set_title("memory")
+    runs = [("10 switches", r["latency_10"]), ("1,000 (same 10)", r["latency_all_same10"]),
+            ("1,000 (spread)", r["latency_all_spread"])]
+    xs = range(len(runs))
+    right.bar([x - 0.2 for x in xs], [v["p50_ms"] for _, v in runs], 0.4, label="p50")
+    right.bar([x + 0.2 for x in xs], [v["p99_ms"] for _, v in runs], 0.4, label="p99")
+    right.set_xticks(list(xs), [n for n, _ in runs], fontsize=7)
+    right.set_ylabel("route-setup latency (ms)")
+    right.set_title("latency, one PacketIn at a time")
+    right.legend(fontsize=8)
+    fig.suptitle(f"scale: {r['switches']:,} switches, {r['endpoints']:,} endpoints", fontsize=10)
+    stamp(fig, r)
+    path = os.path.join(out, "scale.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 PLOTS: dict[str, Callable[[Record, str], str | None]] = {
     "first_packet": first_packet, "dataplane": dataplane, "idle_cost": idle_cost,
-    "time_to_network": time_to_network,
+    "time_to_network": time_to_network, "route_setup": route_setup, "scale": scale,
 }
 
 
