@@ -23,6 +23,11 @@ from ovsdbapp.backend.ovs_idl import connection as ovs_connection  # noqa: E402
 from ovsdbapp.schema.open_vswitch import impl_idl  # noqa: E402
 
 DEFAULT_TIMEOUT = 20
+# PacketIns per second a bridge sends a controller, and the credit it may save up.  A
+# host opening a thousand new connections a second is far beyond a container host's
+# normal; the controller plugs about eight times that per core (docs/benchmarks.md).
+PACKET_IN_RATE = 1000
+PACKET_IN_BURST = 250
 
 
 @dataclass(frozen=True)
@@ -84,11 +89,16 @@ class Ovsdb:
     def set_controllers(self, bridge: str, targets: tuple[str, ...] | list[str],
                         max_backoff_ms: int = 1000) -> None:
         """Point the bridge at its controllers; reconnect within a second of a
-        controller's return (OVS's default backoff grows to 8 s)."""
+        controller's return (OVS's default backoff grows to 8 s); and cap the
+        PacketIns the bridge sends each controller (a container scanning
+        addresses must not flood the controller: beyond the cap OVS queues a
+        little, then drops, and the scanner's own first packets wait)."""
         self._execute(self.api.set_controller(bridge, list(targets)))
         for target in targets:
             self._execute(self.api.db_set("Controller", self._controller_uuid(target),
-                                          ("max_backoff", max_backoff_ms)))
+                                          ("max_backoff", max_backoff_ms),
+                                          ("controller_rate_limit", PACKET_IN_RATE),
+                                          ("controller_burst_limit", PACKET_IN_BURST)))
 
     def _controller_uuid(self, target: str) -> Any:
         rows = self.api.db_find("Controller", ("target", "=", target), columns=["_uuid"]).execute(
