@@ -14,10 +14,13 @@ switches connected here, what to claim and what to let go:
   hashing on (controller, dpid)), so controllers claiming at the same time
   mostly ask for different switches; the store's transaction settles the rest;
 - a switch held here but no longer connected here is let go, so a controller
-  that still reaches it can take it.
-
-A controller over its share (one joined later) keeps what it holds: moving a
-working switch costs a gap in new routes, waiting costs nothing.
+  that still reaches it can take it;
+- a controller holding two switches more than another (one joined) lets go
+  of one switch per round, its least preferred, so the other can take it:
+  moving a switch costs its new routes a round and a sync, established
+  routes nothing;
+- a switch left free for a while (`stale`: the controllers with room do not
+  reach it) is claimed by whoever reaches it, share or not: never an orphan.
 """
 
 from __future__ import annotations
@@ -44,14 +47,26 @@ def preference(me: str, dpid: int) -> bytes:
     return hashlib.sha256(f"{me}/{dpid:#x}".encode()).digest()
 
 
-def plan(me: str, connected: Iterable[int], owners: Mapping[int, str], live: Iterable[str]) -> Plan:
+def plan(me: str, connected: Iterable[int], owners: Mapping[int, str], live: Iterable[str],
+         stale: Iterable[int] = (), sticky: Iterable[int] = ()) -> Plan:
     """What to claim and release, from the switches connected here, the holder of every
-    held switch, and the live controllers (this one counts even if not listed yet)."""
+    held switch, the live controllers (this one counts even if not listed yet), the
+    switches free for a while (`stale`) and those this controller took because nobody
+    else would (`sticky`: never handed over again, or they would go round in circles)."""
     here = set(connected)
     controllers = set(live) | {me}
     mine = {dpid for dpid, owner in owners.items() if owner == me}
-    release = tuple(sorted(mine - here))
-    held = len(mine & here)
-    room = fair_share(len(here | set(owners)), len(controllers)) - held
+    kept = mine & here
+    share = fair_share(len(here | set(owners)), len(controllers))
+    release = sorted(mine - here)
     free = sorted((d for d in here if d not in owners), key=lambda d: preference(me, d))
-    return Plan(claim=tuple(free[:max(0, room)]), release=release)
+    claim = free[:max(0, share - len(kept))]
+    claim += [d for d in free if d in set(stale) and d not in claim]
+    counts = {c: 0 for c in controllers}
+    for owner in owners.values():
+        if owner in counts:
+            counts[owner] += 1
+    movable = kept - set(sticky)
+    if not free and movable and len(kept) - min(counts.values()) >= 2:
+        release.append(max(movable, key=lambda d: preference(me, d)))  # one a round, least preferred
+    return Plan(claim=tuple(claim), release=tuple(sorted(release)))

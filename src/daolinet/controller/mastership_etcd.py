@@ -40,6 +40,7 @@ from daolinet.errors import DaoliError
 from daolinet.store.etcd_kv import EtcdKV, RevisionGone, parse_url
 
 PROBE_TIMEOUT = 0.2
+STALE_AFTER = 1.5  # seconds a connected switch may stay free before anyone reaching it takes it
 
 
 async def refuses_connections(url: str) -> bool:
@@ -85,6 +86,8 @@ class EtcdMastership:
         self._leases: dict[str, int] = {}  # live controller id -> its lease id
         self._refused: dict[str, int] = {}  # peer id -> consecutive refused probes
         self.refusals_to_revoke = 2
+        self._free_since: dict[int, float] = {}  # free switch connected here -> first seen free
+        self._sticky: set[int] = set()  # switches taken because nobody else would
 
     def _key(self, *parts: str) -> bytes:
         return self._p + "/".join(parts).encode()
@@ -148,13 +151,19 @@ class EtcdMastership:
         owners, live, rev = await self._read(client)
         if await self._revoke_crashed(connected, owners):
             owners, live, rev = await self._read(client)
-        decision = plan(self.me, connected, owners, live)
+        now = asyncio.get_running_loop().time()
+        self._free_since = {d: self._free_since.get(d, now) for d in connected if d not in owners}
+        stale = {d for d, since in self._free_since.items() if now - since >= STALE_AFTER}
+        self._sticky &= connected
+        decision = plan(self.me, connected, owners, live, stale, self._sticky)
         for dpid in decision.release:
             await self._release(client, dpid)
             owners.pop(dpid, None)
         for dpid in decision.claim:
             if await self._claim(client, dpid):
                 owners[dpid] = self.me
+                if dpid in stale:
+                    self._sticky.add(dpid)
         if decision.claim:
             _, _, rev = await self._read(client)
         return {d: rev for d, owner in owners.items() if owner == self.me and d in connected}
@@ -222,7 +231,7 @@ class EtcdMastership:
         key = self.master_key(dpid)
         tx = client.transactions
         await self.kv.txn([tx.value(key) == self.me.encode()], [tx.delete(key)], [])
-        log.info("controller %s: let go of switch %#x (not connected)", self.me, dpid)
+        log.info("controller %s: let go of switch %#x", self.me, dpid)
 
     async def close(self) -> None:
         """Revoke the lease (our switches are free at once) and close the client."""
