@@ -56,7 +56,7 @@ class AgentConfig:
     docker_plugin_dir: str = "/run/docker/plugins"  # serve <dir>/daolinet.sock there ("": no plugin)
     docker_host: str = "unix:///run/docker.sock"  # this host's dockerd ("": no network sync)
     docker_sync: float = 5.0  # seconds between syncs of Docker networks with daolinet's
-    api_file: str | None = None  # more API URLs, one a line, read again when a controller fails
+    api_file: str | None = None  # API URLs, one a line (wins over `api`), read again when a controller fails
 
 
 def read_token(path: str) -> str:

@@ -77,7 +77,8 @@ def agent(
         help="Controller REST API URL, e.g. http://10.0.0.1:8650 (repeatable or comma-separated: every "
              "controller; the agent fails over between them).")] = None,
     api_file: Annotated[str | None, typer.Option(
-        help="File of controller REST API URLs, one a line, read again whenever a controller fails.")] =
+        help="File of controller REST API URLs, one a line (while readable, it wins over --api); "
+             "read again whenever a controller fails.")] =
         None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
