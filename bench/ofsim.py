@@ -61,16 +61,37 @@ def packet_in_bytes(in_port: int, data: bytes, xid: int) -> bytes:
     return frame(OFPT["packet_in"], xid, body + bytes(match) + b"\0\0" + data)
 
 
+OWNERS: dict[bytes, Switch] = {}  # outstanding packet (IP pair) -> the switch that sent its PacketIn
+
+
+class Pending(dict[bytes, float]):
+    """A switch's outstanding PacketIns, (src, dst IP bytes) -> sent at.  The PacketOut
+    answering one may arrive on another switch (the controller hands a cross-host
+    route's first packet to the destination switch), so every entry is also filed
+    in OWNERS, which any switch consults."""
+
+    def __init__(self, owner: Switch) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def __setitem__(self, key: bytes, sent: float) -> None:
+        super().__setitem__(key, sent)
+        OWNERS[key] = self.owner
+
+
 @dataclass
 class Switch:
     dpid: int
-    pending: dict[bytes, float] = field(default_factory=dict)  # (src, dst IP bytes) -> sent at
+    pending: Pending = field(init=False)
     latencies: list[float] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     flowmods: int = 0
     writer: asyncio.StreamWriter | None = None
     on_flow_mod: Callable[[bytes], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.pending = Pending(self)
 
     async def run(self, reader: asyncio.StreamReader) -> None:
         buf = b""
@@ -109,14 +130,17 @@ class Switch:
             self.on_packet_out(msg)
 
     def on_packet_out(self, msg: bytes) -> None:
+        """A PacketOut carrying one of the run's packets ends its route set-up, on whichever
+        switch it arrives (re-injected at the source, or delivered at the destination)."""
         actions_len = struct.unpack_from("!H", msg, 16)[0]
         data = msg[24 + actions_len:]
         key = data[26:34]  # IPv4 source and destination
-        sent = self.pending.pop(key, None)
-        if sent is not None:
-            self.latencies.append(time.perf_counter() - sent)
-            if not self.pending:
-                self.done.set()
+        owner = OWNERS.pop(key, None)
+        sent = owner.pending.pop(key, None) if owner is not None else None
+        if owner is not None and sent is not None:
+            owner.latencies.append(time.perf_counter() - sent)
+            if not owner.pending:
+                owner.done.set()
 
 
 async def connect(port: int, sw: Switch) -> asyncio.Task[None]:

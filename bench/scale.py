@@ -309,12 +309,12 @@ async def windowed(sws: dict[int, CountingSwitch], pairs: Pairs, window: int) ->
             assert sw.writer is not None
             key, msg = packet_in_for(a, b)
             fut = asyncio.get_running_loop().create_future()
-            waiters.setdefault(sw.dpid, {})[key] = fut
+            waiters[key] = fut
             sw.pending[key] = time.perf_counter()
             sw.writer.write(msg)
             await asyncio.wait_for(fut, 60)
 
-    waiters: dict[int, dict[bytes, asyncio.Future[None]]] = {}
+    waiters: dict[bytes, asyncio.Future[None]] = {}  # by packet: its PacketOut may come on any switch
     originals = {}
     for sw in sws.values():  # wake the right waiter on each PacketOut
         originals[sw.dpid] = sw.on_packet_out
@@ -323,7 +323,7 @@ async def windowed(sws: dict[int, CountingSwitch], pairs: Pairs, window: int) ->
             actions_len = struct.unpack_from("!H", msg, 16)[0]
             key = msg[24 + actions_len:][26:34]
             originals[sw.dpid](msg)
-            fut = waiters.get(sw.dpid, {}).pop(key, None)
+            fut = waiters.pop(key, None)
             if fut is not None and not fut.done():
                 fut.set_result(None)
 

@@ -1,12 +1,16 @@
 """The hot-plug route, end to end (design.md "The hot-plug route").
 
 PacketIn -> parse -> decide (pure) -> act:
-  Plug: the route's flows switch by switch, the switch that sent the packet
-        last; each earlier switch confirmed by a barrier before the next, so
-        the packet, re-injected through the table last, never overtakes its
-        route.  Concurrent PacketIns for a route being plugged ride along and
-        are re-injected with it.  No task, no future: the next step runs from
-        the barrier reply's callback, and messages are encoded by flows/wire.py.
+  Plug: cross-host from an egress miss (the common case): both switches'
+        flows at once, and the packet handed straight to the destination
+        switch after its flows, as the route would deliver it (decide/direct.py):
+        no barrier on the way.  Otherwise (same host, an ingress miss, a TTL
+        about to run out) the flows switch by switch, the packet's switch last,
+        each earlier switch confirmed by a barrier before the next, so the
+        packet, re-injected through the table last, never overtakes its route;
+        concurrent PacketIns for that route ride along and are re-injected with
+        it.  No task, no future: the next step runs from the barrier reply's
+        callback, and messages are encoded by flows/wire.py.
   Deny: a short-lived drop flow on the source switch.
   EchoReply / TimeExceeded: the distributed router answers by PacketOut.
 """
@@ -16,12 +20,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from daolinet.controller.context import Context
 from daolinet.controller.routes import Key, LiveRoute, Scope, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide import icmp
+from daolinet.decide.direct import delivered
 from daolinet.decide.packet import PacketMeta, parse
 from daolinet.decide.policy import L4
 from daolinet.decide.route import (
@@ -43,9 +49,15 @@ from daolinet.flows.route_wire import RouteBytes, route_bytes
 from daolinet.model import Endpoint, View
 from daolinet.ofp.channel import PacketIn
 from daolinet.ofp.codec import Encoded
-from daolinet.pipeline import GATEWAY_MAC, Kind, kind_mask
+from daolinet.pipeline import EID_BITS, EID_MAX, GATEWAY_MAC, Kind, Table, kind_mask
 
 log = logging.getLogger(__name__)
+GATEWAY_MAC_BYTES = bytes.fromhex(GATEWAY_MAC.replace(":", ""))
+
+
+@lru_cache(maxsize=1 << 16)
+def mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
 
 
 @dataclass(slots=True)
@@ -67,6 +79,8 @@ class HotPlug:
         self.ctx = ctx
         self._pending: dict[Key, _Plugging] = {}
         self._counters: dict[Any, Any] = {}  # dpid or decision type -> its metric child
+        self._drops_sent: dict[int, float] = {}  # dpid -> when it was last sent a drop flow
+        self._cleared: dict[int, Any] = {}  # dpid -> its session at the last clear_drops
 
     def on_packet_in(self, session: SwitchSession, ev: PacketIn) -> None:
         """Synchronous on purpose: no task per packet.  A cross-host route continues
@@ -96,6 +110,8 @@ class HotPlug:
         elif isinstance(d, Deny):
             log.info("deny %s -> %s: %s", d.src.name, d.dst_ip, d.reason)
             self._send(session, wire.flow_add(drop_flow(d.src, d.dst_ip, self.ctx.config.drop_timeout)))
+            if session.dpid is not None:
+                self._drops_sent[session.dpid] = self.ctx.clock()
         elif isinstance(d, EchoReply):
             reply = icmp.echo_reply(data, GATEWAY_MAC)
             if reply is not None and d.src.ofport is not None:
@@ -134,8 +150,30 @@ class HotPlug:
         client = (d.a.id if d.server_is_b else d.b.id) if d.scope else None
         steps = sorted(plan.steps, key=lambda s: s[0] == session.dpid)  # the packet's switch last
         job = _Plugging(plan, steps, (d.a.name, d.b.name), d.scope, client, started, [packet])
+        if meta.table_id == Table.EGRESS and self._deliver_directly(session, data, d.b, job):
+            return
         self._pending[key] = job
         self._install_step(job, 0)
+
+    def _deliver_directly(self, session: SwitchSession, data: bytes, dst: Endpoint, job: _Plugging) -> bool:
+        """A cross-host route from an egress miss: both switches' flows at once, and the
+        packet handed to the destination switch after its flows (decide/direct.py), so
+        nothing waits for a barrier.  False: take the long way (a TTL about to run out,
+        a same-host route, a frame that is not plain IPv4)."""
+        if len(job.steps) != 2 or job.steps[1][0] != session.dpid or dst.ofport is None:
+            return False
+        frame = delivered(data, GATEWAY_MAC_BYTES, mac_bytes(dst.mac))
+        far_dpid, far_flows = job.steps[0]
+        far = self.ctx.sessions.get(far_dpid) or self.ctx.remote(far_dpid)
+        if frame is None or far is None:
+            return False
+        self._send(far, *far_flows)
+        far.send(wire.packet_out_to_port(dst.ofport, frame))
+        self._send(session, *job.steps[1][1])
+        job.counts.update({far_dpid: len(far_flows), session.dpid: len(job.steps[1][1])})
+        job.waiting.clear()  # delivered already
+        self._finish(job, True)
+        return True
 
     def _install_step(self, job: _Plugging, i: int) -> None:
         """Send step i's flows; confirm them by a barrier before step i+1 (the
@@ -162,7 +200,7 @@ class HotPlug:
         session.barrier_then(confirmed)
 
     def _finish(self, job: _Plugging, installed: bool) -> None:
-        del self._pending[(job.plan.cookie, job.scope)]
+        self._pending.pop((job.plan.cookie, job.scope), None)
         if not installed:  # re-injected, the packets would only come straight back to us
             return
         self.ctx.routes.plugged(job.plan.cookie, job.names, job.counts, self.ctx.clock(), job.scope,
@@ -230,10 +268,19 @@ class HotPlug:
         return len(doomed)
 
     def clear_drops(self) -> None:
-        """Forget every short-lived drop flow, everywhere: something became reachable."""
+        """Forget every short-lived drop flow, everywhere: something became reachable.
+        Only a switch sent one within its hard timeout can hold one (plus a second for
+        delivery and the switch's expiry sweep), or one whose session is new to us (a
+        previous master or connection may have sent it one); the others are left alone."""
         drops, mask = kind_mask(Kind.DROP)
-        for session in self.ctx.sessions.values():
-            self._send(session, wire.flow_delete_cookie(drops, mask))
+        since = self.ctx.clock() - self.ctx.config.drop_timeout - 1.0
+        for dpid, session in self.ctx.sessions.items():
+            if self._drops_sent.get(dpid, since - 1) >= since or self._cleared.get(dpid) is not session:
+                self._send(session, wire.flow_delete_cookie(drops, mask))
+                self._cleared[dpid] = session
+                self._drops_sent.pop(dpid, None)
+        for dpid in [d for d, sent in self._drops_sent.items() if sent < since]:
+            del self._drops_sent[dpid]
 
     def revoke_endpoint(self, eid: int) -> int:
         """Delete every route of an endpoint on every switch holding it, now."""
@@ -243,8 +290,17 @@ class HotPlug:
         return len(cookies)
 
     def revoke(self, cookie: int) -> None:
-        """Delete every flow of the pair's routes (all scopes), on every switch holding one."""
+        """Delete every flow of the pair's routes (all scopes), on every switch holding one,
+        and on both ends' switches whatever the table says: a route adopted after a
+        failover knows only its half on the adopted switch, while the other half was
+        put on a switch mastered elsewhere by the controller that died."""
         dpids = {d for route in self.ctx.routes.remove_pair(cookie) for d in route.flows}
+        view = self.ctx.view
+        for eid in ((cookie >> EID_BITS) & EID_MAX, cookie & EID_MAX):
+            e = view.endpoints.get(eid)
+            host = view.host_of(e) if e is not None else None
+            if host is not None:
+                dpids.add(host.dpid)
         for dpid in sorted(dpids):
             session = self.ctx.sessions.get(dpid) or self.ctx.remote(dpid)
             if session is not None:
