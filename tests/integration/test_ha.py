@@ -52,7 +52,7 @@ class Member:
     async def stop(self) -> None:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+            await asyncio.wait_for(self.task, 10)  # a stop that hangs fails the test, not the run
 
     async def die(self) -> None:
         """Like kill -9: no revoke, the lease has to expire."""

@@ -65,13 +65,15 @@ class FlowSync:
 
     def _reconcile(self, session: SwitchSession, wanted: list[FlowSpec], stats: list[Any]) -> None:
         assert session.dpid is not None
-        keep = _keyed(wanted)
+        keep: set[MatchKey] | None = None  # an os-ken match per wanted flow: only if needed
         routes: dict[int, int] = {}
         for st in stats:
             c = Cookie.decode(int(st.cookie))
             if c is None:
                 continue
             if c.kind in (Kind.BASE, Kind.PORTMAP):
+                if keep is None:
+                    keep = _keyed(wanted)
                 if match_key(st.table_id, st.priority, st.match) not in keep:
                     session.send(render.parser.OFPFlowMod(
                         render.DP, table_id=st.table_id, command=render.ofp.OFPFC_DELETE_STRICT,

@@ -13,7 +13,6 @@ turns decisions into FlowMods and PacketOuts.
 
 from __future__ import annotations
 
-import ipaddress
 import weakref
 from dataclasses import dataclass
 
@@ -160,17 +159,12 @@ def _outside(src: Endpoint, dst_ip: str, view: View) -> Decision:
     if not net.external:
         return Deny(src, dst_ip, f"no container {dst_ip} in tenant {src.tenant}, "
                                  f"and network {net.name} is not external")
-    if dst_ip in view.by_pip or any(h.underlay_ip == dst_ip or ip_in(dst_ip, h.pip_pool)
-                                    for h in view.hosts.values()):
+    if dst_ip in view.by_pip or view.is_underlay_ip(dst_ip):
         return Deny(src, dst_ip, f"{dst_ip} belongs to the underlay")
     host = view.host_of(src)
     if host is None or not host.underlay_gateway_mac:
         return Deny(src, dst_ip, f"host {src.host} has no underlay gateway")
     return External(src, dst_ip)
-
-
-def ip_in(ip: str, cidr: str) -> bool:
-    return ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(cidr)
 
 
 def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Decision:

@@ -1,17 +1,20 @@
 """The controller's in-memory view of the model, indexed for the hot path.
 
 Every lookup a PacketIn needs is one dict access: the source endpoint by
-(dpid, ofport), the destination by (tenant, ip), an endpoint by PIP.  The
-view is fed by the store's change feed (`apply`), never written directly.
+(dpid, ofport), the destination by (tenant, ip), an endpoint by PIP; so are
+a host's endpoints, an endpoint by name and "is this address the
+underlay's" (model/index.py).  The view is fed by the store's change feed
+(`apply`), never written directly: no change costs more than the endpoints
+it touches.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from daolinet.model.index import Buckets, TenantNets, Underlay
 from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
 
 Kind = Literal["tenant", "network", "host", "endpoint", "group", "rule", "token", "portmap"]
@@ -44,6 +47,12 @@ class View:
         self.rules: dict[int, Rule] = {}
         self.tokens: dict[str, Token] = {}  # by hash
         self.portmaps: dict[int, Portmap] = {}
+        # Secondary indexes, private: read them through the queries below.
+        self._port_of: dict[int, tuple[int, int]] = {}  # endpoint id -> its by_port key
+        self._on_host: Buckets[str] = Buckets()  # host name -> its endpoints
+        self._named: Buckets[tuple[str, str]] = Buckets()  # (tenant, name) -> endpoints
+        self._tenant_nets = TenantNets()
+        self._underlay = Underlay()  # hosts' underlay IPs and PIP pools
         # Bumped by every change that can change a policy decision.
         self.policy_rev = 0
 
@@ -93,17 +102,21 @@ class View:
         old = self.networks.pop(key, None)
         if old is not None:
             self.gateways.pop((old.tenant, old.gateway), None)
+            self._tenant_nets.remove(old)
         if not deleted:
             self.networks[key] = n
             self.gateways[(n.tenant, n.gateway)] = n
+            self._tenant_nets.add(n)
 
     def _apply_host(self, h: Host, deleted: bool) -> None:
         old = self.hosts.pop(h.name, None)
         if old is not None:
             self.hosts_by_dpid.pop(old.dpid, None)
+            self._underlay.remove(old)
         if not deleted:
             self.hosts[h.name] = h
             self.hosts_by_dpid[h.dpid] = h
+            self._underlay.add(h)
         if old is None or deleted or old.dpid != h.dpid:
             for e in self.endpoints_on(h.name):  # re-key their ports under the new dpid
                 self._apply_endpoint(e, deleted=False)
@@ -116,15 +129,23 @@ class View:
             self.endpoints[e.id] = e
             self.by_ip[(e.tenant, e.ip)] = e
             self.by_pip[e.pip] = e
+            self._on_host.add(e.host, e)
+            self._named.add((e.tenant, e.name), e)
             host = self.hosts.get(e.host)
             if host is not None and e.ofport is not None:
-                self.by_port[(host.dpid, e.ofport)] = e
+                key = (host.dpid, e.ofport)
+                self.by_port[key] = e
+                self._port_of[e.id] = key
 
     def _unindex(self, e: Endpoint) -> None:
         self.by_ip.pop((e.tenant, e.ip), None)
         self.by_pip.pop(e.pip, None)
-        for key, found in list(self.by_port.items()):
-            if found.id == e.id:
+        self._on_host.remove(e.host, e.id)
+        self._named.remove((e.tenant, e.name), e.id)
+        key = self._port_of.pop(e.id, None)
+        if key is not None:
+            found = self.by_port.get(key)
+            if found is not None and found.id == e.id:  # not if another endpoint took the port since
                 del self.by_port[key]
 
     # -- queries -----------------------------------------------------------------
@@ -136,23 +157,20 @@ class View:
         return self.networks.get((e.tenant, e.network))
 
     def endpoints_on(self, host: str) -> list[Endpoint]:
-        return [e for e in self.endpoints.values() if e.host == host]
+        return self._on_host.get(host)
 
     def networks_of(self, tenant: str) -> list[Network]:
-        return [n for n in self.networks.values() if n.tenant == tenant]
+        return self._tenant_nets.of(tenant)
 
     def endpoint_named(self, tenant: str, name: str) -> Endpoint | None:
-        for e in self.endpoints.values():
-            if e.tenant == tenant and e.name == name:
-                return e
-        return None
+        return self._named.first((tenant, name))
 
     def portmaps_of(self, e: Endpoint) -> list[Portmap]:
         return [p for p in self.portmaps.values() if p.tenant == e.tenant and p.container == e.name]
 
     def network_containing(self, tenant: str, ip: str) -> Network | None:
-        addr = ipaddress.IPv4Address(ip)
-        for n in self.networks_of(tenant):
-            if addr in n.net:
-                return n
-        return None
+        return self._tenant_nets.containing(tenant, ip)
+
+    def is_underlay_ip(self, ip: str) -> bool:
+        """Some host's underlay address, or an address in some host's PIP pool."""
+        return ip in self._underlay

@@ -216,10 +216,15 @@ def classify(error: BaseException) -> tuple[str, str]:
     return "other", str(error) or type(error).__name__
 
 
+CLOSE_TIMEOUT = 2.0
+
+
 async def _close_quietly(client: aetcd.Client) -> None:
+    """Close a client, never for long: a gRPC channel to a dead or stalled member may
+    not finish closing, and whoever closes (a failover, a shutdown) must go on."""
     try:
-        await client.close()
-    except Exception as e:  # the member is gone already; nothing to tidy there
+        await asyncio.wait_for(client.close(), CLOSE_TIMEOUT)
+    except (Exception, TimeoutError) as e:  # the member is gone already; nothing to tidy there
         log.debug("closing an etcd client: %r", e)
 
 

@@ -1,0 +1,168 @@
+"""Secondary indexes of the View (model/view.py), each kept up to date by the
+View's `apply` so that every query the controller makes per PacketIn or per
+switch sync is a dict access, whatever the number of endpoints and hosts.
+
+No I/O; nothing here knows about OpenFlow.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from daolinet.model.objects import Endpoint, Host, Network
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Buckets(Generic[K]):
+    """Endpoints grouped by a key (a host's name, a (tenant, name) pair).
+
+    Within a bucket, endpoints keep the order in which they were added; the
+    View re-adds an endpoint on every change, as it re-inserts it into
+    `View.endpoints`, so a bucket lists its endpoints in the View's order.
+    A bucket of one is the endpoint itself: 100,000 one-entry dicts would
+    triple the View's load time (allocations and the collector walking them).
+    """
+
+    def __init__(self) -> None:
+        self._buckets: dict[K, Endpoint | dict[int, Endpoint]] = {}
+
+    def add(self, key: K, e: Endpoint) -> None:
+        found = self._buckets.get(key)
+        if found is None or (isinstance(found, Endpoint) and found.id == e.id):
+            self._buckets[key] = e
+        elif isinstance(found, Endpoint):
+            self._buckets[key] = {found.id: found, e.id: e}
+        else:
+            found[e.id] = e
+
+    def remove(self, key: K, eid: int) -> None:
+        found = self._buckets.get(key)
+        if isinstance(found, Endpoint):
+            if found.id == eid:
+                del self._buckets[key]
+        elif found is not None:
+            found.pop(eid, None)
+            if len(found) == 1:
+                self._buckets[key] = next(iter(found.values()))
+
+    def get(self, key: K) -> list[Endpoint]:
+        found = self._buckets.get(key)
+        if found is None:
+            return []
+        return [found] if isinstance(found, Endpoint) else list(found.values())
+
+    def first(self, key: K) -> Endpoint | None:
+        found = self._buckets.get(key)
+        return found if found is None or isinstance(found, Endpoint) else next(iter(found.values()))
+
+
+class PrefixSet:
+    """A multiset of IPv4 networks answering "is this address in any of them?"
+    with one set lookup per distinct prefix length (a handful in practice:
+    every host's PIP pool is usually a /24)."""
+
+    def __init__(self) -> None:
+        self._by_len: dict[int, Counter[int]] = {}
+
+    @staticmethod
+    def _parse(cidr: str) -> tuple[int, int]:
+        net = ipaddress.IPv4Network(cidr, strict=False)
+        return net.prefixlen, int(net.network_address)
+
+    def add(self, cidr: str) -> None:
+        plen, base = self._parse(cidr)
+        self._by_len.setdefault(plen, Counter())[base] += 1
+
+    def remove(self, cidr: str) -> None:
+        plen, base = self._parse(cidr)
+        bases = self._by_len.get(plen)
+        if bases is None or base not in bases:
+            return
+        bases[base] -= 1
+        if bases[base] <= 0:
+            del bases[base]
+            if not bases:
+                del self._by_len[plen]
+
+    def __contains__(self, ip: str) -> bool:
+        addr = int(ipaddress.IPv4Address(ip))
+        return any(addr >> (32 - plen) << (32 - plen) in bases for plen, bases in self._by_len.items())
+
+
+class Underlay:
+    """The hosts' own addresses: underlay IPs and PIP pools, counted, so two
+    hosts sharing one (a misconfiguration) do not lose it when one goes."""
+
+    def __init__(self) -> None:
+        self._ips: Counter[str] = Counter()
+        self._pools = PrefixSet()
+
+    def add(self, h: Host) -> None:
+        self._ips[h.underlay_ip] += 1
+        self._pools.add(h.pip_pool)
+
+    def remove(self, h: Host) -> None:
+        self._ips[h.underlay_ip] -= 1
+        if self._ips[h.underlay_ip] <= 0:
+            del self._ips[h.underlay_ip]
+        self._pools.remove(h.pip_pool)
+
+    def __contains__(self, ip: str) -> bool:
+        return ip in self._ips or ip in self._pools
+
+
+class TenantNets:
+    """Each tenant's networks, parsed once and grouped by prefix length, so that
+    `containing` costs one dict access per distinct prefix length.  Subnets of a
+    tenant never overlap in the store; if they did, the network added first
+    (the first in `View.networks`' order) wins, as a scan would find it."""
+
+    def __init__(self) -> None:
+        self._seq = 0
+        # tenant -> name -> (order, prefix length, network int, Network)
+        self._by_name: dict[str, dict[str, tuple[int, int, int, Network]]] = {}
+        # tenant -> prefix length -> network int -> {name: (order, Network)}
+        self._by_len: dict[str, dict[int, dict[int, dict[str, tuple[int, Network]]]]] = {}
+
+    def add(self, n: Network) -> None:
+        net = ipaddress.IPv4Network(n.subnet, strict=False)
+        plen, base = net.prefixlen, int(net.network_address)
+        self._seq += 1
+        self.remove(n)
+        self._by_name.setdefault(n.tenant, {})[n.name] = (self._seq, plen, base, n)
+        lens = self._by_len.setdefault(n.tenant, {})
+        lens.setdefault(plen, {}).setdefault(base, {})[n.name] = (self._seq, n)
+
+    def remove(self, n: Network) -> None:
+        names = self._by_name.get(n.tenant, {})
+        found = names.pop(n.name, None)
+        if found is None:
+            return
+        _, plen, base, _ = found
+        lens = self._by_len[n.tenant]
+        bucket = lens[plen][base]
+        del bucket[n.name]
+        if not bucket:
+            del lens[plen][base]
+            if not lens[plen]:
+                del lens[plen]
+        if not names:
+            del self._by_name[n.tenant], self._by_len[n.tenant]
+
+    def of(self, tenant: str) -> list[Network]:
+        return [n for *_, n in self._by_name.get(tenant, {}).values()]
+
+    def containing(self, tenant: str, ip: str) -> Network | None:
+        addr = int(ipaddress.IPv4Address(ip))
+        best: tuple[int, Network] | None = None
+        for plen, bases in self._by_len.get(tenant, {}).items():
+            bucket = bases.get(addr >> (32 - plen) << (32 - plen))
+            if bucket:
+                first = min(bucket.values(), key=lambda sn: sn[0])
+                if best is None or first[0] < best[0]:
+                    best = first
+        return best[1] if best else None
