@@ -634,7 +634,8 @@ def report(r: dict[str, object]) -> None:
           f"DELETEs on the switches after {rv['all_deletes_received_ms']} ms (from the call's start); "
           f"live routes {r['live_routes_before']} -> {rv['live_routes_after']} "
           f"(plugging them took {r['revoke_plug_s']} s)")
-    print(f"  the same change also sent {rv['drop_clear_flowmods']:,} drop-flow clears (one per switch), "
+    print(f"  the same change also sent {rv['drop_clear_flowmods']:,} drop-flow clears "
+          f"(to switches that may hold drop flows), "
           f"all received after {rv['drop_clears_received_ms']} ms")
     print(f"\nre-plugging one endpoint (PATCH /endpoints/ID ofport) with {sw:,} switches connected: "
           f"{', '.join(map(str, r['replug_api_ms']))} ms per API call")  # type: ignore[call-overload]
