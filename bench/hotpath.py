@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from daolinet.controller.context import Config, Context
 from daolinet.controller.hotplug import HotPlug
+from daolinet.controller.main import settle_gc
 from daolinet.controller.metrics import Metrics
 from daolinet.decide.packet import parse
 from daolinet.decide.route import decide
@@ -140,6 +141,7 @@ def run_routes(ctx: Context, work: list[tuple[MemorySwitch, bytes]]) -> float:
     """Seconds for the whole handler over every PacketIn (each a fresh route)."""
     hotplug = HotPlug(ctx)
     events = [(sw, ch.PacketIn(1, *parse_packet_in(f))) for sw, f in work]
+    settle_gc()  # as the controller does once started
 
     async def go() -> float:
         started = time.perf_counter()

@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daolinet.flows import wire
-from daolinet.flows.route import RouteEnds, flows_for_route
+from daolinet.flows.route import RouteEnds, flows_for_route, next_hop_mac
 from daolinet.flows.route_wire import route_bytes
-from daolinet.testing.strategies import routes
+from daolinet.model import Host
+from daolinet.testing.strategies import hosts, routes
 
 
 @settings(max_examples=500, deadline=None)
@@ -20,3 +21,9 @@ def test_route_template_equals_the_route_definition(ends: RouteEnds, idle: int) 
     assert [d for d, _ in fast.steps] == [d for d, _ in plan.steps]
     for (_, specs), (_, encoded) in zip(plan.steps, fast.steps, strict=True):
         assert [e.data for e in encoded] == [wire.flow_add(s).data for s in specs]
+
+
+@given(hosts(1), hosts(2))
+def test_next_hop_is_the_peer_on_its_segment_else_the_gateway(src: Host, dst: Host) -> None:
+    direct = src.same_segment(dst) or not src.underlay_gateway_mac
+    assert next_hop_mac(src, dst) == (dst.underlay_mac if direct else src.underlay_gateway_mac)

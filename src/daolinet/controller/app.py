@@ -277,6 +277,7 @@ class Controller:
             log.info("switch %s: master (generation %d)", session.name, generation)
         self.ctx.sessions[session.dpid] = session
         self.ctx.metrics.switches.set(len(self.ctx.sessions))
+        self.hotplug.warm(session)
         await self.sync.sync_switch(session)
 
     def _become_slave(self, session: SwitchSession) -> None:

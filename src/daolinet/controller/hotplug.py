@@ -82,6 +82,12 @@ class HotPlug:
         self._drops_sent: dict[int, float] = {}  # dpid -> when it was last sent a drop flow
         self._cleared: dict[int, Any] = {}  # dpid -> its session at the last clear_drops
 
+    def warm(self, session: Any) -> None:
+        """Make a switch's metric counters now, not on its first route's hot path."""
+        assert session.dpid is not None
+        self._counters[session.dpid] = self.ctx.metrics.packet_ins.labels(f"{session.dpid:#x}")
+        self._counters[("flowmods", session.name)] = self.ctx.metrics.flowmods.labels(session.name)
+
     def on_packet_in(self, session: SwitchSession, ev: PacketIn) -> None:
         """Synchronous on purpose: no task per packet.  A cross-host route continues
         from the barrier reply's callback (_install_step)."""
