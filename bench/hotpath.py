@@ -21,12 +21,12 @@ import json
 import os
 import platform
 import pstats
-import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from os_ken.lib.packet import ethernet, icmp, ipv4, packet
+from os_ken.lib.packet import ipv4, packet
 from prometheus_client import CollectorRegistry
 
 from daolinet.controller.context import Config, Context
@@ -41,9 +41,11 @@ from daolinet.flows.route_wire import route_bytes
 from daolinet.model import Tenant, View
 from daolinet.model.objects import DEFAULT_TENANT
 from daolinet.ofp import channel as ch
-from daolinet.ofp.codec import decode, encode, ofp, parse_packet_in, parser
-from daolinet.pipeline import GATEWAY_MAC
+from daolinet.ofp.codec import decode, encode, parse_packet_in
 from daolinet.testing.factories import make_endpoint, make_host, make_network
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ofsim import icmp_frame, packet_in_bytes  # noqa: E402
 
 
 class MemorySwitch:
@@ -64,23 +66,6 @@ class MemorySwitch:
         callback(True)
 
 
-def frame_of(src_mac: str, src_ip: str, dst_ip: str) -> bytes:
-    pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet(dst=GATEWAY_MAC, src=src_mac, ethertype=0x0800))
-    pkt.add_protocol(ipv4.ipv4(src=src_ip, dst=dst_ip, proto=1, ttl=64))
-    pkt.add_protocol(icmp.icmp(type_=8, code=0, csum=0, data=icmp.echo(id_=1, seq=1, data=b"x" * 16)))
-    pkt.serialize()
-    return bytes(pkt.data)
-
-
-def packet_in_frame(in_port: int, data: bytes) -> bytes:
-    match = bytearray()
-    parser.OFPMatch(in_port=in_port).serialize(match, 0)
-    body = struct.pack("!IHBBQ", ofp.OFP_NO_BUFFER, len(data), ofp.OFPR_NO_MATCH, 10, 0)
-    body += match + b"\0\0" + data
-    return struct.pack("!BBHI", 4, ofp.OFPT_PACKET_IN, 8 + len(body), 1) + bytes(body)
-
-
 def build(per_host: int) -> tuple[Context, list[tuple[MemorySwitch, bytes]]]:
     """Two hosts with per_host plugged containers each; one PacketIn per cross-host pair."""
     h1, h2 = make_host(1), make_host(2)
@@ -93,7 +78,8 @@ def build(per_host: int) -> tuple[Context, list[tuple[MemorySwitch, bytes]]]:
     ctx = Context(view=view, config=Config(idle_timeout=3600), metrics=Metrics(CollectorRegistry()))
     s1, s2 = MemorySwitch(1), MemorySwitch(2)
     ctx.sessions.update({1: s1, 2: s2})  # type: ignore[dict-item]
-    work = [(s1, packet_in_frame(a.ofport or 0, frame_of(a.mac, a.ip, b.ip))) for a in eps1 for b in eps2]
+    work = [(s1, packet_in_bytes(a.ofport or 0, icmp_frame(a.mac, a.ip, b.ip), 1))
+            for a in eps1 for b in eps2]
     return ctx, work
 
 

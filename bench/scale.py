@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import ipaddress
 import json
 import os
@@ -41,7 +40,6 @@ import platform
 import random
 import resource
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -57,6 +55,7 @@ from daolinet.pipeline import Kind, route_cookie
 from daolinet.store import open_store
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ofsim  # noqa: E402
 from ofsim import Switch, connect, icmp_frame, packet_in_bytes  # noqa: E402
 
 PER_NET = 1000  # endpoints per network (network k: 10.k.0.0/16)
@@ -130,14 +129,6 @@ async def build_store(path: str, objs: list[Obj]) -> None:
 # -- the controller ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return int(port)
-
-
 @dataclass
 class Controller:
     proc: subprocess.Popen[bytes]
@@ -173,40 +164,10 @@ class Controller:
                 self.proc.wait(10)
 
 
-def host_ttl() -> list[str]:
-    """No agents heartbeat here: where the controller has host liveness, the longest TTL."""
-    if importlib.util.find_spec("daolinet.store.liveness") is None:
-        return []
-    from daolinet.store.liveness import MAX_HOST_TTL  # type: ignore[import-not-found,unused-ignore]
-    return [f"--host-ttl={MAX_HOST_TTL}"]
-
-
 def start_controller(tmp: str, store: str, timeout: float = 300) -> Controller:
-    """route_setup.start_controller on a given store, timing the start-up."""
-    of_port = free_port()
-    ready = os.path.join(tmp, "ready.json")
-    if os.path.exists(ready):
-        os.unlink(ready)
-    started = time.monotonic()
-    with open(os.path.join(tmp, "controller.log"), "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daolinet.cli.main", "controller", f"--store=sqlite://{store}",
-             f"--of-listen=tcp:127.0.0.1:{of_port}", "--api-listen=127.0.0.1:0", f"--ready-file={ready}",
-             f"--admin-token-file={tmp}/admin.token", "--idle-timeout=3600", "--log-level=warning",
-             *host_ttl()],
-            stdout=subprocess.DEVNULL, stderr=log)
-    while not os.path.exists(ready):
-        if proc.poll() is not None or time.monotonic() - started > timeout:
-            proc.kill()
-            raise SystemExit(f"controller did not start; see {tmp}/controller.log")
-        time.sleep(0.01)
-    took = time.monotonic() - started
-    time.sleep(0.1)  # the ready file may still be being written
-    with open(ready) as f:
-        info = json.load(f)
-    with open(f"{tmp}/admin.token") as f:
-        token = f.read().strip()
-    return Controller(proc, info["api"], token, of_port, took)
+    """ofsim.start_controller on a given store, with start-up time, RSS and CPU readings."""
+    c = ofsim.start_controller(tmp, store, timeout=timeout)
+    return Controller(c.proc, c.api, c.token, c.of_port, c.started_in)
 
 
 # -- simulated switches that also count route FlowMods -------------------------------------

@@ -1,5 +1,6 @@
-"""clear_drops reaches exactly the switches that may still hold a drop flow:
-those sent one within its hard timeout, and those whose session is new to us."""
+"""Deleting flows reaches the right switches: clear_drops exactly those that may
+still hold a drop flow (sent one within its hard timeout, or a session new to us),
+and a revocation both ends of a route, even one the routes table only half knows."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from daolinet.decide.route import Deny
 from daolinet.model import Tenant, View
 from daolinet.model.objects import DEFAULT_TENANT
 from daolinet.ofp.codec import decode, ofp
-from daolinet.pipeline import Kind, kind_mask
+from daolinet.pipeline import Kind, kind_mask, route_cookie
 from daolinet.testing.factories import make_endpoint, make_host, make_network
 
 DROPS, MASK = kind_mask(Kind.DROP)
@@ -104,3 +105,22 @@ def test_a_new_session_is_cleared_once_a_previous_master_may_have_left_drops() -
     assert back.take() == ["clear"] and switches[2].take() == [] and switches[3].take() == []
     hotplug.clear_drops()
     assert back.take() == []
+
+
+def test_an_adopted_half_route_is_deleted_on_both_ends() -> None:
+    h1, h2, h3 = make_host(1), make_host(2), make_host(3)
+    net = make_network(1)
+    a, b = make_endpoint(1, h1, net, 2), make_endpoint(2, h2, net, 2)
+    view = View()
+    view.load([Tenant(DEFAULT_TENANT), h1, h2, h3, net, a, b], rev=1)
+    ctx = Context(view=view, config=Config(), metrics=Metrics(CollectorRegistry()))
+    switches = {d: Recorder(d) for d in (1, 2, 3)}
+    ctx.sessions.update(switches)  # type: ignore[arg-type]
+    cookie = route_cookie(a.id, b.id).value
+    ctx.routes.plugged(cookie, (a.name, b.name), {1: 2}, 0.0)  # adopted from h1 only, after a failover
+    HotPlug(ctx).revoke(cookie)
+    for d in (1, 2):
+        (msg,) = switches[d].sent
+        assert (msg.command, msg.cookie, msg.cookie_mask) == (ofp.OFPFC_DELETE, cookie, (1 << 64) - 1)
+    assert switches[3].sent == []  # nobody else is bothered
+    assert len(ctx.routes) == 0
