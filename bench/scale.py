@@ -156,12 +156,7 @@ class Controller:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            ofsim.stop(self.proc)
 
 
 def start_controller(tmp: str, store: str, timeout: float = 300) -> Controller:
