@@ -78,33 +78,34 @@ class HotPlug:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._pending: dict[Key, _Plugging] = {}
-        self._counters: dict[Any, Any] = {}  # dpid or decision type -> its metric child
+        self._counters: dict[tuple[int, str], Any] = {}  # (metric, label) -> its child
         self._drops_sent: dict[int, float] = {}  # dpid -> when it was last sent a drop flow
         self._cleared: dict[int, Any] = {}  # dpid -> its session at the last clear_drops
 
+    def _counter(self, metric: Any, label: str) -> Any:
+        """A metric's child for one label, made once (prometheus' labels() costs a lock)."""
+        key = (id(metric), label)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = metric.labels(label)
+        return child
+
     def warm(self, session: Any) -> None:
-        """Make a switch's metric counters now, not on its first route's hot path."""
-        assert session.dpid is not None
-        self._counters[session.dpid] = self.ctx.metrics.packet_ins.labels(f"{session.dpid:#x}")
-        self._counters[("flowmods", session.name)] = self.ctx.metrics.flowmods.labels(session.name)
+        """Make a switch's metric children now, not on its first route's hot path."""
+        self._counter(self.ctx.metrics.packet_ins, f"{session.dpid:#x}")
+        self._counter(self.ctx.metrics.flowmods, session.name)
 
     def on_packet_in(self, session: SwitchSession, ev: PacketIn) -> None:
-        """Synchronous on purpose: no task per packet.  A cross-host route continues
-        from the barrier reply's callback (_install_step)."""
+        """Synchronous on purpose: no task per packet.  A route taking the long way
+        continues from the barrier reply's callback (_install_step)."""
         started = time.perf_counter()
         dpid = session.dpid
         assert dpid is not None
-        counter = self._counters.get(dpid)
-        if counter is None:
-            counter = self._counters[dpid] = self.ctx.metrics.packet_ins.labels(f"{dpid:#x}")
-        counter.inc()
+        m = self.ctx.metrics
+        self._counter(m.packet_ins, f"{dpid:#x}").inc()
         meta = parse(dpid, ev.in_port, ev.table_id, ev.reason, ev.data)
         decision = decide(meta, self.ctx.view)
-        kind = type(decision)
-        counter = self._counters.get(kind)
-        if counter is None:
-            counter = self._counters[kind] = self.ctx.metrics.decisions.labels(kind.__name__.lower())
-        counter.inc()
+        self._counter(m.decisions, type(decision).__name__.lower()).inc()
         if isinstance(decision, Plug):
             self._plug(session, meta, ev.data, decision, started)
         else:
@@ -133,11 +134,7 @@ class HotPlug:
 
     def _send(self, session: Any, *msgs: Any) -> None:  # a SwitchSession or a RemoteSwitch
         session.send(*msgs)
-        key = ("flowmods", session.name)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = self.ctx.metrics.flowmods.labels(session.name)
-        counter.inc(len(msgs))
+        self._counter(self.ctx.metrics.flowmods, session.name).inc(len(msgs))
 
     def _plug(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Plug, started: float) -> None:
         view = self.ctx.view
