@@ -3,6 +3,8 @@ flows/route.py defines, encoded (flows/wire.py, itself proven equal to os-ken)."
 
 from __future__ import annotations
 
+import ipaddress
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,5 +27,7 @@ def test_route_template_equals_the_route_definition(ends: RouteEnds, idle: int) 
 
 @given(hosts(1), hosts(2))
 def test_next_hop_is_the_peer_on_its_segment_else_the_gateway(src: Host, dst: Host) -> None:
-    direct = src.same_segment(dst) or not src.underlay_gateway_mac
+    segment = ipaddress.IPv4Network(f"{src.underlay_ip}/{src.underlay_prefix}", strict=False)
+    assert src.same_segment(dst) == (ipaddress.IPv4Address(dst.underlay_ip) in segment)
+    direct = ipaddress.IPv4Address(dst.underlay_ip) in segment or not src.underlay_gateway_mac
     assert next_hop_mac(src, dst) == (dst.underlay_mac if direct else src.underlay_gateway_mac)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from daolinet.controller.context import Context
@@ -52,12 +51,7 @@ from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import EID_BITS, EID_MAX, GATEWAY_MAC, Kind, Table, kind_mask
 
 log = logging.getLogger(__name__)
-GATEWAY_MAC_BYTES = bytes.fromhex(GATEWAY_MAC.replace(":", ""))
-
-
-@lru_cache(maxsize=1 << 16)
-def mac_bytes(mac: str) -> bytes:
-    return bytes.fromhex(mac.replace(":", ""))
+GATEWAY_MAC_BYTES = wire.mac_bytes(GATEWAY_MAC)
 
 
 @dataclass(slots=True)
@@ -106,14 +100,11 @@ class HotPlug:
         meta = parse(dpid, ev.in_port, ev.table_id, ev.reason, ev.data)
         decision = decide(meta, self.ctx.view)
         self._counter(m.decisions, type(decision).__name__.lower()).inc()
-        if isinstance(decision, Plug):
-            self._plug(session, meta, ev.data, decision, started)
-        else:
-            self.act(session, meta, ev.data, decision)
+        self.act(session, meta, ev.data, decision, started)
 
-    def act(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Decision) -> None:
+    def act(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Decision, started: float) -> None:
         if isinstance(d, Plug):
-            self._plug(session, meta, data, d, time.perf_counter())
+            self._plug(session, meta, data, d, started)
         elif isinstance(d, Deny):
             log.info("deny %s -> %s: %s", d.src.name, d.dst_ip, d.reason)
             self._send(session, wire.flow_add(drop_flow(d.src, d.dst_ip, self.ctx.config.drop_timeout)))
@@ -131,6 +122,10 @@ class HotPlug:
             self._external(session, meta, data, d)
         elif isinstance(d, Ignore):
             log.debug("ignore packet-in on %s port %d: %s", session.name, meta.in_port, d.reason)
+
+    def _switch(self, dpid: int) -> Any:
+        """The switch to talk to: mastered here, else reached through its master (or None)."""
+        return self.ctx.sessions.get(dpid) or self.ctx.remote(dpid)
 
     def _send(self, session: Any, *msgs: Any) -> None:  # a SwitchSession or a RemoteSwitch
         session.send(*msgs)
@@ -165,9 +160,9 @@ class HotPlug:
         a same-host route, a frame that is not plain IPv4)."""
         if len(job.steps) != 2 or job.steps[1][0] != session.dpid or dst.ofport is None:
             return False
-        frame = delivered(data, GATEWAY_MAC_BYTES, mac_bytes(dst.mac))
+        frame = delivered(data, GATEWAY_MAC_BYTES, wire.mac_bytes(dst.mac))
         far_dpid, far_flows = job.steps[0]
-        far = self.ctx.sessions.get(far_dpid) or self.ctx.remote(far_dpid)
+        far = self._switch(far_dpid)
         if frame is None or far is None:
             return False
         self._send(far, *far_flows)
@@ -182,7 +177,7 @@ class HotPlug:
         """Send step i's flows; confirm them by a barrier before step i+1 (the
         packet never overtakes its route), then finish."""
         dpid, flows = job.steps[i]
-        session = self.ctx.sessions.get(dpid) or self.ctx.remote(dpid)
+        session = self._switch(dpid)
         if session is None:
             log.warning("route %#x: switch %#x is not connected", job.plan.cookie, dpid)
             self._finish(job, False)
@@ -305,7 +300,7 @@ class HotPlug:
             if host is not None:
                 dpids.add(host.dpid)
         for dpid in sorted(dpids):
-            session = self.ctx.sessions.get(dpid) or self.ctx.remote(dpid)
+            session = self._switch(dpid)
             if session is not None:
                 self._send(session, wire.flow_delete_cookie(cookie, (1 << 64) - 1))
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))

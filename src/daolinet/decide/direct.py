@@ -16,18 +16,9 @@ flows do to the packet (the fake flow table).
 
 from __future__ import annotations
 
-import struct
+from os_ken.lib.packet.packet_utils import checksum  # RFC 1071, as os-ken's ipv4 writes it
 
-ETH_IP = 0x0800
 HOPS = 2  # the source's egress flow and the destination's ingress flow each dec_ttl
-
-
-def checksum(header: bytes) -> int:
-    """The IPv4 header checksum (RFC 1071) of a header whose checksum field is zero."""
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def delivered(frame: bytes, src_mac: bytes, dst_mac: bytes) -> bytes | None:

@@ -15,9 +15,7 @@ barrier after each, and re-injects the packet on the source last.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
-from functools import lru_cache
 
 from daolinet.flows.base import ETH_IP
 from daolinet.flows.spec import Action, DecTtl, FlowSpec, Match, Output, SetField
@@ -58,24 +56,10 @@ class RoutePlan:
     steps: tuple[tuple[int, tuple[FlowSpec, ...]], ...]  # (dpid, flows), in install order
 
 
-@lru_cache(maxsize=1 << 16)
-def _ip_int(ip: str) -> int:
-    return int(ipaddress.IPv4Address(ip))
-
-
-@lru_cache(maxsize=1 << 16)
-def _segment(ip: str, prefix: int) -> tuple[int, int]:
-    """(network, mask) of the underlay segment of a host address."""
-    mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
-    return _ip_int(ip) & mask, mask
-
-
 def next_hop_mac(src: Host, dst: Host) -> str:
     """The MAC a frame from host src to host dst is sent to: dst itself on the
-    same segment (Host.same_segment, with per-host parts cached), else src's
-    underlay gateway."""
-    net, mask = _segment(src.underlay_ip, src.underlay_prefix)
-    if _ip_int(dst.underlay_ip) & mask == net or not src.underlay_gateway_mac:
+    same segment, else src's underlay gateway."""
+    if src.same_segment(dst) or not src.underlay_gateway_mac:
         return dst.underlay_mac
     return src.underlay_gateway_mac
 

@@ -19,12 +19,13 @@ import struct
 from collections.abc import Callable
 from functools import lru_cache
 
+from os_ken.lib import addrconv
+
 from daolinet.flows import render
 from daolinet.flows.spec import DecTtl, FlowSpec, Output, SetField
 from daolinet.ofp.codec import Encoded, encode, ofp
 
 OFP_VERSION = ofp.OFP_VERSION
-_HEADER = struct.Struct("!BBHI")
 # FlowMod after the header: cookie, cookie_mask, table, command, idle, hard, priority,
 # buffer_id, out_port, out_group, flags, 2 pad.
 _FLOW_MOD = struct.Struct("!BBHIQQBBHHHIIIH2x")
@@ -59,15 +60,13 @@ def _ipv4(v: int | str) -> bytes:
 
 
 @lru_cache(maxsize=1 << 16)
-def _mac(v: int | str) -> bytes:
-    raw = bytes.fromhex(str(v).replace(":", ""))
-    if len(raw) != 6:
-        raise ValueError(f"bad MAC {v!r}")
-    return raw
+def mac_bytes(v: int | str) -> bytes:
+    """A MAC address on the wire (cached: the hot path meets the same few again and again)."""
+    return bytes(addrconv.mac.text_to_bin(str(v)))
 
 
 _FIELDS: dict[str, tuple[int, Callable[[int | str], bytes]]] = {
-    "in_port": (0, _u32), "eth_dst": (3, _mac), "eth_src": (4, _mac), "eth_type": (5, _u16),
+    "in_port": (0, _u32), "eth_dst": (3, mac_bytes), "eth_src": (4, mac_bytes), "eth_type": (5, _u16),
     "ip_proto": (10, _u8), "ipv4_src": (11, _ipv4), "ipv4_dst": (12, _ipv4),
     "tcp_src": (13, _u16), "tcp_dst": (14, _u16), "udp_src": (15, _u16), "udp_dst": (16, _u16),
 }
@@ -100,7 +99,7 @@ def match_bytes(items: tuple[tuple[str, int | str | tuple[int, int]], ...]) -> b
     return _MATCH_HDR.pack(ofp.OFPMT_OXM, length) + body + bytes(_pad8(length) - length)
 
 
-_DEC_TTL = struct.pack("!HH4x", ofp.OFPAT_DEC_NW_TTL, 8)
+DEC_TTL = struct.pack("!HH4x", ofp.OFPAT_DEC_NW_TTL, 8)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -115,16 +114,13 @@ def set_field(name: str, value: int | str) -> bytes:
     return struct.pack("!HH", ofp.OFPAT_SET_FIELD, length) + field + bytes(length - 4 - len(field))
 
 
-DEC_TTL = _DEC_TTL
-
-
 def _action(a: object) -> bytes:
     if isinstance(a, Output):
         return output(a.port)
     if isinstance(a, SetField):
         return set_field(a.field, a.value)  # type: ignore[arg-type]
     if isinstance(a, DecTtl):
-        return _DEC_TTL
+        return DEC_TTL
     raise Unsupported(type(a).__name__)
 
 
@@ -138,6 +134,13 @@ def _instructions(spec: FlowSpec) -> bytes:
     return out
 
 
+def _flow_mod(length: int, cookie: int, cookie_mask: int, table: int, command: int, idle: int, hard: int,
+              priority: int, out_port: int, out_group: int, flags: int) -> bytes:
+    """The FlowMod's header and fixed part, for a message of `length` bytes in all."""
+    return _FLOW_MOD.pack(OFP_VERSION, ofp.OFPT_FLOW_MOD, length, 0, cookie, cookie_mask, table, command,
+                          idle, hard, priority, ofp.OFP_NO_BUFFER, out_port, out_group, flags)
+
+
 def flow_add(spec: FlowSpec) -> Encoded:
     """OFPFC_ADD of a FlowSpec: fast when it can be, os-ken's bytes otherwise."""
     try:
@@ -145,9 +148,8 @@ def flow_add(spec: FlowSpec) -> Encoded:
     except Unsupported:
         return Encoded(encode(render.flow_add(spec), 0), spec)
     flags = ofp.OFPFF_SEND_FLOW_REM if spec.send_flow_rem else 0
-    head = _FLOW_MOD.pack(OFP_VERSION, ofp.OFPT_FLOW_MOD, _FLOW_MOD.size + len(body), 0, spec.cookie, 0,
-                          int(spec.table), ofp.OFPFC_ADD, spec.idle_timeout, spec.hard_timeout,
-                          spec.priority, ofp.OFP_NO_BUFFER, 0, 0, flags)
+    head = _flow_mod(_FLOW_MOD.size + len(body), spec.cookie, 0, int(spec.table), ofp.OFPFC_ADD,
+                     spec.idle_timeout, spec.hard_timeout, spec.priority, 0, 0, flags)
     return Encoded(head + body, spec)
 
 
@@ -160,9 +162,8 @@ def flow_add_raw(table: int, priority: int, cookie: int, idle_timeout: int, fiel
     in OXM order, apply-actions already encoded.  flows/route_wire.py's template."""
     m_len = 4 + len(fields)
     pad = -m_len % 8
-    head = _FLOW_MOD.pack(OFP_VERSION, ofp.OFPT_FLOW_MOD, _FLOW_MOD.size + m_len + pad + 8 + len(actions), 0,
-                          cookie, 0, table, ofp.OFPFC_ADD, idle_timeout, 0, priority, ofp.OFP_NO_BUFFER,
-                          0, 0, ofp.OFPFF_SEND_FLOW_REM)
+    head = _flow_mod(_FLOW_MOD.size + m_len + pad + 8 + len(actions), cookie, 0, table, ofp.OFPFC_ADD,
+                     idle_timeout, 0, priority, 0, 0, ofp.OFPFF_SEND_FLOW_REM)
     return Encoded(b"".join((head, _MATCH_HDR.pack(ofp.OFPMT_OXM, m_len), fields, bytes(pad),
                              _INSTRUCTION.pack(_APPLY_ACTIONS, 8 + len(actions)), actions)), what)
 
@@ -172,14 +173,14 @@ _EMPTY_MATCH = _MATCH_HDR.pack(ofp.OFPMT_OXM, 4) + bytes(4)
 
 def flow_delete_cookie(cookie: int, mask: int, table: int | None = None) -> Encoded:
     """Delete every flow whose cookie matches under mask (in one table or all)."""
-    head = _FLOW_MOD.pack(OFP_VERSION, ofp.OFPT_FLOW_MOD, _FLOW_MOD.size + len(_EMPTY_MATCH), 0, cookie, mask,
-                          ofp.OFPTT_ALL if table is None else int(table), ofp.OFPFC_DELETE, 0, 0,
-                          ofp.OFP_DEFAULT_PRIORITY, ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0)
+    head = _flow_mod(_FLOW_MOD.size + len(_EMPTY_MATCH), cookie, mask,
+                     ofp.OFPTT_ALL if table is None else int(table), ofp.OFPFC_DELETE, 0, 0,
+                     ofp.OFP_DEFAULT_PRIORITY, ofp.OFPP_ANY, ofp.OFPG_ANY, 0)
     return Encoded(head + _EMPTY_MATCH, f"delete cookie={cookie:#x}/{mask:#x}")
 
 
 def _packet_out(in_port: int, out_port: int, data: bytes) -> Encoded:
-    action = _OUTPUT.pack(ofp.OFPAT_OUTPUT, 16, out_port, 0)
+    action = output(out_port)
     head = _PACKET_OUT.pack(OFP_VERSION, ofp.OFPT_PACKET_OUT, 24 + 16 + len(data), 0,
                             ofp.OFP_NO_BUFFER, in_port, 16)
     return Encoded(head + action + data, f"packet-out in_port={in_port} output={out_port}")

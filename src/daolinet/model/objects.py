@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 DEFAULT_TENANT = "default"
@@ -45,6 +46,18 @@ class Network:
         return asdict(self)
 
 
+@lru_cache(maxsize=1 << 16)
+def _ip_int(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
+
+
+@lru_cache(maxsize=1 << 16)
+def _segment(ip: str, prefix: int) -> tuple[int, int]:
+    """(network, mask) of the segment of an address with a prefix length."""
+    mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+    return _ip_int(ip) & mask, mask
+
+
 @dataclass(frozen=True)
 class Host:
     """A container host: its bridge's datapath id and its place on the underlay."""
@@ -66,13 +79,11 @@ class Host:
     def pool(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.pip_pool)
 
-    @property
-    def underlay_net(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"{self.underlay_ip}/{self.underlay_prefix}", strict=False)
-
     def same_segment(self, other: Host) -> bool:
-        """True if frames reach `other` directly, without an underlay router."""
-        return ipaddress.IPv4Address(other.underlay_ip) in self.underlay_net
+        """True if frames reach `other` directly, without an underlay router.
+        On every cross-host route's path: integer masks, parsed once per address."""
+        net, mask = _segment(self.underlay_ip, self.underlay_prefix)
+        return _ip_int(other.underlay_ip) & mask == net
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -120,8 +120,6 @@ class SwitchError:
             what = "unknown message"
         elif isinstance(cause, str):  # a fast-path message's description
             what = cause
-        elif hasattr(cause, "describe"):  # a FlowSpec sent through flows/wire.py
-            what = f"FlowMod {cause.describe()}"
         elif isinstance(cause, int):  # a route FlowMod: its cookie
             what = f"route FlowMod cookie={cause:#x}"
         else:
