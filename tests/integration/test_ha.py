@@ -28,6 +28,7 @@ from daolinet.store import SqliteStore, open_store
 from daolinet.store.migrate import migrate
 from daolinet.system import procs
 from daolinet.testing import labtools
+from daolinet.testing.asynctools import until
 from daolinet.testing.etcd import EtcdCluster, etcd_server
 from daolinet.testing.populate import populate
 
@@ -58,14 +59,6 @@ class Member:
         """Like kill -9: no revoke, the lease has to expire."""
         self.m._lease = None
         await self.stop()
-
-
-async def until(cond: object, timeout: float = DEADLINE) -> float:
-    start = time.monotonic()
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() - start < timeout, "condition not met in time"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 async def test_switches_are_spread_and_a_dead_masters_switches_move(etcd_server: EtcdCluster) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
-from typing import Any
 
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
@@ -14,24 +13,11 @@ from daolinet.controller.switch import SwitchSession
 from daolinet.ofp import channel as ch
 from daolinet.ofp.codec import ofp
 from daolinet.store import SqliteStore
+from daolinet.testing.asynctools import switch_end, until
 from daolinet.testing.fakeswitch import FakeSwitch
 
 TIMEOUT = 5.0
 DPID = 0xDA01
-
-
-async def until(cond: Any) -> None:
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(poll(), TIMEOUT)
-
-
-async def switch_end(fake: FakeSwitch, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(fake.data_to_send())
-    while data := await reader.read(65536):
-        fake.receive_data(data)
-        writer.write(fake.data_to_send())
 
 
 async def test_slave_until_held_then_master_with_the_generation(tmp_path: Path) -> None:
@@ -50,23 +36,23 @@ async def test_slave_until_held_then_master_with_the_generation(tmp_path: Path) 
     session = SwitchSession(*await asyncio.open_connection(sock=a))
     run = asyncio.create_task(ctrl.on_session(session))
 
-    await until(lambda: fake.role == ofp.OFPCR_ROLE_SLAVE)
+    await until(lambda: fake.role == ofp.OFPCR_ROLE_SLAVE, TIMEOUT)
     assert fake.generation_id == 3 and DPID in ctrl.ctx.connected and DPID not in ctrl.ctx.sessions
     fake.packet_in(1, b"\0" * 60)
     sw_writer.write(fake.data_to_send())
     await session.barrier()  # its reply comes after the PacketIn: that one has been handled
 
     ctrl.set_held({DPID: 7})
-    await until(lambda: fake.role == ofp.OFPCR_ROLE_MASTER)
+    await until(lambda: fake.role == ofp.OFPCR_ROLE_MASTER, TIMEOUT)
     assert fake.generation_id == 7 and ctrl.ctx.sessions[DPID] is session
     fake.packet_in(2, b"\0" * 60)
     sw_writer.write(fake.data_to_send())
-    await until(lambda: packet_ins)
+    await until(lambda: packet_ins, TIMEOUT)
     assert packet_ins == [2]  # the one sent while slave was not acted on
 
     ctrl.generation = lambda: 9
     ctrl.set_held({})
-    await until(lambda: fake.role == ofp.OFPCR_ROLE_SLAVE)
+    await until(lambda: fake.role == ofp.OFPCR_ROLE_SLAVE, TIMEOUT)
     assert fake.generation_id == 9 and DPID not in ctrl.ctx.sessions
 
     sw_writer.close()

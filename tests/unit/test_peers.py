@@ -21,25 +21,12 @@ from daolinet.flows.spec import FlowSpec, Match
 from daolinet.ofp.codec import parser
 from daolinet.pipeline import Table
 from daolinet.store import SqliteStore
+from daolinet.testing.asynctools import switch_end, until
 from daolinet.testing.fakeswitch import FakeSwitch
 
 TOKEN = "dl_test-peer-token"
 DPID = 0xDA07
 TIMEOUT = 5.0
-
-
-async def until(cond: object) -> None:
-    async def poll() -> None:
-        while not cond():  # type: ignore[operator]
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(poll(), TIMEOUT)
-
-
-async def switch_end(fake: FakeSwitch, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(fake.data_to_send())
-    while data := await reader.read(65536):
-        fake.receive_data(data)
-        writer.write(fake.data_to_send())
 
 
 def flow(port: int) -> FlowSpec:
@@ -56,7 +43,7 @@ async def test_flowmods_reach_a_switch_through_its_master(tmp_path: Path) -> Non
     sw_reader, sw_writer = await asyncio.open_connection(sock=b)
     end = asyncio.create_task(switch_end(fake, sw_reader, sw_writer))
     run = asyncio.create_task(master.on_session(SwitchSession(*await asyncio.open_connection(sock=a))))
-    await until(lambda: DPID in master.ctx.sessions)
+    await until(lambda: DPID in master.ctx.sessions, TIMEOUT)
     before = len(fake.flow_mods)
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(master))) as client:
