@@ -10,7 +10,20 @@ from collections.abc import Sequence
 
 import typer
 
-from daolinet.cli import container, daemons, group, host, policy, portmap, route, rule, store, tenant, token
+from daolinet.cli import (
+    container,
+    daemons,
+    group,
+    host,
+    pki,
+    policy,
+    portmap,
+    route,
+    rule,
+    store,
+    tenant,
+    token,
+)
 from daolinet.cli import lab as lab_cli
 from daolinet.cli import network as network_cli
 from daolinet.cli import trace as trace_cli
@@ -43,6 +56,7 @@ app.add_typer(route.app, name="route")
 app.add_typer(token.app, name="token")
 app.add_typer(portmap.app, name="portmap")
 app.add_typer(store.app, name="store")
+app.add_typer(pki.app, name="pki")
 app.command("trace")(trace_cli.trace)
 app.command()(daemons.controller)
 app.command()(daemons.agent)
