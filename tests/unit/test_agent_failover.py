@@ -241,8 +241,11 @@ def test_an_agent_needs_some_api() -> None:
     from daolinet.agent.main import AgentConfig, check
 
     def cfg(**kw: Any) -> AgentConfig:
-        return AgentConfig(name="h1", controllers=("unix:/x",), bridge="b", uplink="u", pip_pool="p", **kw)
+        return AgentConfig(name="h1", controllers=("unix:/x",), bridge="b", uplink="u", pip_pool="p",
+                           token_file=kw.pop("token_file", "/t"), **kw)
     check(cfg(api=(f"{A},{B}",)))
+    with pytest.raises(InvalidInput, match="no credential"):
+        check(cfg(api=(A,), token_file=None))
     check(cfg(api=(), api_file="/somewhere"))
     for bad, match in (((), "no --api"), (("a:1",), "use http://HOST:PORT")):
         with pytest.raises(InvalidInput, match=match):

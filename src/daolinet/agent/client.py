@@ -26,6 +26,7 @@ from daolinet.errors import (
     Unauthorized,
 )
 from daolinet.model.objects import DEFAULT_TENANT
+from daolinet.security.tls import TlsFiles, client_context
 
 log = logging.getLogger(__name__)
 ERRORS: dict[int, type[DaoliError]] = {400: InvalidInput, 401: Unauthorized, 403: Forbidden,
@@ -71,15 +72,17 @@ def read_url_file(path: str) -> tuple[str, ...]:
 
 class ControllerClient:
     def __init__(self, base_url: str | Sequence[str], token: str | None = None, timeout: float = 10.0,
-                 transport: Any = None, api_file: str | None = None) -> None:
+                 transport: Any = None, api_file: str | None = None, tls: TlsFiles | None = None) -> None:
         urls = parse_urls([base_url] if isinstance(base_url, str) else base_url)
         self.api_file = api_file
         self.ring = ApiRing(urls or (read_url_file(api_file) if api_file else ()))
         if api_file:
             self._reload()
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        # With TLS: the server verified against the installation's CA, the host certificate offered.
+        verify: Any = client_context(tls) if tls is not None else True
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
-                                      transport=transport, headers=headers)
+                                      transport=transport, headers=headers, verify=verify)
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -30,6 +30,7 @@ from daolinet.agent.failover import parse_urls
 from daolinet.agent.plumbing import Plumber
 from daolinet.agent.service import AgentService, HostInfo
 from daolinet.errors import InvalidInput, SystemFailure
+from daolinet.security.settings import Security
 from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
 from daolinet.system import links
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
@@ -51,12 +52,13 @@ class AgentConfig:
     listen: str = "/run/daolinet/agent.sock"
     heartbeat: float = heartbeat_interval(DEFAULT_HOST_TTL)  # seconds; at most the host TTL / 3
     ready_file: str | None = None
-    token_file: str = "/etc/daolinet/agent.token"
+    token_file: str | None = None  # a host token: the credential with --insecure (else the host certificate)
     underlay_gateway_mac: str = ""  # the underlay router's MAC: next hop to other segments
     docker_plugin_dir: str = "/run/docker/plugins"  # serve <dir>/daolinet.sock there ("": no plugin)
     docker_host: str = "unix:///run/docker.sock"  # this host's dockerd ("": no network sync)
     docker_sync: float = 5.0  # seconds between syncs of Docker networks with daolinet's
     api_file: str | None = None  # API URLs, one a line (wins over `api`), read again when a controller fails
+    security: Security = Security(tls=None, insecure=True)  # the command line's default is TLS
 
 
 def read_token(path: str) -> str:
@@ -78,11 +80,14 @@ def check(cfg: AgentConfig) -> None:
             raise InvalidInput(f"invalid --controller {target!r}: use tcp:IP:PORT or unix:PATH")
     if not parse_urls(cfg.api) and not cfg.api_file:
         raise InvalidInput("no --api: give every controller's REST API URL (or --api-file)")
+    if cfg.security.tls is None and not cfg.token_file:
+        raise InvalidInput("no credential: give the host certificate (--tls-cert, --tls-key, --tls-ca) or, "
+                           "with --insecure, a host token (--token-file)")
 
 
 def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb) -> HostInfo:
     ovsdb.ensure_bridge(BridgeConfig(name=cfg.bridge, controllers=cfg.controllers,
-                                     datapath_id=cfg.datapath_id))
+                                     datapath_id=cfg.datapath_id, tls=cfg.security.tls))
     uplink_ofport = ovsdb.add_port(cfg.bridge, cfg.uplink)
     found = links.address_of(cfg.netns, cfg.bridge)
     if found is None:
@@ -97,7 +102,9 @@ def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb) -> HostInfo:
 async def run(cfg: AgentConfig) -> None:
     check(cfg)
     ovsdb = await asyncio.to_thread(Ovsdb, cfg.ovsdb)
-    client = ControllerClient(cfg.api, token=read_token(cfg.token_file), api_file=cfg.api_file)
+    cfg.security.warn("agent")
+    token = read_token(cfg.token_file) if cfg.token_file else None
+    client = ControllerClient(cfg.api, token=token, api_file=cfg.api_file, tls=cfg.security.tls)
     try:
         host = await asyncio.to_thread(prepare_bridge, cfg, ovsdb)
         service = AgentService(host, client, Plumber(ovsdb, cfg.bridge, cfg.netns))

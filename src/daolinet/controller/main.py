@@ -16,6 +16,8 @@ import logging
 import os
 import signal
 import socket
+import ssl
+from typing import Any
 
 import uvicorn
 
@@ -28,6 +30,8 @@ from daolinet.controller.liveness import watch_hosts
 from daolinet.controller.mastership_etcd import EtcdMastership
 from daolinet.controller.peers import Peers
 from daolinet.errors import InvalidInput
+from daolinet.security.settings import Security
+from daolinet.security.tls import server_context
 from daolinet.store import open_store
 
 log = logging.getLogger("daolinet.controller")
@@ -46,45 +50,76 @@ def settle_gc() -> None:
 def parse_listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or int(port) > 65535:
-        raise InvalidInput(f"invalid --api-listen {value!r}: use HOST:PORT")
-    return host, int(port)
+        raise InvalidInput(f"invalid --api-listen {value!r}: use HOST:PORT or unix:PATH")
+    return host.strip("[]"), int(port)
 
 
-async def serve(store_url: str, of_listen: list[str], api_listen: str, config: Config,
+def api_sockets(listens: list[str] | str) -> list[socket.socket]:
+    """Listening sockets for the API, bound at once: a peer probing the port before
+    uvicorn runs must not be refused.  The first TCP one is the API's advertised URL."""
+    out: list[socket.socket] = []
+    for value in [listens] if isinstance(listens, str) else listens:
+        if value.startswith("unix:"):
+            path = value[len("unix:"):]
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(path)
+            os.chmod(path, 0o600)
+        else:
+            host, port = parse_listen(value)
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        sock.listen(128)
+        out.append(sock)
+    if not any(s.family != socket.AF_UNIX for s in out):
+        raise InvalidInput("--api-listen needs one HOST:PORT (peers and agents use it)")
+    return out
+
+
+def api_url(socks: list[socket.socket], https: bool) -> str:
+    host, port = next(s for s in socks if s.family != socket.AF_UNIX).getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if https else 'http'}://{host}:{port}"
+
+
+async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | str, config: Config,
                 ready_file: str | None = None, admin_token_file: str | None = None,
-                controller_id: str | None = None) -> None:
-    host, port = parse_listen(api_listen)
+                controller_id: str | None = None, security: Security | None = None) -> None:
+    security = security or Security(tls=None, insecure=True)
+    security.warn("controller")
     for target in of_listen:
         ofserver.parse_target(target)
-    store = open_store(store_url, host_ttl=config.host_ttl)
+    security.check_targets(of_listen, "--of-listen")
+    of_tls = server_context(security.tls) if security.tls is not None else None
+    socks = api_sockets(api_listen)
+    store = open_store(store_url, host_ttl=config.host_ttl, etcd_tls=security.etcd)
     if admin_token_file is None:
         admin_token_file = default_token_file(store_url)
     secret = await ensure_admin_token(store, admin_token_file)
     ctrl = Controller(store, config)
     await ctrl.start()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)  # at once: a peer probing this port before uvicorn runs must not be refused
-    api_url = f"http://{host}:{sock.getsockname()[1]}"
-    shared = Shared(store_url, controller_id or f"{socket.gethostname()}-{os.getpid()}", api_url, secret)
+    url = api_url(socks, https=security.tls is not None)
+    shared = Shared(store_url, controller_id or f"{socket.gethostname()}-{os.getpid()}", url, secret,
+                    security)
     shared.attach(ctrl)
     liveness = asyncio.create_task(watch_hosts(store, ctrl.ctx.clock), name="host-liveness")
-    of_servers = [await ofserver.listen(t, ctrl.on_session) for t in of_listen]
-    server = uvicorn.Server(uvicorn.Config(create_app(ctrl), log_level="warning", lifespan="off",
-                                           access_log=False))
+    of_servers = [await ofserver.listen(t, ctrl.on_session, of_tls) for t in of_listen]
+    server = uvicorn.Server(api_config(create_app(ctrl), security))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    api_task = asyncio.create_task(server.serve(sockets=[sock]))
+    api_task = asyncio.create_task(server.serve(sockets=socks))
     while not server.started and not api_task.done():
         await asyncio.sleep(0.01)  # uvicorn offers no readiness event; poll its flag
     if ready_file:
-        _write_ready(ready_file, {"api": api_url, "of": of_listen, "pid": os.getpid(),
+        _write_ready(ready_file, {"api": url, "of": of_listen, "pid": os.getpid(),
                                   "admin_token_file": admin_token_file})
     settle_gc()
-    log.info("controller ready: api %s, openflow %s", api_url, ", ".join(of_listen))
+    log.info("controller ready: api %s, openflow %s", url, ", ".join(of_listen))
     await stop.wait()
     server.should_exit = True
     for s in of_servers:
@@ -98,17 +133,28 @@ async def serve(store_url: str, of_listen: list[str], api_listen: str, config: C
     await store.close()
 
 
+def api_config(app: Any, security: Security) -> uvicorn.Config:
+    """uvicorn for the API: HTTPS with the controller's pair when it has one; a client
+    certificate is asked for (hosts and controllers show theirs), not required (users
+    may send tokens)."""
+    kwargs: dict[str, Any] = {}
+    if security.tls is not None:
+        kwargs = {"ssl_certfile": security.tls.cert, "ssl_keyfile": security.tls.key,
+                  "ssl_ca_certs": security.tls.ca, "ssl_cert_reqs": ssl.CERT_OPTIONAL}
+    return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **kwargs)
+
+
 class Shared:
     """With an etcd store, several controllers share the switches: mastership per
     switch through etcd, and FlowMods for another master's switch through it."""
 
-    def __init__(self, store_url: str, me: str, api_url: str, secret: str) -> None:
+    def __init__(self, store_url: str, me: str, api_url: str, secret: str, security: Security) -> None:
         self.mastership: EtcdMastership | None = None
         self.peers: Peers | None = None
         self._task: asyncio.Task[None] | None = None
         if store_url.startswith("etcd://"):
-            self.mastership = EtcdMastership(store_url, me, api_url)
-            self.peers = Peers(self.mastership.owner_url, secret)
+            self.mastership = EtcdMastership(store_url, me, api_url, etcd_tls=security.etcd)
+            self.peers = Peers(self.mastership.owner_url, secret, tls=security.tls)
 
     def attach(self, ctrl: Controller) -> None:
         m, peers = self.mastership, self.peers

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from daolinet.controller.mastership import plan
 from daolinet.errors import DaoliError
+from daolinet.security.tls import TlsFiles
 from daolinet.store.etcd_kv import EtcdKV, RevisionGone, parse_url
 
 PROBE_TIMEOUT = 0.2
@@ -65,12 +66,13 @@ OnHeld = Callable[[Held], None]
 
 
 class EtcdMastership:
-    def __init__(self, url: str, me: str, api_url: str = "", *, ttl: int = 2, interval: float = 0.25) -> None:
+    def __init__(self, url: str, me: str, api_url: str = "", *, ttl: int = 2, interval: float = 0.25,
+                 etcd_tls: TlsFiles | None = None) -> None:
         endpoints, prefix = parse_url(url)
-        self.kv = EtcdKV(endpoints, url, timeout=max(1.0, ttl / 2))
+        self.kv = EtcdKV(endpoints, url, timeout=max(1.0, ttl / 2), tls=etcd_tls)
         # The watch has a client of its own: a failover closes its client, which would cancel
         # a round's call in flight on a shared one (and a round's failover the watch).
-        self._watch_kv = EtcdKV(endpoints, url, timeout=max(1.0, ttl / 2))
+        self._watch_kv = EtcdKV(endpoints, url, timeout=max(1.0, ttl / 2), tls=etcd_tls)
         self.me = me
         self.api_url = api_url
         self.ttl = ttl

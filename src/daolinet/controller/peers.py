@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from daolinet.ofp.codec import Encoded, encode
+from daolinet.security.tls import TlsFiles, client_context
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,11 @@ class RemoteSwitch:
 class Peers:
     """The other controllers, by the switches they master."""
 
-    def __init__(self, owner_of: OwnerOf, token: str) -> None:
+    def __init__(self, owner_of: OwnerOf, token: str, tls: TlsFiles | None = None) -> None:
         self._owner_of = owner_of
         self._token = token
-        self._client = httpx.AsyncClient()
+        # Peers verify each other against the installation's CA; ours is a controller certificate.
+        self._client = httpx.AsyncClient(verify=client_context(tls) if tls is not None else True)
         self._remotes: dict[tuple[int, str], RemoteSwitch] = {}
 
     def remote(self, dpid: int) -> RemoteSwitch | None:

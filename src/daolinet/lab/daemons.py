@@ -117,7 +117,7 @@ def start_controller(lab: str, idle_timeout: int, index: int = 0, store: str | N
     proc = _spawn(["controller", f"--store={store or 'sqlite://' + p.store}", f"--of-listen=unix:{p.of_sock}",
                    "--api-listen=127.0.0.1:0", f"--ready-file={p.ready}",
                    f"--admin-token-file={p.admin_token}", f"--id=c{index}",
-                   f"--idle-timeout={idle_timeout}", f"--host-ttl={host_ttl}"], p.log)
+                   f"--idle-timeout={idle_timeout}", f"--host-ttl={host_ttl}", "--insecure"], p.log)
     return proc, wait_ready(proc, p.ready, p.log)
 
 
@@ -142,7 +142,7 @@ def agent_argv(host: plan.HostPlan, of_socks: list[str], apis: list[str], ovsdb:
         f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
         f"--ready-file={os.path.join(host.rundir(), 'agent.json')}",
         f"--heartbeat={heartbeat_interval(host_ttl):g}",
-        f"--token-file={ControllerPaths(host.lab).admin_token}",
+        f"--token-file={ControllerPaths(host.lab).admin_token}", "--insecure",
         f"--underlay-gateway-mac={gateway_mac}",
         # The host's own dockerd, when a test starts one (lab/docker.py): never the machine's.
         f"--docker-plugin-dir={docker.DockerPaths(host).plugins}",

@@ -4,6 +4,7 @@ feed, behind one interface (`Store`).  `open_store(url)` picks the backend."""
 from __future__ import annotations
 
 from daolinet.errors import InvalidInput
+from daolinet.security.tls import TlsFiles
 from daolinet.store.base import ChangesPruned, Store, check_int
 from daolinet.store.etcd import EtcdStore
 from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
@@ -16,22 +17,23 @@ SQLITE_FILE = "sqlite:///"  # followed by an absolute path without its leading "
 ETCD = "etcd://"  # followed by host:port[,host:port...][/prefix]
 
 
-def open_store(url: str, host_ttl: int = DEFAULT_HOST_TTL) -> Store:
+def open_store(url: str, host_ttl: int = DEFAULT_HOST_TTL, etcd_tls: TlsFiles | None = None) -> Store:
     """A store for `url`: "sqlite:///abs/path/file.db", "sqlite://:memory:" or
     "etcd://host:port[,host:port...][/prefix]" (which connects on first use).
-    `host_ttl`: seconds a host stays alive after its last heartbeat."""
+    `host_ttl`: seconds a host stays alive after its last heartbeat; `etcd_tls`: the
+    CA and client pair for etcd over TLS."""
     check_int("host TTL", host_ttl, 1, MAX_HOST_TTL)
-    store = _open(url)
+    store = _open(url, etcd_tls)
     store.host_ttl = host_ttl
     return store
 
 
-def _open(url: str) -> Store:
+def _open(url: str, etcd_tls: TlsFiles | None = None) -> Store:
     if url == SQLITE_MEMORY:
         return SqliteStore.open(":memory:")
     if url.startswith(SQLITE_FILE) and len(url) > len(SQLITE_FILE):
         return SqliteStore.open(url[len(SQLITE_FILE) - 1:])
     if url.startswith(ETCD):
-        return EtcdStore.open(url)
+        return EtcdStore.open(url, tls=etcd_tls)
     raise InvalidInput(f"unsupported store URL {url!r}: use sqlite:///absolute/path.db, {SQLITE_MEMORY} "
                        f"or {ETCD}host:port[,host:port...][/prefix]")

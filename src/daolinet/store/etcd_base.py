@@ -28,6 +28,7 @@ from typing import Self, TypeVar
 from daolinet.errors import InvalidInput, NotFound, SystemFailure
 from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
 from daolinet.model.view import Change, Obj
+from daolinet.security.tls import TlsFiles
 from daolinet.store.base import KEEP_CHANGES, ChangesPruned, Store, check_int, kind_of, obj_from_json
 from daolinet.store.etcd_keys import Keys, decode
 from daolinet.store.etcd_kv import DEFAULT_TIMEOUT, EtcdKV, Reader, RevisionGone, parse_url, range_end
@@ -64,12 +65,14 @@ class EtcdBase(Store):
         self.conflicts = 0  # writes that lost to another writer and were run again
 
     @classmethod
-    def open(cls, url: str, *, keep_changes: int = KEEP_CHANGES, timeout: float = DEFAULT_TIMEOUT) -> Self:
-        """A store on the etcd cluster of `url` ("etcd://h1:2379,h2:2379[/prefix]").
+    def open(cls, url: str, *, keep_changes: int = KEEP_CHANGES, timeout: float = DEFAULT_TIMEOUT,
+             tls: TlsFiles | None = None) -> Self:
+        """A store on the etcd cluster of `url` ("etcd://h1:2379,h2:2379[/prefix]"), over TLS
+        with `tls` (the etcd CA and a client pair).
 
         Connects on first use: opening never blocks."""
         endpoints, prefix = parse_url(url)
-        return cls(EtcdKV(endpoints, url, timeout), Keys(prefix), url, keep_changes)
+        return cls(EtcdKV(endpoints, url, timeout, tls=tls), Keys(prefix), url, keep_changes)
 
     async def close(self) -> None:
         await self._kv.close()

@@ -30,6 +30,7 @@ from aetcd import rpc
 from aetcd.utils import prefix_range_end
 
 from daolinet.errors import InvalidInput, SystemFailure
+from daolinet.security.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,11 @@ def range_end(prefix: bytes) -> bytes:
 class EtcdKV:
     """One client to an etcd cluster, moving to the next endpoint when a member fails."""
 
-    def __init__(self, endpoints: list[Endpoint], name: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, endpoints: list[Endpoint], name: str, timeout: float = DEFAULT_TIMEOUT,
+                 tls: TlsFiles | None = None) -> None:
         if not endpoints:
             raise InvalidInput(f"store {name}: no etcd endpoints")
+        self.tls = tls
         self.endpoints = endpoints
         self.name = name
         self.timeout = timeout

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.errors import NotFound, SystemFailure
+from daolinet.security.tls import TlsFiles
 
 # python-ovs probes for eventlet at import time, and merely importing eventlet
 # (installed as an os-ken dependency) hooks fork() to warn on every subprocess.
@@ -38,6 +39,7 @@ class BridgeConfig:
     protocols: tuple[str, ...] = ("OpenFlow13",)
     controllers: tuple[str, ...] = ()
     datapath_id: int | None = None
+    tls: TlsFiles | None = None  # the host's pair and the CA: ssl: controller targets need them
 
 
 class Ovsdb:
@@ -84,7 +86,25 @@ class Ovsdb:
                 ("other_config", other),
             ),
         )
+        if cfg.tls is not None:
+            self.set_ssl(cfg.tls)
         self.set_controllers(cfg.name, cfg.controllers)
+
+    def set_ssl(self, tls: TlsFiles) -> None:
+        """The switch's side of OpenFlow over TLS: its host key and certificate, and the CA
+        that every controller's certificate must chain to (the `SSL` table)."""
+        files = {"private_key": tls.key, "certificate": tls.cert, "ca_cert": tls.ca}
+        current = self.api.db_get("Open_vSwitch", ".", "ssl").execute(check_error=True)
+        if current:
+            uuid = current[0] if isinstance(current, list) else current
+            self._execute(self.api.db_set("SSL", uuid, *files.items(), ("bootstrap_ca_cert", False)))
+            return
+        self._execute(self.api.db_create("SSL", **files, bootstrap_ca_cert=False))
+        rows = self.api.db_find("SSL", ("private_key", "=", tls.key), columns=["_uuid"]).execute(
+            check_error=True)
+        if not rows:
+            raise SystemFailure(f"OVSDB at {self.endpoint}: the SSL row just made is gone")
+        self._execute(self.api.db_set("Open_vSwitch", ".", ("ssl", rows[0]["_uuid"])))
 
     def set_controllers(self, bridge: str, targets: tuple[str, ...] | list[str],
                         max_backoff_ms: int = 1000) -> None:
