@@ -8,14 +8,19 @@ import httpx
 
 from daolinet.agent.client import raise_for
 from daolinet.errors import SystemFailure
+from daolinet.security.tls import TlsFiles, client_context
 
 
 class LabClient:
     def __init__(self, base_url: str = "http://agent", uds: str | None = None,
-                 timeout: float = 30.0, token: str | None = None) -> None:
-        transport = httpx.HTTPTransport(uds=uds) if uds else None
+                 timeout: float = 30.0, token: str | None = None, tls: TlsFiles | None = None) -> None:
+        # With TLS: the controller verified against the lab's CA (also through a unix socket:
+        # the URL names the server the certificate must match), our pair offered.
+        verify: Any = client_context(tls) if tls is not None else True
+        transport = httpx.HTTPTransport(uds=uds, verify=verify) if uds else None
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport, headers=headers)
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport, headers=headers,
+                                 verify=verify)
         self.where = uds or base_url
 
     def __enter__(self) -> LabClient:
