@@ -99,12 +99,9 @@ class Ovsdb:
             uuid = current[0] if isinstance(current, list) else current
             self._execute(self.api.db_set("SSL", uuid, *files.items(), ("bootstrap_ca_cert", False)))
             return
-        self._execute(self.api.db_create("SSL", **files, bootstrap_ca_cert=False))
-        rows = self.api.db_find("SSL", ("private_key", "=", tls.key), columns=["_uuid"]).execute(
-            check_error=True)
-        if not rows:
-            raise SystemFailure(f"OVSDB at {self.endpoint}: the SSL row just made is gone")
-        self._execute(self.api.db_set("Open_vSwitch", ".", ("ssl", rows[0]["_uuid"])))
+        # An SSL row nobody references is collected at commit: make and reference it at once.
+        row = self.api.db_create("SSL", **files, bootstrap_ca_cert=False)
+        self._execute(row, self.api.db_set("Open_vSwitch", ".", ("ssl", row)))
 
     def set_controllers(self, bridge: str, targets: tuple[str, ...] | list[str],
                         max_backoff_ms: int = 1000) -> None:
