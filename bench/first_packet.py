@@ -3,7 +3,10 @@
 for fresh container pairs, cross-host and same-host; plus the controller's own
 PacketIn -> route-installed time.
 
-    .venv/bin/python bench/first_packet.py [--pairs 200] [--same-host-pairs 60]
+    .venv/bin/python bench/first_packet.py [--pairs 200] [--same-host-pairs 60] [--compare-insecure]
+
+The lab runs TLS everywhere (as by default); `--compare-insecure` measures an
+`--insecure` lab too, in the same run, and prints the ratio.
 
 Prints a table and writes bench/results/first_packet-<timestamp>.json.
 """
@@ -37,10 +40,10 @@ def measure_pair(lab: cluster.Lab, src: str, dst_ip: str) -> tuple[float, float]
     return times[1], statistics.median(times[s] for s in range(2, 6))
 
 
-def run(pairs: int, same_pairs: int) -> dict[str, object]:
+def run(pairs: int, same_pairs: int, insecure: bool = False) -> dict[str, object]:
     side = max(2, int(pairs ** 0.5 + 0.999))
     name = new_lab_name()
-    lab = cluster.Lab.up(name, hosts=2)
+    lab = cluster.Lab.up(name, hosts=2, insecure=insecure)
     try:
         api(lab, "POST", "/networks", json={"name": "bench", "subnet": "10.50.0.0/16"})
         left = [lab.add_container(f"l{i}", host="h1", network="bench") for i in range(side)]
@@ -71,12 +74,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--same-host-pairs", type=int, default=60)
+    parser.add_argument("--compare-insecure", action="store_true",
+                        help="also measure an --insecure lab in the same run")
     args = parser.parse_args()
     started = time.time()
     results = run(args.pairs, args.same_host_pairs)
+    if args.compare_insecure:
+        results["insecure"] = run(args.pairs, args.same_host_pairs, insecure=True)
     record = {"bench": "first_packet", "when": started, "machine": {
         "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
-        "params": {"pairs": args.pairs, "same_host_pairs": args.same_host_pairs}, "results": results}
+        "params": {"pairs": args.pairs, "same_host_pairs": args.same_host_pairs, "tls": True,
+                   "compare_insecure": args.compare_insecure}, "results": results}
     print(f"{'case':<12} {'pairs':>5} {'first p50':>10} {'steady p50':>11} "
           f"{'extra p50':>10} {'extra p99':>10}")
     for case in ("cross-host", "same-host"):
@@ -85,6 +93,14 @@ def main() -> None:
         print(f"{case:<12} {r['measured']:>5} {r['first_p50_ms']:>8.3f}ms {r['steady_p50_ms']:>9.3f}ms "
               f"{r['extra_p50_ms']:>8.3f}ms {r['extra_p99_ms']:>8.3f}ms")
     print(f"controller PacketIn->route (µs): {results['controller_route_setup']}")
+    plain = results.get("insecure")
+    if isinstance(plain, dict):
+        for case in ("cross-host", "same-host"):
+            tls_r, ins_r = results[case], plain[case]
+            assert isinstance(tls_r, dict) and isinstance(ins_r, dict)
+            ratio = tls_r["extra_p50_ms"] / max(ins_r["extra_p50_ms"], 1e-3)
+            print(f"{case:<12} insecure extra p50 {ins_r['extra_p50_ms']:.3f}ms "
+                  f"p99 {ins_r['extra_p99_ms']:.3f}ms; TLS/insecure extra p50 x{ratio:.2f}")
     os.makedirs("bench/results", exist_ok=True)
     path = time.strftime("bench/results/first_packet-%Y%m%dT%H%M%S.json", time.gmtime(started))
     with open(path, "w") as f:
