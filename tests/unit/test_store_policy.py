@@ -370,6 +370,26 @@ async def test_tokens_are_found_by_hash_and_scoped_by_tenant(acme: Store) -> Non
     await refused(acme, NotFound, rf"token {admin.id} not found", lambda: acme.delete_token(admin.id))
 
 
+async def test_host_tokens_are_bound_to_their_host_and_kept(acme: Store) -> None:
+    seen = recorder(acme)
+    agent = await acme.create_token("agent-h1", None, sha("h1"), 5.0, host="h1")  # h1 need not exist yet
+    assert agent == Token(id=agent.id, name="agent-h1", tenant=None, hash=sha("h1"), created=5.0, host="h1")
+    assert [c.obj for c in seen] == [agent]
+    assert await acme.find_token(sha("h1")) == agent
+    assert await acme.list_tokens() == [agent]
+    assert agent.to_json()["host"] == "h1" and "hash" not in agent.to_json()
+    rev, objs = await acme.snapshot()
+    view = View()
+    view.load(objs, rev)
+    assert view.tokens[sha("h1")].host == "h1"
+    await refused(acme, InvalidInput, r"token x is for tenant acme or for host h1, not both",
+                  lambda: acme.create_token("x", "acme", sha("x"), 0.0, host="h1"))
+    await refused(acme, InvalidInput, r"invalid host name",
+                  lambda: acme.create_token("x", None, sha("x"), 0.0, host="H 1!"))
+    await refused(acme, Conflict, r"token agent-h1 of host h2 already exists",
+                  lambda: acme.create_token("agent-h1", None, sha("x"), 0.0, host="h2"))
+
+
 @pytest.mark.parametrize(("name", "tenant", "hash", "created", "error", "match"), [
     ("ops", None, sha("s1"), 0.0, Conflict, r"admin token ops already exists"),
     ("ops", "acme", sha("s2"), 0.0, Conflict, r"token ops of tenant acme already exists"),

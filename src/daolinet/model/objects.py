@@ -163,13 +163,16 @@ class Rule:
 
 @dataclass(frozen=True)
 class Token:
-    """An API token, stored hashed.  tenant None: an admin token."""
+    """An API token, stored hashed.  tenant None: an admin token, unless `host` is set:
+    then a host token, bound to that host (agents of an --insecure installation; with
+    TLS a host shows its certificate instead)."""
 
     id: int
     name: str
     tenant: str | None
     hash: str  # sha256 hex of the secret
     created: float = 0.0
+    host: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -274,8 +274,10 @@ class Store(ABC):
     # -- tokens -------------------------------------------------------------------
 
     @abstractmethod
-    async def create_token(self, name: str, tenant: str | None, hash: str, created: float) -> Token:
-        """tenant None: an admin token.  `hash` is the sha256 hex of the secret."""
+    async def create_token(self, name: str, tenant: str | None, hash: str, created: float,
+                           host: str | None = None) -> Token:
+        """tenant None: an admin token, or with `host` a token bound to that host (which need
+        not be registered yet: its agent registers it).  `hash` is the sha256 hex of the secret."""
 
     @abstractmethod
     async def list_tokens(self, tenant: str | None = None) -> list[Token]:
@@ -418,14 +420,26 @@ def check_ports(protocol: str, ports: object) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def check_token(name: str, hash: str, created: float) -> float:
+def check_token(name: str, hash: str, created: float, tenant: str | None = None,
+                host: str | None = None) -> float:
     """Checks a new token's fields; returns `created` as a float."""
     check_name("token", name)
+    if host is not None:
+        check_name("host", host)
+        if tenant is not None:
+            raise InvalidInput(f"token {name} is for tenant {tenant} or for host {host}, not both")
     if not isinstance(hash, str) or not TOKEN_HASH_RE.match(hash):
         raise InvalidInput(f"hash of token {name} must be 64 lowercase hex digits (a sha256)")
     if isinstance(created, bool) or not isinstance(created, int | float) or not math.isfinite(created):
         raise InvalidInput(f"created {created!r} of token {name} must be a number")
     return float(created)
+
+
+def token_what(name: str, tenant: str | None, host: str | None) -> str:
+    """A token as messages name it."""
+    if host is not None:
+        return f"token {name} of host {host}"
+    return f"admin token {name}" if tenant is None else f"token {name} of tenant {tenant}"
 
 
 # -- objects in the change log ---------------------------------------------------------

@@ -27,6 +27,7 @@ from daolinet.store.base import (
     check_name,
     check_ports,
     check_token,
+    token_what,
 )
 from daolinet.store.etcd_base import EtcdBase
 from daolinet.store.etcd_kv import Reader
@@ -240,9 +241,10 @@ class EtcdPolicy(EtcdBase):
 
     # -- tokens ------------------------------------------------------------------------
 
-    async def create_token(self, name: str, tenant: str | None, hash: str, created: float) -> Token:
-        created = check_token(name, hash, created)
-        what = f"admin token {name}" if tenant is None else f"token {name} of tenant {tenant}"
+    async def create_token(self, name: str, tenant: str | None, hash: str, created: float,
+                           host: str | None = None) -> Token:
+        created = check_token(name, hash, created, tenant, host)
+        what = token_what(name, tenant, host)
 
         async def write(tx: EtcdTx) -> Token:
             if tenant is not None:
@@ -251,7 +253,8 @@ class EtcdPolicy(EtcdBase):
                 raise Conflict(f"{what} already exists")
             if await tx.read.get(self._keys.token_hash(hash)) is not None:
                 raise Conflict(f"{what}: another token already has the same secret")
-            token = Token(id=await tx.next_id("token"), name=name, tenant=tenant, hash=hash, created=created)
+            token = Token(id=await tx.next_id("token"), name=name, tenant=tenant, hash=hash, created=created,
+                          host=host)
             tx.put(token)
             tx.record(token)
             return token

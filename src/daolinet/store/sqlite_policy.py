@@ -30,6 +30,7 @@ from daolinet.store.base import (
     check_name,
     check_ports,
     check_token,
+    token_what,
 )
 from daolinet.store.sqlite_schema import Tx, group_of, rule_of, token_of
 
@@ -258,9 +259,10 @@ class SqlitePolicy(Store):
 
     # -- tokens ------------------------------------------------------------------------
 
-    async def create_token(self, name: str, tenant: str | None, hash: str, created: float) -> Token:
-        created = check_token(name, hash, created)
-        what = f"admin token {name}" if tenant is None else f"token {name} of tenant {tenant}"
+    async def create_token(self, name: str, tenant: str | None, hash: str, created: float,
+                           host: str | None = None) -> Token:
+        created = check_token(name, hash, created, tenant, host)
+        what = token_what(name, tenant, host)
         with self._write() as tx:
             if tenant is not None:
                 self._must_tenant(tenant)
@@ -268,9 +270,10 @@ class SqlitePolicy(Store):
                 raise Conflict(f"{what} already exists")
             if self._one("SELECT id FROM tokens WHERE hash = ?", hash) is not None:
                 raise Conflict(f"{what}: another token already has the same secret")
-            row = tx.db.execute("INSERT INTO tokens (name, tenant, hash, created) VALUES (?, ?, ?, ?) "
-                                "RETURNING id", (name, tenant, hash, created)).fetchone()
-            token = Token(id=row[0], name=name, tenant=tenant, hash=hash, created=created)
+            row = tx.db.execute("INSERT INTO tokens (name, tenant, hash, created, host) "
+                                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                                (name, tenant, hash, created, host)).fetchone()
+            token = Token(id=row[0], name=name, tenant=tenant, hash=hash, created=created, host=host)
             tx.record(token)
             return token
 

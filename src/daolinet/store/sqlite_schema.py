@@ -54,7 +54,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS rules_one_per_pair ON rules (tenant, a, b) WHE
 CREATE TABLE IF NOT EXISTS tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL, tenant TEXT REFERENCES tenants (name), hash TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL);
+    created REAL NOT NULL, host TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_name ON tokens (ifnull(tenant, ''), name);
 CREATE TABLE IF NOT EXISTS portmaps (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -74,6 +74,8 @@ def upgrade(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(hosts)")}
     if "alive" not in columns:
         db.execute("ALTER TABLE hosts ADD COLUMN alive INTEGER NOT NULL DEFAULT 1")
+    if "host" not in {row[1] for row in db.execute("PRAGMA table_info(tokens)")}:
+        db.execute("ALTER TABLE tokens ADD COLUMN host TEXT")  # host tokens (issue 12)
 
 
 FREE_ID = """
