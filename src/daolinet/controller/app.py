@@ -1,6 +1,8 @@
 """The controller's core: follows the store's change feed into the view and
 reacts (sync proactive flows, revoke routes), and dispatches switch events
-to the hot-plug route and the flow sync."""
+to the hot-plug route and the flow sync.  A switch's session is admitted for
+its dpid only if its certificate may speak for it (admission.py): when its
+handshake names the dpid, and again when the store binds that dpid to a host."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from daolinet.controller.admission import Refusal, admit
 from daolinet.controller.context import Config, Context
 from daolinet.controller.hotplug import HotPlug
 from daolinet.controller.metrics import Metrics
+from daolinet.controller.ofserver import log_refusal
 from daolinet.controller.routes import scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.controller.sync import FlowSync
@@ -107,6 +111,8 @@ class Controller:
         self.ctx.view = View()
         self.ctx.view.load(objs, rev)
         self._ahead.clear()
+        for session in list(self.ctx.connected.values()):
+            self._check_bound(session)
         for session in list(self.ctx.sessions.values()):
             self._spawn(self.sync.sync_switch(session))
 
@@ -134,6 +140,8 @@ class Controller:
         if isinstance(obj, Endpoint):
             self._endpoint_changed(old, new)  # type: ignore[arg-type]
         elif isinstance(obj, Host) and new is not None:
+            if old is None or old.dpid != obj.dpid:
+                self._check_bound_dpid(obj.dpid)
             if _host_moved(old, obj):
                 self._spawn(self.sync.host_changed(obj))
             if old is not None and old.alive != obj.alive:
@@ -217,13 +225,19 @@ class Controller:
         try:
             await session.run(self.on_event)
         finally:
-            if session.dpid is not None and self.ctx.connected.get(session.dpid) is session:
-                del self.ctx.connected[session.dpid]
-            if session.dpid is not None and self.ctx.sessions.get(session.dpid) is session:
-                del self.ctx.sessions[session.dpid]
-                self.ctx.synced.discard(session.dpid)
-                self.ctx.metrics.switches.set(len(self.ctx.sessions))
+            if self._forget(session):
                 log.info("switch %s disconnected", session.name)
+
+    def _forget(self, session: SwitchSession) -> bool:
+        """Drop `session` from the switches connected and mastered here; True if it was mastered."""
+        if session.dpid is not None and self.ctx.connected.get(session.dpid) is session:
+            del self.ctx.connected[session.dpid]
+        if session.dpid is not None and self.ctx.sessions.get(session.dpid) is session:
+            del self.ctx.sessions[session.dpid]
+            self.ctx.synced.discard(session.dpid)
+            self.ctx.metrics.switches.set(len(self.ctx.sessions))
+            return True
+        return False
 
     def on_event(self, session: SwitchSession, event: ch.Event) -> Awaitable[None] | None:
         if isinstance(event, ch.PacketIn):
@@ -245,19 +259,52 @@ class Controller:
             log.debug("switch %s: port %s reason %d", session.name, event.port, event.reason)
         return None
 
-    async def _switch_ready(self, session: SwitchSession) -> None:
+    def _switch_ready(self, session: SwitchSession) -> Awaitable[None] | None:
+        """Admit the session for its dpid (at once: nothing it sent next is acted on
+        before), then record it, master or slave."""
         assert session.dpid is not None
         old = self.ctx.connected.get(session.dpid)
+        live = old.identity if old is not None and old is not session else None
+        host = self.view.hosts_by_dpid.get(session.dpid)
+        refusal = admit(session.identity, session.dpid, host.name if host else None, live, tls=session.tls)
+        if refusal is not None:
+            self.refused(session.peer, refusal)
+            session.writer.close()  # only the new connection: the live switch is untouched
+            return None
         if old is not None and old is not session:
             old.writer.close()  # the switch reconnected; the old channel is dead
         self.ctx.connected[session.dpid] = session
-        log.info("switch %s connected", session.name)
+        log.info("switch %s connected from %s%s", session.name, session.peer,
+                 f" ({session.identity})" if session.identity else "")
         if self.held is None:
-            await self._become_master(session, None)
-        elif session.dpid in self.held:
-            await self._become_master(session, self.held[session.dpid])
-        else:
-            self._become_slave(session)
+            return self._become_master(session, None)
+        if session.dpid in self.held:
+            return self._become_master(session, self.held[session.dpid])
+        self._become_slave(session)
+        return None
+
+    def refused(self, peer: str, refusal: Refusal) -> None:
+        """One log line and the metric for a refused OpenFlow connection (ofserver's handshakes too)."""
+        log_refusal(peer, refusal)
+        self.ctx.metrics.openflow_refused.labels(refusal.reason).inc()
+
+    def _check_bound_dpid(self, dpid: int) -> None:
+        session = self.ctx.connected.get(dpid)
+        if session is not None:
+            self._check_bound(session)
+
+    def _check_bound(self, session: SwitchSession) -> None:
+        """The store bound (or re-bound) the session's dpid to a host: close the session
+        if its certificate names another host (it came first, while the dpid was free)."""
+        assert session.dpid is not None
+        host = self.view.hosts_by_dpid.get(session.dpid)
+        if host is None:
+            return
+        refusal = admit(session.identity, session.dpid, host.name, None, tls=session.tls)
+        if refusal is not None:
+            self.refused(session.peer, refusal)
+            self._forget(session)
+            session.writer.close()
 
     # -- mastership (several controllers: controller/mastership_etcd.py decides) ----------
 

@@ -106,7 +106,8 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
                     security)
     shared.attach(ctrl)
     liveness = asyncio.create_task(watch_hosts(store, ctrl.ctx.clock), name="host-liveness")
-    of_servers = [await ofserver.listen(t, ctrl.on_session, of_tls) for t in of_listen]
+    of_servers = [await ofserver.listen(t, ctrl.on_session, of_tls, on_refused=ctrl.refused)
+                  for t in of_listen]
     server = uvicorn.Server(api_config(create_app(ctrl), security))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,6 +18,9 @@ class Metrics:
                                      ["dpid"], registry=registry)
         self.switch_errors = Counter("daolinet_switch_errors_total", "OpenFlow errors from switches",
                                      ["dpid"], registry=registry)
+        self.openflow_refused = Counter(
+            "daolinet_openflow_refused_total", "OpenFlow connections refused (controller/admission.py)",
+            ["reason"], registry=registry)
         self.route_setup = Histogram(
             "daolinet_route_setup_seconds", "PacketIn to route installed and packet re-injected",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),

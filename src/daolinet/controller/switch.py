@@ -5,6 +5,11 @@ once per event-loop turn, so everything said to a switch while handling one
 read (a burst of PacketIns) leaves in one write.  `barrier()` and `request()`
 await the switch's answer by xid; `barrier_then(callback)` is the hot path's
 variant without a task or a future.
+
+A session over TLS knows who its peer is (`identity`, from the verified
+certificate); the controller (app.py, admission.py) decides whether that peer may
+speak for the dpid the handshake names.  Once the controller closes a session,
+nothing more it reads is handed on.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 
 from daolinet.ofp import channel as ch
 from daolinet.ofp.codec import ProtocolError
+from daolinet.security.identity import Identity
+from daolinet.security.tls import peer_identity
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,10 @@ class SwitchSession:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        ssl_object = writer.get_extra_info("ssl_object")
+        self.tls = ssl_object is not None  # False only for tcp:/unix: (--insecure)
+        self.identity: Identity | None = peer_identity(ssl_object)
+        self.peer = peer_address(writer.get_extra_info("peername"))
         self.channel = ch.Channel()
         self.dpid: int | None = None
         self.ports: dict[int, ch.Port] = {}
@@ -130,11 +141,13 @@ class SwitchSession:
         try:
             while True:
                 data = await self.reader.read(65536)
-                if not data:
+                if not data or self.writer.is_closing():
                     break
                 events = self.channel.receive_data(data)
                 self._flush()  # handshake steps, echo replies
                 for event in events:
+                    if self.writer.is_closing():
+                        break  # refused or replaced: the rest is not ours to act on
                     if isinstance(event, ch.SwitchReady):
                         self.dpid = event.dpid
                         self.ports = {p.ofport: p for p in event.ports}
@@ -162,3 +175,11 @@ class SwitchSession:
                     fut.set_exception(ConnectionError(f"switch {self.name} disconnected"))
             self.writer.close()
             self.closed.set()
+
+
+def peer_address(peername: Any) -> str:
+    """'HOST:PORT' of a TCP peer ('[HOST]:PORT' for IPv6); a unix socket's peer as 'unix'."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host = str(peername[0])
+        return f"[{host}]:{peername[1]}" if ":" in host else f"{host}:{peername[1]}"
+    return "unix"
