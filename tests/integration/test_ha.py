@@ -41,8 +41,9 @@ PING_STATS = re.compile(r"(\d+) packets transmitted, (\d+) received")
 class Member:
     """One controller's mastership loop, recording what it holds."""
 
-    def __init__(self, url: str, me: str, switches: Iterable[int], api_url: str = "") -> None:
-        self.m = EtcdMastership(url, me, api_url or f"http://{me}")
+    def __init__(self, etcd: EtcdCluster, prefix: str, me: str, switches: Iterable[int],
+                 api_url: str = "") -> None:
+        self.m = EtcdMastership(etcd.url(prefix), me, api_url or f"http://{me}", etcd_tls=etcd.client_tls)
         self.switches = set(switches)
         self.held: Held = {}
         self.task = asyncio.create_task(self.m.run(lambda: self.switches, self._on_held))
@@ -62,8 +63,7 @@ class Member:
 
 
 async def test_switches_are_spread_and_a_dead_masters_switches_move(etcd_server: EtcdCluster) -> None:
-    url = etcd_server.url("ha-mastership")
-    a, b = Member(url, "a", range(1, 5)), Member(url, "b", range(1, 5))
+    a, b = (Member(etcd_server, "ha-mastership", me, range(1, 5)) for me in "ab")
     await until(lambda: len(a.held) + len(b.held) == 4)
     await asyncio.sleep(1.0)  # settled: no switch changes hands
     assert len(a.held) == len(b.held) == 2 and not set(a.held) & set(b.held)
@@ -78,10 +78,9 @@ async def test_switches_are_spread_and_a_dead_masters_switches_move(etcd_server:
 
 
 async def test_a_controller_joining_later_gets_its_share(etcd_server: EtcdCluster) -> None:
-    url = etcd_server.url("ha-join")
-    a = Member(url, "a", range(1, 7))
+    a = Member(etcd_server, "ha-join", "a", range(1, 7))
     await until(lambda: len(a.held) == 6)
-    b = Member(url, "b", range(1, 7))
+    b = Member(etcd_server, "ha-join", "b", range(1, 7))
     took = await until(lambda: len(a.held) == len(b.held) == 3 and not set(a.held) & set(b.held))
     print(f"\na late controller got its share of the switches after {took:.2f} s")
     await asyncio.sleep(1.0)  # and it stays so: no switch goes round in circles
@@ -93,9 +92,9 @@ async def test_a_controller_joining_later_gets_its_share(etcd_server: EtcdCluste
 async def test_a_crashed_masters_switches_move_before_its_lease_expires(etcd_server: EtcdCluster) -> None:
     """A dead process refuses connections on its API port: its peers revoke its lease
     at once instead of waiting out the TTL (a silent peer still waits: test above)."""
-    url = etcd_server.url("ha-crash")
     apis = {me: socket.create_server(("127.0.0.1", 0)) for me in "ab"}
-    a, b = (Member(url, me, range(1, 5), f"http://127.0.0.1:{apis[me].getsockname()[1]}") for me in "ab")
+    a, b = (Member(etcd_server, "ha-crash", me, range(1, 5), f"http://127.0.0.1:{apis[me].getsockname()[1]}")
+            for me in "ab")
     await until(lambda: len(a.held) + len(b.held) == 4)
     await asyncio.sleep(1.0)  # settled
     assert len(a.held) == len(b.held) == 2
@@ -114,7 +113,7 @@ async def test_a_crashed_masters_switches_move_before_its_lease_expires(etcd_ser
 async def test_migrate_a_sqlite_installation_into_etcd(etcd_server: EtcdCluster, tmp_path: Path) -> None:
     src = SqliteStore.open(str(tmp_path / "a.db"))
     await populate(src)
-    async with open_store(etcd_server.url("ha-migrate")) as dst:
+    async with open_store(etcd_server.url("ha-migrate"), etcd_tls=etcd_server.client_tls) as dst:
         n = await migrate(src, dst, batch=7)
         (_, a), (_, b) = await src.snapshot(), await dst.snapshot()
         assert n == len(a) == len(b) > 10
@@ -128,8 +127,8 @@ async def test_migrate_a_sqlite_installation_into_etcd(etcd_server: EtcdCluster,
 
 
 async def test_a_change_through_one_controller_reaches_anothers_view(etcd_server: EtcdCluster) -> None:
-    url = etcd_server.url("ha-follow")
-    a, b = Controller(open_store(url), Config()), Controller(open_store(url), Config())
+    url, tls = etcd_server.url("ha-follow"), etcd_server.client_tls
+    a, b = (Controller(open_store(url, etcd_tls=tls), Config()) for _ in "ab")
     await a.start()
     await b.start()
     start = time.monotonic()

@@ -48,8 +48,8 @@ async def until(cond: Callable[[], Any], timeout: float = DEADLINE) -> float:
 
 async def test_a_hosts_lease_lapses_without_heartbeats_and_one_controller_marks_it_down(
         etcd_server: EtcdCluster) -> None:
-    url = etcd_server.url("liveness-lease")
-    a, b = open_store(url, host_ttl=TTL), open_store(url, host_ttl=TTL)  # two controllers' stores
+    url, tls = etcd_server.url("liveness-lease"), etcd_server.client_tls
+    a, b = (open_store(url, host_ttl=TTL, etcd_tls=tls) for _ in "ab")  # two controllers' stores
     try:
         await a.register_host(make_host(1))
         await a.register_host(make_host(2))
@@ -78,7 +78,7 @@ async def test_a_hosts_lease_lapses_without_heartbeats_and_one_controller_marks_
 
 
 async def test_the_liveness_watch_wakes_when_a_lease_expires(etcd_server: EtcdCluster) -> None:
-    store = open_store(etcd_server.url("liveness-watch"), host_ttl=TTL)
+    store = open_store(etcd_server.url("liveness-watch"), host_ttl=TTL, etcd_tls=etcd_server.client_tls)
     try:
         store.LIVENESS_POLL = 60.0  # type: ignore[attr-defined]  # only the watch can wake it in time
         await store.register_host(make_host(1))

@@ -75,7 +75,7 @@ def new_prefix() -> str:
 @pytest.fixture
 async def store(etcd_server: EtcdCluster) -> AsyncIterator[EtcdStore]:
     """An etcd store with a key prefix nobody else uses."""
-    s = EtcdStore.open(etcd_server.url(new_prefix()))
+    s = etcd_server.open_store(new_prefix())
     yield s
     await s.close()
 
@@ -102,7 +102,7 @@ def test_open_store_understands_etcd_urls() -> None:
 
 
 async def test_the_log_is_trimmed_and_says_so(etcd_server: EtcdCluster) -> None:
-    store = EtcdStore.open(etcd_server.url(new_prefix()), keep_changes=5)
+    store = etcd_server.open_store(new_prefix(), keep_changes=5)
     store.PRUNE_EVERY = 4
     await store.register_host(host(1))
     for t in range(12):
@@ -241,14 +241,14 @@ async def fill(store: EtcdStore) -> None:
 
 
 async def test_data_survives_reconnecting(etcd_server: EtcdCluster) -> None:
-    url = etcd_server.url(new_prefix())
-    first = open_store(url)
+    url, tls = etcd_server.url(new_prefix()), etcd_server.client_tls
+    first = open_store(url, etcd_tls=tls)
     seen = recorder(first)
     await fill(first)  # type: ignore[arg-type]
     before = await first.snapshot()
     await first.close()
 
-    second = open_store(url)
+    second = open_store(url, etcd_tls=tls)
     rev, objs = await second.snapshot()
     assert (rev, objs) == before
     assert [fields(o) for o in objs] == [fields(o) for o in before[1]]  # field types too (float, tuple, dict)
@@ -269,8 +269,8 @@ async def test_data_survives_reconnecting(etcd_server: EtcdCluster) -> None:
 # -- random operations ------------------------------------------------------------------------------
 
 
-async def run_ops_on(url: str, ops: list[Any]) -> None:
-    async with EtcdStore.open(url) as store:
+async def run_ops_on(cluster: EtcdCluster, ops: list[Any]) -> None:
+    async with cluster.open_store(new_prefix()) as store:
         for name, subnet in sqlite_suite.NETS.items():
             await store.create_network("default", name, str(subnet))
         for n, pool in enumerate(sqlite_suite.POOLS.values(), start=1):
@@ -289,12 +289,12 @@ async def run_ops_on(url: str, ops: list[Any]) -> None:
 @given(sqlite_suite.OPS)
 def test_random_creates_and_deletes_never_hand_out_an_address_twice(etcd_server: EtcdCluster,
                                                                      ops: list[Any]) -> None:
-    asyncio.run(run_ops_on(etcd_server.url(new_prefix()), ops))
+    asyncio.run(run_ops_on(etcd_server, ops))
 
 
 def test_endpoint_objects_round_trip_every_field(etcd_server: EtcdCluster) -> None:
     async def run() -> Endpoint:
-        async with EtcdStore.open(etcd_server.url(new_prefix())) as store:
+        async with etcd_server.open_store(new_prefix()) as store:
             await store.register_host(host(1))
             await store.create_network("default", "web", "10.1.0.0/24")
             made = await store.create_endpoint("default", "web", "a", "h1", labels={"k": "v"})

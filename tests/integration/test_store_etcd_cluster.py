@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.integration
 __all__ = ["etcd_factory", "etcd_server"]  # fixtures, used by name
 
 Factory = Callable[[int], EtcdCluster]
+Opener = Callable[..., EtcdStore]  # a new store on one cluster and prefix (over TLS: cluster.open_store)
 DEADLINE = 30.0  # seconds any one wait below may take before the test fails
 
 
@@ -40,9 +42,13 @@ def recorder(store: Store) -> list[Change]:
     return seen
 
 
-async def prepare(url: str) -> int:
+def opener(cluster: EtcdCluster, prefix: str = "") -> Opener:
+    return functools.partial(cluster.open_store, prefix)
+
+
+async def prepare(open_store: Opener) -> int:
     """Network default/web (a /22: 1021 addresses), hosts h1 and h2 (a /23 pool each); its revision."""
-    async with EtcdStore.open(url) as store:
+    async with open_store() as store:
         await store.create_network("default", "web", "10.0.0.0/22")
         await store.register_host(host(1, "198.18.2.0/23"))
         await store.register_host(host(2, "198.18.4.0/23"))
@@ -59,8 +65,9 @@ def assert_no_address_twice(made: list[Endpoint], listed: list[Endpoint]) -> Non
             e.pip.startswith("198.18.3." if e.host == "h1" else "198.18.5.")
 
 
-async def allocate(url: str, who: str, count: int, start: Callable[[], Any]) -> tuple[list[Endpoint], int]:
-    async with EtcdStore.open(url) as store:
+async def allocate(open_store: Opener, who: str, count: int,
+                   start: Callable[[], Any]) -> tuple[list[Endpoint], int]:
+    async with open_store() as store:
         await store.list_hosts()  # connected before the start line
         await start()
         made = [await store.create_endpoint("default", "web", f"{who}{i}", f"h{1 + i % 2}")
@@ -73,8 +80,8 @@ async def allocate(url: str, who: str, count: int, start: Callable[[], Any]) -> 
 
 def test_two_stores_in_two_threads_allocate_1000_endpoints_without_sharing_an_address(
         etcd_server: EtcdCluster) -> None:
-    url = etcd_server.url(new_prefix())
-    base = asyncio.run(prepare(url))
+    new_store = opener(etcd_server, new_prefix())
+    base = asyncio.run(prepare(new_store))
     barrier = threading.Barrier(2)
     results: dict[str, tuple[list[Endpoint], int]] = {}
     errors: list[BaseException] = []
@@ -84,7 +91,7 @@ def test_two_stores_in_two_threads_allocate_1000_endpoints_without_sharing_an_ad
 
     def worker(who: str) -> None:
         try:
-            results[who] = asyncio.run(allocate(url, who, 500, at_start))
+            results[who] = asyncio.run(allocate(new_store, who, 500, at_start))
         except BaseException as e:  # re-raised by the test thread below
             errors.append(e)
 
@@ -99,7 +106,7 @@ def test_two_stores_in_two_threads_allocate_1000_endpoints_without_sharing_an_ad
     conflicts = results["x"][1] + results["y"][1]
 
     async def check() -> None:
-        async with EtcdStore.open(url) as store:
+        async with new_store() as store:
             assert_no_address_twice(made, await store.list_endpoints())
             log = await store.changes_since(base)
             assert [c.rev for c in log] == list(range(base + 1, base + 1001))  # one revision each, no gaps
@@ -109,17 +116,17 @@ def test_two_stores_in_two_threads_allocate_1000_endpoints_without_sharing_an_ad
 
 
 async def test_two_stores_as_two_tasks_never_hand_out_an_address_twice(etcd_server: EtcdCluster) -> None:
-    url = etcd_server.url(new_prefix())
-    await prepare(url)
+    new_store = opener(etcd_server, new_prefix())
+    await prepare(new_store)
     go = asyncio.Event()
 
     async def at_start() -> None:
         await go.wait()
 
-    tasks = [asyncio.create_task(allocate(url, who, 150, at_start)) for who in ("x", "y")]
+    tasks = [asyncio.create_task(allocate(new_store, who, 150, at_start)) for who in ("x", "y")]
     go.set()
     (made_x, lost_x), (made_y, lost_y) = await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE * 4)
-    async with EtcdStore.open(url) as store:
+    async with new_store() as store:
         assert_no_address_twice(made_x + made_y, await store.list_endpoints())
     assert lost_x + lost_y > 0  # they did race: the retry path ran
 
@@ -166,9 +173,9 @@ async def mixed_writes(a: Store, b: Store, first: int, n: int) -> None:
 
 
 async def test_a_watch_on_one_store_sees_every_writer_in_revision_order(etcd_server: EtcdCluster) -> None:
-    url = etcd_server.url(new_prefix())
-    await prepare(url)
-    a, b = EtcdStore.open(url), EtcdStore.open(url)
+    new_store = opener(etcd_server, new_prefix())
+    await prepare(new_store)
+    a, b = new_store(), new_store()
     rev0, _ = await b.snapshot()
     live: asyncio.Queue[Change] = asyncio.Queue()
     watcher = asyncio.create_task(follow(b, rev0, live))
@@ -200,9 +207,9 @@ async def test_a_watch_on_one_store_sees_every_writer_in_revision_order(etcd_ser
 
 async def test_data_and_watches_survive_an_etcd_restart(etcd_factory: Factory) -> None:
     cluster = etcd_factory(1)
-    url = cluster.url("site")
-    await prepare(url)
-    a, b = EtcdStore.open(url), EtcdStore.open(url)
+    new_store = opener(cluster, "site")
+    await prepare(new_store)
+    a, b = new_store(), new_store()
     before = await a.create_endpoint("default", "web", "before", "h1")
     rev0, _ = await b.snapshot()
     queue: asyncio.Queue[Change] = asyncio.Queue()
@@ -218,7 +225,7 @@ async def test_data_and_watches_survive_an_etcd_restart(etcd_factory: Factory) -
     after = await a.create_endpoint("default", "web", "after", "h1")  # the same store object goes on
     assert after.id == before.id + 1
     assert [c.obj for c in await collect(queue, rev0 + 2)] == [after]
-    c = EtcdStore.open(url)
+    c = new_store()
     assert await c.snapshot() == await a.snapshot()
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -229,9 +236,9 @@ async def test_data_and_watches_survive_an_etcd_restart(etcd_factory: Factory) -
 
 async def test_a_three_member_cluster_survives_losing_one_and_recovers_quorum(etcd_factory: Factory) -> None:
     cluster = etcd_factory(3)
-    url = cluster.url()
-    await prepare(url)
-    a, b = EtcdStore.open(url, timeout=1.0), EtcdStore.open(url, timeout=1.0)
+    new_store = opener(cluster)
+    await prepare(new_store)
+    a, b = new_store(timeout=1.0), new_store(timeout=1.0)
     rev0, _ = await b.snapshot()
     queue: asyncio.Queue[Change] = asyncio.Queue()
     watcher = asyncio.create_task(follow(b, rev0, queue))
@@ -248,7 +255,7 @@ async def test_a_three_member_cluster_survives_losing_one_and_recovers_quorum(et
     await asyncio.to_thread(cluster.start_member, used)  # quorum back: the store recovers by itself
     made.append(await a.create_endpoint("default", "web", "back", "h1"))
     await asyncio.to_thread(cluster.start_member, other)
-    async with EtcdStore.open(url) as fresh:
+    async with new_store() as fresh:
         assert await fresh.list_endpoints() == sorted(made, key=lambda e: e.id)
         assert [c.obj for c in await fresh.changes_since(rev0)] == made
     watcher.cancel()

@@ -33,6 +33,6 @@ def start_etcd(lab: str, members: int = ETCD_MEMBERS) -> tuple[str, dict[str, in
     """Start the lab's etcd cluster; its store URL and the members' pids by name."""
     base = os.path.join(plan.lab_dir(lab), "etcd")
     os.makedirs(base, exist_ok=True)
-    cluster = EtcdCluster(base, size=members, args=ETCD_ARGS).start()
+    cluster = EtcdCluster(base, size=members, args=ETCD_ARGS, tls=False).start()  # TLS: next commit
     pids = {f"etcd/{m.name}": m.proc.pid for m in cluster.members if m.proc is not None}
     return cluster.url(), pids

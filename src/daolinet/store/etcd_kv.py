@@ -1,6 +1,7 @@
 """The etcd store's wire: one `aetcd` client, endpoint failover, pinned reads, errors.
 
-`EtcdKV` talks to one member of the cluster at a time; when that member stops
+`EtcdKV` talks to one member of the cluster at a time (over TLS when given the
+etcd CA and a client pair: `etcd_client`); when that member stops
 answering (gRPC UNAVAILABLE or a timeout) it closes the client and moves to
 the next endpoint of the URL.  Idempotent calls (reads, watches) are retried
 there at once; a transaction is not, because its outcome is unknown: the
@@ -31,6 +32,7 @@ from aetcd.utils import prefix_range_end
 
 from daolinet.errors import InvalidInput, SystemFailure
 from daolinet.security.tls import TlsFiles
+from daolinet.store import etcd_client
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class EtcdKV:
         if not endpoints:
             raise InvalidInput(f"store {name}: no etcd endpoints")
         self.tls = tls
+        self._creds = etcd_client.credentials(tls) if tls is not None else None  # read now: fail at open
         self.endpoints = endpoints
         self.name = name
         self.timeout = timeout
@@ -120,8 +123,8 @@ class EtcdKV:
             raise SystemFailure(f"store {self.name} is closed")
         if self._client is None:
             host, port = self.endpoints[self._index]
-            self._client = aetcd.Client(host, port, timeout=self.timeout,  # type: ignore[arg-type]
-                                        options=GRPC_OPTIONS)
+            self._client = etcd_client.make_client(host, port, self._creds, timeout=self.timeout,
+                                                   options=GRPC_OPTIONS)
         return self._client
 
     async def close(self) -> None:
@@ -169,7 +172,8 @@ class EtcdKV:
                 if kind == "timeout":
                     raise SystemFailure(f"store {self.name}: {what} timed out after {self.timeout} s: "
                                         f"{detail} (has the etcd cluster lost its quorum?)") from e
-        raise SystemFailure(f"store {self.name}: no etcd member answers ({what}): {detail}")
+        why = etcd_client.hint(detail, self.tls is not None)
+        raise SystemFailure(f"store {self.name}: no etcd member answers ({what}): {detail}{why}")
 
     async def txn(self, compare: list[Any], success: list[Any], failure: list[Any]) -> tuple[bool, list[Any]]:
         """One etcd transaction; raises Ambiguous when its reply is lost."""
