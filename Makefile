@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test unit integration lint clean bench bench-first-packet bench-route-setup \
-	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots bench-hotpath
+	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots bench-hotpath bench-route-setup-tls
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,10 @@ bench-hotpath: setup
 
 bench-route-setup: setup
 	$(PY) bench/route_setup.py
+
+# The same, insecure and TLS in one run (3 rounds each) with their ratio (issue 12).
+bench-route-setup-tls: setup
+	$(PY) bench/route_setup.py --compare
 
 bench-first-packet: setup
 	$(PY) bench/first_packet.py

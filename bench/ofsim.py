@@ -5,6 +5,10 @@ precompiled bytes and reads only message headers, so a load generator built on
 it stays far above the controller it measures (route_setup.py shows its ceiling).
 It counts a route as set up when the controller's PacketOut re-injecting the
 packet arrives, matched by the packet's IPv4 source and destination.
+
+The controller runs `--insecure` with a tcp: listener, or, given a run's PKI
+(`make_pki`), with an ssl: listener and its own pair; each switch then connects
+over TLS with the certificate of the host registered with its dpid.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from os_ken.lib.packet import ethernet, icmp, ipv4, packet
 
 from daolinet.ofp.codec import ofp, parser
 from daolinet.pipeline import GATEWAY_MAC
+from daolinet.security import pki
+from daolinet.security.tls import TlsFiles, client_context
 
 HEADER = struct.Struct("!BBHI")
 OFPT = {"hello": 0, "echo_req": 2, "echo_rep": 3, "features_req": 5, "features_rep": 6,
@@ -143,11 +150,39 @@ class Switch:
                 owner.done.set()
 
 
-async def connect(port: int, sw: Switch) -> asyncio.Task[None]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def connect(port: int, sw: Switch, tls: ssl.SSLContext | None = None) -> asyncio.Task[None]:
+    """Connect `sw` (over TLS with `tls`, a host's client context) and start answering."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=tls, server_hostname="127.0.0.1" if tls is not None else None)
     sw.writer = writer
     writer.write(frame(OFPT["hello"], 1))
     return asyncio.create_task(sw.run(reader))
+
+
+CONTROLLER = "bench"  # the controller's certificate name in a run's PKI
+
+
+def make_pki(directory: str, hosts: Iterable[str]) -> str:
+    """A CA for one run in `directory`, the controller's pair (valid for 127.0.0.1)
+    and a host pair per name in `hosts`; returns `directory`."""
+    pki.init_ca(directory)
+    pki.issue(directory, "controller", CONTROLLER, sans=("127.0.0.1",))
+    for name in hosts:
+        pki.issue(directory, "host", name)
+    return directory
+
+
+def host_tls(pki_dir: str, host: str) -> ssl.SSLContext:
+    """The client context a switch of host `host` connects with (its host certificate)."""
+    return client_context(TlsFiles.of(pki_dir, "host", host))
+
+
+def security_args(pki_dir: str | None) -> tuple[str, list[str]]:
+    """The OpenFlow listener's scheme and the controller's security options."""
+    if pki_dir is None:
+        return "tcp", ["--insecure"]
+    files = TlsFiles.of(pki_dir, "controller", CONTROLLER)
+    return "ssl", [f"--tls-cert={files.cert}", f"--tls-key={files.key}", f"--tls-ca={files.ca}"]
 
 
 def free_port() -> int:
@@ -165,12 +200,15 @@ class Controller:
     started_in: float  # seconds from exec to ready
 
 
-def start_controller(tmp: str, store: str, *extra: str, timeout: float = 300) -> Controller:
-    """A real controller process (sqlite store at `store`), OpenFlow on a free TCP port;
-    hosts never lapse (no agents heartbeat here).  Its log: tmp/controller.log."""
+def start_controller(tmp: str, store: str, *extra: str, timeout: float = 300,
+                     pki_dir: str | None = None) -> Controller:
+    """A real controller process (sqlite store at `store`), OpenFlow on a free TCP port
+    (TLS with the pair in `pki_dir` (make_pki), else --insecure); hosts never lapse
+    (no agents heartbeat here).  Its log: tmp/controller.log."""
     from daolinet.store.liveness import MAX_HOST_TTL
 
     of_port = free_port()
+    scheme, security = security_args(pki_dir)
     ready = os.path.join(tmp, "ready.json")
     if os.path.exists(ready):
         os.unlink(ready)
@@ -178,9 +216,9 @@ def start_controller(tmp: str, store: str, *extra: str, timeout: float = 300) ->
     with open(os.path.join(tmp, "controller.log"), "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daolinet.cli.main", "controller", f"--store=sqlite://{store}",
-             f"--of-listen=tcp:127.0.0.1:{of_port}", "--api-listen=127.0.0.1:0", f"--ready-file={ready}",
-             f"--admin-token-file={tmp}/admin.token", "--idle-timeout=3600", "--log-level=warning",
-             f"--host-ttl={MAX_HOST_TTL}", "--insecure", *extra],
+             f"--of-listen={scheme}:127.0.0.1:{of_port}", "--api-listen=127.0.0.1:0",
+             f"--ready-file={ready}", f"--admin-token-file={tmp}/admin.token", "--idle-timeout=3600",
+             "--log-level=warning", f"--host-ttl={MAX_HOST_TTL}", *security, *extra],
             stdout=subprocess.DEVNULL, stderr=log)
     while not os.path.exists(ready):
         if proc.poll() is not None or time.monotonic() - started > timeout:

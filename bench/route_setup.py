@@ -15,10 +15,18 @@ The store (hosts, a /16 network, plugged endpoints) is written through the store
 API before the controller starts, as `daolinet store migrate` would.  The
 generator's own ceiling (its per-route work without a controller) is measured too.
 
-    .venv/bin/python bench/route_setup.py [--switches 2] [--endpoints 300] [--window 64]
-                                          [--routes 20000] [--profile FILE.txt|FILE.svg]
+The controller runs `--insecure` (tcp:) unless `--tls`: then it listens on ssl:
+with a pair from a CA made for the run, and every switch connects over TLS with
+the certificate of the host registered with its dpid.  `--compare` runs both
+cases, `--rounds` times each (alternating which goes first, each on a fresh
+controller and store), and prints both and the TLS/insecure ratio.
 
-Prints a table; writes bench/results/route_setup-<timestamp>.json (with raw samples).
+    .venv/bin/python bench/route_setup.py [--switches 2] [--endpoints 300] [--window 64]
+                                          [--routes 20000] [--tls | --compare [--rounds 3]]
+                                          [--profile FILE.txt|FILE.svg]
+
+Prints a table; writes bench/results/route_setup-<timestamp>.json (with raw samples;
+with --compare, every round's, and the TLS case of the last round at the top level).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import itertools
 import json
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -39,8 +48,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ofsim import (  # noqa: E402
     Switch,
     connect,
+    host_tls,
     icmp_frame,
     machine,
+    make_pki,
     packet_in_bytes,
     start_controller,
     start_profiler,
@@ -133,9 +144,12 @@ async def open_loop(sw: Switch, work: list[Work], rate: float) -> None:
         await asyncio.wait_for(sw.done.wait(), 30)
 
 
-async def drive(port: int, work: dict[int, Iterator[Work]], args: argparse.Namespace) -> dict[str, object]:
+async def drive(port: int, work: dict[int, Iterator[Work]], args: argparse.Namespace,
+                pki_dir: str | None = None) -> dict[str, object]:
+    """The three modes against the controller on `port`; over TLS, switch d as host hd."""
     sws = {d: Switch(d) for d in work}
-    tasks = [await connect(port, sw) for sw in sws.values()]
+    tasks = [await connect(port, sw, host_tls(pki_dir, f"h{d}") if pki_dir else None)
+             for d, sw in sws.items()]
     await asyncio.wait_for(asyncio.gather(*(sw.ready.wait() for sw in sws.values())), 60)
     out: dict[str, object] = {}
 
@@ -196,6 +210,78 @@ def generator_ceiling(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+MODES = ("latency", "throughput", "half_load")
+Result = dict[str, object]
+
+
+def run_case(args: argparse.Namespace, objs: list[object], eps: dict[int, list[Endpoint]], tls: bool,
+             profile: str | None = None) -> Result:
+    """One controller on a fresh store (and, with `tls`, a fresh CA), the three modes against it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(build_store(f"{tmp}/s.db", objs))
+        pki_dir = make_pki(f"{tmp}/pki", (f"h{d}" for d in eps)) if tls else None
+        ctl = start_controller(tmp, f"{tmp}/s.db", pki_dir=pki_dir)
+        spy = start_profiler(ctl.proc.pid, profile) if profile else None
+        try:
+            return asyncio.run(drive(ctl.of_port, pairs(eps), args, pki_dir))
+        finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
+            stop(ctl.proc)
+
+
+def print_table(result: Result, title: str) -> None:
+    print(f"{title:<11} {'routes':>7} {'routes/s':>9} {'FlowMods/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'p999 ms':>8}")
+    for mode in MODES:
+        r = result[mode]
+        assert isinstance(r, dict)
+        print(f"{mode:<11} {r['routes']:>7} {r['routes_per_s']:>9} {r['flowmods_per_s']:>11} "
+              f"{r['p50_ms']:>8} {r['p99_ms']:>8} {r['p999_ms']:>8}")
+
+
+FIGURES = {"throughput_routes_per_s": ("throughput", "routes_per_s"), "latency_p50_ms": ("latency", "p50_ms"),
+           "latency_p99_ms": ("latency", "p99_ms"), "half_load_p99_ms": ("half_load", "p99_ms")}
+
+
+def summarise(rounds: list[dict[str, Result]]) -> dict[str, object]:
+    """Median, min and max over the rounds of each figure, per case, and TLS/insecure of the medians."""
+    out: dict[str, object] = {}
+    for figure, (mode, key) in FIGURES.items():
+        row: dict[str, object] = {}
+        for case in ("insecure", "tls"):
+            values = [float(r[case][mode][key]) for r in rounds]  # type: ignore[index]
+            row[case] = {"median": round(statistics.median(values), 3), "min": min(values),
+                         "max": max(values), "values": values}
+        ins, tls = row["insecure"]["median"], row["tls"]["median"]  # type: ignore[index]
+        row["tls_over_insecure"] = round(tls / ins, 3) if ins else None
+        out[figure] = row
+    return out
+
+
+def compare(args: argparse.Namespace, objs: list[object], eps: dict[int, list[Endpoint]]) -> Result:
+    rounds: list[dict[str, Result]] = []
+    for i in range(args.rounds):
+        order = ("insecure", "tls") if i % 2 == 0 else ("tls", "insecure")
+        rnd: dict[str, Result] = {case: run_case(args, objs, eps, case == "tls") for case in order}
+        rounds.append({"order": list(order), **rnd})  # type: ignore[dict-item]
+        ins, tls = (rnd[c]["throughput"]["routes_per_s"] for c in ("insecure", "tls"))  # type: ignore[index]
+        print(f"round {i + 1}/{args.rounds}: throughput insecure {ins:,.0f}, TLS {tls:,.0f} routes/s "
+              f"(TLS/insecure {tls / ins:.3f})", flush=True)
+    summary = summarise(rounds)
+    print(f"{'over ' + str(args.rounds) + ' rounds':<24} {'insecure median [min-max]':>28} "
+          f"{'TLS median [min-max]':>28} {'TLS/insecure':>13}")
+    for figure, row in summary.items():
+        assert isinstance(row, dict)
+        cells = [f"{row[c]['median']:,.3f} [{row[c]['min']:,.3f}-{row[c]['max']:,.3f}]"
+                 for c in ("insecure", "tls")]
+        print(f"{figure:<24} {cells[0]:>28} {cells[1]:>28} {row['tls_over_insecure']:>13}")
+    cost = 1 - summary["throughput_routes_per_s"]["tls_over_insecure"]  # type: ignore[index]
+    print(f"TLS costs {cost:.1%} of route-setup throughput (median of {args.rounds} rounds; target <= 10 %)")
+    return {**rounds[-1]["tls"], "compare": {"rounds": rounds, "summary": summary}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--switches", type=int, default=2)
@@ -205,38 +291,29 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=20_000, help="throughput mode, over all switches")
     ap.add_argument("--latency-routes", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=3.0, help="half-load mode duration")
+    ap.add_argument("--tls", action="store_true", help="OpenFlow over TLS, every switch with its host's "
+                    "certificate (default: --insecure, plain TCP)")
+    ap.add_argument("--compare", action="store_true", help="run the insecure and the TLS case, "
+                    "--rounds times each, and print both and their ratio")
+    ap.add_argument("--rounds", type=int, default=3, help="with --compare")
     ap.add_argument("--profile", metavar="FILE", help="record the controller with py-spy into FILE "
                     "(.txt: collapsed stacks, else a flame graph SVG)")
     args = ap.parse_args()
+    if args.compare and (args.tls or args.profile):
+        raise SystemExit("--compare runs both cases: without --tls or --profile")
     objs, eps = objects(args.switches, args.endpoints)
     need = args.latency_routes + args.routes + args.seconds * 20_000
     if args.switches * args.endpoints ** 2 < need:
         raise SystemExit(f"{args.switches}x{args.endpoints} endpoints give too few fresh pairs "
                          f"for {need:.0f} routes")
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(build_store(f"{tmp}/s.db", objs))
-        ctl = start_controller(tmp, f"{tmp}/s.db")
-        spy = start_profiler(ctl.proc.pid, args.profile) if args.profile else None
-        try:
-            result = asyncio.run(drive(ctl.of_port, pairs(eps), args))
-        finally:
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(30)
-            stop(ctl.proc)
+    result = compare(args, objs, eps) if args.compare else run_case(args, objs, eps, args.tls, args.profile)
     ceiling = generator_ceiling(20000)
     result = {"bench": "route_setup", "when": time.time(), "switches": args.switches,
               "endpoints_per_switch": args.endpoints, "window": args.window, "machine": machine(),
-              **result, "generator_ceiling_routes_per_s": round(ceiling, 1)}
-    print(f"{'mode':<11} {'routes':>7} {'routes/s':>9} {'FlowMods/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'p999 ms':>8}")
-    for mode in ("latency", "throughput", "half_load"):
-        r = result[mode]
-        assert isinstance(r, dict)
-        print(f"{mode:<11} {r['routes']:>7} {r['routes_per_s']:>9} {r['flowmods_per_s']:>11} "
-              f"{r['p50_ms']:>8} {r['p99_ms']:>8} {r['p999_ms']:>8}")
+              "tls": args.tls or args.compare, **result, "generator_ceiling_routes_per_s": round(ceiling, 1)}
+    print_table(result, "TLS" if result["tls"] else "insecure")
     print(f"half load offered {result['half_load']['offered_routes_per_s']} routes/s; "  # type: ignore[index]
-          f"generator ceiling: {ceiling:,.0f} routes/s (its own work per route, no controller)")
+          f"generator ceiling: {ceiling:,.0f} routes/s (its own work per route, no controller, no TLS)")
     os.makedirs("bench/results", exist_ok=True)
     path = time.strftime("bench/results/route_setup-%Y%m%dT%H%M%S.json")
     with open(path, "w") as f:
