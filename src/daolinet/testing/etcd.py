@@ -96,6 +96,16 @@ def free_ports(n: int, host: str = HOST, netns: str | None = None) -> list[int]:
     return in_netns(netns, pick)
 
 
+def source_address(host: str, netns: str | None = None) -> str:
+    """The address the kernel picks in `netns` to reach `host` from (a UDP socket's
+    connect sends nothing: it only picks the route and the source)."""
+    def pick() -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            return str(s.getsockname()[0])
+    return in_netns(netns, pick)
+
+
 @dataclass
 class Member:
     name: str
@@ -267,11 +277,16 @@ class EtcdCluster:
         return TlsFiles.of(self.pki_dir, "user", "etcd-client") if self.tls else None
 
     def _make_pki(self) -> None:
-        """A CA of the cluster's own; a pair per member with its address (role controller:
-        serverAuth for clients, clientAuth towards its peers); the client pair."""
+        """A CA of the cluster's own; a pair per member with its addresses (role controller:
+        serverAuth for clients, clientAuth towards its peers); the client pair.
+
+        etcd checks a peer's certificate against the address the peer dials from, and a
+        member dials its peers on `host` from the namespace's primary address when `host`
+        is a secondary one (the lab's control namespace): that address is named too."""
         pki.init_ca(self.pki_dir)
+        sans = tuple(dict.fromkeys((self.host, source_address(self.host, self.netns))))
         for member in self.members:
-            pki.issue(self.pki_dir, "controller", member.cert_name, sans=(self.host,))
+            pki.issue(self.pki_dir, "controller", member.cert_name, sans=sans)
         pki.issue(self.pki_dir, "user", "etcd-client")
 
     # -- internals ---------------------------------------------------------------------------
