@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from daolinet.model.objects import Endpoint, Host, Network
+from daolinet.model.objects import ControllerRecord, Endpoint, Host, Network
 
 K = TypeVar("K", bound=Hashable)
 
@@ -113,6 +113,43 @@ class Underlay:
 
     def __contains__(self, ip: str) -> bool:
         return ip in self._ips or ip in self._pools
+
+
+class Infra:
+    """What containers may not reach: hosts' underlay IPs and the addresses controllers
+    recorded (their listeners', and their etcd members'), counted, so an address two
+    of them share stays infrastructure until both are gone."""
+
+    def __init__(self) -> None:
+        self._ips: Counter[str] = Counter()
+        self._hosts: dict[str, Host] = {}  # underlay IP -> the host (the last one added)
+
+    def add(self, obj: Host | ControllerRecord) -> None:
+        for ip in self._of(obj):
+            self._ips[ip] += 1
+        if isinstance(obj, Host):
+            self._hosts[obj.underlay_ip] = obj
+
+    def remove(self, obj: Host | ControllerRecord) -> None:
+        for ip in self._of(obj):
+            self._ips[ip] -= 1
+            if self._ips[ip] <= 0:
+                del self._ips[ip]
+        if isinstance(obj, Host) and self._hosts.get(obj.underlay_ip) == obj:
+            del self._hosts[obj.underlay_ip]
+
+    @staticmethod
+    def _of(obj: Host | ControllerRecord) -> frozenset[str]:
+        return frozenset((obj.underlay_ip,)) if isinstance(obj, Host) else obj.addresses
+
+    def __contains__(self, ip: str) -> bool:
+        return ip in self._ips
+
+    def ips(self) -> frozenset[str]:
+        return frozenset(self._ips)
+
+    def host_at(self, ip: str) -> Host | None:
+        return self._hosts.get(ip)
 
 
 class TenantNets:

@@ -196,3 +196,33 @@ class Portmap:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ControllerRecord:
+    """A controller as it recorded itself when it started: where its API and OpenFlow
+    listeners are ("IP:PORT"; wildcard and unix listeners give none), the addresses it
+    was told to advertise (--advertise) and the etcd members it uses ("IP:PORT").
+    Infrastructure: no container's packet reaches any of these addresses (flows/infra.py)."""
+
+    id: str
+    api: tuple[str, ...] = ()
+    openflow: tuple[str, ...] = ()
+    advertise: tuple[str, ...] = ()
+    etcd: tuple[str, ...] = ()
+    started: float = 0.0
+
+    def __post_init__(self) -> None:  # JSON gives lists: keep the object hashable and comparable
+        for name in ("api", "openflow", "advertise", "etcd"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @property
+    def addresses(self) -> frozenset[str]:
+        """Every IP address of this controller and of its etcd members."""
+        return frozenset(a.rpartition(":")[0] or a for a in (*self.api, *self.openflow, *self.etcd)) \
+            | frozenset(self.advertise)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update({k: list(v) for k, v in d.items() if isinstance(v, tuple)})
+        return d

@@ -2,8 +2,8 @@
 
 Every lookup a PacketIn needs is one dict access: the source endpoint by
 (dpid, ofport), the destination by (tenant, ip), an endpoint by PIP; so are
-a host's endpoints, an endpoint by name and "is this address the
-underlay's" (model/index.py).  The view is fed by the store's change feed
+a host's endpoints, an endpoint by name, "is this address the
+underlay's" and "is it infrastructure" (model/index.py).  The view is fed by the store's change feed
 (`apply`), never written directly: no change costs more than the endpoints
 it touches.
 """
@@ -14,11 +14,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from daolinet.model.index import Buckets, TenantNets, Underlay
-from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
+from daolinet.model.index import Buckets, Infra, TenantNets, Underlay
+from daolinet.model.objects import (
+    ControllerRecord,
+    Endpoint,
+    Group,
+    Host,
+    Network,
+    Portmap,
+    Rule,
+    Tenant,
+    Token,
+)
 
-Kind = Literal["tenant", "network", "host", "endpoint", "group", "rule", "token", "portmap"]
-Obj = Tenant | Network | Host | Endpoint | Group | Rule | Token | Portmap
+Kind = Literal["tenant", "network", "host", "endpoint", "group", "rule", "token", "portmap", "controller"]
+Obj = Tenant | Network | Host | Endpoint | Group | Rule | Token | Portmap | ControllerRecord
 
 
 @dataclass(frozen=True)
@@ -47,12 +57,15 @@ class View:
         self.rules: dict[int, Rule] = {}
         self.tokens: dict[str, Token] = {}  # by hash
         self.portmaps: dict[int, Portmap] = {}
+        self.controllers: dict[str, ControllerRecord] = {}  # by id
         # Secondary indexes, private: read them through the queries below.
         self._port_of: dict[int, tuple[int, int]] = {}  # endpoint id -> its by_port key
         self._on_host: Buckets[str] = Buckets()  # host name -> its endpoints
         self._named: Buckets[tuple[str, str]] = Buckets()  # (tenant, name) -> endpoints
         self._tenant_nets = TenantNets()
         self._underlay = Underlay()  # hosts' underlay IPs and PIP pools
+        self._infra = Infra()  # hosts' underlay IPs, controllers' and etcd members' addresses
+        self._mapped: dict[tuple[str, str, int], Portmap] = {}  # (host, protocol, host port)
         # Bumped by every change that can change a policy decision.
         self.policy_rev = 0
 
@@ -76,7 +89,9 @@ class View:
         elif isinstance(obj, Rule):
             self._put(self.rules, obj.id, obj, change.deleted)
         elif isinstance(obj, Portmap):
-            self._put(self.portmaps, obj.id, obj, change.deleted)
+            self._apply_portmap(obj, change.deleted)
+        elif isinstance(obj, ControllerRecord):
+            self._apply_controller(obj, change.deleted)
         else:
             self._put(self.tokens, obj.hash, obj, change.deleted)
 
@@ -113,13 +128,31 @@ class View:
         if old is not None:
             self.hosts_by_dpid.pop(old.dpid, None)
             self._underlay.remove(old)
+            self._infra.remove(old)
         if not deleted:
             self.hosts[h.name] = h
             self.hosts_by_dpid[h.dpid] = h
             self._underlay.add(h)
+            self._infra.add(h)
         if old is None or deleted or old.dpid != h.dpid:
             for e in self.endpoints_on(h.name):  # re-key their ports under the new dpid
                 self._apply_endpoint(e, deleted=False)
+
+    def _apply_portmap(self, pm: Portmap, deleted: bool) -> None:
+        old = self.portmaps.get(pm.id)
+        if old is not None:
+            self._mapped.pop((old.host, old.protocol, old.host_port), None)
+        self._put(self.portmaps, pm.id, pm, deleted)
+        if not deleted:
+            self._mapped[(pm.host, pm.protocol, pm.host_port)] = pm
+
+    def _apply_controller(self, c: ControllerRecord, deleted: bool) -> None:
+        old = self.controllers.pop(c.id, None)
+        if old is not None:
+            self._infra.remove(old)
+        if not deleted:
+            self.controllers[c.id] = c
+            self._infra.add(c)
 
     def _apply_endpoint(self, e: Endpoint, deleted: bool) -> None:
         old = self.endpoints.pop(e.id, None)
@@ -174,3 +207,19 @@ class View:
     def is_underlay_ip(self, ip: str) -> bool:
         """Some host's underlay address, or an address in some host's PIP pool."""
         return ip in self._underlay
+
+    def is_infra_ip(self, ip: str) -> bool:
+        """Some host's underlay address, or a recorded controller's or etcd member's."""
+        return ip in self._infra
+
+    def infra_ips(self) -> frozenset[str]:
+        """Every address no container may reach (flows/infra.py)."""
+        return self._infra.ips()
+
+    def host_at(self, ip: str) -> Host | None:
+        """The host whose underlay address `ip` is."""
+        return self._infra.host_at(ip)
+
+    def portmap_at(self, host: str, protocol: str, port: int) -> Portmap | None:
+        """The mapping of `host`'s protocol/port, if one is published."""
+        return self._mapped.get((host, protocol, port))

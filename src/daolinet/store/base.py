@@ -25,6 +25,7 @@ from typing import Any, Self
 from daolinet.errors import Conflict, InvalidInput, SystemFailure
 from daolinet.model.objects import (
     MEMBER_KINDS,
+    ControllerRecord,
     Endpoint,
     Group,
     Host,
@@ -307,6 +308,15 @@ class Store(ABC):
     async def delete_portmap(self, tenant: str, name: str) -> Portmap:
         raise SystemFailure(f"{type(self).__name__} has no port mappings")
 
+    # -- controllers: each records itself at start (the infrastructure containers never reach) --
+
+    async def record_controller(self, controller: ControllerRecord) -> ControllerRecord:
+        """Put the controller's record (replacing the one of the same id)."""
+        raise SystemFailure(f"{type(self).__name__} keeps no controller records")
+
+    async def list_controllers(self) -> list[ControllerRecord]:
+        return []
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -445,9 +455,9 @@ def token_what(name: str, tenant: str | None, host: str | None) -> str:
 # -- objects in the change log ---------------------------------------------------------
 
 _KINDS: dict[Kind, type[Tenant] | type[Network] | type[Host] | type[Endpoint] | type[Group] | type[Rule]
-             | type[Token] | type[Portmap]] = {
+             | type[Token] | type[Portmap] | type[ControllerRecord]] = {
     "tenant": Tenant, "network": Network, "host": Host, "endpoint": Endpoint,
-    "group": Group, "rule": Rule, "token": Token, "portmap": Portmap,
+    "group": Group, "rule": Rule, "token": Token, "portmap": Portmap, "controller": ControllerRecord,
 }
 
 

@@ -11,7 +11,8 @@ store's own, one per Change and gap-free, exactly as SQLite's; each log entry
 is also an etcd revision, which `watch_changes` follows.
 
 This module: tenants, networks, hosts and endpoints; `etcd_policy`: groups,
-rules and tokens; `etcd_portmap`: port mappings; `etcd_base`: the write loop
+rules and tokens; `etcd_portmap`: port mappings; `etcd_controllers`: controller
+records; `etcd_base`: the write loop
 and the change feed.
 
 Host liveness (`etcd_liveness`): a heartbeat or a registration first keeps
@@ -38,6 +39,7 @@ from daolinet.store.base import (
     check_name,
     check_network,
 )
+from daolinet.store.etcd_controllers import EtcdControllers
 from daolinet.store.etcd_kv import Reader
 from daolinet.store.etcd_liveness import EtcdLiveness
 from daolinet.store.etcd_policy import EtcdPolicy
@@ -45,7 +47,7 @@ from daolinet.store.etcd_portmap import EtcdPortmaps
 from daolinet.store.etcd_tx import EtcdTx
 
 
-class EtcdStore(EtcdLiveness, EtcdPortmaps, EtcdPolicy):
+class EtcdStore(EtcdLiveness, EtcdPortmaps, EtcdControllers, EtcdPolicy):
     # -- tenants -------------------------------------------------------------------
 
     async def create_tenant(self, name: str) -> Tenant:

@@ -26,7 +26,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Self, TypeVar
 
 from daolinet.errors import InvalidInput, NotFound, SystemFailure
-from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
+from daolinet.model.objects import (
+    ControllerRecord,
+    Endpoint,
+    Group,
+    Host,
+    Network,
+    Portmap,
+    Rule,
+    Tenant,
+    Token,
+)
 from daolinet.model.view import Change, Obj
 from daolinet.security.tls import TlsFiles
 from daolinet.store.base import KEEP_CHANGES, ChangesPruned, Store, check_int, kind_of, obj_from_json
@@ -37,12 +47,13 @@ from daolinet.store.etcd_tx import EtcdTx
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Ob = TypeVar("Ob", Tenant, Network, Host, Endpoint, Group, Rule, Token, Portmap)
+Ob = TypeVar("Ob", Tenant, Network, Host, Endpoint, Group, Rule, Token, Portmap, ControllerRecord)
 KIND_OF: dict[type, str] = {Tenant: "tenant", Network: "network", Host: "host", Endpoint: "endpoint",
-                            Group: "group", Rule: "rule", Token: "token", Portmap: "portmap"}
+                            Group: "group", Rule: "rule", Token: "token", Portmap: "portmap",
+                            ControllerRecord: "controller"}
 SNAPSHOT_ORDER: tuple[tuple[type, str], ...] = (  # as SQLite's snapshot: kind, then sort field
     (Tenant, "name"), (Network, "id"), (Host, "name"), (Endpoint, "id"), (Group, "id"), (Rule, "id"),
-    (Token, "id"), (Portmap, "id"))
+    (Token, "id"), (Portmap, "id"), (ControllerRecord, "id"))
 WRITE_DEADLINE = 30.0  # seconds a write may keep losing to other writers before it gives up
 READ_ATTEMPTS = 5
 

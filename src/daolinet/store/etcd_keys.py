@@ -19,6 +19,7 @@ store URL (etcd://h1:2379,h2:2379/site-b puts everything under /site-b/).
     rule/<tenant>/<kind>/<id:010d>  Rule (by kind: clearing a tenant's pair rules is one range delete)
     token/<id:010d>                 Token
     portmap/<tenant>/<name>         Portmap
+    controller/<id>                 ControllerRecord
     claim/endpoint/<tenant>/<name>  -> key of the endpoint of that name
     claim/ip/<tenant>/<ip:08x>      -> key of the endpoint holding that logical IP (a subnet is a key range)
     claim/pip/<ip:08x>              -> key of the endpoint holding that PIP (a host's pool is a key range)
@@ -44,7 +45,17 @@ from __future__ import annotations
 import json
 from ipaddress import IPv4Address, IPv4Network
 
-from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
+from daolinet.model.objects import (
+    ControllerRecord,
+    Endpoint,
+    Group,
+    Host,
+    Network,
+    Portmap,
+    Rule,
+    Tenant,
+    Token,
+)
 from daolinet.model.view import Obj
 from daolinet.store.base import kind_of, obj_from_json, obj_to_json
 
@@ -125,6 +136,9 @@ class Keys:
     def portmap(self, tenant: str, name: str) -> bytes:
         return self._k("portmap", tenant, name)
 
+    def controller(self, id: str) -> bytes:
+        return self._k("controller", id)
+
     def all(self, kind: str, tenant: str | None = None) -> bytes:
         """The prefix of every object of `kind` (of `tenant`, for tenant-scoped kinds)."""
         return self._k(kind, "") if tenant is None else self._k(kind, tenant, "")
@@ -147,6 +161,8 @@ class Keys:
                 return self.token(obj.id)
             case Portmap():
                 return self.portmap(obj.tenant, obj.name)
+            case ControllerRecord():
+                return self.controller(obj.id)
         raise TypeError(f"not a model object: {obj!r}")
 
     # -- claims ------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from daolinet.store.base import (
     check_network,
     obj_from_json,
 )
+from daolinet.store.sqlite_controllers import SqliteControllers
 from daolinet.store.sqlite_liveness import SqliteLiveness
 from daolinet.store.sqlite_policy import SqlitePolicy
 from daolinet.store.sqlite_portmap import SqlitePortmaps
@@ -52,7 +53,7 @@ from daolinet.store.sqlite_schema import (
 )
 
 
-class SqliteStore(SqliteLiveness, SqlitePortmaps, SqlitePolicy):
+class SqliteStore(SqliteLiveness, SqlitePortmaps, SqliteControllers, SqlitePolicy):
     PRUNE_EVERY = 64  # revisions between trims of the change log
 
     def __init__(self, db: sqlite3.Connection, path: str, keep_changes: int) -> None:
@@ -143,6 +144,7 @@ class SqliteStore(SqliteLiveness, SqlitePortmaps, SqlitePolicy):
             objs += [endpoint_of(r) for r in db.execute("SELECT * FROM endpoints ORDER BY id")]
             objs += self._policy_objects(db)
             objs += self._portmap_objects(db)
+            objs += self._controller_objects(db)
         return rev, objs
 
     async def changes_since(self, rev: int) -> list[Change]:

@@ -12,7 +12,17 @@ import json
 import sqlite3
 from typing import Any
 
-from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
+from daolinet.model.objects import (
+    ControllerRecord,
+    Endpoint,
+    Group,
+    Host,
+    Network,
+    Portmap,
+    Rule,
+    Tenant,
+    Token,
+)
 from daolinet.model.view import Change, Obj
 from daolinet.store.base import MAX_ENDPOINT_ID, kind_of, obj_to_json
 
@@ -62,6 +72,9 @@ CREATE TABLE IF NOT EXISTS portmaps (
     host TEXT NOT NULL REFERENCES hosts (name), protocol TEXT NOT NULL,
     host_port INTEGER NOT NULL, container_port INTEGER NOT NULL,
     UNIQUE (tenant, name), UNIQUE (host, protocol, host_port));
+CREATE TABLE IF NOT EXISTS controllers (
+    id TEXT PRIMARY KEY, api TEXT NOT NULL, openflow TEXT NOT NULL, advertise TEXT NOT NULL,
+    etcd TEXT NOT NULL, started REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     rev INTEGER PRIMARY KEY, kind TEXT NOT NULL, deleted INTEGER NOT NULL, obj TEXT NOT NULL,
     heartbeat_of TEXT);
@@ -86,9 +99,10 @@ END
 """
 
 _TABLES: dict[type, str] = {Tenant: "tenants", Network: "networks", Host: "hosts", Endpoint: "endpoints",
-                            Group: "groups", Rule: "rules", Token: "tokens", Portmap: "portmaps"}
+                            Group: "groups", Rule: "rules", Token: "tokens", Portmap: "portmaps",
+                            ControllerRecord: "controllers"}
 _KEYS: dict[type, str] = {Tenant: "name", Network: "id", Host: "name", Endpoint: "id",
-                          Group: "id", Rule: "id", Token: "id", Portmap: "id"}
+                          Group: "id", Rule: "id", Token: "id", Portmap: "id", ControllerRecord: "id"}
 
 
 # -- objects <-> rows ------------------------------------------------------------------
@@ -102,6 +116,8 @@ def _columns(obj: Obj) -> dict[str, Any]:
         values["labels"] = json.dumps(obj.labels, sort_keys=True)
     if isinstance(obj, Group):
         values["members"] = json.dumps(list(obj.members))
+    if isinstance(obj, ControllerRecord):
+        values.update({k: json.dumps(list(v)) for k, v in values.items() if isinstance(v, tuple)})
     return values
 
 
@@ -131,6 +147,11 @@ def rule_of(row: sqlite3.Row) -> Rule:
 
 def token_of(row: sqlite3.Row) -> Token:
     return Token(**dict(row))
+
+
+def controller_of(row: sqlite3.Row) -> ControllerRecord:
+    lists = ("api", "openflow", "advertise", "etcd")
+    return ControllerRecord(**{**dict(row), **{k: tuple(json.loads(row[k])) for k in lists}})
 
 
 class Tx:

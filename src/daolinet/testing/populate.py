@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daolinet.model.objects import Host
+from daolinet.model.objects import ControllerRecord, Host
 from daolinet.store.base import Store
 
 
@@ -13,7 +13,7 @@ def host(n: int) -> Host:
 
 async def populate(store: Store) -> None:
     """Tenants, networks, hosts, endpoints (some plugged, one deleted: ids with gaps), groups,
-    pair and L4 rules, tokens and a port mapping."""
+    pair and L4 rules, tokens, a port mapping and a controller's record."""
     await store.create_tenant("red")
     await store.create_network("default", "web", "10.1.0.0/24")
     await store.create_network("default", "db", "10.2.0.0/24", isolated=True)
@@ -32,3 +32,6 @@ async def populate(store: Store) -> None:
     await store.create_l4_rule("default", "fronts", "app", "tcp", "80-90")
     await store.create_token("ops", "red", "a" * 64, 1.5)
     await store.create_portmap("default", "http", "w0", "tcp", 8080, 80)
+    await store.record_controller(ControllerRecord(
+        "c1", api=("198.18.0.200:8650",), openflow=("198.18.0.200:6653",), advertise=("198.18.0.201",),
+        etcd=("198.18.0.210:2379",), started=2.5))
