@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
+from daolinet.controller.api import create_app
+from daolinet.controller.api.auth import hash_token
+from daolinet.controller.app import Controller
+from daolinet.controller.context import Config
+from daolinet.controller.record import own_record
 from daolinet.errors import InvalidInput
 from daolinet.model import ControllerRecord, View
 from daolinet.model.view import Change
@@ -63,3 +69,34 @@ def test_the_view_knows_every_infrastructure_address_until_nobody_holds_it() -> 
     assert view.is_infra_ip("198.18.0.1")  # c2 still advertises it
     view.apply(Change(rev=3, obj=ControllerRecord("c2"), deleted=True))
     assert not view.is_infra_ip("198.18.0.1") and view.host_at("198.18.0.1") is None
+
+
+def test_a_controller_records_its_listeners_advertised_addresses_and_etcd_members() -> None:
+    rec = own_record("c1", ["ssl:198.18.0.200:6653", "unix:/run/of.sock"],
+                     ["0.0.0.0:8650", "198.18.0.200:8650", "unix:/run/api.sock", "127.0.0.1:8651"],
+                     ["198.18.0.201"], "etcd://198.18.0.210:2379,198.18.0.211/site")
+    assert (rec.api, rec.openflow, rec.advertise, rec.etcd) == (
+        ("198.18.0.200:8650",), ("198.18.0.200:6653",), ("198.18.0.201",),
+        ("198.18.0.210:2379", "198.18.0.211:2379"))
+    wildcard = own_record("c2", ["ssl:0.0.0.0:6653"], ["0.0.0.0:8650"], [], "sqlite:///x.db")
+    assert wildcard.addresses == frozenset()  # nothing to record but what --advertise says
+    with pytest.raises(InvalidInput, match="--advertise"):
+        own_record("c3", [], [], ["h1.example"], "sqlite:///x.db")
+
+
+async def test_the_api_lists_records_to_admins_only(store: SqliteStore) -> None:
+    await store.record_controller(REC)
+    await store.create_tenant("red")
+    await store.create_token("admin", None, hash_token("admin-secret"), 1.0)
+    await store.create_token("red", "red", hash_token("red-secret"), 1.0)
+    ctrl = Controller(store, Config())
+    await ctrl.start()
+    transport = httpx.ASGITransport(app=create_app(ctrl))
+    async with httpx.AsyncClient(transport=transport, base_url="http://controller") as http:
+        admin = await http.get("/controllers", headers={"Authorization": "Bearer admin-secret"})
+        assert admin.status_code == 200 and admin.json() == [REC.to_json()]
+        assert admin.json()[0]["etcd"] == ["198.18.0.210:2379", "198.18.0.211:2379"]
+        tenant = await http.get("/controllers", headers={"Authorization": "Bearer red-secret"})
+        assert tenant.status_code == 403, tenant.text
+        assert (await http.get("/controllers")).status_code == 401
+    await ctrl.stop()

@@ -31,6 +31,9 @@ def controller(
         help="HOST:PORT of the REST API (HTTPS with --tls-*), repeatable; unix:PATH serves it on a "
              "local socket too. The first HOST:PORT is the URL peers and agents are told.")] =
         ["127.0.0.1:8650"],  # noqa: B006
+    advertise: Annotated[list[str] | None, typer.Option(
+        help="An IPv4 address of this controller that containers must not reach, beside its listeners' "
+             "(repeatable; needed with wildcard listeners such as 0.0.0.0).")] = None,
     idle_timeout: Annotated[int, typer.Option(help="Seconds before an unused route idles out.")] = 30,
     drop_timeout: Annotated[int, typer.Option(help="Seconds a denied destination is dropped.")] = 3,
     host_ttl: Annotated[int, typer.Option(
@@ -69,7 +72,8 @@ def controller(
                                      etcd_ca=etcd_ca, etcd_cert=etcd_cert, etcd_key=etcd_key)
     security.check_targets(of_listen, "--of-listen")
     config = Config(idle_timeout=idle_timeout, drop_timeout=drop_timeout, host_ttl=host_ttl)
-    asyncio.run(serve(store, of_listen, api_listen, config, ready_file, admin_token_file, id, security))
+    asyncio.run(serve(store, of_listen, api_listen, config, ready_file, admin_token_file, id, security,
+                      tuple(advertise or ())))
 
 
 def agent(

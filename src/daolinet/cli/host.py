@@ -59,3 +59,17 @@ def rm(name: NameArg, as_json: JsonOpt = False) -> None:
         emit_json(h)
     else:
         say(f"host {h['name']} removed")
+
+
+@app.command("controllers")
+def controllers(as_json: JsonOpt = False) -> None:
+    """List the controllers that recorded themselves: addresses containers never reach (admin token)."""
+    with api_client() as api:
+        found = api.call("GET", "/controllers")
+    if as_json:
+        emit_json(found)
+        return
+    table(("id", "API", "OpenFlow", "advertised", "etcd", "started"),
+          ((c["id"], ", ".join(c["api"]), ", ".join(c["openflow"]), ", ".join(c["advertise"]),
+            ", ".join(c["etcd"]), ago(c.get("started"))) for c in found),
+          empty="no controllers")

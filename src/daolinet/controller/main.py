@@ -29,6 +29,7 @@ from daolinet.controller.context import Config
 from daolinet.controller.liveness import watch_hosts
 from daolinet.controller.mastership_etcd import EtcdMastership
 from daolinet.controller.peers import Peers
+from daolinet.controller.record import own_record
 from daolinet.errors import InvalidInput
 from daolinet.security.settings import Security
 from daolinet.security.tls import server_context
@@ -87,7 +88,8 @@ def api_url(socks: list[socket.socket], https: bool) -> str:
 
 async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | str, config: Config,
                 ready_file: str | None = None, admin_token_file: str | None = None,
-                controller_id: str | None = None, security: Security | None = None) -> None:
+                controller_id: str | None = None, security: Security | None = None,
+                advertise: tuple[str, ...] = ()) -> None:
     security = security or Security(tls=None, insecure=True)
     security.warn("controller")
     for target in of_listen:
@@ -99,6 +101,9 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
     if admin_token_file is None:
         admin_token_file = default_token_file(store_url)
     secret = await ensure_admin_token(store, admin_token_file)
+    listens = [api_listen] if isinstance(api_listen, str) else api_listen
+    await store.record_controller(own_record(controller_id or socket.gethostname(), of_listen, listens,
+                                             advertise, store_url))
     ctrl = Controller(store, config)
     await ctrl.start()
     url = api_url(socks, https=security.tls is not None)

@@ -9,7 +9,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from daolinet import __version__
-from daolinet.controller.api import errors, model_routes, ops_routes, policy_routes, portmap_routes
+from daolinet.controller.api import (
+    errors,
+    infra_routes,
+    model_routes,
+    ops_routes,
+    policy_routes,
+    portmap_routes,
+)
 from daolinet.controller.api.errors import STATUS, status_of, validation_message
 from daolinet.controller.app import Controller
 
@@ -22,6 +29,6 @@ def create_app(ctrl: Controller) -> FastAPI:
                               "Send 'Authorization: Bearer TOKEN'.")
     app.state.ctrl = ctrl
     errors.install(app)
-    for module in (model_routes, policy_routes, portmap_routes, ops_routes):
+    for module in (model_routes, policy_routes, portmap_routes, ops_routes, infra_routes):
         app.include_router(module.router)
     return app
