@@ -24,6 +24,7 @@ import uvicorn
 from daolinet.controller import ofserver
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import ensure_admin_token
+from daolinet.controller.api.transport import PeerIdentityProtocol
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
 from daolinet.controller.liveness import watch_hosts
@@ -113,7 +114,7 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
     liveness = asyncio.create_task(watch_hosts(store, ctrl.ctx.clock), name="host-liveness")
     of_servers = [await ofserver.listen(t, ctrl.on_session, of_tls, on_refused=ctrl.refused)
                   for t in of_listen]
-    server = uvicorn.Server(api_config(create_app(ctrl), security))
+    server = uvicorn.Server(api_config(create_app(ctrl, tls=security.tls is not None), security))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -142,12 +143,14 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
 def api_config(app: Any, security: Security) -> uvicorn.Config:
     """uvicorn for the API: HTTPS with the controller's pair when it has one; a client
     certificate is asked for (hosts and controllers show theirs), not required (users
-    may send tokens)."""
+    may send tokens).  Its HTTP protocol hands each request the verified peer
+    certificate's holder (controller/api/transport.py), which auth.py reads."""
     kwargs: dict[str, Any] = {}
     if security.tls is not None:
         kwargs = {"ssl_certfile": security.tls.cert, "ssl_keyfile": security.tls.key,
                   "ssl_ca_certs": security.tls.ca, "ssl_cert_reqs": ssl.CERT_OPTIONAL}
-    return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **kwargs)
+    return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                          http=PeerIdentityProtocol, **kwargs)
 
 
 class Shared:

@@ -1,7 +1,21 @@
-"""API tokens.  A token is a random secret; the store keeps only its sha256.
-An admin token (tenant None) manages everything; a tenant token sees and
-changes only its tenant's objects, and others' objects do not exist for it
-(404, never their data)."""
+"""Who a request acts as, and what it may do.  Every route but /healthz, /readyz
+and the documents names one of the dependencies at the bottom.
+
+Principals:
+- admin: an admin token, or a *user* certificate (the operators' credential);
+- tenant: a tenant token — sees and changes only its tenant's objects; others'
+  objects do not exist for it (404, never their data);
+- host H: H's certificate (mutual TLS), or with --insecure a host token bound to
+  H — registers and heartbeats H, plugs endpoints on H, reads what plugging
+  needs, and nothing else (docs/security.md);
+- controller C: C's certificate — only /internal (FlowMod forwarding).
+
+A request that sends a bearer token acts as the token, whatever certificate its
+connection showed; one without a token acts as its certificate's holder.  So a
+user with a tenant token acts as that tenant, and a wrong token is never
+rescued by a certificate.  The peer certificate reaches the request through
+`request.state` (controller/api/transport.py); only a verified TLS handshake
+puts it there."""
 
 from __future__ import annotations
 
@@ -10,13 +24,23 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from daolinet.controller.api.transport import IDENTITY
 from daolinet.errors import Forbidden, NotFound, Unauthorized
 from daolinet.model import View
+from daolinet.model.objects import Token
+from daolinet.security.identity import Identity, Role
 from daolinet.store.base import Store
+
+Kind = Literal["admin", "tenant", "host", "controller"]
+KIND_OF_ROLE: dict[Role, Kind] = {"user": "admin", "host": "host", "controller": "controller"}
+# What a confined principal may do, for its refusals.
+LIMITS = {"host": "a host credential only registers its host and plugs endpoints on it",
+          "controller": "a controller credential only forwards FlowMods (/internal)"}
 
 
 def hash_token(secret: str) -> str:
@@ -29,16 +53,57 @@ def new_secret() -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    name: str
-    tenant: str | None  # None: admin
+    name: str  # the token's name, or the certificate's
+    tenant: str | None  # a tenant token's tenant; None: not confined to a tenant
+    kind: Kind = "admin"
+    host: str | None = None  # a host principal's host
+    certificate: bool = False  # from a verified TLS certificate (else a token)
+
+    @classmethod
+    def of_token(cls, token: Token) -> Principal:
+        if token.host is not None:
+            return cls(token.name, None, "host", host=token.host)
+        return cls(token.name, token.tenant, "admin" if token.tenant is None else "tenant")
+
+    @classmethod
+    def of_identity(cls, identity: Identity) -> Principal:
+        kind = KIND_OF_ROLE[identity.role]
+        return cls(identity.name, None, kind, host=identity.name if kind == "host" else None,
+                   certificate=True)
 
     @property
     def admin(self) -> bool:
-        return self.tenant is None
+        return self.kind == "admin"
+
+    @property
+    def who(self) -> str:
+        """The credential, as refusals name it."""
+        if self.certificate:
+            return f"TLS: certificate of {self.name}"
+        return f"token {self.name}" + (f" of host {self.host}" if self.host else "")
 
     def require_admin(self) -> None:
         if not self.admin:
             raise Forbidden("this needs an admin token")
+
+    def require_host(self, host: str) -> None:
+        """Admins act for any host; a host credential only for its own host."""
+        if self.kind != "host":
+            self.require_admin()
+        self.confine_to_host(host)
+
+    def confine_to_host(self, host: str) -> None:
+        """A host credential may touch only what is on its own host (others: no-op)."""
+        if self.kind == "host" and host != self.host:
+            raise Forbidden(f"{self.who} is not valid for host {host}")
+
+    def host_filter(self, asked: str | None) -> str | None:
+        """A listing's host filter: a host credential lists its own host's objects only."""
+        if self.kind != "host":
+            return asked
+        if asked is not None:
+            self.confine_to_host(asked)
+        return self.host
 
     def see(self, tenant: str, message: str) -> None:
         """Objects of other tenants do not exist for a tenant token: `message`
@@ -53,20 +118,70 @@ class Principal:
             raise NotFound(f"tenant {asked} not found")
         return self.tenant
 
-
-def principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise Unauthorized("missing token: send 'Authorization: Bearer TOKEN'")
-    view: View = request.app.state.ctrl.view
-    token = view.tokens.get(hash_token(secret.strip()))
-    if token is None:
-        raise Unauthorized("invalid token")
-    return Principal(token.name, token.tenant)
+    def refuse(self, request: Request) -> Forbidden:
+        return Forbidden(f"{self.who} may not {request.method} {request.url.path}: {LIMITS[self.kind]}")
 
 
-Auth = Annotated[Principal, Depends(principal)]
+bearer = HTTPBearer(auto_error=False, description="An admin or tenant token (daolinet token create), "
+                    "or a host token of an --insecure installation.  With TLS, a client certificate "
+                    "of the installation's CA serves instead when no token is sent.")
+
+
+def peer_of(request: Request) -> Identity | None:
+    """The verified peer certificate's holder of this request's connection, if any."""
+    found = getattr(request.state, IDENTITY, None)
+    return found if isinstance(found, Identity) else None
+
+
+def principal(request: Request,
+              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    secret = creds.credentials.strip() if creds is not None else ""
+    if secret:
+        view: View = request.app.state.ctrl.view
+        token = view.tokens.get(hash_token(secret))
+        if token is None:
+            raise Unauthorized("invalid token")
+        return Principal.of_token(token)
+    identity = peer_of(request)
+    if identity is not None:
+        return Principal.of_identity(identity)
+    hint = " or show a client certificate" if request.url.scheme == "https" else ""
+    raise Unauthorized(f"missing token: send 'Authorization: Bearer TOKEN'{hint}")
+
+
+Anyone = Annotated[Principal, Depends(principal)]
+
+
+def people(request: Request, p: Anyone) -> Principal:
+    """Admins and tenants: hosts and controllers are refused (the default for a route)."""
+    if p.kind in LIMITS:
+        raise p.refuse(request)
+    return p
+
+
+def agents(request: Request, p: Anyone) -> Principal:
+    """Admins, tenants and hosts (whose handlers confine them to their own host)."""
+    if p.kind == "controller":
+        raise p.refuse(request)
+    return p
+
+
+def peers(request: Request, p: Anyone) -> Principal:
+    """Controller-to-controller calls: with TLS, a controller certificate (whatever token
+    comes with it); with --insecure, the admin token."""
+    if not request.app.state.tls:
+        p.require_admin()
+        return p
+    identity = peer_of(request)
+    if identity is None:
+        raise Forbidden(f"TLS: {request.url.path} needs a controller certificate")
+    identity.require("controller")
+    return Principal.of_identity(identity)
+
+
+Auth = Annotated[Principal, Depends(people)]
+AgentAuth = Annotated[Principal, Depends(agents)]
+PeerAuth = Annotated[Principal, Depends(peers)]
 
 
 async def ensure_admin_token(store: Store, path: str) -> str:

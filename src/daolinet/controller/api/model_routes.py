@@ -1,4 +1,11 @@
-"""Tenants, networks, hosts and endpoints."""
+"""Tenants, networks, hosts and endpoints.
+
+Routes an agent calls take `AgentAuth`, and confine a host credential to its own
+host: it registers and heartbeats itself, creates, patches, deletes endpoints on
+itself and moves endpoints onto itself; it reads tenants, networks and endpoints
+(what plugging needs).  The one write beyond its host: networks, which the Docker
+driver creates and deletes for `docker network create/rm -d daolinet` on that host
+(deleting one that any container still uses is refused as for anyone)."""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from daolinet.controller.api.auth import Auth
+from daolinet.controller.api.auth import AgentAuth, Auth, Principal
 from daolinet.controller.api.models import (
     EndpointId,
     EndpointIn,
@@ -39,7 +46,7 @@ async def create_tenant(request: Request, p: Auth, body: TenantIn) -> dict[str, 
 
 
 @router.get("/tenants/{name}", tags=["tenants"])
-async def get_tenant(request: Request, p: Auth, name: str) -> dict[str, Any]:
+async def get_tenant(request: Request, p: AgentAuth, name: str) -> dict[str, Any]:
     p.see(name, f"tenant {name} not found")
     return (await _store(request).get_tenant(name)).to_json()
 
@@ -51,12 +58,12 @@ async def delete_tenant(request: Request, p: Auth, name: str) -> dict[str, Any]:
 
 
 @router.get("/networks", tags=["networks"])
-async def list_networks(request: Request, p: Auth, tenant: str | None = None) -> list[dict[str, Any]]:
+async def list_networks(request: Request, p: AgentAuth, tenant: str | None = None) -> list[dict[str, Any]]:
     return [n.to_json() for n in await _store(request).list_networks(p.tenant_filter(tenant))]
 
 
 @router.post("/networks", status_code=201, tags=["networks"])
-async def create_network(request: Request, p: Auth, body: NetworkIn) -> dict[str, Any]:
+async def create_network(request: Request, p: AgentAuth, body: NetworkIn) -> dict[str, Any]:
     p.see(body.tenant, f"tenant {body.tenant} not found")
     n = await _store(request).create_network(body.tenant, body.name, body.subnet, body.gateway,
                                              body.isolated, body.external)
@@ -64,13 +71,13 @@ async def create_network(request: Request, p: Auth, body: NetworkIn) -> dict[str
 
 
 @router.get("/networks/{tenant}/{name}", tags=["networks"])
-async def get_network(request: Request, p: Auth, tenant: str, name: str) -> dict[str, Any]:
+async def get_network(request: Request, p: AgentAuth, tenant: str, name: str) -> dict[str, Any]:
     p.see(tenant, f"network {name} of tenant {tenant} not found")
     return (await _store(request).get_network(tenant, name)).to_json()
 
 
 @router.delete("/networks/{tenant}/{name}", tags=["networks"])
-async def delete_network(request: Request, p: Auth, tenant: str, name: str) -> dict[str, Any]:
+async def delete_network(request: Request, p: AgentAuth, tenant: str, name: str) -> dict[str, Any]:
     p.see(tenant, f"network {name} of tenant {tenant} not found")
     return (await _store(request).delete_network(tenant, name)).to_json()
 
@@ -82,8 +89,8 @@ async def list_hosts(request: Request, p: Auth) -> list[dict[str, Any]]:
 
 
 @router.post("/hosts", status_code=201, tags=["hosts"])
-async def register_host(request: Request, p: Auth, body: HostIn) -> dict[str, Any]:
-    p.require_admin()
+async def register_host(request: Request, p: AgentAuth, body: HostIn) -> dict[str, Any]:
+    p.require_host(body.name)
     ctrl = request.app.state.ctrl
     host = Host(**body.model_dump(), last_seen=ctrl.ctx.clock())
     return (await _store(request).register_host(host)).to_json()
@@ -96,8 +103,8 @@ async def get_host(request: Request, p: Auth, name: str) -> dict[str, Any]:
 
 
 @router.put("/hosts/{name}/heartbeat", tags=["hosts"])
-async def heartbeat(request: Request, p: Auth, name: str) -> dict[str, Any]:
-    p.require_admin()
+async def heartbeat(request: Request, p: AgentAuth, name: str) -> dict[str, Any]:
+    p.require_host(name)
     ctrl = request.app.state.ctrl
     return (await _store(request).heartbeat(name, ctrl.ctx.clock())).to_json()
 
@@ -109,10 +116,10 @@ async def delete_host(request: Request, p: Auth, name: str) -> dict[str, Any]:
 
 
 @router.get("/endpoints", tags=["endpoints"])
-async def list_endpoints(request: Request, p: Auth, tenant: str | None = None, host: str | None = None,
+async def list_endpoints(request: Request, p: AgentAuth, tenant: str | None = None, host: str | None = None,
                          network: str | None = None) -> list[dict[str, Any]]:
     store = _store(request)
-    found = await store.list_endpoints(p.tenant_filter(tenant), host, network)
+    found = await store.list_endpoints(p.tenant_filter(tenant), p.host_filter(host), network)
     down = {h.name for h in await store.list_hosts() if not h.alive}
     return [{**e.to_json(), "alive": e.host not in down} for e in found]
 
@@ -127,26 +134,27 @@ async def _with_liveness(request: Request, e: Endpoint) -> dict[str, Any]:
 
 
 @router.post("/endpoints", status_code=201, tags=["endpoints"])
-async def create_endpoint(request: Request, p: Auth, body: EndpointIn) -> dict[str, Any]:
+async def create_endpoint(request: Request, p: AgentAuth, body: EndpointIn) -> dict[str, Any]:
     p.see(body.tenant, f"tenant {body.tenant} not found")
+    p.confine_to_host(body.host)
     e = await _store(request).create_endpoint(body.tenant, body.network, body.name, body.host,
                                               ip=body.ip, mac=body.mac, labels=body.labels)
     return await _with_liveness(request, e)
 
 
-async def _endpoint(request: Request, p: Auth, eid: EndpointId) -> Any:
+async def _endpoint(request: Request, p: Principal, eid: int) -> Any:
     e = await _store(request).get_endpoint(eid)
     p.see(e.tenant, f"endpoint {eid} not found")  # the store's own words: nothing to tell apart
     return e
 
 
 @router.get("/endpoints/{eid}", tags=["endpoints"])
-async def get_endpoint(request: Request, p: Auth, eid: EndpointId) -> dict[str, Any]:
+async def get_endpoint(request: Request, p: AgentAuth, eid: EndpointId) -> dict[str, Any]:
     return await _with_liveness(request, await _endpoint(request, p, eid))
 
 
 @router.get("/containers/{tenant}/{name}", tags=["endpoints"])
-async def show_container(request: Request, p: Auth, tenant: str, name: str) -> dict[str, Any]:
+async def show_container(request: Request, p: AgentAuth, tenant: str, name: str) -> dict[str, Any]:
     """A container's network identity: logical IP, PIP, MAC, host, gateway."""
     p.see(tenant, f"endpoint {name} of tenant {tenant} not found")
     store = _store(request)
@@ -156,20 +164,21 @@ async def show_container(request: Request, p: Auth, tenant: str, name: str) -> d
 
 
 @router.patch("/endpoints/{eid}", tags=["endpoints"])
-async def patch_endpoint(request: Request, p: Auth, eid: EndpointId, body: EndpointPatch) -> dict[str, Any]:
-    await _endpoint(request, p, eid)
-    p.require_admin()  # ports are the agents' business
+async def patch_endpoint(request: Request, p: AgentAuth, eid: EndpointId,
+                         body: EndpointPatch) -> dict[str, Any]:
+    e = await _endpoint(request, p, eid)
+    p.require_host(e.host)  # ports are the agents' business (and the admin's)
     e = await _store(request).update_endpoint(eid, port=body.port, ofport=body.ofport)
     await request.app.state.ctrl.settle(e.host)  # the port's flows are in place when we answer
     return await _with_liveness(request, e)
 
 
 @router.post("/endpoints/{eid}/move", tags=["endpoints"])
-async def move_endpoint(request: Request, p: Auth, eid: EndpointId, body: MoveIn) -> dict[str, Any]:
+async def move_endpoint(request: Request, p: AgentAuth, eid: EndpointId, body: MoveIn) -> dict[str, Any]:
     """Same logical IP and MAC on another host, with a new PIP; every route that
     named the old PIP is revoked.  The agents then re-plug its interface."""
     e = await _endpoint(request, p, eid)
-    p.require_admin()
+    p.require_host(body.host)  # the host it moves to adopts it (agent/service.py move_here)
     store = _store(request)
     await store.get_host(body.host)
     if body.host == e.host:
@@ -182,6 +191,6 @@ async def move_endpoint(request: Request, p: Auth, eid: EndpointId, body: MoveIn
 
 
 @router.delete("/endpoints/{eid}", tags=["endpoints"])
-async def delete_endpoint(request: Request, p: Auth, eid: EndpointId) -> dict[str, Any]:
-    await _endpoint(request, p, eid)
+async def delete_endpoint(request: Request, p: AgentAuth, eid: EndpointId) -> dict[str, Any]:
+    p.confine_to_host((await _endpoint(request, p, eid)).host)
     return await _with_liveness(request, await _store(request).delete_endpoint(eid))

@@ -100,6 +100,7 @@ class TraceIn(Strict):
 class TokenIn(Strict):
     name: str
     tenant: str | None = None
+    host: str | None = None  # a host token (bound to that host) instead of an admin one
 
 
 class PortmapIn(Strict):

@@ -1,4 +1,5 @@
-"""Operations: health, metrics, live routes, route-setup statistics, tokens."""
+"""Operations: health, metrics, live routes, route-setup statistics, tokens, and
+FlowMod forwarding between controllers (/internal: controllers only)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import generate_latest
 
-from daolinet.controller.api.auth import Auth, hash_token, new_secret
+from daolinet.controller.api.auth import Anyone, Auth, PeerAuth, hash_token, new_secret
 from daolinet.controller.api.models import RowId, TokenIn
 from daolinet.errors import Conflict, InvalidInput, NotFound
 
@@ -19,7 +20,7 @@ FOLLOW_WAIT = 2.0  # seconds a forwarded barrier waits for this controller's vie
 
 
 @router.get("/health", tags=["ops"])
-async def health(request: Request, p: Auth) -> dict[str, Any]:
+async def health(request: Request, p: Anyone) -> dict[str, Any]:
     ctx = request.app.state.ctrl.ctx
     out: dict[str, Any] = {"ok": True, "rev": ctx.view.rev}
     if p.admin:
@@ -81,11 +82,12 @@ async def list_tokens(request: Request, p: Auth) -> list[dict[str, Any]]:
 
 @router.post("/tokens", status_code=201, tags=["tokens"])
 async def create_token(request: Request, p: Auth, body: TokenIn) -> dict[str, Any]:
-    """Issue a token; its secret is shown once, here, and stored only hashed."""
+    """Issue a token; its secret is shown once, here, and stored only hashed.  With `host`:
+    a host token, bound to that host (an agent's credential without TLS)."""
     p.require_admin()
     secret = new_secret()
     t = await request.app.state.ctrl.store.create_token(body.name, body.tenant, hash_token(secret),
-                                                        time.time())
+                                                        time.time(), host=body.host)
     return {**t.to_json(), "token": secret}
 
 
@@ -96,9 +98,8 @@ async def delete_token(request: Request, p: Auth, token_id: RowId) -> dict[str, 
 
 
 @router.post("/internal/switches/{dpid}/ofmsgs", tags=["ops"], include_in_schema=False)
-async def forward_ofmsgs(request: Request, p: Auth, dpid: int) -> dict[str, Any]:
+async def forward_ofmsgs(request: Request, p: PeerAuth, dpid: int) -> dict[str, Any]:
     """Another controller's FlowMods for a switch mastered here (controller/peers.py)."""
-    p.require_admin()
     body = await request.json()
     try:
         data, barrier = bytes.fromhex(body["data"]), bool(body.get("barrier", False))
