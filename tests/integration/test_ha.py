@@ -22,7 +22,7 @@ from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
 from daolinet.controller.mastership_etcd import EtcdMastership, Held
 from daolinet.errors import Conflict, DaoliError
-from daolinet.lab import cluster, state
+from daolinet.lab import cluster, plan, state
 from daolinet.pipeline import route_cookie
 from daolinet.store import SqliteStore, open_store
 from daolinet.store.migrate import migrate
@@ -149,7 +149,7 @@ async def test_a_change_through_one_controller_reaches_anothers_view(etcd_server
 
 @pytest.fixture
 def ha_lab(lab_factory: Callable[..., cluster.Lab]) -> cluster.Lab:
-    return lab_factory(hosts=3, controllers=3, store="etcd")
+    return lab_factory(hosts=3, controllers=3, store="etcd", insecure=False)  # etcd on TLS too
 
 
 def masters(lab: cluster.Lab) -> dict[int, int]:
@@ -299,12 +299,13 @@ def kill_member(pid: int) -> None:
     labtools.wait_for(lambda: not procs.is_alive(pid), timeout=5, what=f"etcd member {pid} gone")
 
 
-def restart_member(argv: list[str]) -> subprocess.Popen[bytes]:
-    """The member again, on its ports and data dir (under the lab's run dir: `lab down` sweeps it)."""
+def restart_member(lab: cluster.Lab, argv: list[str]) -> subprocess.Popen[bytes]:
+    """The member again, on its ports and data dir (under the lab's run dir: `lab down` sweeps it),
+    in the lab's control namespace (nsenter execs etcd: the pid is etcd's)."""
     data_dir = argv[argv.index("--data-dir") + 1]
     with open(f"{data_dir}.restart.log", "ab") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(procs.in_netns(plan.control_netns(lab.name), argv), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def post_network(lab: cluster.Lab, name: str, subnet: str, index: int = 0) -> httpx.Response:
@@ -334,6 +335,8 @@ def test_losing_etcd_members_one_then_quorum_and_recovering(ha_lab: cluster.Lab)
         lab.add_container(name, host=names[1 + i % 2], network="n")
     assert labtools.ping(lab, "a", container_ip(lab, "b")).returncode == 0  # the established route
     members = etcd_members(lab)
+    for _, argv in members:  # etcd wants a certificate from clients and peers
+        assert {"--client-cert-auth", "--peer-client-cert-auth"} <= set(argv), argv
     restarted: list[subprocess.Popen[bytes]] = []
     try:
         # One member of three gone (the first endpoint: every client fails over): all goes on.
@@ -361,7 +364,7 @@ def test_losing_etcd_members_one_then_quorum_and_recovering(ha_lab: cluster.Lab)
 
         # The members back: the API recovers by itself.
         start = time.monotonic()
-        restarted = [restart_member(argv) for _, argv in members[:2]]
+        restarted = [restart_member(lab, argv) for _, argv in members[:2]]
         recovered = labtools.wait_for(
             lambda: post_network(lab, "back", "10.7.30.0/24").status_code in (201, 409),
             timeout=30, what="the API writing again after quorum came back")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from daolinet.lab import cluster
+from daolinet.lab import cluster, plan
 from daolinet.pipeline import GATEWAY_MAC, route_cookie
 from daolinet.system import links
 from daolinet.testing.labtools import (
@@ -215,8 +215,10 @@ def test_cross_rack_routes_go_through_a_router_that_holds_no_container_state(
     routes = lab.exec("router", ["ip", "-4", "route"]).stdout.splitlines()
     assert len(routes) == 3 and not any("10.6." in r for r in routes), routes  # segments + outside
     # The router never learns a container's MAC or logical address: every neighbour is a host
-    # (PIPs resolve to the owning host's MAC, answered by its bridge).
+    # (PIPs resolve to the owning host's MAC, answered by its bridge) or the control plane
+    # (h2's agent and switch reach the controller across the router).
     host_macs = {links.mac_of(lab.host(h).netns, "daolinet") for h in ("h1", "h2")}
+    host_macs.add(links.mac_of(plan.control_netns(lab.name), "eth0"))
     neigh = lab.exec("router", ["ip", "-4", "neigh"]).stdout
     for line in neigh.splitlines():
         if "lladdr" in line:

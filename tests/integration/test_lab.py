@@ -126,8 +126,8 @@ def test_a_failing_up_removes_what_it_made(monkeypatch: pytest.MonkeyPatch) -> N
     name = new_lab_name()
     real = cluster.Lab._build_host
 
-    def broken(self: cluster.Lab, host: cluster.LabHost, plumb: bool) -> None:
-        real(self, host, plumb)
+    def broken(self: cluster.Lab, host: cluster.LabHost) -> None:
+        real(self, host)
         if host.name == "h2":
             raise SystemFailure("injected failure")
 

@@ -35,12 +35,16 @@ def up(
         "sqlite",
     host_ttl: Annotated[int, typer.Option(
         help="Seconds without a heartbeat before a host is marked down (agents beat every TTL/3).")] = 10,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Plaintext OpenFlow and HTTP, no certificates (the old mode, for comparison).")] =
+        False,
 ) -> None:
     """Bring up a lab: per host a namespace with its own ovsdb-server and ovs-vswitchd,
     plus daolinet's controller(s) and an agent per host."""
     start = time.monotonic()
     lab = cluster.Lab.up(name, hosts=hosts, racks=racks, controller=controller,
-                         idle_timeout=idle_timeout, controllers=controllers, store=store, host_ttl=host_ttl)
+                         idle_timeout=idle_timeout, controllers=controllers, store=store, host_ttl=host_ttl,
+                         insecure=insecure)
     took = time.monotonic() - start
     console.print(f"lab [bold]{lab.name}[/] up: {hosts} hosts, {racks} rack(s) in {took:.2f}s")
     _print_lab(lab)

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.errors import Conflict, InvalidInput, NotFound
-from daolinet.lab import daemons, docker, ha, plan, state
+from daolinet.lab import credentials, daemons, docker, ha, plan, state
 from daolinet.lab.client import LabClient
 from daolinet.lab.controllers import Controllers
 from daolinet.lab.ovs import PrivateOvs
+from daolinet.security.tls import TlsFiles
 from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
 from daolinet.system import links, procs
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
@@ -95,10 +96,11 @@ class Lab(Controllers):
     @classmethod
     def up(cls, name: str, hosts: int, racks: int = 1, *, controller: bool = True,
            idle_timeout: int = 30, controllers: int = 1, store: str = "sqlite",
-           host_ttl: int = DEFAULT_HOST_TTL) -> Lab:
+           host_ttl: int = DEFAULT_HOST_TTL, insecure: bool = True) -> Lab:  # TODO: secure
         """Build the lab; with `controller`, also start daolinet on it (`controllers`
         controllers, on an etcd cluster of the lab's with `store="etcd"`, and an agent
-        per host, heartbeating every host_ttl/3 s) and wait until every bridge is synced."""
+        per host, heartbeating every host_ttl/3 s) and wait until every bridge is synced.
+        TLS and certificates everywhere (a CA under the lab's run dir) unless `insecure`."""
         plans = plan.plan_hosts(name, hosts, racks)  # validates everything first
         ha.check(controllers, store)
         if not 1 <= idle_timeout <= 65535:
@@ -113,9 +115,13 @@ class Lab(Controllers):
         try:
             lab._build_fabric(racks)
             with ThreadPoolExecutor(max_workers=min(len(plans), 8)) as pool:
-                list(pool.map(lambda h: lab._build_host(h, plumb=not controller), lab.hosts))
+                list(pool.map(lab._build_host, lab.hosts))
             if controller:
-                lab._state.extra.update(idle_timeout=idle_timeout, host_ttl=host_ttl)
+                lab._state.extra.update(idle_timeout=idle_timeout, host_ttl=host_ttl, insecure=insecure)
+                lab._save()
+                if not insecure:
+                    credentials.make_ca(name)
+                lab._build_control(controllers)
                 lab._start_store(store)
                 for index in range(controllers):
                     lab.start_controller(index)
@@ -172,7 +178,22 @@ class Lab(Controllers):
         self._state.extra["gateway_macs"] = gw_macs
         self._save()
 
-    def _build_host(self, host: LabHost, plumb: bool) -> None:
+    def _build_control(self, controllers: int) -> None:
+        """The control plane's namespace on rack 1's segment: an address per controller
+        and one for etcd, routes to every rack through the router."""
+        ctl = plan.control_netns(self.name)
+        self._new_netns(ctl)
+        fab = plan.fabric_netns(self.name, 1)
+        links.add_veth(fab, "ctl", ctl, "eth0")
+        links.set_master(fab, "ctl", plan.FABRIC_BRIDGE)
+        links.link_up(fab, "ctl")
+        for ip in [*(plan.controller_ip(i) for i in range(controllers)), plan.etcd_ip()]:
+            links.link_up(ctl, "eth0", address=f"{ip}/{plan.RACK_PREFIX}")
+        links.link_up(ctl, "lo")
+        links.add_route(ctl, str(plan.UNDERLAY), str(plan.rack_gateway(1)))
+        links.tx_offload_off(ctl, "eth0")
+
+    def _build_host(self, host: LabHost) -> None:
         p = host.plan
         self._new_netns(p.netns)
         links.add_veth(p.netns, plan.UPLINK, p.fabric_netns, p.fabric_port)
@@ -191,11 +212,12 @@ class Lab(Controllers):
         # must not answer ARP for the host's address on it, or the underlay may send
         # the host's frames to the uplink's own MAC and the kernel would answer them too.
         links.sysctl(p.netns, "net.ipv4.conf.all.arp_ignore=1")
-        if plumb:
-            self._plumb(host)
+        self._plumb(host)
 
     def _plumb(self, host: LabHost) -> None:
-        """Until a controller owns the bridge: the host's own traffic <-> uplink."""
+        """Until a controller owns the bridge: the host's own traffic <-> uplink (how its
+        agent and its ovs-vswitchd first reach the controllers over the underlay; the
+        controller's flows for the host, at higher priority, take over once synced)."""
         for src, dst in ((plan.UPLINK, "LOCAL"), ("LOCAL", plan.UPLINK)):
             host.ofctl("add-flow", f"cookie={PLUMB_COOKIE:#x},priority=1,in_port={src},actions=output:{dst}")
 
@@ -329,14 +351,30 @@ class Lab(Controllers):
         started = {}
         for h in chosen:
             gw_mac = self._state.extra.get("gateway_macs", {}).get(str(h.plan.rack), "")
-            started[h.name] = daemons.start_agent(h.plan, self.of_socks, self.api_urls, h.ovs.db_endpoint,
-                                                  gw_mac, self.host_ttl)
+            tls = credentials.host(self.name, h.name) if self.secure else None
+            token = None if self.secure else daemons.ControllerPaths(self.name).admin_token
+            self._point_at_controllers(h, tls)
+            started[h.name] = daemons.start_agent(h.plan, self.controller_paths, h.ovs.db_endpoint,
+                                                  gw_mac, self.host_ttl, tls, token)
             with self._lock:
                 self._state.pids[f"{h.name}/agent"] = started[h.name].pid
                 self._save()
         for h in chosen:
             daemons.wait_agent(h.plan, started[h.name])
         self.wait_synced([h.plan.index for h in chosen])
+        for h in chosen:  # the controllers' flows carry the host's traffic now
+            h.ofctl("del-flows", f"cookie={PLUMB_COOKIE:#x}/-1")
+
+    def _point_at_controllers(self, h: LabHost, tls: TlsFiles | None) -> None:
+        """Give the bridge its controllers (and its host pair) before the agent does, then
+        plumb it: OVS flushes a bridge's flows when it gains its first controller, and the
+        host reaches the controllers over this very bridge."""
+        targets = tuple(c.of_target(tls is not None) for c in self.controller_paths)
+        with h.ovsdb() as db:
+            if tls is not None:
+                db.set_ssl(tls)
+            db.set_controllers(plan.BRIDGE, targets)
+        self._plumb(h)
 
     def start_dockerd(self, host: str) -> str:
         """Start HOST's own dockerd (lab/docker.py) with a busybox image; its URL."""

@@ -9,8 +9,9 @@ import threading
 import time
 
 from daolinet.errors import DaoliError, NotFound, SystemFailure
-from daolinet.lab import daemons, ha, state
+from daolinet.lab import credentials, daemons, ha, plan, state
 from daolinet.lab.client import LabClient
+from daolinet.security.tls import TlsFiles
 from daolinet.store.liveness import DEFAULT_HOST_TTL
 from daolinet.system import procs
 
@@ -46,20 +47,43 @@ class Controllers:
         ctls = self._state.extra.get("controllers") or [self._state.extra["controller"]]
         return [str(c["api"]) for c in ctls]
 
+    @property
+    def secure(self) -> bool:
+        """TLS and certificates everywhere (not an `--insecure` lab)."""
+        return not self._state.extra.get("insecure", False)
+
+    @property
+    def api_tls(self) -> TlsFiles | None:
+        """The lab's CA and its admin user's pair (None: an --insecure lab)."""
+        return credentials.admin(self.name) if self.secure else None
+
+    @property
+    def api_uds(self) -> str:
+        """The unix socket of the first running controller's API (the root namespace has no
+        address on the underlay)."""
+        return daemons.ControllerPaths(self.name, self._running_index()).api_sock
+
+    def _running_index(self) -> int:
+        running = [i for i in range(len(self.api_urls))
+                   if (pid := self.controller_pid(i)) is not None and procs.is_alive(pid)]
+        return running[0] if running else 0
+
     def api(self, token: str | None = None, index: int | None = None) -> LabClient:
-        """A client of controller `index`'s API (default: the first one running), with the
-        admin token unless told otherwise."""
+        """A client of controller `index`'s API (default: the first one running), as the
+        lab's admin unless given another token."""
         if index is None:
-            running = [i for i in range(len(self.api_urls))
-                       if (pid := self.controller_pid(i)) is not None and procs.is_alive(pid)]
-            index = running[0] if running else 0
-        return LabClient(self.api_urls[index], token=token or self.admin_token)
+            index = self._running_index()
+        return LabClient(self.api_urls[index], uds=daemons.ControllerPaths(self.name, index).api_sock,
+                         token=token or self.admin_token, tls=self.api_tls)
 
     def _start_store(self, store: str) -> None:
         if store == "etcd":
-            url, pids = ha.start_etcd(self.name)
+            url, pids, tls = ha.start_etcd(self.name, netns=plan.control_netns(self.name),
+                                           host=str(plan.etcd_ip()), tls=self.secure)
             with self._lock:
                 self._state.extra["store"] = url
+                if tls is not None:  # the controllers' etcd client pair (etcd_tls below)
+                    self._state.extra["etcd_tls"] = {"ca": tls.ca, "cert": tls.cert, "key": tls.key}
                 self._state.pids.update(pids)
                 self._save()
 
@@ -69,14 +93,21 @@ class Controllers:
         return int(self._state.extra.get("host_ttl", DEFAULT_HOST_TTL))
 
     @property
-    def of_socks(self) -> list[str]:
+    def controller_paths(self) -> list[daemons.ControllerPaths]:
         n = len(self._state.extra.get("controllers", [None]))
-        return [daemons.ControllerPaths(self.name, i).of_sock for i in range(n)]
+        return [daemons.ControllerPaths(self.name, i) for i in range(n)]
+
+    @property
+    def etcd_tls(self) -> TlsFiles | None:
+        found = self._state.extra.get("etcd_tls")
+        return TlsFiles(**found) if found else None
 
     def start_controller(self, index: int = 0) -> None:
         """Start (or restart) controller `index`; its store survives restarts."""
+        tls = credentials.controller(self.name, index) if self.secure else None
         proc, ready = daemons.start_controller(self.name, int(self._state.extra["idle_timeout"]), index,
-                                               self._state.extra.get("store"), self.host_ttl)
+                                               self._state.extra.get("store"), self.host_ttl, tls,
+                                               self.etcd_tls)
         with self._lock:
             entry = {"api": ready["api"], "pid": proc.pid}
             ctls = self._state.extra.setdefault("controllers", [])

@@ -1,8 +1,11 @@
-"""The lab's daolinet processes: one controller (SQLite store, OpenFlow on a
-unix socket every host's ovs-vswitchd can reach from its namespace, REST on
-127.0.0.1 with a port picked by the kernel) and one agent per host.  With an
-etcd store (lab/ha.py), several controllers, each with its own dir, socket and
-API port, sharing one admin token; every agent lists every controller.
+"""The lab's daolinet processes, run as they would run on their own machines: the
+controllers (SQLite store, or the lab's etcd cluster with several) in the lab's
+control namespace on the underlay, OpenFlow on ssl:IP:6653 and the REST API on
+https://IP:8650 there (plus a unix socket, so the CLI and tests in the root
+namespace reach the API without an address of theirs on the underlay); an agent per
+host inside the host's namespace, reaching the controllers over the underlay with
+its host certificate.  `--insecure` labs run the same topology in plaintext
+(tcp:, http://) with host tokens instead of certificates.
 
 They run detached from the CLI that started them (the lab outlives it),
 log into the lab's run dir, and announce readiness through a ready file:
@@ -22,6 +25,7 @@ from typing import Any
 
 from daolinet.errors import SystemFailure
 from daolinet.lab import docker, plan
+from daolinet.security.tls import TlsFiles
 from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
 from daolinet.system import procs
 
@@ -38,8 +42,19 @@ class ControllerPaths:
         return os.path.join(plan.lab_dir(self.lab), "ctl" if self.index == 0 else f"ctl{self.index}")
 
     @property
-    def of_sock(self) -> str:
-        return os.path.join(self.dir, "of.sock")
+    def api_sock(self) -> str:
+        """The API on a unix socket: how the root namespace (CLI, tests) reaches it."""
+        return os.path.join(self.dir, "api.sock")
+
+    @property
+    def ip(self) -> str:
+        return str(plan.controller_ip(self.index))
+
+    def of_target(self, tls: bool) -> str:
+        return f"{'ssl' if tls else 'tcp'}:{self.ip}:{plan.OF_PORT}"
+
+    def api_url(self, tls: bool) -> str:
+        return f"{'https' if tls else 'http'}://{self.ip}:{plan.API_PORT}"
 
     @property
     def store(self) -> str:
@@ -76,9 +91,11 @@ def agent_sock(host: plan.HostPlan) -> str:
     return os.path.join(host.rundir(), "agent.sock")
 
 
-def _spawn(argv: list[str], log_path: str) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log_path: str, netns: str | None = None) -> subprocess.Popen[bytes]:
+    """`daolinet ARGV` detached, inside `netns` (nsenter execs it: its pid is daolinet's)."""
+    cmd = [sys.executable, "-m", "daolinet.cli.main", *argv]
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "daolinet.cli.main", *argv],
+        return subprocess.Popen(procs.in_netns(netns, cmd) if netns else cmd,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
 
@@ -105,44 +122,54 @@ def _tail(path: str, lines: int = 3) -> str:
         return "(no log)"
 
 
+def _tls_args(tls: TlsFiles | None, prefix: str = "tls") -> list[str]:
+    if tls is None:
+        return ["--insecure"] if prefix == "tls" else []
+    return [f"--{prefix}-cert={tls.cert}", f"--{prefix}-key={tls.key}", f"--{prefix}-ca={tls.ca}"]
+
+
 def start_controller(lab: str, idle_timeout: int, index: int = 0, store: str | None = None,
-                     host_ttl: int = DEFAULT_HOST_TTL) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Controller `index` of the lab, on `store` (default: the lab's SQLite file)."""
+                     host_ttl: int = DEFAULT_HOST_TTL, tls: TlsFiles | None = None,
+                     etcd_tls: TlsFiles | None = None) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Controller `index` of the lab in the control namespace, on `store` (default: the
+    lab's SQLite file); TLS with its pair `tls` (None: an --insecure lab)."""
     p = ControllerPaths(lab, index)
     os.makedirs(p.dir, exist_ok=True)
     os.makedirs(os.path.dirname(p.admin_token), exist_ok=True)
     for stale in (p.ready,):
         if os.path.exists(stale):
             os.unlink(stale)
-    proc = _spawn(["controller", f"--store={store or 'sqlite://' + p.store}", f"--of-listen=unix:{p.of_sock}",
-                   "--api-listen=127.0.0.1:0", f"--ready-file={p.ready}",
-                   f"--admin-token-file={p.admin_token}", f"--id=c{index}",
-                   f"--idle-timeout={idle_timeout}", f"--host-ttl={host_ttl}", "--insecure"], p.log)
+    argv = ["controller", f"--store={store or 'sqlite://' + p.store}",
+            f"--of-listen={p.of_target(tls is not None)}", f"--api-listen={p.ip}:{plan.API_PORT}",
+            f"--api-listen=unix:{p.api_sock}", f"--ready-file={p.ready}",
+            f"--admin-token-file={p.admin_token}", f"--id=c{index}", f"--idle-timeout={idle_timeout}",
+            f"--host-ttl={host_ttl}", *_tls_args(tls), *_etcd_args(etcd_tls)]
+    proc = _spawn(argv, p.log, netns=plan.control_netns(lab))
     return proc, wait_ready(proc, p.ready, p.log)
 
 
-def controller_link(host: plan.HostPlan, of_sock: str, index: int = 0) -> str:
-    """ovs-vswitchd only connects to unix sockets inside its own run dir (a
-    guard against remote OVSDB clients); the lab links each controller's socket
-    there."""
-    name = "controller.sock" if index == 0 else f"controller{index}.sock"
-    link = os.path.join(host.rundir(), name)
-    if not os.path.islink(link):
-        os.symlink(of_sock, link)
-    return link
+def _etcd_args(etcd_tls: TlsFiles | None) -> list[str]:
+    if etcd_tls is None:
+        return []
+    return [f"--etcd-ca={etcd_tls.ca}", f"--etcd-cert={etcd_tls.cert}", f"--etcd-key={etcd_tls.key}"]
 
 
-def agent_argv(host: plan.HostPlan, of_socks: list[str], apis: list[str], ovsdb: str, gateway_mac: str,
-               host_ttl: int = DEFAULT_HOST_TTL) -> list[str]:
-    targets = [f"--controller=unix:{controller_link(host, sock, i)}" for i, sock in enumerate(of_socks)]
+def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: str, gateway_mac: str,
+               host_ttl: int = DEFAULT_HOST_TTL, tls: TlsFiles | None = None,
+               token_file: str | None = None) -> list[str]:
+    """HOST's agent: every controller's OpenFlow target and API, its host pair (or, in an
+    --insecure lab, a host token)."""
+    secure = tls is not None
+    credential = _tls_args(tls) + ([] if secure or token_file is None else [f"--token-file={token_file}"])
     return [
-        "agent", *targets, *(f"--api={api}" for api in apis), f"--api-file={api_file(host.lab)}",
+        "agent", *(f"--controller={c.of_target(secure)}" for c in controllers),
+        *(f"--api={c.api_url(secure)}" for c in controllers), f"--api-file={api_file(host.lab)}",
         f"--bridge={plan.BRIDGE}",
         f"--uplink={plan.UPLINK}", f"--name={host.name}", f"--ovsdb={ovsdb}", f"--netns={host.netns}",
         f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
         f"--ready-file={os.path.join(host.rundir(), 'agent.json')}",
         f"--heartbeat={heartbeat_interval(host_ttl):g}",
-        f"--token-file={ControllerPaths(host.lab).admin_token}", "--insecure",
+        *credential,
         f"--underlay-gateway-mac={gateway_mac}",
         # The host's own dockerd, when a test starts one (lab/docker.py): never the machine's.
         f"--docker-plugin-dir={docker.DockerPaths(host).plugins}",
@@ -150,15 +177,16 @@ def agent_argv(host: plan.HostPlan, of_socks: list[str], apis: list[str], ovsdb:
     ]
 
 
-def start_agent(host: plan.HostPlan, of_socks: list[str], apis: list[str], ovsdb: str,
-                gateway_mac: str = "", host_ttl: int = DEFAULT_HOST_TTL) -> subprocess.Popen[bytes]:
-    """HOST's agent, knowing every controller's OpenFlow socket and API (`apis`, and the
-    lab's API file for controllers restarted later)."""
+def start_agent(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: str,
+                gateway_mac: str = "", host_ttl: int = DEFAULT_HOST_TTL, tls: TlsFiles | None = None,
+                token_file: str | None = None) -> subprocess.Popen[bytes]:
+    """HOST's agent in the host's namespace, knowing every controller (and the lab's API
+    file, for controllers started later)."""
     ready = os.path.join(host.rundir(), "agent.json")
     if os.path.exists(ready):
         os.unlink(ready)
-    return _spawn(agent_argv(host, of_socks, apis, ovsdb, gateway_mac, host_ttl),
-                  os.path.join(host.rundir(), "agent.log"))
+    return _spawn(agent_argv(host, controllers, ovsdb, gateway_mac, host_ttl, tls, token_file),
+                  os.path.join(host.rundir(), "agent.log"), netns=host.netns)
 
 
 def wait_agent(host: plan.HostPlan, proc: subprocess.Popen[bytes]) -> dict[str, Any]:

@@ -3,8 +3,10 @@ run dir (so `lab down` sweeps its processes and data with everything else) for
 several controllers (`lab up --controllers 3 --store etcd`).
 
 The members are started by the tests' launcher (testing/etcd.py: free ports,
-health checks), detached like the lab's other daemons; the lab records their
-pids and the store URL.
+health checks, a CA of the cluster's own and certificates), detached like the
+lab's other daemons, inside the lab's control namespace on the underlay when
+given one; the lab records their pids, the store URL and the client pair its
+controllers reach etcd with (TLS and client certificates, unless `--insecure`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 
 from daolinet.errors import InvalidInput
 from daolinet.lab import plan
-from daolinet.testing.etcd import EtcdCluster
+from daolinet.security.tls import TlsFiles
+from daolinet.testing.etcd import HOST, EtcdCluster
 
 ETCD_MEMBERS = 3
 STORES = ("sqlite", "etcd")
@@ -29,10 +32,12 @@ def check(controllers: int, store: str) -> None:
         raise InvalidInput("several controllers need a shared store: add --store etcd")
 
 
-def start_etcd(lab: str, members: int = ETCD_MEMBERS) -> tuple[str, dict[str, int]]:
-    """Start the lab's etcd cluster; its store URL and the members' pids by name."""
+def start_etcd(lab: str, members: int = ETCD_MEMBERS, *, netns: str | None = None, host: str = HOST,
+               tls: bool = True) -> tuple[str, dict[str, int], TlsFiles | None]:
+    """Start the lab's etcd cluster on `host` in `netns`: its store URL, the members' pids
+    by name and the client pair for controllers (None without `tls`)."""
     base = os.path.join(plan.lab_dir(lab), "etcd")
     os.makedirs(base, exist_ok=True)
-    cluster = EtcdCluster(base, size=members, args=ETCD_ARGS, tls=False).start()  # TLS: next commit
+    cluster = EtcdCluster(base, size=members, args=ETCD_ARGS, tls=tls, host=host, netns=netns).start()
     pids = {f"etcd/{m.name}": m.proc.pid for m in cluster.members if m.proc is not None}
-    return cluster.url(), pids
+    return cluster.url(), pids, cluster.client_tls

@@ -9,6 +9,7 @@ Underlay (all inside 198.18.0.0/15, never in the root namespace):
     host i in rack r      198.18.(64*(r-1)).i
     host i's PIP pool     198.18.(64*(r-1) + k).0/24, k = host's index in its rack
     outside               198.19.255.0/24 behind the router: server .1, router .254
+    control namespace     rack 1's segment: controller i at 198.18.0.(200+i), etcd at .210
 """
 
 from __future__ import annotations
@@ -80,6 +81,26 @@ OUTSIDE_GW = OUTSIDE_NET.network_address + 254
 
 def outside_netns(lab: str) -> str:
     return f"{netns_prefix(lab)}out"
+
+
+# The control plane runs as it would on its own machines: controllers and etcd in one
+# namespace on rack 1's segment of the underlay, reached by every host over the fabric.
+CONTROL_BASE = 200
+ETCD_OFFSET = 210
+OF_PORT = 6653
+API_PORT = 8650
+
+
+def control_netns(lab: str) -> str:
+    return f"{netns_prefix(lab)}ctl"
+
+
+def controller_ip(index: int) -> ipaddress.IPv4Address:
+    return rack_network(1).network_address + CONTROL_BASE + index
+
+
+def etcd_ip() -> ipaddress.IPv4Address:
+    return rack_network(1).network_address + ETCD_OFFSET
 
 
 @dataclass(frozen=True)
