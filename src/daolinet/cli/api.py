@@ -4,13 +4,21 @@
    the config file names no other API);
 2. $DAOLINET_LAB: that lab's API (token: $DAOLINET_TOKEN, else the lab's admin token);
 3. the config file, $DAOLINET_CONFIG or ~/.config/daolinet/config.json:
-   {"api": URL, "token": TOKEN} (token: $DAOLINET_TOKEN, else the file's);
+   {"api": URL, "token": TOKEN, "ca": PATH, "cert": PATH, "key": PATH}
+   (token: $DAOLINET_TOKEN, else the file's);
 4. the only running lab (token: $DAOLINET_TOKEN, else the lab's admin token).
 
-A token is only ever sent to the API it came with."""
+An https API is verified against the installation's CA ($DAOLINET_CA, else the
+config file's "ca"; a lab's own CA for a lab), never not verified; a client
+certificate ($DAOLINET_CERT and $DAOLINET_KEY, else the file's "cert" and "key";
+a lab's admin user certificate) is offered when there is one, and then serves
+without a token: a request with a token acts as the token, one without as the
+certificate's holder.  A secure lab needs no token: its certificate is enough.
+A token, or the file's TLS files, are only ever used with the API they came with."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -19,6 +27,10 @@ from typing import Any
 from daolinet.errors import InvalidInput, NotFound, SystemFailure, Unauthorized
 from daolinet.lab import cluster
 from daolinet.lab.client import LabClient
+from daolinet.security.tls import TlsFiles
+
+CONFIG_KEYS = ("api", "token", "ca", "cert", "key")
+TLS_KEYS = ("ca", "cert", "key")
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,18 @@ class Target:
     url_from: str  # where the URL came from, for messages
     token_from: str | None
     lab: str | None = None  # the lab whose API this is
+    tls: TlsFiles | None = None  # the CA to verify an https API with, and our pair to offer
+    tls_from: str | None = None
+    uds: str | None = None  # a unix socket that reaches the API (a lab's, from the root namespace)
+
+    @property
+    def credential(self) -> str | None:
+        """Where the credential the requests carry comes from (None: they carry none)."""
+        if self.token is not None:
+            return f"token from {self.token_from}"
+        if self.tls is not None and self.tls.cert:
+            return f"certificate {self.tls.cert} from {self.tls_from}"
+        return None
 
 
 def config_path() -> str:
@@ -39,8 +63,8 @@ def config_path() -> str:
 
 
 def load_config() -> dict[str, str]:
-    """The config file's {"api", "token"}; {} when there is none (an explicit
-    $DAOLINET_CONFIG must exist)."""
+    """The config file's {"api", "token", "ca", "cert", "key"}; {} when there is none
+    (an explicit $DAOLINET_CONFIG must exist)."""
     path = config_path()
     try:
         with open(path) as f:
@@ -56,9 +80,10 @@ def load_config() -> dict[str, str]:
     if not isinstance(data, dict):
         raise InvalidInput(f"config file {path} must hold a JSON object like "
                            '{"api": "http://HOST:PORT", "token": "TOKEN"}')
-    unknown = sorted(set(data) - {"api", "token"})
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
     if unknown:
-        raise InvalidInput(f"config file {path}: unknown key(s) {', '.join(unknown)} (known: api, token)")
+        raise InvalidInput(f"config file {path}: unknown key(s) {', '.join(unknown)} "
+                           f"(known: {', '.join(CONFIG_KEYS)})")
     for key, value in data.items():
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(f"config file {path}: {key} must be a non-empty string")
@@ -87,17 +112,58 @@ def _has_api(name: str) -> bool:
         return False
 
 
+def _env_tls() -> dict[str, str]:
+    """$DAOLINET_CA, $DAOLINET_CERT, $DAOLINET_KEY, as far as they are set."""
+    found = {k: os.environ.get(f"DAOLINET_{k.upper()}", "").strip() for k in TLS_KEYS}
+    return {k: v for k, v in found.items() if v}
+
+
+def tls_of(url: str, env: dict[str, str], base: dict[str, str],
+           base_from: str | None) -> tuple[TlsFiles | None, str | None]:
+    """The TLS files for `url` and where they came from: per file the environment's, else
+    `base`'s (the config file's, or a lab's).  None for http://, and for an https API with
+    no CA given (then verified against the system's trust store)."""
+    merged = {**base, **env}
+    if not url.startswith("https://") or not merged:
+        return None, None
+    sources = [f"$DAOLINET_{k.upper()}" for k in env] + ([base_from or "?"] if base else [])
+    source = ", ".join(sources)
+    if ("cert" in merged) != ("key" in merged):
+        raise InvalidInput(f"a client certificate and its key go together: give both cert and key ({source})")
+    if "ca" not in merged:
+        raise InvalidInput(f"a client certificate needs the installation's CA to verify {url} with: "
+                           f"give ca too ({source})")
+    return TlsFiles(merged["ca"], merged.get("cert"), merged.get("key")), source
+
+
 def _lab_target(name: str, url_from: str, env_token: str | None) -> Target:
     lab = cluster.Lab.open(name)
     url = lab.api_url
+    files: TlsFiles | None = getattr(lab, "api_tls", None)  # None: an --insecure lab
+    own = {} if files is None else \
+        {k: v for k, v in (("ca", files.ca), ("cert", files.cert), ("key", files.key)) if v}
+    tls, tls_from = tls_of(url, _env_tls(), own, f"lab {name}")
+    uds: str | None = getattr(lab, "api_uds", None)  # the root namespace reaches the API through it
+    uds = uds if uds and os.path.exists(uds) else None
+    where = Target(url, None, url_from, None, name, tls, tls_from, uds)
     if env_token:
-        return Target(url, env_token, url_from, "$DAOLINET_TOKEN", name)
+        return dataclasses.replace(where, token=env_token, token_from="$DAOLINET_TOKEN")
+    if tls is not None and tls.cert:
+        return where  # the lab's admin certificate is the credential
     try:
         token = lab.admin_token
     except OSError as e:
         raise SystemFailure(f"cannot read the admin token of lab {name}: {e.strerror or e} "
                             "(set DAOLINET_TOKEN)") from None
-    return Target(url, token, url_from, f"lab {name}'s admin token", name)
+    return dataclasses.replace(where, token=token, token_from=f"lab {name}'s admin token")
+
+
+def _file_target(url: str, url_from: str, env_token: str | None, cfg: dict[str, str]) -> Target:
+    """`url`, with the config file's token and TLS files if they are `url`'s (`cfg`: {} if not)."""
+    token = env_token or cfg.get("token")
+    token_from = "$DAOLINET_TOKEN" if env_token else (config_path() if token else None)
+    tls, tls_from = tls_of(url, _env_tls(), {k: cfg[k] for k in TLS_KEYS if k in cfg}, config_path())
+    return Target(url, token, url_from, token_from, tls=tls, tls_from=tls_from)
 
 
 def target() -> Target:
@@ -105,21 +171,15 @@ def target() -> Target:
     url = os.environ.get("DAOLINET_API", "").strip()
     if url:
         url = _check_url(url, "from $DAOLINET_API")
-        if env_token:
-            return Target(url, env_token, "$DAOLINET_API", "$DAOLINET_TOKEN")
         cfg = load_config()
         same = "api" not in cfg or cfg["api"].rstrip("/") == url
-        token = cfg.get("token") if same else None
-        return Target(url, token, "$DAOLINET_API", config_path() if token else None)
+        return _file_target(url, "$DAOLINET_API", env_token, cfg if same else {})
     name = os.environ.get("DAOLINET_LAB", "").strip()
     if name:
         return _lab_target(name, "$DAOLINET_LAB", env_token)
     cfg = load_config()
     if "api" in cfg:
-        url = _check_url(cfg["api"], f"from {config_path()}")
-        token = env_token or cfg.get("token")
-        return Target(url, token, config_path(),
-                      "$DAOLINET_TOKEN" if env_token else (config_path() if token else None))
+        return _file_target(_check_url(cfg["api"], f"from {config_path()}"), config_path(), env_token, cfg)
     running = running_labs()
     if len(running) == 1:
         return _lab_target(running[0], f"lab {running[0]}", env_token)
@@ -138,10 +198,10 @@ def api_token() -> str | None:
 
 
 class ApiClient(LabClient):
-    """A LabClient whose errors say where the API and the token came from."""
+    """A LabClient whose errors say where the API and the credential came from."""
 
     def __init__(self, t: Target) -> None:
-        super().__init__(t.url, token=t.token)
+        super().__init__(t.url, uds=t.uds, token=t.token, tls=t.tls)
         self.target = t
 
     def __enter__(self) -> ApiClient:
@@ -151,7 +211,8 @@ class ApiClient(LabClient):
         try:
             return super().call(method, path, **kwargs)
         except Unauthorized as e:
-            raise Unauthorized(f"{e} (token from {self.target.token_from}, API {self.target.url})") from None
+            raise Unauthorized(f"{e} ({self.target.credential or 'no credential'}, "
+                               f"API {self.target.url})") from None
         except ValueError as e:  # 2xx without JSON: not a daolinet API
             raise SystemFailure(f"{self.target.url} (from {self.target.url_from}) answered {method} {path} "
                                 f"without JSON: is it a daolinet controller?") from e
@@ -159,9 +220,10 @@ class ApiClient(LabClient):
 
 def api_client() -> ApiClient:
     t = target()
-    if t.token is None:
+    if t.credential is None:
+        cert = " (or a client certificate: DAOLINET_CERT, DAOLINET_KEY)" if t.url.startswith("https") else ""
         raise Unauthorized(f"no API token for {t.url} (from {t.url_from}): set DAOLINET_TOKEN or "
-                           f'"token" in {config_path()}')
+                           f'"token" in {config_path()}{cert}')
     return ApiClient(t)
 
 

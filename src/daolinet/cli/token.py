@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,7 +11,8 @@ from daolinet.cli.api import api_client
 from daolinet.cli.output import JsonOpt, emit_json, say, table
 from daolinet.errors import InvalidInput
 
-app = typer.Typer(help="API tokens: an admin token manages everything, a tenant token only its tenant.",
+app = typer.Typer(help="API tokens: an admin token manages everything, a tenant token only its tenant, "
+                       "a host token only its host's registration and endpoints.",
                   no_args_is_help=True)
 
 
@@ -22,19 +23,31 @@ def create(
         "--tenant", "-t", help="Tenant the token is confined to (default: default).")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="An admin token instead (sees every tenant).")] =
         False,
+    host: Annotated[str | None, typer.Option(
+        "--host", help="A host token instead, bound to host HOST: its agent's credential when the "
+                       "API runs --insecure (with TLS, agents show their host certificate).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a token.  Its secret is printed once, now: only its hash is stored."""
-    if admin and tenant is not None:
-        raise InvalidInput("give --tenant or --admin, not both")
+    given = [flag for flag, value in (("--tenant", tenant), ("--admin", admin), ("--host", host)) if value]
+    if len(given) > 1:
+        raise InvalidInput(f"give --tenant or --admin or --host, not {' and '.join(given)}")
+    body = {"name": name, "tenant": None if admin or host else tenant or "default"}
+    if host:
+        body["host"] = host
     with api_client() as api:
-        t = api.call("POST", "/tokens", json={"name": name, "tenant": None if admin else tenant or "default"})
+        t = api.call("POST", "/tokens", json=body)
     if as_json:
         emit_json(t)
         return
-    whom = "admin" if t["tenant"] is None else f"tenant {t['tenant']}"
-    say(f"token {t['id']} {t['name']} ({whom}); its secret, shown only this once:")
+    say(f"token {t['id']} {t['name']} ({whom(t)}); its secret, shown only this once:")
     print(t["token"])
+
+
+def whom(t: dict[str, Any]) -> str:
+    if t.get("host"):
+        return f"host {t['host']}"
+    return "admin" if t["tenant"] is None else f"tenant {t['tenant']}"
 
 
 @app.command("ls")
@@ -46,7 +59,7 @@ def ls(as_json: JsonOpt = False) -> None:
         emit_json(tokens)
         return
     table(("id", "name", "tenant", "created"),
-          ((t["id"], t["name"], t["tenant"] or "(admin)",
+          ((t["id"], t["name"], t["tenant"] or f"({whom(t)})",
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["created"]))) for t in tokens),
           empty="no tokens")
 
