@@ -27,6 +27,7 @@ from daolinet.errors import Conflict, InvalidInput, NotFound, SystemFailure
 from daolinet.store import open_store
 
 ADMIN = "dl_test-admin-token"
+AGENT = "dl_test-agent-h1"
 NETNS = "/run/netns/c1"
 
 
@@ -157,9 +158,11 @@ async def backend(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[CniBackend]:
     monkeypatch.setattr(agent_cni.links, "mac_of", lambda ns, ifname: "aa:bb:cc:dd:ee:ff")
     store = open_store("sqlite://:memory:")
     await store.create_token("admin", None, hash_token(ADMIN), 1000.0)
+    await store.create_token("agent-h1", None, hash_token(AGENT), 1000.0, host="h1")
     ctrl = Controller(store, Config())
     await ctrl.start()
-    client = ControllerClient("http://c", token=ADMIN, transport=httpx.ASGITransport(app=create_app(ctrl)))
+    # the agent holds h1's credential: what CNI does must be within a host's rights
+    client = ControllerClient("http://c", token=AGENT, transport=httpx.ASGITransport(app=create_app(ctrl)))
     host = HostInfo(name="h1", dpid=1, underlay_ip="198.18.0.1", underlay_prefix=18,
                     underlay_mac="02:18:00:00:00:01", pip_pool="198.18.1.0/24", uplink_ofport=1)
     service = AgentService(host, client, FakePlumber())  # type: ignore[arg-type]

@@ -81,6 +81,8 @@ class FakeDocker:
 async def controller() -> AsyncIterator[httpx.ASGITransport]:
     store = open_store("sqlite://:memory:")
     await store.create_token("admin", None, hash_token(ADMIN), 1000.0)
+    for i in (1, 2):  # agents hold host credentials, never the admin token
+        await store.create_token(f"agent-h{i}", None, hash_token(f"dl_agent-h{i}"), 1000.0, host=f"h{i}")
     ctrl = Controller(store, Config())
     await ctrl.start()
     yield httpx.ASGITransport(app=create_app(ctrl))
@@ -94,10 +96,12 @@ def host_info(i: int) -> HostInfo:
 
 
 class Host:
-    """One host's agent: its service, plugin, plumber and dockerd fake."""
+    """One host's agent: its service, plugin, plumber and dockerd fake; `admin`: the
+    operator's client, for what a test sets up or checks beyond the host."""
 
     def __init__(self, transport: httpx.ASGITransport, i: int) -> None:
-        self.client = ControllerClient("http://controller", token=ADMIN, transport=transport)
+        self.client = ControllerClient("http://controller", token=f"dl_agent-h{i}", transport=transport)
+        self.admin = ControllerClient("http://controller", token=ADMIN, transport=transport)
         self.plumber = FakePlumber()
         self.service = AgentService(host_info(i), self.client, self.plumber)  # type: ignore[arg-type]
         self.docker = FakeDocker()
@@ -155,7 +159,7 @@ class Host:
         await self.ok("IpamDriver.ReleaseAddress", {"PoolID": pool, "Address": ip})
 
     async def endpoints(self) -> list[dict[str, Any]]:
-        return list(await self.client.call("GET", "/endpoints"))
+        return list(await self.admin.call("GET", "/endpoints"))  # every host's
 
 
 @pytest.fixture
@@ -166,6 +170,7 @@ async def hosts(controller: httpx.ASGITransport) -> AsyncIterator[tuple[Host, Ho
     yield pair
     for h in pair:
         await h.client.close()
+        await h.admin.close()
 
 
 # -- the handshake and the protocol's edges ------------------------------------------
@@ -205,7 +210,7 @@ async def test_pools_are_reference_counted_and_identical_requests_get_the_same_p
 
 async def test_network_options_map_to_daolinet(hosts: tuple[Host, Host]) -> None:
     h1, _ = hosts
-    await h1.client.call("POST", "/tenants", json={"name": "t1"})
+    await h1.admin.call("POST", "/tenants", json={"name": "t1"})
     opts = {"tenant": "t1", "network": "web", "isolated": "true"}
     _, out = await h1.create_network("n1", "10.5.0.0/24", opts)
     assert out == {}

@@ -80,7 +80,7 @@ async def test_a_moved_endpoint_is_only_unplugged_at_the_source_and_adopted_at_t
     await h2.create_network("m1", "10.5.0.0/24", {"network": "net1"})
     await h1.start("n1", pool, "d1", MAC1, ip="10.5.0.9")
     (e,) = await h1.endpoints()
-    await h1.client.call("POST", f"/endpoints/{e['id']}/move", json={"host": "h2"})
+    await h1.admin.call("POST", f"/endpoints/{e['id']}/move", json={"host": "h2"})  # the operator moves it
     await h1.stop("n1", pool, "d1", "10.5.0.9")  # docker rm -f at the source
     assert h1.plumber.ports == {}
     assert [(x["id"], x["host"], x["ofport"]) for x in await h1.endpoints()] == [(e["id"], "h2", None)]
