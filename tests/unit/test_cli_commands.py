@@ -33,6 +33,7 @@ from daolinet.controller.api.auth import hash_token
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
 from daolinet.lab import cluster
+from daolinet.model import ControllerRecord
 from daolinet.pipeline import route_cookie
 from daolinet.store import open_store
 
@@ -302,6 +303,11 @@ def test_operator_session(server: ApiServer, cli: Cli) -> None:
     assert cli.json("host", "show", "h1")["containers"] == ["default/web1", "red/r1"]
     assert "198.18.1.0/24" in cli("host", "ls").ok()
     assert "default/web1" in cli("host", "show", "h1").ok()
+    assert server.loop is not None and server.ctrl is not None
+    asyncio.run_coroutine_threadsafe(server.ctrl.store.record_controller(ControllerRecord(
+        "c1", api=("198.18.0.200:8650",), advertise=("198.18.0.201",))), server.loop).result(timeout=10)
+    assert [c["id"] for c in cli.json("host", "controllers")] == ["c1"]
+    assert "198.18.0.201" in cli("host", "controllers").ok()
 
     # trace: different networks, no group: denied, and why
     denied = cli.json("trace", "web1", "db1")

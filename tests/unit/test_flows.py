@@ -337,7 +337,7 @@ def test_unplugged_endpoints_get_no_flows(topo: Topology) -> None:
     lambda: FlowSpec(Table.EGRESS, Priority.ROUTE, Match.of(arp_tpa="10.1.0.1")),
     lambda: FlowSpec(Table.EGRESS, Priority.ROUTE, Match.of(), (SetField("arp_op", 2),)),
     lambda: FlowSpec(Table.CLASSIFY, Priority.PORT, Match.of(), (SetField("eth_dst", GATEWAY_MAC),)),
-    lambda: FlowSpec(Table.EGRESS, Priority.ROUTE, Match.of(), goto=Table.INGRESS),
+    lambda: FlowSpec(Table.EGRESS, Priority.ROUTE, Match.of(), goto=Table.ARP),
     lambda: FlowSpec(Table.ARP, Priority.LOW, Match.of(), goto=Table.CLASSIFY),
 ], ids=["classify-ipv4_dst", "egress-arp_tpa", "egress-set-arp_op", "classify-set", "egress-goto",
         "arp-goto"])

@@ -25,7 +25,7 @@ from daolinet.controller.routes import scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.controller.sync import FlowSync
 from daolinet.flows import render
-from daolinet.model import Endpoint, Group, Host, Network, Portmap, Rule, View
+from daolinet.model import ControllerRecord, Endpoint, Group, Host, Network, Portmap, Rule, View
 from daolinet.model.view import Change
 from daolinet.ofp import channel as ch
 from daolinet.ofp.codec import ProtocolError, ofp
@@ -135,8 +135,12 @@ class Controller:
             old = view.endpoints.get(obj.id)
         elif isinstance(obj, Host):
             old = view.hosts.get(obj.name)
+        elif isinstance(obj, ControllerRecord):
+            old = view.controllers.get(obj.id)
         view.apply(change)
         new = None if change.deleted else obj
+        if isinstance(obj, Host | ControllerRecord):  # containers keep off infrastructure
+            self.sync.infra_changed(old, new)  # type: ignore[arg-type]
         if isinstance(obj, Endpoint):
             self._endpoint_changed(old, new)  # type: ignore[arg-type]
         elif isinstance(obj, Host) and new is not None:

@@ -12,6 +12,8 @@ PacketIn -> parse -> decide (pure) -> act:
         it.  No task, no future: the next step runs from the barrier reply's
         callback, and messages are encoded by flows/wire.py.
   Deny: a short-lived drop flow on the source switch.
+  External / MappedPort: the source's flows to the outside, or to a published
+        port mapping (flows/infra.py), on its own switch; the packet re-injected.
   EchoReply / TimeExceeded: the distributed router answers by PacketOut.
 """
 
@@ -35,6 +37,7 @@ from daolinet.decide.route import (
     EchoReply,
     External,
     Ignore,
+    MappedPort,
     Plug,
     RelayIcmp,
     TimeExceeded,
@@ -43,6 +46,7 @@ from daolinet.decide.route import (
 )
 from daolinet.flows import wire
 from daolinet.flows.external import flows_for_external
+from daolinet.flows.infra import flows_for_portmap_client
 from daolinet.flows.route import RouteEnds, drop_flow
 from daolinet.flows.route_wire import RouteBytes, route_bytes
 from daolinet.model import Endpoint, View
@@ -120,6 +124,8 @@ class HotPlug:
             self._relay_icmp(session, data, d)
         elif isinstance(d, External):
             self._external(session, meta, data, d)
+        elif isinstance(d, MappedPort):
+            self._mapped_port(session, meta, data, d)
         elif isinstance(d, Ignore):
             log.debug("ignore packet-in on %s port %d: %s", session.name, meta.in_port, d.reason)
 
@@ -225,6 +231,14 @@ class HotPlug:
         if host is None:
             return
         flows = flows_for_external(d.src, host, d.dst_ip, self.ctx.config.idle_timeout)
+        self._send(session, *[wire.flow_add(f) for f in flows])
+        session.send(wire.packet_out_to_table(meta.in_port, data))
+
+    def _mapped_port(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: MappedPort) -> None:
+        host = self.ctx.view.host_of(d.src)
+        if host is None:
+            return
+        flows = flows_for_portmap_client(d.src, host, d.pm, d.host, self.ctx.config.idle_timeout)
         self._send(session, *[wire.flow_add(f) for f in flows])
         session.send(wire.packet_out_to_table(meta.in_port, data))
 

@@ -1,8 +1,9 @@
 """Proactive flows and reconciliation with what a switch really holds.
 
 On (re)connect of a switch: install the base pipeline for its host and the
-classify flows of its endpoints (an ADD of an identical flow replaces it, so
-established traffic never sees a gap), then read the switch's flows back:
+classify flows of its endpoints, the guard's drops to every infrastructure
+address and its port mappings' flows (an ADD of an identical flow replaces it,
+so established traffic never sees a gap), then read the switch's flows back:
 base flows no longer wanted are deleted; route flows are adopted into the
 route table when both endpoints still exist and still may talk, else deleted.
 A restarted controller converges without dropping routes it need not drop.
@@ -18,11 +19,14 @@ from daolinet.controller.switch import SwitchSession
 from daolinet.decide.route import verdict
 from daolinet.flows import base, render
 from daolinet.flows.external import external_cookie
-from daolinet.flows.portmap import flows_for_portmap, portmap_cookie
+from daolinet.flows.infra import infra_change
+from daolinet.flows.portmap import portmap_cookie
+from daolinet.flows.proactive import flows_for_host_switch, portmap_flows, to_portmap
 from daolinet.flows.spec import FlowSpec
-from daolinet.model import Endpoint, Host, Portmap
+from daolinet.model import ControllerRecord, Endpoint, Host, Portmap
+from daolinet.model.index import infra_addresses
 from daolinet.ofp.channel import MultipartDone
-from daolinet.pipeline import Cookie, Kind, Table
+from daolinet.pipeline import EID_A_MASK, EID_B_MASK, KIND_MASK, Cookie, Kind, Table
 
 log = logging.getLogger(__name__)
 ALL = (1 << 64) - 1
@@ -53,9 +57,7 @@ class FlowSync:
         if host is None:
             log.info("switch %s has no registered host yet", session.name)
             return
-        wanted = base.flows_for_switch(host, self.ctx.view.endpoints_on(host.name))
-        for pm in self.ctx.view.portmaps.values():
-            wanted += self.portmap_flows(pm).get(host.dpid, [])
+        wanted = flows_for_host_switch(self.ctx.view, host)
         session.send(*[render.flow_add(f) for f in wanted])
         reply = await session.request(render.flow_stats_request(0, 0))
         assert isinstance(reply, MultipartDone)
@@ -71,7 +73,7 @@ class FlowSync:
             c = Cookie.decode(int(st.cookie))
             if c is None:
                 continue
-            if c.kind in (Kind.BASE, Kind.PORTMAP):
+            if c.kind is Kind.BASE or (c.kind is Kind.PORTMAP and not c.a):  # (clients' flows idle out)
                 if keep is None:
                     keep = _keyed(wanted)
                 if match_key(st.table_id, st.priority, st.match) not in keep:
@@ -107,26 +109,19 @@ class FlowSync:
 
     # -- port mappings ---------------------------------------------------------------
 
-    def portmap_flows(self, pm: Portmap) -> dict[int, list[FlowSpec]]:
-        """The mapping's flows per dpid; none while its container is not plugged."""
-        view = self.ctx.view
-        a = view.endpoint_named(pm.tenant, pm.container)
-        h = view.hosts.get(pm.host)
-        s = view.host_of(a) if a else None
-        if a is None or a.ofport is None or h is None or s is None:
-            return {}
-        return flows_for_portmap(pm, a, h, s)
-
     def install_portmap(self, pm: Portmap) -> None:
-        for dpid, flows in self.portmap_flows(pm).items():
+        for dpid, flows in portmap_flows(self.ctx.view, pm).items():
             session = self.ctx.sessions.get(dpid)
             if session is not None:
                 session.send(*[render.flow_add(f) for f in flows])
+        for session in self.ctx.sessions.values():
+            session.send(*[render.flow_add(f) for f in to_portmap(self.ctx.view, pm)])
 
     def remove_portmap(self, pm: Portmap) -> None:
-        """Delete by cookie on every switch: the container may have moved meanwhile."""
+        """Delete by cookie on every switch: the container may have moved meanwhile.  Its
+        clients' flows go too (their cookies name the mapping as well)."""
         for session in self.ctx.sessions.values():
-            session.send(render.flow_delete_cookie(portmap_cookie(pm.id), ALL))
+            session.send(render.flow_delete_cookie(portmap_cookie(pm.id), KIND_MASK | EID_B_MASK))
 
     # -- reactions to model changes ------------------------------------------------
 
@@ -149,3 +144,12 @@ class FlowSync:
             # Stale drop flows and its SNAT flows go too.
             session.send(render.flow_delete_cookie(Cookie(Kind.DROP, 0, e.id).value, ALL, Table.EGRESS))
             session.send(render.flow_delete_cookie(external_cookie(e.id), ALL))
+            session.send(render.flow_delete_cookie(Cookie(Kind.PORTMAP, e.id).value, KIND_MASK | EID_A_MASK))
+
+    def infra_changed(self, old: Host | ControllerRecord | None, new: Host | ControllerRecord | None) -> None:
+        """A host or a controller came, went or moved: every switch drops containers' packets to
+        its new addresses, and to its old ones no longer if nothing else holds them."""
+        adds, deletes = infra_change(infra_addresses(old), infra_addresses(new), self.ctx.view.is_infra_ip)
+        msgs = [render.flow_add(f) for f in adds] + [render.flow_delete_strict(f) for f in deletes]
+        for session in self.ctx.sessions.values() if msgs else ():
+            session.send(*msgs)

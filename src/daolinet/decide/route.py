@@ -5,7 +5,9 @@ turns decisions into FlowMods and PacketOuts.
 
 - egress miss (table 10) on a container port: resolve the source from
   (dpid, in_port, MAC, IP) - anything else is spoofed and ignored - and the
-  destination from (source's tenant, destination IP);
+  destination from (source's tenant, destination IP), or a published port
+  mapping on a host's underlay address (the one infrastructure a container
+  reaches: flows/infra.py);
 - ingress miss (table 20) on an uplink: both ends by PIP (the route idled
   out on this side first); re-plugged from here;
 - TTL expired at a hop: answer time-exceeded from that hop's address.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from daolinet.decide.packet import INVALID_TTL, PacketMeta
 from daolinet.decide.policy import L4, Policy, Verdict
-from daolinet.model import Endpoint, Host, View
+from daolinet.model import Endpoint, Host, Portmap, View
 from daolinet.pipeline import Table
 
 ICMP = 1
@@ -83,7 +85,17 @@ class RelayIcmp:
     to: Endpoint
 
 
-Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded | RelayIcmp | External
+@dataclass(frozen=True)
+class MappedPort:
+    """src reaches port mapping pm on host `host`, as a client outside would."""
+
+    src: Endpoint
+    pm: Portmap
+    host: Host
+
+
+Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded | RelayIcmp | External | MappedPort
+L4_NAMES = {6: "tcp", 17: "udp"}
 ICMP_ERRORS = (3, 11)  # destination unreachable, time exceeded
 
 
@@ -138,6 +150,11 @@ def _egress_miss(meta: PacketMeta, view: View) -> Decision:
     src = source_of(meta, view)
     if src is None:
         return Ignore(f"spoofed or unknown source {meta.eth_src}/{meta.ip_src} on port {meta.in_port}")
+    host = view.host_at(meta.ip_dst)
+    if host is not None and meta.ip_proto in L4_NAMES:
+        mapped = _to_mapping(src, meta, view, host)
+        if mapped is not None:
+            return mapped
     gw_net = view.gateways.get((src.tenant, meta.ip_dst))
     if gw_net is not None:
         if meta.ip_proto == ICMP and meta.icmp_type == ICMP_ECHO_REQUEST:
@@ -147,6 +164,17 @@ def _egress_miss(meta: PacketMeta, view: View) -> Decision:
     if dst is None or dst.id == src.id:
         return _outside(src, meta.ip_dst, view)
     return _allowed(src, dst, view, l4_of(meta))
+
+
+def _to_mapping(src: Endpoint, meta: PacketMeta, view: View, host: Host) -> Decision | None:
+    pm = view.portmap_at(host.name, L4_NAMES[meta.ip_proto], meta.l4_dst)
+    if pm is None:
+        return None
+    m = view.endpoint_named(pm.tenant, pm.container)
+    if m is None or m.ofport is None:
+        return Deny(src, meta.ip_dst, f"port mapping {pm.name} of tenant {pm.tenant} has no container "
+                                      "plugged in")
+    return MappedPort(src, pm, host)
 
 
 def _outside(src: Endpoint, dst_ip: str, view: View) -> Decision:
@@ -161,6 +189,8 @@ def _outside(src: Endpoint, dst_ip: str, view: View) -> Decision:
                                  f"and network {net.name} is not external")
     if dst_ip in view.by_pip or view.is_underlay_ip(dst_ip):
         return Deny(src, dst_ip, f"{dst_ip} belongs to the underlay")
+    if view.is_infra_ip(dst_ip):
+        return Deny(src, dst_ip, f"{dst_ip} is a controller's or etcd's")
     host = view.host_of(src)
     if host is None or not host.underlay_gateway_mac:
         return Deny(src, dst_ip, f"host {src.host} has no underlay gateway")

@@ -62,6 +62,8 @@ def flows_for_host(host: Host) -> list[FlowSpec]:
         flow(Table.CLASSIFY, Priority.HOST, Match.of(in_port=up, eth_type=ETH_IP), goto=Table.INGRESS),
         flow(Table.CLASSIFY, Priority.HOST, Match.of(in_port=up, eth_type=ETH_ARP), goto=Table.ARP),
         flow(Table.CLASSIFY, Priority.MISS, Match.of()),
+        # guard: what flows/infra.py does not drop or let pass goes on to the routes
+        flow(Table.GUARD, Priority.MISS, Match.of(), goto=Table.EGRESS),
         # egress: no route yet -> ask the controller
         flow(Table.EGRESS, Priority.MISS, Match.of(), (ToController(),)),
         # ingress: the host's own address (after conntrack: NATed replies turn back to
@@ -97,7 +99,7 @@ def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:
     return [
         FlowSpec(Table.CLASSIFY, Priority.PORT,
                  Match.of(in_port=e.ofport, eth_src=e.mac, eth_type=ETH_IP, ipv4_src=e.ip),
-                 goto=Table.EGRESS, cookie=BASE),
+                 goto=Table.GUARD, cookie=BASE),
         FlowSpec(Table.CLASSIFY, Priority.PORT,
                  Match.of(in_port=e.ofport, eth_src=e.mac, eth_type=ETH_ARP, arp_spa=e.ip,
                           arp_sha=e.mac),

@@ -86,6 +86,8 @@ class FlowSpecError(DaoliError):
 # Match fields each table may use.
 MATCH_FIELDS: dict[Table, frozenset[str]] = {
     Table.CLASSIFY: frozenset({"in_port", "eth_src", "eth_type", "ipv4_src", "arp_spa", "arp_sha"}),
+    Table.GUARD: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
+                            "tcp_src", "tcp_dst", "udp_src", "udp_dst"}),
     Table.EGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
                              "tcp_src", "tcp_dst", "udp_src", "udp_dst"}),
     Table.INGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
@@ -94,7 +96,8 @@ MATCH_FIELDS: dict[Table, frozenset[str]] = {
 }
 SET_FIELDS: dict[Table, frozenset[str]] = {
     Table.CLASSIFY: frozenset(),
-    Table.EGRESS: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst"}),
+    Table.GUARD: frozenset(),
+    Table.EGRESS: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst", "in_port"}),
     Table.INGRESS: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst"}),
     Table.ARP: frozenset({"eth_src", "eth_dst", "arp_op", "arp_sha", "arp_tha", "arp_spa", "arp_tpa"}),
 }

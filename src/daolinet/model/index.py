@@ -115,6 +115,13 @@ class Underlay:
         return ip in self._ips or ip in self._pools
 
 
+def infra_addresses(obj: Host | ControllerRecord | None) -> frozenset[str]:
+    """The infrastructure addresses a host or a controller's record holds."""
+    if obj is None:
+        return frozenset()
+    return frozenset((obj.underlay_ip,)) if isinstance(obj, Host) else obj.addresses
+
+
 class Infra:
     """What containers may not reach: hosts' underlay IPs and the addresses controllers
     recorded (their listeners', and their etcd members'), counted, so an address two
@@ -125,22 +132,18 @@ class Infra:
         self._hosts: dict[str, Host] = {}  # underlay IP -> the host (the last one added)
 
     def add(self, obj: Host | ControllerRecord) -> None:
-        for ip in self._of(obj):
+        for ip in infra_addresses(obj):
             self._ips[ip] += 1
         if isinstance(obj, Host):
             self._hosts[obj.underlay_ip] = obj
 
     def remove(self, obj: Host | ControllerRecord) -> None:
-        for ip in self._of(obj):
+        for ip in infra_addresses(obj):
             self._ips[ip] -= 1
             if self._ips[ip] <= 0:
                 del self._ips[ip]
         if isinstance(obj, Host) and self._hosts.get(obj.underlay_ip) == obj:
             del self._hosts[obj.underlay_ip]
-
-    @staticmethod
-    def _of(obj: Host | ControllerRecord) -> frozenset[str]:
-        return frozenset((obj.underlay_ip,)) if isinstance(obj, Host) else obj.addresses
 
     def __contains__(self, ip: str) -> bool:
         return ip in self._ips

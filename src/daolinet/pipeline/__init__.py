@@ -4,7 +4,9 @@ the fixed addresses every host shares.  See docs/pipeline.md.
 | table | name     | holds                                                        | miss       |
 |-------|----------|--------------------------------------------------------------|------------|
 | 0     | classify | LOCAL -> uplink; uplink IP -> 20, ARP -> 30; container ports: | drop       |
-|       |          | anti-spoof (port+MAC+IP) -> 10 (IP) or 30 (ARP)               |            |
+|       |          | anti-spoof (port+MAC+IP) -> 5 (IP) or 30 (ARP)                |            |
+| 5     | guard    | containers' packets to infrastructure (hosts' underlay IPs,   | -> 10      |
+|       |          | controllers, etcd) dropped, but published port mappings       |            |
 | 10    | egress   | hot-plug routes per (source port, source IP, destination IP)  | controller |
 | 20    | ingress  | hot-plug routes per (source PIP, destination PIP);           | controller |
 |       |          | the host's own underlay IP -> LOCAL                           |            |
@@ -20,6 +22,7 @@ from enum import IntEnum
 
 class Table(IntEnum):
     CLASSIFY = 0
+    GUARD = 5
     EGRESS = 10
     INGRESS = 20
     ARP = 30
@@ -27,8 +30,9 @@ class Table(IntEnum):
 
 # What each table may goto: checked for every FlowSpec.
 NEXT_TABLES: dict[Table, frozenset[Table]] = {
-    Table.CLASSIFY: frozenset({Table.EGRESS, Table.INGRESS, Table.ARP}),
-    Table.EGRESS: frozenset(),
+    Table.CLASSIFY: frozenset({Table.GUARD, Table.EGRESS, Table.INGRESS, Table.ARP}),
+    Table.GUARD: frozenset({Table.EGRESS}),
+    Table.EGRESS: frozenset({Table.INGRESS}),  # a container's packet to a mapping on its own host
     Table.INGRESS: frozenset(),
     Table.ARP: frozenset(),
 }
@@ -41,7 +45,10 @@ class Priority(IntEnum):
     PORTMAP = 90  # below routes: a container's own connections win over its mappings
     ROUTE = 100
     PORT = 200  # per container port in classify; L4 routes in egress (policy issue)
+    PORTMAP_CLIENT = 250  # a container's flows to a port mapping (egress and ingress, reactive)
     SPECIFIC = 300
+    INFRA = 400  # guard: containers' packets to an infrastructure address are dropped...
+    INFRA_EXCEPT = 410  # ...but those to a published port mapping, and the mapped containers' replies
 
 
 # The gateway MAC every host answers with for every network (a distributed router).

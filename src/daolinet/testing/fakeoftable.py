@@ -164,7 +164,8 @@ class FakeSwitch:
     asked for them (OFPT_SET_ASYNC); `invalid_ttl_to_controller` says whether ours did."""
 
     def __init__(self, dpid: int, invalid_ttl_to_controller: bool = True) -> None:
-        self._connections: dict[tuple[str, str], str] = {}  # (nat addr, peer) -> original source
+        # (zone, a reply's source, a reply's destination) -> the fields that undo the NAT
+        self._connections: dict[tuple[int, str, str], Packet] = {}
         self._recirculate: Table | None = None
         self.dpid = dpid
         self.invalid_ttl_to_controller = invalid_ttl_to_controller
@@ -286,19 +287,35 @@ class FakeSwitch:
         return True
 
     def _conntrack(self, ct: Conntrack, pkt: Packet) -> None:
-        """Enough of OVS conntrack for SNAT: commit+nat(src) rewrites the source
-        and remembers the reply; nat alone reverses a known reply."""
-        if ct.commit and ct.nat_src:
-            self._connections[(ct.nat_src, str(pkt["ipv4_dst"]))] = str(pkt["ipv4_src"])
-            pkt["ipv4_src"] = ct.nat_src
+        """Enough of OVS conntrack for SNAT and DNAT: commit+nat(src or dst) rewrites
+        the packet and remembers, per zone, how to undo that on its replies; nat alone
+        undoes it on a reply of a known connection."""
+        if ct.commit and (ct.nat_src or ct.nat_dst):
+            self._commit(ct, pkt)
             pkt["ct_state"] = CT_TRACKED | CT_ESTABLISHED
         else:
-            original = self._connections.get((str(pkt["ipv4_dst"]), str(pkt["ipv4_src"])))
-            if original is not None and ct.nat:
-                pkt["ipv4_dst"] = original
-            pkt["ct_state"] = CT_TRACKED | (CT_ESTABLISHED if original is not None else CT_NEW)
+            undo = self._connections.get((ct.zone, str(pkt["ipv4_src"]), str(pkt["ipv4_dst"])))
+            if undo is not None and ct.nat:
+                pkt.update(undo)
+            pkt["ct_state"] = CT_TRACKED | (CT_ESTABLISHED if undo is not None else CT_NEW)
         if ct.table is not None:
             self._recirculate = Table(ct.table)
+
+    def _commit(self, ct: Conntrack, pkt: Packet) -> None:
+        """Keyed by (zone, a reply's source, a reply's destination)."""
+        src, dst = str(pkt["ipv4_src"]), str(pkt["ipv4_dst"])
+        if ct.nat_src:
+            self._connections[(ct.zone, dst, ct.nat_src)] = {"ipv4_dst": src}
+            pkt["ipv4_src"] = ct.nat_src
+            return
+        assert ct.nat_dst is not None
+        undo: Packet = {"ipv4_src": dst}
+        l4 = next((p for p in ("tcp", "udp") if f"{p}_dst" in pkt), None)
+        if ct.nat_port and l4 is not None:
+            undo[f"{l4}_src"] = pkt[f"{l4}_dst"]
+            pkt[f"{l4}_dst"] = ct.nat_port
+        self._connections[(ct.zone, ct.nat_dst, src)] = undo
+        pkt["ipv4_dst"] = ct.nat_dst
 
     def _output(self, port: int, pkt: Packet, result: Result) -> None:
         in_port = _need(pkt, "in_port")

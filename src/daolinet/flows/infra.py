@@ -1,0 +1,106 @@
+"""Infrastructure is not a destination (design.md): every host's guard table drops
+its containers' packets to every infrastructure address - each host's underlay IP,
+each controller's recorded addresses, each etcd member's (View.infra_ips) - before
+any route is looked up, for containers on every network, external or not.  Only a
+published port mapping passes, for its protocol and port alone.  Pure.
+
+    every host  t5   ip, nw_dst=X                       drop                  (X infrastructure)
+    every host  t5   ip, proto, nw_dst=H, dport=HP      -> t10                (a mapping on H)
+    S           t5   from M, proto, sport=CP[, nw_dst=H] -> t10              (M's replies, M on S)
+
+Proactive: O(infrastructure addresses + mappings) flows per host.  A container A
+(on S) reaching H:HP is then an egress miss like any other, and the controller
+plugs two flows on S alone (flows_for_portmap_client), as for a client outside:
+
+    S t10  from A to H:HP    dec_ttl, ip_src:=PIP(A), eth:=S->H, out uplink          (S != H)
+                        or   dec_ttl, ip_src:=PIP(A), in_port:=uplink, goto t20     (S = H)
+    S t20  from H:HP to PIP(A)   ip_dst:=A, eth:=gw->A, out A
+
+H serves it with the mapping's own flows (flows/portmap.py), as if PIP(A) came
+over the underlay; on H itself the packet is handed to table 20 as if it had.
+The mapped container M's replies leave M's host towards H (M elsewhere) or, with
+M on H, through the mapping's conntrack (only established connections get out),
+whichever address the client had: they pass the guard too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from daolinet.flows.base import BASE, ETH_IP
+from daolinet.flows.portmap import PROTO, portmap_cookie
+from daolinet.flows.route import next_hop_mac
+from daolinet.flows.spec import Action, DecTtl, FlowSpec, Match, Output, SetField
+from daolinet.model import Endpoint, Host, Portmap
+from daolinet.pipeline import GATEWAY_MAC, Cookie, Kind, Priority, Table
+
+
+def flows_for_infra(addresses: Iterable[str]) -> list[FlowSpec]:
+    """The guard's drops, the same on every host."""
+    return [flow_for_infra(ip) for ip in sorted(addresses)]
+
+
+def flow_for_infra(ip: str) -> FlowSpec:
+    return FlowSpec(Table.GUARD, Priority.INFRA, Match.of(eth_type=ETH_IP, ipv4_dst=ip), cookie=BASE)
+
+
+def infra_change(was: frozenset[str], now: frozenset[str],
+                 still_infra: Callable[[str], bool]) -> tuple[list[FlowSpec], list[FlowSpec]]:
+    """(drops to add, drops to delete) on every host when a host's or a controller's
+    addresses went from `was` to `now`; an address another one still holds stays."""
+    gone = sorted(ip for ip in was - now if not still_infra(ip))
+    return [flow_for_infra(ip) for ip in sorted(now - was)], [flow_for_infra(ip) for ip in gone]
+
+
+def flow_to_portmap(pm: Portmap, h: Host) -> FlowSpec:
+    """On every host: packets to mapping pm (on host h) pass the guard."""
+    return _passes(pm, Match.of(eth_type=ETH_IP, ip_proto=PROTO[pm.protocol], ipv4_dst=h.underlay_ip,
+                                **{f"{pm.protocol}_dst": pm.host_port}))  # type: ignore[arg-type]
+
+
+def flow_for_mapped_replies(pm: Portmap, m: Endpoint, h: Host, s: Host) -> FlowSpec:
+    """On s, the host of mapping pm's container m: m's replies pass the guard (to h when
+    m runs elsewhere; with m on h, to whichever client, through the mapping's conntrack)."""
+    assert m.ofport is not None
+    fields: dict[str, int | str] = {"in_port": m.ofport, "ipv4_src": m.ip,
+                                    f"{pm.protocol}_src": pm.container_port}
+    if s.dpid != h.dpid:
+        fields["ipv4_dst"] = h.underlay_ip
+    return _passes(pm, Match.of(eth_type=ETH_IP, ip_proto=PROTO[pm.protocol], **fields))
+
+
+def _passes(pm: Portmap, match: Match) -> FlowSpec:
+    return FlowSpec(Table.GUARD, Priority.INFRA_EXCEPT, match, goto=Table.EGRESS,
+                    cookie=portmap_cookie(pm.id))
+
+
+def client_cookie(eid: int, pm_id: int) -> int:
+    """A container's flows to one mapping: the mapping's kind, the container in a,
+    the mapping in b (deleted with either)."""
+    return Cookie(Kind.PORTMAP, eid, pm_id).value
+
+
+def flows_for_portmap_client(a: Endpoint, s: Host, pm: Portmap, h: Host, idle: int) -> list[FlowSpec]:
+    """Container a (on host s) to mapping pm on host h: its two flows on s."""
+    assert a.ofport is not None
+    proto, f = PROTO[pm.protocol], pm.protocol
+    cookie = client_cookie(a.id, pm.id)
+    out: tuple[Action, ...] = (DecTtl(), SetField("ipv4_src", a.pip))
+    goto = None
+    if s.dpid == h.dpid:
+        out, goto = (*out, SetField("in_port", s.uplink_ofport)), Table.INGRESS
+    else:
+        out = (*out, SetField("eth_src", s.underlay_mac), SetField("eth_dst", next_hop_mac(s, h)),
+               Output(s.uplink_ofport))
+    back: tuple[Action, ...] = (SetField("ipv4_dst", a.ip), SetField("eth_src", GATEWAY_MAC),
+                                SetField("eth_dst", a.mac), Output(a.ofport))
+    return [
+        FlowSpec(Table.EGRESS, Priority.PORTMAP_CLIENT,
+                 Match.of(in_port=a.ofport, eth_type=ETH_IP, ip_proto=proto, ipv4_src=a.ip,
+                          ipv4_dst=h.underlay_ip, **{f"{f}_dst": pm.host_port}),  # type: ignore[arg-type]
+                 out, goto=goto, cookie=cookie, idle_timeout=idle),
+        FlowSpec(Table.INGRESS, Priority.PORTMAP_CLIENT,
+                 Match.of(eth_type=ETH_IP, ip_proto=proto, ipv4_src=h.underlay_ip, ipv4_dst=a.pip,
+                          **{f"{f}_src": pm.host_port}),  # type: ignore[arg-type]
+                 back, cookie=cookie, idle_timeout=idle),
+    ]
