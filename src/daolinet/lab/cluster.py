@@ -96,7 +96,7 @@ class Lab(Controllers):
     @classmethod
     def up(cls, name: str, hosts: int, racks: int = 1, *, controller: bool = True,
            idle_timeout: int = 30, controllers: int = 1, store: str = "sqlite",
-           host_ttl: int = DEFAULT_HOST_TTL, insecure: bool = True) -> Lab:  # TODO: secure
+           host_ttl: int = DEFAULT_HOST_TTL, insecure: bool = False) -> Lab:
         """Build the lab; with `controller`, also start daolinet on it (`controllers`
         controllers, on an etcd cluster of the lab's with `store="etcd"`, and an agent
         per host, heartbeating every host_ttl/3 s) and wait until every bridge is synced.
@@ -352,7 +352,7 @@ class Lab(Controllers):
         for h in chosen:
             gw_mac = self._state.extra.get("gateway_macs", {}).get(str(h.plan.rack), "")
             tls = credentials.host(self.name, h.name) if self.secure else None
-            token = None if self.secure else daemons.ControllerPaths(self.name).admin_token
+            token = None if self.secure else self._host_token(h)
             self._point_at_controllers(h, tls)
             started[h.name] = daemons.start_agent(h.plan, self.controller_paths, h.ovs.db_endpoint,
                                                   gw_mac, self.host_ttl, tls, token)
@@ -364,6 +364,18 @@ class Lab(Controllers):
         self.wait_synced([h.plan.index for h in chosen])
         for h in chosen:  # the controllers' flows carry the host's traffic now
             h.ofctl("del-flows", f"cookie={PLUMB_COOKIE:#x}/-1")
+
+    def _host_token(self, h: LabHost) -> str:
+        """An --insecure lab's agent credential: a host token bound to its host (never the
+        admin token), made once and kept in the host's run dir (mode 600)."""
+        path = os.path.join(h.plan.rundir(), "agent.token")
+        if not os.path.exists(path):
+            with self.api() as api:
+                made = api.call("POST", "/tokens", json={"name": f"agent-{h.name}", "host": h.name})
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(str(made["token"]) + "\n")
+        return path
 
     def _point_at_controllers(self, h: LabHost, tls: TlsFiles | None) -> None:
         """Give the bridge its controllers (and its host pair) before the agent does, then

@@ -70,11 +70,14 @@ class Controllers:
 
     def api(self, token: str | None = None, index: int | None = None) -> LabClient:
         """A client of controller `index`'s API (default: the first one running), as the
-        lab's admin unless given another token."""
+        lab's admin (its user certificate; the admin token in an --insecure lab) unless given
+        another token."""
         if index is None:
             index = self._running_index()
+        if token is None and not self.secure:
+            token = self.admin_token
         return LabClient(self.api_urls[index], uds=daemons.ControllerPaths(self.name, index).api_sock,
-                         token=token or self.admin_token, tls=self.api_tls)
+                         token=token, tls=self.api_tls)
 
     def _start_store(self, store: str) -> None:
         if store == "etcd":
