@@ -163,7 +163,9 @@ class Shared:
         self._task: asyncio.Task[None] | None = None
         if store_url.startswith("etcd://"):
             self.mastership = EtcdMastership(store_url, me, api_url, etcd_tls=security.etcd)
-            self.peers = Peers(self.mastership.owner_url, secret, tls=security.tls)
+            # With TLS a peer is known by its controller certificate: the admin token stays home.
+            self.peers = Peers(self.mastership.owner_url, secret if security.tls is None else None,
+                               tls=security.tls)
 
     def attach(self, ctrl: Controller) -> None:
         m, peers = self.mastership, self.peers

@@ -29,7 +29,7 @@ TIMEOUT = 5.0
 
 
 class RemoteSwitch:
-    def __init__(self, dpid: int, url: str, token: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, dpid: int, url: str, token: str | None, client: httpx.AsyncClient) -> None:
         self.dpid = dpid
         self.url = url
         self._token = token
@@ -78,7 +78,7 @@ class RemoteSwitch:
             reply = await self._client.post(
                 f"{self.url}/internal/switches/{self.dpid}/ofmsgs",
                 json={"data": data.hex(), "barrier": barrier, "min_rev": min_rev},
-                headers={"Authorization": f"Bearer {self._token}"}, timeout=TIMEOUT)
+                headers={"Authorization": f"Bearer {self._token}"} if self._token else None, timeout=TIMEOUT)
             if reply.status_code != 200:
                 raise ConnectionError(f"master of switch {self.dpid:#x} at {self.url} answered "
                                       f"{reply.status_code}: {reply.text[:200]}")
@@ -87,7 +87,7 @@ class RemoteSwitch:
 class Peers:
     """The other controllers, by the switches they master."""
 
-    def __init__(self, owner_of: OwnerOf, token: str, tls: TlsFiles | None = None) -> None:
+    def __init__(self, owner_of: OwnerOf, token: str | None, tls: TlsFiles | None = None) -> None:
         self._owner_of = owner_of
         self._token = token
         # Peers verify each other against the installation's CA; ours is a controller certificate.
