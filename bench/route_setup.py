@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ofsim import (  # noqa: E402
     Switch,
     connect,
+    cpu_s,
     host_tls,
     icmp_frame,
     machine,
@@ -145,8 +146,9 @@ async def open_loop(sw: Switch, work: list[Work], rate: float) -> None:
 
 
 async def drive(port: int, work: dict[int, Iterator[Work]], args: argparse.Namespace,
-                pki_dir: str | None = None) -> dict[str, object]:
-    """The three modes against the controller on `port`; over TLS, switch d as host hd."""
+                pki_dir: str | None = None, pid: int | None = None) -> dict[str, object]:
+    """The three modes against the controller on `port` (process `pid`: its CPU time per
+    route is read too); over TLS, switch d connects as host hd."""
     sws = {d: Switch(d) for d in work}
     tasks = [await connect(port, sw, host_tls(pki_dir, f"h{d}") if pki_dir else None)
              for d, sw in sws.items()]
@@ -157,13 +159,17 @@ async def drive(port: int, work: dict[int, Iterator[Work]], args: argparse.Names
         for sw in sws.values():
             sw.latencies.clear()
             sw.flowmods = 0
-        started = time.perf_counter()
+        cpu = cpu_s(pid) if pid else 0.0
+        own_cpu, started = time.process_time(), time.perf_counter()
         await asyncio.gather(*runs)  # type: ignore[arg-type]
         took = time.perf_counter() - started
+        own_cpu, cpu = time.process_time() - own_cpu, (cpu_s(pid) - cpu if pid else 0.0)
         lat = [x for sw in sws.values() for x in sw.latencies]
         routes = len(lat)
         out[name] = {"routes": routes, "seconds": round(took, 3), "routes_per_s": round(routes / took, 1),
                      "flowmods_per_s": round(sum(sw.flowmods for sw in sws.values()) / took, 1),
+                     "controller_cpu_s": round(cpu, 2), "generator_cpu_s": round(own_cpu, 2),
+                     "controller_cpu_us_per_route": round(cpu / max(routes, 1) * 1e6, 1),
                      **stats_ms(lat),
                      "samples_ms": [round(x * 1e3, 4) for x in lat[:: max(1, routes // 5000)]]}
         return routes / took
@@ -223,7 +229,7 @@ def run_case(args: argparse.Namespace, objs: list[object], eps: dict[int, list[E
         ctl = start_controller(tmp, f"{tmp}/s.db", pki_dir=pki_dir)
         spy = start_profiler(ctl.proc.pid, profile) if profile else None
         try:
-            return asyncio.run(drive(ctl.of_port, pairs(eps), args, pki_dir))
+            return asyncio.run(drive(ctl.of_port, pairs(eps), args, pki_dir, ctl.proc.pid))
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
@@ -241,8 +247,12 @@ def print_table(result: Result, title: str) -> None:
               f"{r['p50_ms']:>8} {r['p99_ms']:>8} {r['p999_ms']:>8}")
 
 
-FIGURES = {"throughput_routes_per_s": ("throughput", "routes_per_s"), "latency_p50_ms": ("latency", "p50_ms"),
-           "latency_p99_ms": ("latency", "p99_ms"), "half_load_p99_ms": ("half_load", "p99_ms")}
+FIGURES = {"throughput_routes_per_s": ("throughput", "routes_per_s"),
+           # A single-threaded controller's throughput is 1 / its CPU time per route: a
+           # figure other processes on the machine disturb far less than routes/s.
+           "throughput_cpu_us_per_route": ("throughput", "controller_cpu_us_per_route"),
+           "latency_p50_ms": ("latency", "p50_ms"), "latency_p99_ms": ("latency", "p99_ms"),
+           "half_load_p99_ms": ("half_load", "p99_ms")}
 
 
 def summarise(rounds: list[dict[str, Result]]) -> dict[str, object]:
@@ -284,6 +294,9 @@ def compare(args: argparse.Namespace, objs: list[object], eps: dict[int, list[En
     cost = 1 - throughput["tls_over_insecure"]  # type: ignore[index]
     print(f"TLS costs {cost:.1%} of route-setup throughput (medians of {args.rounds} rounds; "
           f"target <= 10 %); per round TLS/insecure {throughput['round_ratios']}")  # type: ignore[index]
+    per_route = summary["throughput_cpu_us_per_route"]["tls_over_insecure"]  # type: ignore[index]
+    print(f"controller CPU per route TLS/insecure x{per_route}: TLS costs {1 - 1 / per_route:.1%} of a "
+          f"CPU-bound controller's throughput")
     return {**rounds[-1]["tls"], "compare": {"rounds": rounds, "summary": summary}}
 
 
@@ -317,6 +330,11 @@ def main() -> None:
               "endpoints_per_switch": args.endpoints, "window": args.window, "machine": machine(),
               "tls": args.tls or args.compare, **result, "generator_ceiling_routes_per_s": round(ceiling, 1)}
     print_table(result, "TLS" if result["tls"] else "insecure")
+    r = result["throughput"]
+    assert isinstance(r, dict)
+    print(f"throughput: controller CPU {r['controller_cpu_s']} s "
+          f"({r['controller_cpu_us_per_route']} µs/route), generator CPU {r['generator_cpu_s']} s "
+          f"over {r['seconds']} s")
     print(f"half load offered {result['half_load']['offered_routes_per_s']} routes/s; "  # type: ignore[index]
           f"generator ceiling: {ceiling:,.0f} routes/s (its own work per route, no controller, no TLS)")
     os.makedirs("bench/results", exist_ok=True)
