@@ -12,12 +12,14 @@ import pytest
 
 from daolinet.decide.packet import NO_MATCH, PacketMeta
 from daolinet.decide.route import Deny, External, MappedPort, decide
+from daolinet.flows import render, wire
 from daolinet.flows.infra import flows_for_portmap_client, infra_change
 from daolinet.flows.proactive import flows_for_host_switch
 from daolinet.flows.route import RouteEnds, flows_for_route
 from daolinet.model import ControllerRecord, Endpoint, Host, Portmap, View
 from daolinet.model.index import infra_addresses
 from daolinet.model.view import Change
+from daolinet.ofp.codec import encode
 from daolinet.pipeline import GATEWAY_MAC, Table
 from daolinet.testing.factories import make_endpoint, make_host, make_network
 from daolinet.testing.fakeoftable import (
@@ -139,6 +141,21 @@ def test_a_port_mapping_on_the_containers_own_host_reaches_its_container() -> No
     assert (pkt["ipv4_src"], pkt["udp_src"], pkt["ipv4_dst"]) == (H1.underlay_ip, 5353, A.ip)
 
 
+def test_the_mapped_container_reaches_its_own_mapping_on_its_own_host() -> None:
+    view = make_view()
+    net = make_net(view)
+    syn = send(WEB, H2.underlay_ip, IPPROTO_TCP, 8080, tcp_src=40000)
+    plug_client(view, net, WEB, net.trace(H2.dpid, syn))
+    [(dpid, port, pkt)] = net.trace(H2.dpid, syn).deliveries
+    assert (dpid, port, pkt["ipv4_src"], pkt["ipv4_dst"], pkt["tcp_dst"]) == (
+        H2.dpid, WEB.ofport, WEB.pip, WEB.ip, 80)
+    assert WEB.ofport is not None
+    reply = ip_packet(WEB.ofport, WEB.mac, GATEWAY_MAC, WEB.ip, WEB.pip, proto=IPPROTO_TCP, dst_port=40000)
+    [(dpid, port, pkt)] = net.trace(H2.dpid, {**reply, "tcp_src": 80}).deliveries  # back out its own port
+    assert (dpid, port, pkt["ipv4_src"], pkt["tcp_src"], pkt["ipv4_dst"]) == (
+        H2.dpid, WEB.ofport, H2.underlay_ip, 8080, WEB.ip)
+
+
 @pytest.mark.parametrize(("dst", "proto", "port"), [
     (H2.underlay_ip, IPPROTO_TCP, 8081), (H2.underlay_ip, IPPROTO_UDP, 8080), (H2.underlay_ip, ICMP, 0),
     (H1.underlay_ip, IPPROTO_TCP, 8080), (CTL, IPPROTO_TCP, 8080)])
@@ -202,3 +219,13 @@ def decide_for(view: View, e: Endpoint, dst: str) -> object:
     meta = PacketMeta(host_of(e).dpid, e.ofport, Table.EGRESS, NO_MATCH, e.mac, GATEWAY_MAC, 0x0800, e.ip,
                       dst, IPPROTO_TCP, 64, 8650)
     return decide(meta, view)
+
+
+def test_handing_a_packet_to_table_20_sets_in_port_through_its_nxm_view() -> None:
+    """OVS refuses a set-field of the OXM in_port (OFPBAC_BAD_SET_ARGUMENT); its 16-bit NXM
+    view is writable.  The fast encoder leaves such a flow to os-ken, byte for byte."""
+    [out, _] = flows_for_portmap_client(A, H1, DNS, H1, 30)
+    assert out.goto == Table.INGRESS
+    msg = render.flow_add(out)
+    assert any(getattr(a, "key", None) == "in_port_nxm" for a in msg.instructions[0].actions)
+    assert wire.flow_add(out).data == encode(msg, 0)

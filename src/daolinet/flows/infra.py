@@ -32,7 +32,7 @@ from daolinet.flows.portmap import PROTO, portmap_cookie
 from daolinet.flows.route import next_hop_mac
 from daolinet.flows.spec import Action, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host, Portmap
-from daolinet.pipeline import GATEWAY_MAC, Cookie, Kind, Priority, Table
+from daolinet.pipeline import GATEWAY_MAC, OFPP_IN_PORT, Cookie, Kind, Priority, Table
 
 
 def flows_for_infra(addresses: Iterable[str]) -> list[FlowSpec]:
@@ -81,8 +81,10 @@ def client_cookie(eid: int, pm_id: int) -> int:
 
 
 def flows_for_portmap_client(a: Endpoint, s: Host, pm: Portmap, h: Host, idle: int) -> list[FlowSpec]:
-    """Container a (on host s) to mapping pm on host h: its two flows on s."""
+    """Container a (on host s) to mapping pm on host h: its two flows on s.  The mapped
+    container itself on h (a hairpin) gets its replies back out the port they came in by."""
     assert a.ofport is not None
+    hairpin = s.dpid == h.dpid and (a.tenant, a.name) == (pm.tenant, pm.container)
     proto, f = PROTO[pm.protocol], pm.protocol
     cookie = client_cookie(a.id, pm.id)
     out: tuple[Action, ...] = (DecTtl(), SetField("ipv4_src", a.pip))
@@ -93,7 +95,7 @@ def flows_for_portmap_client(a: Endpoint, s: Host, pm: Portmap, h: Host, idle: i
         out = (*out, SetField("eth_src", s.underlay_mac), SetField("eth_dst", next_hop_mac(s, h)),
                Output(s.uplink_ofport))
     back: tuple[Action, ...] = (SetField("ipv4_dst", a.ip), SetField("eth_src", GATEWAY_MAC),
-                                SetField("eth_dst", a.mac), Output(a.ofport))
+                                SetField("eth_dst", a.mac), Output(OFPP_IN_PORT if hairpin else a.ofport))
     return [
         FlowSpec(Table.EGRESS, Priority.PORTMAP_CLIENT,
                  Match.of(in_port=a.ofport, eth_type=ETH_IP, ip_proto=proto, ipv4_src=a.ip,

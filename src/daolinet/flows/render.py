@@ -26,6 +26,8 @@ def match_for(match: Match) -> Any:
 def _action(a: Any) -> Any:
     if isinstance(a, Output):
         return parser.OFPActionOutput(a.port, 0)
+    if isinstance(a, SetField) and a.field == "in_port":  # OVS sets only the 16-bit NXM view of it
+        return parser.OFPActionSetField(in_port_nxm=a.value)
     if isinstance(a, SetField):
         return parser.OFPActionSetField(**{a.field: a.value})
     if isinstance(a, DecTtl):

@@ -117,7 +117,7 @@ def set_field(name: str, value: int | str) -> bytes:
 def _action(a: object) -> bytes:
     if isinstance(a, Output):
         return output(a.port)
-    if isinstance(a, SetField):
+    if isinstance(a, SetField) and a.field != "in_port":  # in_port: render.py's NXM form
         return set_field(a.field, a.value)  # type: ignore[arg-type]
     if isinstance(a, DecTtl):
         return DEC_TTL
