@@ -26,24 +26,20 @@ def make_ca(lab: str) -> None:
 
 def controller(lab: str, index: int) -> TlsFiles:
     """Controller `index`'s pair (made on first use: a restarted controller keeps it)."""
-    files = TlsFiles.of(pki_dir(lab), "controller", f"c{index}")
-    if not os.path.exists(files.cert or ""):
-        pki.issue(pki_dir(lab), "controller", f"c{index}", sans=(str(plan.controller_ip(index)),))
-    return files
+    return _pair(lab, "controller", f"c{index}", (str(plan.controller_ip(index)),))
 
 
 def host(lab: str, name: str) -> TlsFiles:
-    files = TlsFiles.of(pki_dir(lab), "host", name)
-    if not os.path.exists(files.cert or ""):
-        pki.issue(pki_dir(lab), "host", name)
-    return files
+    return _pair(lab, "host", name)
 
 
 def admin(lab: str) -> TlsFiles:
     return TlsFiles.of(pki_dir(lab), "user", ADMIN_USER)
 
 
-def issue(lab: str, role: Role, name: str) -> TlsFiles:
-    """Another holder's pair (tests: a second user, a rogue host)."""
-    pki.issue(pki_dir(lab), role, name, force=True)
-    return TlsFiles.of(pki_dir(lab), role, name)
+def _pair(lab: str, role: Role, name: str, sans: tuple[str, ...] = ()) -> TlsFiles:
+    """`role` `name`'s pair in the lab's PKI, issued the first time it is asked for."""
+    files = TlsFiles.of(pki_dir(lab), role, name)
+    if not os.path.exists(files.cert or ""):
+        pki.issue(pki_dir(lab), role, name, sans=sans)
+    return files

@@ -7,7 +7,6 @@ file stops the daemon with its path and the reason, not a traceback."""
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +83,3 @@ def peer_identity(ssl_object: Any) -> Identity | None:
         return identity_of(der)
     except InvalidInput:
         return None
-
-
-def exists(files: TlsFiles) -> bool:
-    return all(p is not None and os.path.exists(p) for p in (files.ca, files.cert, files.key))
