@@ -8,6 +8,7 @@ import io
 import pytest
 from rich.console import Console
 
+from daolinet.errors import SystemFailure
 from daolinet.lab import demo
 from daolinet.testing.fixtures import lab_leftovers, need_root, new_lab_name
 
@@ -20,6 +21,8 @@ def test_the_demo_runs_through_and_cleans_up() -> None:
     out = io.StringIO()
     try:
         demo.run(name, Console(file=out, width=200))
+    except SystemFailure as e:
+        pytest.fail(f"{e}; the demo printed:\n{out.getvalue()}")
     finally:
         assert lab_leftovers(name) == []
     text = out.getvalue()
