@@ -145,7 +145,7 @@ class Machines:
     def __init__(self, name: str, subnet: str = "198.18.64.0/24") -> None:
         self.name = name
         self.net = ipaddress.IPv4Network(subnet)
-        if not self.net.subnet_of(plan.UNDERLAY):
+        if not self.net.subnet_of(ipaddress.IPv4Network(plan.UNDERLAY)):
             raise SystemFailure(f"{subnet} is not inside the underlay range {plan.UNDERLAY}")
         self.machines: dict[str, Machine] = {}
 
