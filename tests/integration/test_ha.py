@@ -29,7 +29,8 @@ from daolinet.store.migrate import migrate
 from daolinet.system import procs
 from daolinet.testing import labtools
 from daolinet.testing.asynctools import until
-from daolinet.testing.etcd import EtcdCluster, etcd_server
+from daolinet.testing.etcd import EtcdCluster
+from daolinet.testing.etcd_fixtures import etcd_server
 from daolinet.testing.populate import populate
 
 pytestmark = pytest.mark.integration

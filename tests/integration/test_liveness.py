@@ -24,7 +24,8 @@ from daolinet.pipeline import route_cookie
 from daolinet.store import open_store
 from daolinet.system import procs
 from daolinet.testing import labtools
-from daolinet.testing.etcd import EtcdCluster, etcd_server
+from daolinet.testing.etcd import EtcdCluster
+from daolinet.testing.etcd_fixtures import etcd_server
 from daolinet.testing.factories import make_host
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,8 @@ from daolinet.model.objects import Endpoint, Tenant
 from daolinet.model.view import View
 from daolinet.store import ChangesPruned, EtcdStore, SqliteStore, Store, open_store
 from daolinet.store.etcd_tx import EtcdTx
-from daolinet.testing.etcd import EtcdCluster, etcd_server
+from daolinet.testing.etcd import EtcdCluster
+from daolinet.testing.etcd_fixtures import etcd_server
 
 pytestmark = pytest.mark.integration
 __all__ = ["etcd_server"]  # a fixture, used by name

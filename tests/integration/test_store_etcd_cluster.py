@@ -17,7 +17,8 @@ from daolinet.errors import SystemFailure
 from daolinet.model.objects import Endpoint, Host
 from daolinet.model.view import Change
 from daolinet.store import EtcdStore, Store
-from daolinet.testing.etcd import EtcdCluster, etcd_factory, etcd_server
+from daolinet.testing.etcd import EtcdCluster
+from daolinet.testing.etcd_fixtures import etcd_factory, etcd_server
 
 pytestmark = pytest.mark.integration
 __all__ = ["etcd_factory", "etcd_server"]  # fixtures, used by name

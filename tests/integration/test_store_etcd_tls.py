@@ -24,7 +24,8 @@ from daolinet.security.tls import TlsFiles, client_context
 from daolinet.store import EtcdStore, SqliteStore, open_store
 from daolinet.store.etcd_kv import EtcdKV, Reader, parse_url
 from daolinet.system import links, procs
-from daolinet.testing.etcd import EtcdCluster, etcd_server
+from daolinet.testing.etcd import EtcdCluster
+from daolinet.testing.etcd_fixtures import etcd_server
 from daolinet.testing.populate import populate
 
 pytestmark = pytest.mark.integration

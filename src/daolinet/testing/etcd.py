@@ -35,14 +35,13 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import pytest
 from pyroute2 import netns as pyroute2_netns
 
 from daolinet.errors import SystemFailure
@@ -59,15 +58,17 @@ STOP_GRACE = 5.0
 POLL = 0.02  # between two health probes: a poll period, not a synchronisation
 
 
+class EtcdMissing(SystemFailure):
+    """No etcd binary here (test fixtures skip on it)."""
+
+
 def etcd_binary() -> str:
     """The etcd binary; a test skips without it unless we are root (setup installs it then)."""
     found = shutil.which("etcd") or next((p for p in ("/usr/bin/etcd", "/usr/sbin/etcd")
                                           if os.access(p, os.X_OK)), None)
     if found:
         return found
-    if os.geteuid() != 0:
-        pytest.skip("etcd is not installed (Debian etcd-server; `make setup` as root installs it)")
-    raise SystemFailure("etcd is not installed: run `make setup` (it installs Debian's etcd-server)")
+    raise EtcdMissing("etcd is not installed: run `make setup` (it installs Debian's etcd-server)")
 
 
 def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
@@ -365,30 +366,3 @@ class EtcdCluster:
             assert self.client_tls is not None
             self._probe_context = client_context(self.client_tls)
         return self._probe_context
-
-
-# -- pytest fixtures (import them into a test module) -------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    """One etcd member for a whole test module; tests isolate themselves by key prefix."""
-    with EtcdCluster(tmp_path_factory.mktemp("etcd"), size=1) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def etcd_factory(tmp_path: Path) -> Iterator[Callable[[int], EtcdCluster]]:
-    """Start clusters of a given size on demand; every one is stopped after the test."""
-    made: list[EtcdCluster] = []
-
-    def make(size: int = 1) -> EtcdCluster:
-        cluster = EtcdCluster(tmp_path, size=size)
-        made.append(cluster)
-        return cluster.start()
-
-    yield make
-    for cluster in made:
-        cluster.stop()
-    left = [m.proc.pid for c in made for m in c.members if m.proc is not None and m.proc.poll() is None]
-    assert not left, f"etcd members still running: {left}"
