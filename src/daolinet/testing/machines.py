@@ -20,6 +20,7 @@ so the pinned namespaces can live in it), and `destroy` removes everything.
 from __future__ import annotations
 
 import contextlib
+import glob
 import ipaddress
 import os
 import shutil
@@ -37,6 +38,7 @@ OVERLAID = ("/etc", "/var", "/opt", "/usr/local")  # copy-on-write: the machine'
 OWN_DIRS = ("/var/lib/docker", "/var/lib/containerd")  # real directories of its own
 SHARE = "/srv/share"
 FABRIC_BRIDGE = "fab"
+CGROUP_ROOT = "/sys/fs/cgroup"
 UPLINK = "ens3"  # a server NIC's name: nothing here may assume eth0
 
 
@@ -131,6 +133,20 @@ class Machine:
             raise SystemFailure(f"machine {self.name}: processes {self.pids()} survived SIGKILL")
 
 
+def _cgroups(prefix: str) -> list[str]:
+    """Top-level cgroups named PREFIX*, in every hierarchy: unified v2 (/sys/fs/cgroup/NAME) and
+    hybrid v1 (/sys/fs/cgroup/CONTROLLER/NAME, /sys/fs/cgroup/unified/NAME)."""
+    return sorted(glob.glob(f"{CGROUP_ROOT}/{prefix}*") + glob.glob(f"{CGROUP_ROOT}/*/{prefix}*"))
+
+
+def remove_cgroups(prefix: str) -> None:
+    """Remove those cgroups, deepest first (each is empty once its processes are gone)."""
+    for top in _cgroups(prefix):
+        for path, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+
+
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
     """A machine's processes get a plain root environment, not the test's virtualenv."""
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
@@ -221,13 +237,20 @@ class Machines:
                 subprocess.run(["umount", f], capture_output=True, check=False)
             links.remove_netns(m.netns)
         links.remove_netns(self.fabric)
+        remove_cgroups(plan.netns_prefix(self.name))
         if os.path.isdir(self.dir):
             subprocess.run(["umount", "-R", self.dir], capture_output=True, check=False)
             shutil.rmtree(self.dir, ignore_errors=True)
         self.machines.clear()
 
+    def cgroup_parent(self, machine: str) -> str:
+        """Where a machine's dockerd and containerd put their containers' cgroups (found again by
+        `destroy`): the machines share this machine's cgroup tree."""
+        return f"{plan.netns_prefix(self.name)}{machine}"
+
     def leftovers(self) -> list[str]:
         found = [f"netns {n}" for n in links.list_netns(plan.netns_prefix(self.name))]
+        found += [f"cgroup {d}" for d in _cgroups(plan.netns_prefix(self.name))]
         if os.path.exists(self.dir):
             found.append(f"dir {self.dir}")
         with open("/proc/self/mountinfo") as f:
