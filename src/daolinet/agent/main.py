@@ -1,8 +1,10 @@
 """`daolinet agent`: join the cluster and serve the local API.
 
-Start-up: converge the bridge through OVSDB (netdev datapath, fail_mode
-secure, OpenFlow 1.3, the controller target), add the uplink, read the
-host's underlay address from the bridge's LOCAL interface, register
+Start-up: choose the datapath (the kernel's where the openvswitch module is,
+else userspace: system/datapath.py), converge the bridge through OVSDB (that
+datapath, fail_mode secure, OpenFlow 1.3, the controller target, the uplink's
+MTU on its LOCAL interface), add the uplink, read the host's underlay address
+from the bridge's LOCAL interface, register
 (plug-and-play: nothing else in the cluster changes), reconcile, then serve
 the local API and the Docker plugin, heartbeat, and keep Docker's networks in
 step with daolinet's.
@@ -32,7 +34,7 @@ from daolinet.agent.service import AgentService, HostInfo
 from daolinet.errors import InvalidInput, SystemFailure
 from daolinet.security.settings import Security
 from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
-from daolinet.system import links
+from daolinet.system import datapath, links
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
 
 log = logging.getLogger("daolinet.agent")
@@ -59,6 +61,7 @@ class AgentConfig:
     docker_sync: float = 5.0  # seconds between syncs of Docker networks with daolinet's
     api_file: str | None = None  # API URLs, one a line (wins over `api`), read again when a controller fails
     security: Security = Security(tls=None, insecure=True)  # the command line's default is TLS
+    datapath: str = "auto"  # auto, system (the kernel's) or netdev (userspace): system/datapath.py
 
 
 def read_token(path: str) -> str:
@@ -80,23 +83,36 @@ def check(cfg: AgentConfig) -> None:
             raise InvalidInput(f"invalid --controller {target!r}: use tcp:IP:PORT or unix:PATH")
     if not parse_urls(cfg.api) and not cfg.api_file:
         raise InvalidInput("no --api: give every controller's REST API URL (or --api-file)")
+    if cfg.datapath not in datapath.CHOICES:
+        raise InvalidInput(f"invalid --datapath {cfg.datapath!r}: use auto, system or netdev")
     if cfg.security.tls is None and not cfg.token_file:
         raise InvalidInput("no credential: give the host certificate (--tls-cert, --tls-key, --tls-ca) or, "
                            "with --insecure, a host token (--token-file)")
 
 
-def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb) -> HostInfo:
-    ovsdb.ensure_bridge(BridgeConfig(name=cfg.bridge, controllers=cfg.controllers,
-                                     datapath_id=cfg.datapath_id, tls=cfg.security.tls))
+@dataclass(frozen=True)
+class Underlay:
+    """What the host's bridge was built with: every container follows it."""
+
+    datapath: datapath.Decision
+    mtu: int  # the uplink's: no encapsulation, so containers get all of it
+
+
+def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb, decision: datapath.Decision) -> tuple[HostInfo, Underlay]:
+    mtu = links.mtu_of(cfg.netns, cfg.uplink)
+    ovsdb.ensure_bridge(BridgeConfig(name=cfg.bridge, datapath_type=decision.datapath,
+                                     controllers=cfg.controllers, datapath_id=cfg.datapath_id,
+                                     tls=cfg.security.tls, mtu=mtu))
     uplink_ofport = ovsdb.add_port(cfg.bridge, cfg.uplink)
     found = links.address_of(cfg.netns, cfg.bridge)
     if found is None:
         raise SystemFailure(f"bridge interface {cfg.bridge} has no IPv4 address: give the host its "
                             "underlay address on the bridge")
     ip, prefix, mac = found
-    return HostInfo(name=cfg.name, dpid=ovsdb.datapath_id(cfg.bridge), underlay_ip=ip,
+    host = HostInfo(name=cfg.name, dpid=ovsdb.datapath_id(cfg.bridge), underlay_ip=ip,
                     underlay_prefix=prefix, underlay_mac=mac, pip_pool=cfg.pip_pool,
                     uplink_ofport=uplink_ofport, underlay_gateway_mac=cfg.underlay_gateway_mac)
+    return host, Underlay(decision, mtu)
 
 
 async def run(cfg: AgentConfig) -> None:
@@ -106,11 +122,15 @@ async def run(cfg: AgentConfig) -> None:
     token = read_token(cfg.token_file) if cfg.token_file else None
     client = ControllerClient(cfg.api, token=token, api_file=cfg.api_file, tls=cfg.security.tls)
     try:
-        host = await asyncio.to_thread(prepare_bridge, cfg, ovsdb)
-        service = AgentService(host, client, Plumber(ovsdb, cfg.bridge, cfg.netns))
+        decision = await asyncio.to_thread(datapath.resolve, cfg.datapath)
+        host, underlay = await asyncio.to_thread(prepare_bridge, cfg, ovsdb, decision)
+        log.info("bridge %s: %s datapath, MTU %d (uplink %s's)", cfg.bridge, decision.datapath,
+                 underlay.mtu, cfg.uplink)
+        plumber = Plumber(ovsdb, cfg.bridge, cfg.netns, userspace=decision.userspace)
+        service = AgentService(host, client, plumber, mtu=underlay.mtu)
         await service.register()
         await service.reconcile()
-        await _serve(cfg, service)
+        await _serve(cfg, service, underlay)
     finally:
         await client.close()
         ovsdb.close()
@@ -124,7 +144,7 @@ def _unix_server(app: Any, path: str) -> uvicorn.Server:
                                         access_log=False))
 
 
-async def _serve(cfg: AgentConfig, service: AgentService) -> None:
+async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) -> None:
     sockets = {cfg.listen: _unix_server(create_app(service), cfg.listen)}
     docker = DockerClient(cfg.docker_host) if cfg.docker_plugin_dir and cfg.docker_host else None
     plugin = DockerPlugin(service, service.client, docker, cfg.docker_sync) if cfg.docker_plugin_dir else None
@@ -144,7 +164,7 @@ async def _serve(cfg: AgentConfig, service: AgentService) -> None:
         os.chmod(path, 0o600)
     if plugin is not None and plugin.sync is not None:
         background.append(asyncio.create_task(plugin.sync.run_forever()))
-    _write_ready(cfg, service, list(sockets))
+    _write_ready(cfg, service, list(sockets), underlay)
     log.info("agent %s ready on %s", cfg.name, ", ".join(sockets))
     await asyncio.wait([asyncio.ensure_future(stop.wait()), *serving], return_when=asyncio.FIRST_COMPLETED)
     for task in background:
@@ -156,11 +176,11 @@ async def _serve(cfg: AgentConfig, service: AgentService) -> None:
         await docker.close()
 
 
-def _write_ready(cfg: AgentConfig, service: AgentService, sockets: list[str]) -> None:
+def _write_ready(cfg: AgentConfig, service: AgentService, sockets: list[str], underlay: Underlay) -> None:
     if not cfg.ready_file:
         return
     tmp = cfg.ready_file + ".tmp"
     with open(tmp, "w") as f:
         json.dump({"listen": cfg.listen, "sockets": sockets, "host": service.host.to_json(),
-                   "pid": os.getpid()}, f)
+                   "datapath": underlay.datapath.datapath, "mtu": underlay.mtu, "pid": os.getpid()}, f)
     os.replace(tmp, cfg.ready_file)

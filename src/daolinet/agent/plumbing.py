@@ -1,7 +1,8 @@
 """Plugging a container into the host's bridge, and unplugging it.
 
 A plug is: a veth (host side named after the endpoint, container side eth0
-with the endpoint's MAC and address, TX checksum offload off), then an OVS
+with the endpoint's MAC and address and the underlay's MTU, TX checksum offload
+off on the userspace datapath), then an OVS
 port whose external_ids name the endpoint.  Inside the container, the subnet
 and the default route both go via the gateway, whose MAC is a permanent
 neighbour: every frame goes to the gateway MAC anyway (the bridge answers
@@ -53,7 +54,7 @@ class PlugSpec:
     prefixlen: int
     gateway: str
     ifname: str = "eth0"
-    mtu: int = 1500
+    mtu: int = 1500  # the agent gives the uplink's: no encapsulation, no tax
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,13 @@ class PluggedPort:
 
 
 class Plumber:
-    def __init__(self, ovsdb: Ovsdb, bridge: str, host_netns: str | None) -> None:
+    def __init__(self, ovsdb: Ovsdb, bridge: str, host_netns: str | None, userspace: bool = True) -> None:
         self.ovsdb = ovsdb
         self.bridge = bridge
         self.host_netns = host_netns
+        # The userspace (netdev) datapath leaves a veth's offloaded TX checksums undone:
+        # its containers must checksum in software.  The kernel datapath needs nothing.
+        self.userspace = userspace
 
     def plug(self, spec: PlugSpec) -> PluggedPort:
         port = port_name(spec.eid)
@@ -76,7 +80,8 @@ class Plumber:
             raise DaoliError(f"interface {port} already exists: endpoint {spec.eid} is plugged")
         try:
             links.add_veth(self.host_netns, port, spec.netns, spec.ifname, mtu=spec.mtu)
-            links.tx_offload_off(spec.netns, spec.ifname)
+            if self.userspace:
+                links.tx_offload_off(spec.netns, spec.ifname)
             address = f"{spec.ip}/{spec.prefixlen}"
             links.link_up(spec.netns, spec.ifname, mac=spec.mac, address=address, prefix_route=False)
             subnet = str(ipaddress.IPv4Network(address, strict=False))
@@ -92,8 +97,9 @@ class Plumber:
 
     def plug_docker(self, eid: int, mac: str, mtu: int, sandbox: str, docker_eid: str) -> PluggedPort:
         """A veth with both ends in the host's namespace, for Docker to move the
-        peer (`peer_name(eid)`) into the container; TX checksumming is turned
-        off on the peer here, and stays off when Docker moves and renames it."""
+        peer (`peer_name(eid)`) into the container; on the userspace datapath TX
+        checksumming is turned off on the peer here, and stays off when Docker moves
+        and renames it."""
         port, peer = port_name(eid), peer_name(eid)
         for name in (port, peer):
             if links.has_link(self.host_netns, name):
@@ -102,7 +108,8 @@ class Plumber:
         here = self.host_netns or THIS_NETNS
         try:
             links.add_veth(self.host_netns, port, here, peer, mtu=mtu)
-            links.tx_offload_off(here, peer)
+            if self.userspace:
+                links.tx_offload_off(here, peer)
             links.link_up(self.host_netns, peer, mac=mac)
             ofport = self.ovsdb.add_port(self.bridge, port, {
                 EXT_ENDPOINT: str(eid), EXT_NETNS: sandbox, EXT_DOCKER: docker_eid})

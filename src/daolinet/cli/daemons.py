@@ -87,6 +87,10 @@ def agent(
     ovsdb: Annotated[str, typer.Option(help="OVSDB endpoint.")] = "unix:/var/run/openvswitch/db.sock",
     netns: Annotated[str | None, typer.Option(help="Host network namespace (lab).")] = None,
     datapath_id: Annotated[int | None, typer.Option(help="Force the bridge's datapath id.")] = None,
+    datapath: Annotated[str, typer.Option(
+        help="OVS datapath: system (the kernel's openvswitch module, loaded if need be), netdev "
+             "(userspace, slow: for hosts without the module), or auto (system where the module is "
+             "loaded or loadable, else netdev with a warning).")] = "auto",
     listen: Annotated[str, typer.Option(help="Unix socket of the local API.")] = "/run/daolinet/agent.sock",
     heartbeat: Annotated[float, typer.Option(
         help="Seconds between heartbeats: at most the controllers' --host-ttl / 3.")] =
@@ -136,5 +140,5 @@ def agent(
                       datapath_id=datapath_id, listen=listen, heartbeat=heartbeat, ready_file=ready_file,
                       token_file=token_file, underlay_gateway_mac=underlay_gateway_mac,
                       docker_plugin_dir=docker_plugin_dir, docker_host=docker_host, docker_sync=docker_sync,
-                      api_file=api_file, security=security)
+                      api_file=api_file, security=security, datapath=datapath)
     asyncio.run(run(cfg))

@@ -38,13 +38,16 @@ def up(
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="Plaintext OpenFlow and HTTP, no certificates (the old mode, for comparison).")] =
         False,
+    mtu: Annotated[int, typer.Option(
+        help="MTU of every underlay link (uplinks, fabric, router): containers get it too, e.g. 9000 "
+             "for a jumbo underlay.")] = 1500,
 ) -> None:
     """Bring up a lab: per host a namespace with its own ovsdb-server and ovs-vswitchd,
     plus daolinet's controller(s) and an agent per host."""
     start = time.monotonic()
     lab = cluster.Lab.up(name, hosts=hosts, racks=racks, controller=controller,
                          idle_timeout=idle_timeout, controllers=controllers, store=store, host_ttl=host_ttl,
-                         insecure=insecure)
+                         insecure=insecure, mtu=mtu)
     took = time.monotonic() - start
     console.print(f"lab [bold]{lab.name}[/] up: {hosts} hosts, {racks} rack(s) in {took:.2f}s")
     _print_lab(lab)

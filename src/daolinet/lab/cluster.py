@@ -4,6 +4,7 @@ Order of work in `up` (each step journalled in state.py before it happens):
 fabric namespace(s) with a Linux bridge per rack, a router namespace joining
 the racks when there are several, then every host in parallel: namespace,
 uplink veth into its rack's fabric, private OVS, bridge, underlay address.
+Every underlay link carries the lab's MTU (`mtu`): agents give it to containers.
 A failure anywhere tears down what was made and re-raises.
 """
 
@@ -96,12 +97,14 @@ class Lab(Controllers):
     @classmethod
     def up(cls, name: str, hosts: int, racks: int = 1, *, controller: bool = True,
            idle_timeout: int = 30, controllers: int = 1, store: str = "sqlite",
-           host_ttl: int = DEFAULT_HOST_TTL, insecure: bool = False) -> Lab:
+           host_ttl: int = DEFAULT_HOST_TTL, insecure: bool = False, mtu: int = plan.DEFAULT_MTU) -> Lab:
         """Build the lab; with `controller`, also start daolinet on it (`controllers`
         controllers, on an etcd cluster of the lab's with `store="etcd"`, and an agent
         per host, heartbeating every host_ttl/3 s) and wait until every bridge is synced.
-        TLS and certificates everywhere (a CA under the lab's run dir) unless `insecure`."""
+        TLS and certificates everywhere (a CA under the lab's run dir) unless `insecure`.
+        `mtu`: of every underlay link (uplinks, fabric bridges and ports, router, control)."""
         plans = plan.plan_hosts(name, hosts, racks)  # validates everything first
+        plan.check_mtu(mtu)
         ha.check(controllers, store)
         if not 1 <= idle_timeout <= 65535:
             raise InvalidInput(f"idle timeout must be 1..65535 seconds, not {idle_timeout}")
@@ -110,7 +113,7 @@ class Lab(Controllers):
         if lab_exists(name):
             raise Conflict(f"lab {name} already exists (remove it with: daolinet lab down --name {name})")
         os.makedirs(plan.lab_dir(name), exist_ok=True)
-        lab = cls(state.LabState(name=name, hosts=hosts, racks=racks))
+        lab = cls(state.LabState(name=name, hosts=hosts, racks=racks, extra={"mtu": mtu}))
         lab._save()
         try:
             lab._build_fabric(racks)
@@ -161,14 +164,14 @@ class Lab(Controllers):
         for rack in range(1, racks + 1):
             fab = plan.fabric_netns(self.name, rack)
             self._new_netns(fab)
-            links.add_bridge(fab, plan.FABRIC_BRIDGE)
-            links.add_veth(rtr, f"r{rack}", fab, "rtr")
+            links.add_bridge(fab, plan.FABRIC_BRIDGE, mtu=self.mtu)
+            links.add_veth(rtr, f"r{rack}", fab, "rtr", mtu=self.mtu)
             links.set_master(fab, "rtr", plan.FABRIC_BRIDGE)
             links.link_up(rtr, f"r{rack}", address=f"{plan.rack_gateway(rack)}/{plan.RACK_PREFIX}")
             gw_macs[str(rack)] = links.mac_of(rtr, f"r{rack}")
         out = plan.outside_netns(self.name)
         self._new_netns(out)
-        links.add_veth(rtr, "out", out, "eth0")
+        links.add_veth(rtr, "out", out, "eth0", mtu=self.mtu)
         prefix = plan.OUTSIDE_NET.prefixlen
         links.link_up(rtr, "out", address=f"{plan.OUTSIDE_GW}/{prefix}")
         links.link_up(out, "eth0", address=f"{plan.OUTSIDE_IP}/{prefix}")
@@ -184,7 +187,7 @@ class Lab(Controllers):
         ctl = plan.control_netns(self.name)
         self._new_netns(ctl)
         fab = plan.fabric_netns(self.name, 1)
-        links.add_veth(fab, "ctl", ctl, "eth0")
+        links.add_veth(fab, "ctl", ctl, "eth0", mtu=self.mtu)
         links.set_master(fab, "ctl", plan.FABRIC_BRIDGE)
         links.link_up(fab, "ctl")
         for ip in [*(plan.controller_ip(i) for i in range(controllers)), plan.etcd_ip()]:
@@ -196,14 +199,15 @@ class Lab(Controllers):
     def _build_host(self, host: LabHost) -> None:
         p = host.plan
         self._new_netns(p.netns)
-        links.add_veth(p.netns, plan.UPLINK, p.fabric_netns, p.fabric_port)
+        links.add_veth(p.netns, plan.UPLINK, p.fabric_netns, p.fabric_port, mtu=self.mtu)
         links.set_master(p.fabric_netns, p.fabric_port, plan.FABRIC_BRIDGE)
         pids = host.ovs.start()
         with self._lock:
             self._state.pids.update({f"{p.name}/{k}": v for k, v in pids.items()})
             self._save()
         with host.ovsdb() as db:
-            db.ensure_bridge(BridgeConfig(name=plan.BRIDGE, datapath_id=p.index))
+            db.ensure_bridge(BridgeConfig(name=plan.BRIDGE, datapath_type="netdev", datapath_id=p.index,
+                                          mtu=self.mtu))
             db.add_port(plan.BRIDGE, plan.UPLINK)
         links.link_up(p.netns, plan.BRIDGE, address=p.underlay_cidr)
         links.tx_offload_off(p.netns, plan.BRIDGE)
@@ -222,6 +226,11 @@ class Lab(Controllers):
             host.ofctl("add-flow", f"cookie={PLUMB_COOKIE:#x},priority=1,in_port={src},actions=output:{dst}")
 
     # -- containers --------------------------------------------------------
+
+    @property
+    def mtu(self) -> int:
+        """The underlay's MTU (labs from before the option: 1500)."""
+        return int(self._state.extra.get("mtu", plan.DEFAULT_MTU))
 
     def host(self, name: str) -> LabHost:
         for h in self.hosts:
@@ -286,7 +295,7 @@ class Lab(Controllers):
 
     def _plug(self, h: LabHost, c: LabContainer) -> LabContainer:
         port = plan.container_port(c.name)
-        links.add_veth(h.netns, port, c.netns, "eth0")
+        links.add_veth(h.netns, port, c.netns, "eth0", mtu=self.mtu)
         links.tx_offload_off(c.netns, "eth0")
         links.link_up(c.netns, "eth0", address=c.address, mac=c.mac)
         with h.ovsdb() as db:
@@ -442,6 +451,7 @@ class Lab(Controllers):
             "name": self.name,
             "complete": self._state.complete,
             "racks": self._state.racks,
+            "mtu": self.mtu,
             "hosts": [
                 {"name": h.name, "netns": h.netns, "underlay_ip": h.underlay_ip,
                  "pip_pool": str(h.plan.pip_pool), "rack": h.plan.rack,

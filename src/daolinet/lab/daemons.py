@@ -167,6 +167,7 @@ def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: s
         f"--bridge={plan.BRIDGE}",
         f"--uplink={plan.UPLINK}", f"--name={host.name}", f"--ovsdb={ovsdb}", f"--netns={host.netns}",
         f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
+        "--datapath=netdev",  # the lab's ovs-vswitchd runs with --disable-system (lab/ovs.py)
         f"--ready-file={os.path.join(host.rundir(), 'agent.json')}",
         f"--heartbeat={heartbeat_interval(host_ttl):g}",
         *credential,

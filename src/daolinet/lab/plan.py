@@ -58,6 +58,17 @@ def check_counts(hosts: int, racks: int) -> None:
         raise InvalidInput(f"--racks {racks} needs at least {racks} hosts, not {hosts}")
 
 
+DEFAULT_MTU = 1500
+MIN_MTU, MAX_MTU = 1280, 9216  # IPv6's minimum link MTU; the usual largest jumbo frame
+
+
+def check_mtu(mtu: int) -> int:
+    """The underlay's MTU: every link of the fabric, hosts' uplinks and so containers."""
+    if not MIN_MTU <= mtu <= MAX_MTU:
+        raise InvalidInput(f"--mtu must be between {MIN_MTU} and {MAX_MTU}, not {mtu}")
+    return mtu
+
+
 def netns_prefix(lab: str) -> str:
     """Every namespace of lab LAB starts with this; lab names contain no '-'."""
     return f"dl-{lab}-"

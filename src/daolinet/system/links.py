@@ -108,6 +108,11 @@ def mac_of(ns_name: str | None, ifname: str) -> str:
         return str(ns.get_links(_index(ns, ifname))[0].get("IFLA_ADDRESS"))
 
 
+def mtu_of(ns_name: str | None, ifname: str) -> int:
+    with _ns(ns_name) as ns:
+        return int(ns.get_links(_index(ns, ifname))[0].get("IFLA_MTU"))
+
+
 def address_of(ns_name: str | None, ifname: str) -> tuple[str, int, str] | None:
     """(IPv4 address, prefix length, MAC) of an interface, or None without an address."""
     with _ns(ns_name) as ns:
@@ -118,10 +123,11 @@ def address_of(ns_name: str | None, ifname: str) -> tuple[str, int, str] | None:
     return None
 
 
-def add_bridge(ns_name: str, ifname: str) -> None:
+def add_bridge(ns_name: str, ifname: str, mtu: int | None = None) -> None:
+    """A Linux bridge, up; with `mtu`, fixed at it (else it follows its smallest port)."""
     with _ns(ns_name) as ns:
         ns.link("add", ifname=ifname, kind="bridge", br_stp_state=0, br_forward_delay=0)
-        ns.link("set", index=_index(ns, ifname), state="up")
+        ns.link("set", index=_index(ns, ifname), state="up", **({"mtu": mtu} if mtu else {}))
 
 
 def set_master(ns_name: str | None, ifname: str, master: str) -> None:

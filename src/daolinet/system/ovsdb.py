@@ -34,12 +34,13 @@ PACKET_IN_BURST = 250
 @dataclass(frozen=True)
 class BridgeConfig:
     name: str
-    datapath_type: str = "netdev"
+    datapath_type: str = "netdev"  # "system" (the kernel's) or "netdev" (userspace): system/datapath.py
     fail_mode: str = "secure"
     protocols: tuple[str, ...] = ("OpenFlow13",)
     controllers: tuple[str, ...] = ()
     datapath_id: int | None = None
     tls: TlsFiles | None = None  # the host's pair and the CA: ssl: controller targets need them
+    mtu: int | None = None  # the LOCAL interface's MTU (None: OVS's, the smallest of the other ports')
 
 
 class Ovsdb:
@@ -86,9 +87,17 @@ class Ovsdb:
                 ("other_config", other),
             ),
         )
+        if cfg.mtu is not None:
+            self.set_mtu(cfg.name, cfg.mtu)
         if cfg.tls is not None:
             self.set_ssl(cfg.tls)
         self.set_controllers(cfg.name, cfg.controllers)
+
+    def set_mtu(self, interface: str, mtu: int) -> None:
+        """Pin an interface's MTU (`mtu_request`).  Without it OVS gives a bridge's LOCAL
+        interface the smallest MTU of the bridge's other ports, so one small port would
+        shrink the host's own MTU on the underlay; a veth keeps the MTU it was made with."""
+        self._execute(self.api.db_set("Interface", interface, ("mtu_request", mtu)))
 
     def set_ssl(self, tls: TlsFiles) -> None:
         """The switch's side of OpenFlow over TLS: its host key and certificate, and the CA
