@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import tomllib
 from collections.abc import Mapping
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
-import annotated_types
 from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -31,7 +29,6 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from daolinet.errors import BadConfig
@@ -61,7 +58,10 @@ class DaemonSettings(BaseSettings):
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
                                    init_settings: PydanticBaseSettingsSource,
-                                   **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
 
     @field_validator("*", mode="before")
@@ -176,7 +176,7 @@ def load(model: type[S], flags: Mapping[str, Any], config: str | None = None) ->
     `config` None reads the model's default file if there is one; "" reads no file."""
     path = model.default_file if config is None else config
     layers: list[tuple[str, dict[str, Any]]] = [
-        ("file", read_file(model, path, explicit=config is not None) if path else {}),
+        ("file", read_file(path, explicit=config is not None) if path else {}),
         ("env", EnvSettingsSource(model)()),
         ("flag", {k: v for k, v in flags.items() if v is not None}),
     ]
@@ -190,17 +190,20 @@ def load(model: type[S], flags: Mapping[str, Any], config: str | None = None) ->
         raise BadConfig(describe(model, errors[0], layers, path)) from None
 
 
-def read_file(model: type[DaemonSettings], path: str, explicit: bool) -> dict[str, Any]:
-    """The TOML file's keys; a missing default file is no file, a missing explicit one an error."""
-    if not os.path.exists(path):
-        if explicit:
-            raise BadConfig(f"{path}: no such file")
-        return {}
+def read_file(path: str, explicit: bool) -> dict[str, Any]:
+    """The TOML file's keys; a missing default file is no file, a missing explicit one an error.
+    Read here rather than by pydantic-settings' TOML source, which takes an unreadable path
+    for an empty file."""
     try:
-        return dict(TomlConfigSettingsSource(model, toml_file=path)())
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        if explicit:
+            raise BadConfig(f"{path}: no such file") from None
+        return {}
     except OSError as e:
         raise BadConfig(f"{path}: cannot read it: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise BadConfig(f"{path}: not valid TOML: {e}") from None
 
 
@@ -230,7 +233,7 @@ def expected(field: FieldInfo) -> str:
         return "one of " + ", ".join(map(str, get_args(kind)))
     if get_origin(kind) is tuple:
         return f"a list of strings{_bounds(field)} (or one comma-separated string)"
-    words = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+    words: dict[Any, str] = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
     return words.get(kind, str(kind)) + _bounds(field)
 
 
