@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import typer
 
+from daolinet.cli import cni as cni_cli
 from daolinet.cli import (
     container,
     daemons,
@@ -58,6 +59,7 @@ app.add_typer(portmap.app, name="portmap")
 app.add_typer(store.app, name="store")
 app.add_typer(pki.app, name="pki")
 app.command("trace")(trace_cli.trace)
+app.command("install-cni")(cni_cli.install_cni)
 app.command()(daemons.controller)
 app.command()(daemons.agent)
 
