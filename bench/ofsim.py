@@ -218,7 +218,7 @@ def start_controller(tmp: str, store: str, *extra: str, timeout: float = 300,
             [sys.executable, "-m", "daolinet.cli.main", "controller", f"--store=sqlite://{store}",
              f"--of-listen={scheme}:127.0.0.1:{of_port}", "--api-listen=127.0.0.1:0",
              f"--ready-file={ready}", f"--admin-token-file={tmp}/admin.token", "--idle-timeout=3600",
-             "--log-level=warning", f"--host-ttl={MAX_HOST_TTL}", *security, *extra],
+             "--log-level=warning", "--config=", f"--host-ttl={MAX_HOST_TTL}", *security, *extra],
             stdout=subprocess.DEVNULL, stderr=log)
     while not os.path.exists(ready):
         if proc.poll() is not None or time.monotonic() - started > timeout:

@@ -14,6 +14,11 @@ class InvalidInput(DaoliError):
     """The request itself is malformed or out of range (HTTP 400/422)."""
 
 
+class BadConfig(InvalidInput):
+    """A daemon's settings (file, environment, flags) are wrong: refused at start-up,
+    exit status 2 like any command line that cannot be used."""
+
+
 class NotFound(DaoliError):
     """A named object does not exist (HTTP 404)."""
 

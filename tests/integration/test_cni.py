@@ -139,3 +139,27 @@ def test_spec_1_0_0_requested_address_conflict_and_gc(clab: cluster.Lab) -> None
     assert links.link_names(ns_b.rsplit("/", 1)[1]) == ["lo"]
     assert cni("DEL", config(clab, "1.0.0"), "ctr-a", ns_a) == (0, None)
     assert cni_endpoints(clab) == [] and plugs(clab, "h1") == [] and ports(clab, "h1") == []
+
+
+def test_install_cni_output_drives_the_plugin(clab: cluster.Lab, tmp_path: Any) -> None:
+    """What a runtime sees after `daolinet install-cni`: the launcher in its bin dir, run with the
+    conflist's plugin config (as libcni flattens it), attaches a namespace through h1's agent."""
+    from daolinet.cli.main import run as cli
+
+    bin_dir, conf_dir = tmp_path / "bin", tmp_path / "net.d"
+    assert cli(["install-cni", f"--bin-dir={bin_dir}", f"--conf-dir={conf_dir}", "--network=cnet",
+                f"--agent-socket={daemons.agent_sock(clab.host('h1').plan)}"]) == 0
+    conf = json.loads((conf_dir / "10-daolinet-cnet.conflist").read_text())
+    (plugin,) = conf["plugins"]
+    stdin = json.dumps({**plugin, "name": conf["name"], "cniVersion": conf["cniVersion"]}).encode()
+    netns = new_netns(clab, "ki")
+    env = {"CNI_COMMAND": "ADD", "CNI_PATH": str(bin_dir), "PATH": os.environ["PATH"],
+           "CNI_CONTAINERID": "ctr-i", "CNI_IFNAME": "eth0", "CNI_NETNS": netns}
+    launcher = [str(bin_dir / plugin["type"])]
+    done = subprocess.run(launcher, input=stdin, env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+    assert ping(netns, str(clab.container("peer").ip))
+    env["CNI_COMMAND"] = "DEL"
+    done = subprocess.run(launcher, input=stdin, env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+    assert cni_endpoints(clab) == []

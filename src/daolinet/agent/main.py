@@ -35,6 +35,7 @@ from daolinet.errors import InvalidInput, SystemFailure
 from daolinet.security.settings import Security
 from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
 from daolinet.system import datapath, links
+from daolinet.system.notify import notify
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
 
 log = logging.getLogger("daolinet.agent")
@@ -165,8 +166,10 @@ async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) ->
     if plugin is not None and plugin.sync is not None:
         background.append(asyncio.create_task(plugin.sync.run_forever()))
     _write_ready(cfg, service, list(sockets), underlay)
+    notify("READY=1")
     log.info("agent %s ready on %s", cfg.name, ", ".join(sockets))
     await asyncio.wait([asyncio.ensure_future(stop.wait()), *serving], return_when=asyncio.FIRST_COMPLETED)
+    notify("STOPPING=1")
     for task in background:
         task.cancel()
     for server in sockets.values():

@@ -1,6 +1,6 @@
 """The `daolinet` command.  Sub-commands live in sibling modules; this one
 wires them together and turns every error into one line on stderr
-("error: ..."), with exit status 1 (2 for a command line it cannot parse)."""
+("error: ..."), with exit status 1 (2 for a command line or daemon settings it cannot use)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import typer
 
+from daolinet.cli import cni as cni_cli
 from daolinet.cli import (
     container,
     daemons,
@@ -27,7 +28,7 @@ from daolinet.cli import (
 from daolinet.cli import lab as lab_cli
 from daolinet.cli import network as network_cli
 from daolinet.cli import trace as trace_cli
-from daolinet.errors import DaoliError
+from daolinet.errors import BadConfig, DaoliError
 
 try:  # recent typer carries its own copy of click
     from typer._click import exceptions as cx
@@ -58,6 +59,7 @@ app.add_typer(portmap.app, name="portmap")
 app.add_typer(store.app, name="store")
 app.add_typer(pki.app, name="pki")
 app.command("trace")(trace_cli.trace)
+app.command("install-cni")(cni_cli.install_cni)
 app.command()(daemons.controller)
 app.command()(daemons.agent)
 
@@ -83,6 +85,8 @@ def run(args: Sequence[str] | None = None) -> int:
         return _fail(e.format_message(), e.exit_code)
     except typer.Abort:
         return _fail("aborted")
+    except BadConfig as e:
+        return _fail(str(e), 2)
     except DaoliError as e:
         return _fail(str(e) or type(e).__name__)
     except KeyboardInterrupt:

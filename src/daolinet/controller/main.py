@@ -35,6 +35,7 @@ from daolinet.errors import InvalidInput
 from daolinet.security.settings import Security
 from daolinet.security.tls import server_context
 from daolinet.store import open_store
+from daolinet.system.notify import notify
 
 log = logging.getLogger("daolinet.controller")
 
@@ -126,8 +127,10 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
         _write_ready(ready_file, {"api": url, "of": of_listen, "pid": os.getpid(),
                                   "admin_token_file": admin_token_file})
     settle_gc()
+    notify("READY=1")
     log.info("controller ready: api %s, openflow %s", url, ", ".join(of_listen))
     await stop.wait()
+    notify("STOPPING=1")
     server.should_exit = True
     for s in of_servers:
         s.close()

@@ -91,11 +91,21 @@ def agent_sock(host: plan.HostPlan) -> str:
     return os.path.join(host.rundir(), "agent.sock")
 
 
+def daemon_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a lab daemon: without $DAOLINET_* settings (its flags say everything)
+    and without $NOTIFY_SOCKET (a lab daemon is no service of whoever started the lab)."""
+    env = dict(os.environ if env is None else env)
+    return {k: v for k, v in env.items()
+            if k == "DAOLINET_DEBUG" or not (k.startswith("DAOLINET_") or k == "NOTIFY_SOCKET")}
+
+
 def _spawn(argv: list[str], log_path: str, netns: str | None = None) -> subprocess.Popen[bytes]:
-    """`daolinet ARGV` detached, inside `netns` (nsenter execs it: its pid is daolinet's)."""
-    cmd = [sys.executable, "-m", "daolinet.cli.main", *argv]
+    """`daolinet ARGV --config=` detached, inside `netns` (nsenter execs it: its pid is
+    daolinet's).  No settings file and no $DAOLINET_* settings: a stray
+    /etc/daolinet/*.toml or a variable of the caller's never changes a lab daemon."""
+    cmd = [sys.executable, "-m", "daolinet.cli.main", *argv, "--config="]
     with open(log_path, "ab") as log:
-        return subprocess.Popen(procs.in_netns(netns, cmd) if netns else cmd,
+        return subprocess.Popen(procs.in_netns(netns, cmd) if netns else cmd, env=daemon_env(),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
 
