@@ -56,8 +56,8 @@ def parse_urls(values: Iterable[str]) -> tuple[str, ...]:
             if not url:
                 continue
             if not url.startswith(("http://", "https://")):
-                raise InvalidInput(f"invalid controller API URL {url!r}: it must start with http:// or https:// "
-                                   "(use http://HOST:PORT)")
+                raise InvalidInput(f"invalid controller API URL {url!r}: it must start with http:// "
+                                   "or https:// (use http://HOST:PORT)")
             if url not in urls:
                 urls.append(url)
     return tuple(urls)

@@ -91,7 +91,8 @@ class LabClient:
     def _client(self, url: str) -> httpx.Client:
         if url not in self._clients:
             uds = self.endpoints[url].uds
-            transport = self._transport or (httpx.HTTPTransport(uds=uds, verify=self._verify) if uds else None)
+            transport = self._transport or \
+                (httpx.HTTPTransport(uds=uds, verify=self._verify) if uds else None)
             self._clients[url] = httpx.Client(base_url=url, timeout=self._timeout, transport=transport,
                                               headers=self._headers, verify=self._verify)
         return self._clients[url]
