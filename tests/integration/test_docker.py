@@ -38,7 +38,7 @@ def dlab() -> Iterator[cluster.Lab]:
     finally:
         cluster.down(name)
         assert lab_leftovers(name) == []
-        assert not [d for d in os.listdir("/sys/fs/cgroup/memory") if d.startswith(f"dl-{name}-")]
+        assert docker.cgroup_dirs(name) == []  # v1 and v2 alike
 
 
 def endpoints(lab: cluster.Lab, network: str) -> list[dict[str, object]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import sys
 import threading
@@ -27,7 +28,7 @@ from daolinet.controller.api.auth import hash_token
 from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
 from daolinet.controller.main import api_config
-from daolinet.lab import cluster
+from daolinet.lab import cluster, daemons, plan
 from daolinet.model import Host
 from daolinet.security import pki
 from daolinet.security.settings import Security
@@ -214,10 +215,12 @@ def test_the_config_file_names_the_ca_and_the_pair(api: TlsApi, ca: str, tmp_pat
 class FakeLab:
     """What the CLI reads of a secure lab (lab/controllers.py)."""
 
-    def __init__(self, ca: str, uds: str) -> None:
+    name = "secure"
+
+    def __init__(self, ca: str) -> None:
         self.api_url = f"https://{LAB_IP}:8650"
+        self.api_urls = [self.api_url]
         self.api_tls = TlsFiles.of(ca, "user", "ops")
-        self.api_uds = uds
         self.has_controller = True
 
     @property
@@ -225,8 +228,11 @@ class FakeLab:
         raise AssertionError("a secure lab needs no token")
 
 
-def test_a_lab_needs_no_flags(api: TlsApi, ca: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    lab = FakeLab(ca, api.sock_path)
+def test_a_lab_needs_no_flags(api: TlsApi, ca: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    lab = FakeLab(ca)
+    monkeypatch.setattr(plan, "RUN_ROOT", str(tmp_path))  # the lab's controller socket: the API's
+    os.makedirs(daemons.ControllerPaths(lab.name).dir)
+    os.symlink(api.sock_path, daemons.ControllerPaths(lab.name).api_sock)
     monkeypatch.setattr(cluster.Lab, "open", classmethod(lambda cls, name: lab))
     monkeypatch.setattr(cluster, "list_labs", lambda: ["secure"])
     assert [h["name"] for h in ok("host", "ls")] == ["h1", "h2"]  # through its socket, as its admin user

@@ -11,6 +11,11 @@ failed), or when it is idempotent: GET, PUT, PATCH, DELETE, and POST /hosts
 (registration is an upsert).  Any other POST that was sent but not answered
 (a timeout, a dropped connection, a 503) may have been applied: it is not
 retried here (the caller decides; create_endpoint looks the endpoint up).
+
+The same list and order serve every other client of the API (lab/client.py: the
+CLI's, the lab's), with a stricter rule: only a request no controller saw moves
+on (`repeat_sent=False`).  A person (or a test) reads the answer and decides; the
+agent runs unattended and must get its heartbeats through.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ def idempotent(method: str, path: str) -> bool:
     return method in IDEMPOTENT_METHODS or (method == "POST" and path.rstrip("/") in IDEMPOTENT_POSTS)
 
 
-def may_retry(method: str, path: str, failure: Failure) -> bool:
-    """May a request that failed this way go to another controller?"""
-    return failure is Failure.UNSENT or idempotent(method, path)
+def may_retry(method: str, path: str, failure: Failure, *, repeat_sent: bool = True) -> bool:
+    """May a request that failed this way go to another controller?  With
+    `repeat_sent=False` only one that never reached a controller may."""
+    return failure is Failure.UNSENT or (repeat_sent and idempotent(method, path))
 
 
 def parse_urls(values: Iterable[str]) -> tuple[str, ...]:
@@ -50,7 +56,8 @@ def parse_urls(values: Iterable[str]) -> tuple[str, ...]:
             if not url:
                 continue
             if not url.startswith(("http://", "https://")):
-                raise InvalidInput(f"invalid controller API URL {url!r}: use http://HOST:PORT")
+                raise InvalidInput(f"invalid controller API URL {url!r}: it must start with http:// "
+                                   "or https:// (use http://HOST:PORT)")
             if url not in urls:
                 urls.append(url)
     return tuple(urls)

@@ -1,12 +1,21 @@
-"""How the CLI finds the controller's API and its token, first that applies:
+"""How the CLI finds the controllers' API and its token, first that applies:
 
-1. $DAOLINET_API (token: $DAOLINET_TOKEN, else the config file's token when
-   the config file names no other API);
-2. $DAOLINET_LAB: that lab's API (token: $DAOLINET_TOKEN, else the lab's admin token);
+1. $DAOLINET_API, one URL or several comma-separated (token: $DAOLINET_TOKEN, else
+   the config file's token when the config file names the same API);
+2. $DAOLINET_LAB: that lab's controllers (token: $DAOLINET_TOKEN, else the lab's admin token);
 3. the config file, $DAOLINET_CONFIG or ~/.config/daolinet/config.json:
-   {"api": URL, "token": TOKEN, "ca": PATH, "cert": PATH, "key": PATH}
+   {"api": URL or [URL, ...], "token": TOKEN, "ca": PATH, "cert": PATH, "key": PATH}
    (token: $DAOLINET_TOKEN, else the file's);
 4. the only running lab (token: $DAOLINET_TOKEN, else the lab's admin token).
+
+With several controllers a request that cannot connect goes to the next one
+(lab/client.py); one that reached a controller is never repeated elsewhere.  The
+controller that answered is remembered in the user's cache dir
+($XDG_CACHE_HOME/daolinet/api-last.json), per list of URLs, so the next command
+starts with a live one instead of waiting on a dead one's connect timeout: a lab's
+run dir would do for a lab, but not for $DAOLINET_API or the config file, and one
+place for all is simpler.  The file is a hint only: a missing, torn or unwritable
+one costs one connect attempt, never a failure.
 
 An https API is verified against the installation's CA ($DAOLINET_CA, else the
 config file's "ca"; a lab's own CA for a lab), never not verified; a client
@@ -18,15 +27,18 @@ A token, or the file's TLS files, are only ever used with the API they came with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from daolinet.agent.failover import parse_urls
 from daolinet.errors import InvalidInput, NotFound, SystemFailure, Unauthorized
-from daolinet.lab import cluster
-from daolinet.lab.client import LabClient
+from daolinet.lab import cluster, daemons
+from daolinet.lab.client import Endpoint, LabClient
 from daolinet.security.tls import TlsFiles
 
 CONFIG_KEYS = ("api", "token", "ca", "cert", "key")
@@ -35,14 +47,22 @@ TLS_KEYS = ("ca", "cert", "key")
 
 @dataclass(frozen=True)
 class Target:
-    url: str
+    endpoints: tuple[Endpoint, ...]  # the controllers' APIs, in order (a lab's: with their sockets)
     token: str | None
-    url_from: str  # where the URL came from, for messages
+    url_from: str  # where the URLs came from, for messages
     token_from: str | None
     lab: str | None = None  # the lab whose API this is
     tls: TlsFiles | None = None  # the CA to verify an https API with, and our pair to offer
     tls_from: str | None = None
-    uds: str | None = None  # a unix socket that reaches the API (a lab's, from the root namespace)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(e.url for e in self.endpoints)
+
+    @property
+    def url(self) -> str:
+        """The URLs, for messages."""
+        return ", ".join(self.urls)
 
     @property
     def credential(self) -> str | None:
@@ -63,8 +83,8 @@ def config_path() -> str:
 
 
 def load_config() -> dict[str, str]:
-    """The config file's {"api", "token", "ca", "cert", "key"}; {} when there is none
-    (an explicit $DAOLINET_CONFIG must exist)."""
+    """The config file's {"api", "token", "ca", "cert", "key"}, "api" as URLs comma-separated
+    (the file may give a list); {} when there is none (an explicit $DAOLINET_CONFIG must exist)."""
     path = config_path()
     try:
         with open(path) as f:
@@ -84,16 +104,25 @@ def load_config() -> dict[str, str]:
     if unknown:
         raise InvalidInput(f"config file {path}: unknown key(s) {', '.join(unknown)} "
                            f"(known: {', '.join(CONFIG_KEYS)})")
+    if isinstance(data.get("api"), list):
+        if not data["api"] or not all(isinstance(u, str) and u.strip() for u in data["api"]):
+            raise InvalidInput(f"config file {path}: api must be a URL or a non-empty list of URLs")
+        data["api"] = ",".join(data["api"])
     for key, value in data.items():
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(f"config file {path}: {key} must be a non-empty string")
     return {k: v.strip() for k, v in data.items()}
 
 
-def _check_url(url: str, where: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise InvalidInput(f"API URL {url!r} ({where}) must start with http:// or https://")
-    return url.rstrip("/")
+def check_urls(value: str, where: str) -> tuple[str, ...]:
+    """Comma-separated API URLs (agent/failover.py's parser, the agent's --api)."""
+    try:
+        urls = parse_urls([value])
+    except InvalidInput as e:
+        raise InvalidInput(f"{e} ({where})") from None
+    if not urls:
+        raise InvalidInput(f"no API URL ({where})")
+    return urls
 
 
 def running_labs() -> list[str]:
@@ -118,34 +147,40 @@ def _env_tls() -> dict[str, str]:
     return {k: v for k, v in found.items() if v}
 
 
-def tls_of(url: str, env: dict[str, str], base: dict[str, str],
+def tls_of(urls: Sequence[str], env: dict[str, str], base: dict[str, str],
            base_from: str | None) -> tuple[TlsFiles | None, str | None]:
-    """The TLS files for `url` and where they came from: per file the environment's, else
-    `base`'s (the config file's, or a lab's).  None for http://, and for an https API with
-    no CA given (then verified against the system's trust store)."""
+    """The TLS files for `urls` and where they came from: per file the environment's, else
+    `base`'s (the config file's, or a lab's).  None when no URL is https://, and for https
+    with no CA given (then verified against the system's trust store)."""
     merged = {**base, **env}
-    if not url.startswith("https://") or not merged:
+    https = [u for u in urls if u.startswith("https://")]
+    if not https or not merged:
         return None, None
     sources = [f"$DAOLINET_{k.upper()}" for k in env] + ([base_from or "?"] if base else [])
     source = ", ".join(sources)
     if ("cert" in merged) != ("key" in merged):
         raise InvalidInput(f"a client certificate and its key go together: give both cert and key ({source})")
     if "ca" not in merged:
-        raise InvalidInput(f"a client certificate needs the installation's CA to verify {url} with: "
+        raise InvalidInput(f"a client certificate needs the installation's CA to verify {https[0]} with: "
                            f"give ca too ({source})")
     return TlsFiles(merged["ca"], merged.get("cert"), merged.get("key")), source
 
 
+def lab_endpoints(lab: Any) -> tuple[Endpoint, ...]:
+    """Every controller of `lab`, each through its unix socket (the root namespace has no
+    address on the lab's underlay; a dead controller's socket refuses, or is gone)."""
+    urls: list[str] = list(getattr(lab, "api_urls", None) or [lab.api_url])
+    return tuple(Endpoint(url, daemons.ControllerPaths(lab.name, i).api_sock) for i, url in enumerate(urls))
+
+
 def _lab_target(name: str, url_from: str, env_token: str | None) -> Target:
     lab = cluster.Lab.open(name)
-    url = lab.api_url
+    endpoints = lab_endpoints(lab)
     files: TlsFiles | None = getattr(lab, "api_tls", None)  # None: an --insecure lab
     own = {} if files is None else \
         {k: v for k, v in (("ca", files.ca), ("cert", files.cert), ("key", files.key)) if v}
-    tls, tls_from = tls_of(url, _env_tls(), own, f"lab {name}")
-    uds: str | None = getattr(lab, "api_uds", None)  # the root namespace reaches the API through it
-    uds = uds if uds and os.path.exists(uds) else None
-    where = Target(url, None, url_from, None, name, tls, tls_from, uds)
+    tls, tls_from = tls_of([e.url for e in endpoints], _env_tls(), own, f"lab {name}")
+    where = Target(endpoints, None, url_from, None, name, tls, tls_from)
     if env_token:
         return dataclasses.replace(where, token=env_token, token_from="$DAOLINET_TOKEN")
     if tls is not None and tls.cert:
@@ -158,28 +193,28 @@ def _lab_target(name: str, url_from: str, env_token: str | None) -> Target:
     return dataclasses.replace(where, token=token, token_from=f"lab {name}'s admin token")
 
 
-def _file_target(url: str, url_from: str, env_token: str | None, cfg: dict[str, str]) -> Target:
-    """`url`, with the config file's token and TLS files if they are `url`'s (`cfg`: {} if not)."""
+def _file_target(urls: tuple[str, ...], url_from: str, env_token: str | None, cfg: dict[str, str]) -> Target:
+    """`urls`, with the config file's token and TLS files if they are `urls`' (`cfg`: {} if not)."""
     token = env_token or cfg.get("token")
     token_from = "$DAOLINET_TOKEN" if env_token else (config_path() if token else None)
-    tls, tls_from = tls_of(url, _env_tls(), {k: cfg[k] for k in TLS_KEYS if k in cfg}, config_path())
-    return Target(url, token, url_from, token_from, tls=tls, tls_from=tls_from)
+    tls, tls_from = tls_of(urls, _env_tls(), {k: cfg[k] for k in TLS_KEYS if k in cfg}, config_path())
+    return Target(tuple(Endpoint(u) for u in urls), token, url_from, token_from, tls=tls, tls_from=tls_from)
 
 
 def target() -> Target:
     env_token = os.environ.get("DAOLINET_TOKEN", "").strip() or None
-    url = os.environ.get("DAOLINET_API", "").strip()
-    if url:
-        url = _check_url(url, "from $DAOLINET_API")
+    value = os.environ.get("DAOLINET_API", "").strip()
+    if value:
+        urls = check_urls(value, "from $DAOLINET_API")
         cfg = load_config()
-        same = "api" not in cfg or cfg["api"].rstrip("/") == url
-        return _file_target(url, "$DAOLINET_API", env_token, cfg if same else {})
+        same = "api" not in cfg or set(check_urls(cfg["api"], f"from {config_path()}")) == set(urls)
+        return _file_target(urls, "$DAOLINET_API", env_token, cfg if same else {})
     name = os.environ.get("DAOLINET_LAB", "").strip()
     if name:
         return _lab_target(name, "$DAOLINET_LAB", env_token)
     cfg = load_config()
     if "api" in cfg:
-        return _file_target(_check_url(cfg["api"], f"from {config_path()}"), config_path(), env_token, cfg)
+        return _file_target(check_urls(cfg["api"], f"from {config_path()}"), config_path(), env_token, cfg)
     running = running_labs()
     if len(running) == 1:
         return _lab_target(running[0], f"lab {running[0]}", env_token)
@@ -197,11 +232,49 @@ def api_token() -> str | None:
     return target().token
 
 
-class ApiClient(LabClient):
-    """A LabClient whose errors say where the API and the credential came from."""
+# -- the controller that answered last (see the module's docstring) ---------------------------
 
-    def __init__(self, t: Target) -> None:
-        super().__init__(t.url, uds=t.uds, token=t.token, tls=t.tls)
+
+def last_used_path() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "daolinet", "api-last.json")
+
+
+def _last_used() -> dict[str, str]:
+    try:
+        with open(last_used_path()) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def remembered(urls: Sequence[str]) -> str | None:
+    """The URL of `urls` that answered last, if it is one of them."""
+    found = _last_used().get(",".join(urls))
+    return found if found in urls else None
+
+
+def remember(urls: Sequence[str], url: str) -> None:
+    """`url` of `urls` answered: the next command starts there (written only on a change)."""
+    if len(urls) < 2 or remembered(urls) == url:
+        return
+    path = last_used_path()
+    data = {**_last_used(), ",".join(urls): url}
+    with contextlib.suppress(OSError):  # a hint only (see the module's docstring)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
+
+
+class ApiClient(LabClient):
+    """A LabClient over the target's controllers whose errors say where the API and the
+    credential came from; it starts with the controller that answered last time."""
+
+    def __init__(self, t: Target, transport: Any = None) -> None:
+        super().__init__(list(t.endpoints), token=t.token, tls=t.tls, start=remembered(t.urls),
+                         transport=transport)
         self.target = t
 
     def __enter__(self) -> ApiClient:
@@ -212,23 +285,25 @@ class ApiClient(LabClient):
             return super().call(method, path, **kwargs)
         except Unauthorized as e:
             raise Unauthorized(f"{e} ({self.target.credential or 'no credential'}, "
-                               f"API {self.target.url})") from None
+                               f"API {self.url})") from None
         except ValueError as e:  # 2xx without JSON: not a daolinet API
-            raise SystemFailure(f"{self.target.url} (from {self.target.url_from}) answered {method} {path} "
+            raise SystemFailure(f"{self.url} (from {self.target.url_from}) answered {method} {path} "
                                 f"without JSON: is it a daolinet controller?") from e
+        finally:
+            remember(self.target.urls, self.url)
 
 
 def api_client() -> ApiClient:
     t = target()
     if t.credential is None:
-        cert = " (or a client certificate: DAOLINET_CERT, DAOLINET_KEY)" if t.url.startswith("https") else ""
+        cert = " (or a client certificate: DAOLINET_CERT, DAOLINET_KEY)" if "https:" in t.url else ""
         raise Unauthorized(f"no API token for {t.url} (from {t.url_from}): set DAOLINET_TOKEN or "
                            f'"token" in {config_path()}{cert}')
     return ApiClient(t)
 
 
 def lab_of(t: Target) -> cluster.Lab | None:
-    """The running lab whose controller is the API in use (for live OVS traces), or None."""
+    """The running lab whose controllers are the API in use (for live OVS traces), or None."""
     name = t.lab or os.environ.get("DAOLINET_LAB", "").strip() or None
     if name is None:
         running = running_labs()
@@ -237,7 +312,7 @@ def lab_of(t: Target) -> cluster.Lab | None:
         return None
     try:
         lab = cluster.Lab.open(name)
-        if not lab.has_controller or lab.api_url.rstrip("/") != t.url.rstrip("/"):
+        if not lab.has_controller or not set(lab.api_urls) & set(t.urls):
             return None
     except Exception:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from typing import Annotated
 
@@ -11,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from daolinet.lab import cluster, docker_move
+from daolinet.errors import InvalidInput, NotFound, SystemFailure
+from daolinet.lab import cluster, docker, docker_move
 
 app = typer.Typer(help="A local multi-host cluster of network namespaces with real OVS.",
                   no_args_is_help=True)
@@ -41,15 +43,27 @@ def up(
     mtu: Annotated[int, typer.Option(
         help="MTU of every underlay link (uplinks, fabric, router): containers get it too, e.g. 9000 "
              "for a jumbo underlay.")] = 1500,
+    with_docker: Annotated[bool, typer.Option(
+        "--docker", help="Also a dockerd per host, with daolinet's network and IPAM plugins and a busybox "
+                         "image (use it with: daolinet lab docker HOST -- ARGS).")] = False,
 ) -> None:
     """Bring up a lab: per host a namespace with its own ovsdb-server and ovs-vswitchd,
     plus daolinet's controller(s) and an agent per host."""
+    if with_docker and not controller:
+        raise InvalidInput("--docker needs daolinet running on the lab (drop --no-controller)")
     start = time.monotonic()
     lab = cluster.Lab.up(name, hosts=hosts, racks=racks, controller=controller,
                          idle_timeout=idle_timeout, controllers=controllers, store=store, host_ttl=host_ttl,
                          insecure=insecure, mtu=mtu)
+    if with_docker:
+        try:
+            lab.start_dockerds()
+        except BaseException:
+            cluster.down(name)  # all or nothing, as `up` itself
+            raise
     took = time.monotonic() - start
-    console.print(f"lab [bold]{lab.name}[/] up: {hosts} hosts, {racks} rack(s) in {took:.2f}s")
+    extra = ", a dockerd each" if with_docker else ""
+    console.print(f"lab [bold]{lab.name}[/] up: {hosts} hosts{extra}, {racks} rack(s) in {took:.2f}s")
     _print_lab(lab)
 
 
@@ -105,6 +119,25 @@ def exec_(
     """Run a command inside a container's (or host's) network namespace."""
     argv = cluster.Lab.open(name).exec_argv(target, command)
     os.execvp(argv[0], argv)
+
+
+@app.command("docker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def docker_(
+    host: Annotated[str, typer.Argument(help="The host whose dockerd to talk to (h1, h2, ...).")],
+    args: Annotated[list[str], typer.Argument(help="The docker command's arguments, after --.")],
+    name: LabName = DEFAULT_LAB,
+) -> None:
+    """Run the docker client against HOST's dockerd (started by `lab up --docker`);
+    its exit status is this command's."""
+    lab = cluster.Lab.open(name)
+    url = lab.dockerd_url(host)
+    if url is None:
+        raise NotFound(f"host {host} of lab {name} runs no dockerd (bring the lab up with --docker)")
+    if not os.path.exists(docker.DOCKER):
+        raise SystemFailure(f"no docker client at {docker.DOCKER} (install Debian's docker.io)")
+    h = lab.host(host).plan
+    done = subprocess.run(docker.client_argv(h, args), env=docker.client_env(h))  # stdin, stdout: the user's
+    raise typer.Exit(done.returncode)
 
 
 @container_app.command("add")

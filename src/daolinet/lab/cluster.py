@@ -24,6 +24,7 @@ from daolinet.errors import Conflict, InvalidInput, NotFound
 from daolinet.lab import credentials, daemons, docker, ha, plan, state
 from daolinet.lab.client import LabClient
 from daolinet.lab.controllers import Controllers
+from daolinet.lab.dockerds import Dockerds
 from daolinet.lab.ovs import PrivateOvs
 from daolinet.security.tls import TlsFiles
 from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
@@ -83,7 +84,7 @@ class LabContainer:
         return dict(self.__dict__)
 
 
-class Lab(Controllers):
+class Lab(Controllers, Dockerds):
     """A handle on an existing lab (`Lab.open`) or a new one (`Lab.up`)."""
 
     def __init__(self, st: state.LabState) -> None:
@@ -396,16 +397,6 @@ class Lab(Controllers):
                 db.set_ssl(tls)
             db.set_controllers(plan.BRIDGE, targets)
         self._plumb(h)
-
-    def start_dockerd(self, host: str) -> str:
-        """Start HOST's own dockerd (lab/docker.py) with a busybox image; its URL."""
-        h = self.host(host)
-        pid = docker.start(h.plan)
-        with self._lock:
-            self._state.pids[f"{h.name}/dockerd"] = pid
-            self._save()
-        docker.import_busybox(h.plan)
-        return docker.DockerPaths(h.plan).url
 
     def stop_agent(self, host: str) -> None:
         pid = self._state.pids.get(f"{self.host(host).name}/agent")

@@ -3,7 +3,10 @@ in the host's network namespace and its own mount namespace (dockerd_ns.py),
 every dir under the host's run dir (`<run dir>/docker/`), a `busybox`
 image imported from busybox-static (nothing can be pulled).  Its plugin dir
 is the one the host's agent serves daolinet.sock in; its containers' cgroups
-live under /dl-<lab>-<host>, so a teardown can find what it left.
+live under /dl-<lab>-<host>, so a teardown can find what it left: on a unified
+(v2) hierarchy one dir, /sys/fs/cgroup/dl-<lab>-<host>; on v1 or the hybrid layout
+one per controller hierarchy, /sys/fs/cgroup/<controller>/dl-<lab>-<host>
+(`cgroup_dirs`).
 
 Teardown (`cluster.down`): stop dockerd first (it kills its containers within
 a second), then sweep every process that names the run dir *and its
@@ -21,7 +24,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -36,6 +39,7 @@ BUSYBOX = "/usr/bin/busybox"  # busybox-static
 IMAGE = "busybox:latest"
 START_TIMEOUT = 30.0
 STOP_GRACE = 15.0
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,10 @@ def dockerd_argv(host: plan.HostPlan) -> list[str]:
     return [DOCKERD, f"--data-root={p.data}", f"--exec-root={p.exec_root}", f"--host={p.url}",
             f"--pidfile={p.pidfile}", f"--config-file={p.config}", "--bridge=none", "--iptables=false",
             "--ip6tables=false", "--ip-forward=false", "--ip-masq=false", "--userland-proxy=false",
-            f"--cgroup-parent={cgroup_parent(host)}", "--shutdown-timeout=1", "--storage-driver=overlay2",
+            # cgroupfs on v1 and v2 alike: with systemd's driver (dockerd's default on v2 under
+            # systemd) the parent would have to be a slice, and systemd would own the cgroups.
+            f"--cgroup-parent={cgroup_parent(host)}", "--exec-opt=native.cgroupdriver=cgroupfs",
+            "--shutdown-timeout=1", "--storage-driver=overlay2",
             "--log-level=warn"]
 
 
@@ -109,12 +116,20 @@ def _wait_ready(proc: subprocess.Popen[bytes], p: DockerPaths) -> None:
     raise SystemFailure(f"dockerd of {p.host.name} did not start: {tail}")
 
 
+def client_argv(host: plan.HostPlan, args: Sequence[str]) -> list[str]:
+    """The docker client's command line against HOST's dockerd."""
+    return [DOCKER, "-H", DockerPaths(host).url, *args]
+
+
+def client_env(host: plan.HostPlan) -> dict[str, str]:
+    """The client's environment: its own config dir (not the user's ~/.docker)."""
+    return {**os.environ, "DOCKER_CONFIG": DockerPaths(host).cli_config}
+
+
 def cli(host: plan.HostPlan, *args: str, check: bool = False, timeout: float = 60,
         stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     """Run the docker client against HOST's dockerd."""
-    p = DockerPaths(host)
-    env = {**os.environ, "DOCKER_CONFIG": p.cli_config}
-    done = subprocess.run([DOCKER, "-H", p.url, *args], env=env, capture_output=True, timeout=timeout,
+    done = subprocess.run(client_argv(host, args), env=client_env(host), capture_output=True, timeout=timeout,
                           input=stdin)
     out = subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(errors="replace"),
                                       done.stderr.decode(errors="replace"))
@@ -189,9 +204,22 @@ def descendants(pids: Iterable[int]) -> set[int]:
     return found
 
 
-def remove_cgroups(lab: str) -> None:
-    """The cgroups the lab's dockerds made (empty once their processes are gone)."""
-    for top in glob.glob(f"/sys/fs/cgroup/*/dl-{lab}-*"):
+def unified(root: str = CGROUP_ROOT) -> bool:
+    """Is `root` a cgroup v2 (unified) hierarchy?  Its root holds cgroup.controllers;
+    v1's and the hybrid layout's root is a tmpfs of per-controller mounts."""
+    return os.path.exists(os.path.join(root, "cgroup.controllers"))
+
+
+def cgroup_dirs(lab: str, root: str = CGROUP_ROOT) -> list[str]:
+    """The top cgroup dirs the lab's dockerds made (see the module's docstring)."""
+    pattern = f"dl-{lab}-*" if unified(root) else f"*/dl-{lab}-*"
+    return sorted(glob.glob(os.path.join(root, pattern)))
+
+
+def remove_cgroups(lab: str, root: str = CGROUP_ROOT) -> None:
+    """The cgroups the lab's dockerds made (empty once their processes are gone): the
+    deepest first, since a cgroup with children cannot go."""
+    for top in cgroup_dirs(lab, root):
         for d, _, _ in sorted(os.walk(top, topdown=False), key=lambda w: -len(w[0])):
             with contextlib.suppress(OSError):  # still in use, or gone: a later teardown retries
                 os.rmdir(d)

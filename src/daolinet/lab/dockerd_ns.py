@@ -8,7 +8,9 @@ holding just DIR (the host's docker dir, bound back from the real /run) and
 /run/docker/plugins (bound to DIR/plugins, where the host's agent listens);
 and /etc/docker bound to DIR/etc.  Nothing else of /run is visible (other
 labs' namespaces are not pinned by this one), nothing is mounted outside
-this namespace, and it all goes away with dockerd.
+this namespace, and it all goes away with dockerd.  /sys/fs/cgroup is left as it
+is, v1, hybrid or unified v2 (dockerd's cgroupfs driver finds its way in each; see
+docker.py for where its cgroups go).
 """
 
 from __future__ import annotations
