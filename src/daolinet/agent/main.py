@@ -2,7 +2,8 @@
 
 Start-up: converge the bridge through OVSDB (netdev datapath, fail_mode
 secure, OpenFlow 1.3, the controller target), add the uplink, read the
-host's underlay address from the bridge's LOCAL interface, register
+host's underlay address from the bridge's LOCAL interface, give the host a
+path to its controllers through the bridge (agent/bootstrap.py), register
 (plug-and-play: nothing else in the cluster changes), reconcile, then serve
 the local API and the Docker plugin, heartbeat, and keep Docker's networks in
 step with daolinet's.
@@ -20,6 +21,7 @@ from typing import Any
 
 import uvicorn
 
+from daolinet.agent import bootstrap
 from daolinet.agent.api import create_app
 from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_api import PLUGIN_NAME
@@ -107,6 +109,7 @@ async def run(cfg: AgentConfig) -> None:
     client = ControllerClient(cfg.api, token=token, api_file=cfg.api_file, tls=cfg.security.tls)
     try:
         host = await asyncio.to_thread(prepare_bridge, cfg, ovsdb)
+        await bootstrap.start(cfg.ovsdb, cfg.bridge, host)  # a path to the controllers, kept
         service = AgentService(host, client, Plumber(ovsdb, cfg.bridge, cfg.netns))
         await service.register()
         await service.reconcile()
