@@ -23,7 +23,7 @@ from daolinet.agent.bootstrap import (
     next_step,
 )
 from daolinet.agent.service import HostInfo
-from daolinet.errors import SystemFailure
+from daolinet.errors import SystemFailure, Unauthorized
 from daolinet.flows import render
 from daolinet.flows.base import flows_for_host, flows_for_switch
 from daolinet.model import Host
@@ -268,3 +268,33 @@ async def test_a_refused_flow_mod_is_an_error_naming_it(server: BridgeServer) ->
     finally:
         link.close()
 
+
+
+class Registering:
+    """An AgentService whose register fails `failures` times with `error`."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+
+    async def register(self) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+
+
+async def test_register_tries_again_while_no_controller_is_reachable() -> None:
+    service = Registering(2, SystemFailure("no controller API could answer POST /hosts"))
+    await bootstrap.register(service, every=0.01)  # type: ignore[arg-type]
+    assert service.calls == 3
+
+
+async def test_register_gives_up_at_the_deadline_and_on_a_refusal_at_once() -> None:
+    unreachable = Registering(1000, SystemFailure("unreachable"))
+    with pytest.raises(SystemFailure, match="unreachable"):
+        await bootstrap.register(unreachable, timeout=0.1, every=0.01)  # type: ignore[arg-type]
+    refused = Registering(1000, Unauthorized("bad token"))
+    with pytest.raises(Unauthorized):
+        await bootstrap.register(refused, every=0.01)  # type: ignore[arg-type]
+    assert refused.calls == 1

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from daolinet.agent.service import HostInfo
+from daolinet.agent.service import AgentService, HostInfo
 from daolinet.errors import DaoliError, SystemFailure
 from daolinet.flows import render
 from daolinet.flows.base import BASE, flows_for_host
@@ -269,6 +269,23 @@ async def start(ovsdb: str, bridge: str, info: HostInfo,
         raise SystemFailure(f"cannot bootstrap bridge {bridge} through {path} within {timeout:.0f} s "
                             "(is ovs-vswitchd running?)") from None
     return task
+
+
+async def register(service: AgentService, timeout: float = START_TIMEOUT, every: float = 0.5) -> None:
+    """Register, trying again while no controller can be reached, within `timeout`: the
+    kernel may still hold a failed neighbour entry for a controller from the attempts
+    made while the bridge was cut off (ovs-vswitchd's own reconnects)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await service.register()
+            return
+        except SystemFailure as e:
+            if loop.time() + every > deadline:
+                raise
+            log.info("%s; trying again", e)
+        await asyncio.sleep(every)  # a retry period, not synchronisation
 
 
 async def plumb(path: str, uplink_ofport: int) -> None:

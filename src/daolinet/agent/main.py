@@ -111,7 +111,7 @@ async def run(cfg: AgentConfig) -> None:
         host = await asyncio.to_thread(prepare_bridge, cfg, ovsdb)
         await bootstrap.start(cfg.ovsdb, cfg.bridge, host)  # a path to the controllers, kept
         service = AgentService(host, client, Plumber(ovsdb, cfg.bridge, cfg.netns))
-        await service.register()
+        await bootstrap.register(service)  # again, while the bootstrapped path settles
         await service.reconcile()
         await _serve(cfg, service)
     finally:
