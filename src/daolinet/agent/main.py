@@ -4,7 +4,8 @@ Start-up: choose the datapath (the kernel's where the openvswitch module is,
 else userspace: system/datapath.py), converge the bridge through OVSDB (that
 datapath, fail_mode secure, OpenFlow 1.3, the controller target, the uplink's
 MTU on its LOCAL interface), add the uplink, read the host's underlay address
-from the bridge's LOCAL interface, register
+from the bridge's LOCAL interface, give the host a path to its controllers
+through the bridge (agent/bootstrap.py), register
 (plug-and-play: nothing else in the cluster changes), reconcile, then serve
 the local API and the Docker plugin, heartbeat, and keep Docker's networks in
 step with daolinet's.
@@ -22,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from daolinet.agent import bootstrap
 from daolinet.agent.api import create_app
 from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_api import PLUGIN_NAME
@@ -129,7 +131,8 @@ async def run(cfg: AgentConfig) -> None:
                  underlay.mtu, cfg.uplink)
         plumber = Plumber(ovsdb, cfg.bridge, cfg.netns, userspace=decision.userspace)
         service = AgentService(host, client, plumber, mtu=underlay.mtu)
-        await service.register()
+        await bootstrap.start(cfg.ovsdb, cfg.bridge, host)  # a path to the controllers, kept
+        await bootstrap.register(service)  # again, while the bootstrapped path settles
         await service.reconcile()
         await _serve(cfg, service, underlay)
     finally:

@@ -10,29 +10,30 @@ A failure anywhere tears down what was made and re-raises.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from daolinet.errors import Conflict, InvalidInput, NotFound
+from daolinet.agent import bootstrap
+from daolinet.errors import Conflict, InvalidInput, NotFound, SystemFailure
 from daolinet.lab import credentials, daemons, docker, ha, plan, state
 from daolinet.lab.client import LabClient
 from daolinet.lab.controllers import Controllers
 from daolinet.lab.dockerds import Dockerds
 from daolinet.lab.ovs import PrivateOvs
-from daolinet.security.tls import TlsFiles
 from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
 from daolinet.system import links, procs
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
 
 HOST_NAME_RE = re.compile(r"^h\d+$")
-PLUMB_COOKIE = 0xD1AB
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ class Lab(Controllers, Dockerds):
         with host.ovsdb() as db:
             db.ensure_bridge(BridgeConfig(name=plan.BRIDGE, datapath_type="netdev", datapath_id=p.index,
                                           mtu=self.mtu))
-            db.add_port(plan.BRIDGE, plan.UPLINK)
+            uplink = db.add_port(plan.BRIDGE, plan.UPLINK)
         links.link_up(p.netns, plan.BRIDGE, address=p.underlay_cidr)
         links.tx_offload_off(p.netns, plan.BRIDGE)
         links.add_route(p.netns, str(plan.UNDERLAY), str(p.gateway))
@@ -217,14 +218,13 @@ class Lab(Controllers, Dockerds):
         # must not answer ARP for the host's address on it, or the underlay may send
         # the host's frames to the uplink's own MAC and the kernel would answer them too.
         links.sysctl(p.netns, "net.ipv4.conf.all.arp_ignore=1")
-        self._plumb(host)
+        self._plumb(host, uplink)
 
-    def _plumb(self, host: LabHost) -> None:
-        """Until a controller owns the bridge: the host's own traffic <-> uplink (how its
-        agent and its ovs-vswitchd first reach the controllers over the underlay; the
-        controller's flows for the host, at higher priority, take over once synced)."""
-        for src, dst in ((plan.UPLINK, "LOCAL"), ("LOCAL", plan.UPLINK)):
-            host.ofctl("add-flow", f"cookie={PLUMB_COOKIE:#x},priority=1,in_port={src},actions=output:{dst}")
+    def _plumb(self, host: LabHost, uplink: int) -> None:
+        """A bridge without controllers (a lab without daolinet) still carries the host's own
+        traffic: the agent's bootstrap flows, host <-> uplink.  With daolinet, the agent's
+        first controller flushes them and the agent bootstraps the bridge itself."""
+        asyncio.run(bootstrap.plumb(host.ovs.mgmt_sock(plan.BRIDGE), uplink))
 
     # -- containers --------------------------------------------------------
 
@@ -363,7 +363,6 @@ class Lab(Controllers, Dockerds):
             gw_mac = self._state.extra.get("gateway_macs", {}).get(str(h.plan.rack), "")
             tls = credentials.host(self.name, h.name) if self.secure else None
             token = None if self.secure else self._host_token(h)
-            self._point_at_controllers(h, tls)
             started[h.name] = daemons.start_agent(h.plan, self.controller_paths, h.ovs.db_endpoint,
                                                   gw_mac, self.host_ttl, tls, token)
             with self._lock:
@@ -372,8 +371,18 @@ class Lab(Controllers, Dockerds):
         for h in chosen:
             daemons.wait_agent(h.plan, started[h.name])
         self.wait_synced([h.plan.index for h in chosen])
-        for h in chosen:  # the controllers' flows carry the host's traffic now
-            h.ofctl("del-flows", f"cookie={PLUMB_COOKIE:#x}/-1")
+        for h in chosen:  # the controllers' flows carry the host's traffic now: the agent's go
+            self._wait_unbootstrapped(h)
+
+    @staticmethod
+    def _wait_unbootstrapped(h: LabHost, timeout: float = 30.0) -> None:
+        path = h.ovs.mgmt_sock(plan.BRIDGE)
+        deadline = time.monotonic() + timeout
+        while asyncio.run(bootstrap.bootstrap_flows_on(path)):
+            if time.monotonic() > deadline:
+                raise SystemFailure(f"agent of {h.name} kept its bootstrap flows {timeout:.0f} s after "
+                                    "the controller synced its bridge (see its agent.log)")
+            time.sleep(0.05)  # polling the bridge, with a deadline
 
     def _host_token(self, h: LabHost) -> str:
         """An --insecure lab's agent credential: a host token bound to its host (never the
@@ -387,16 +396,6 @@ class Lab(Controllers, Dockerds):
                 f.write(str(made["token"]) + "\n")
         return path
 
-    def _point_at_controllers(self, h: LabHost, tls: TlsFiles | None) -> None:
-        """Give the bridge its controllers (and its host pair) before the agent does, then
-        plumb it: OVS flushes a bridge's flows when it gains its first controller, and the
-        host reaches the controllers over this very bridge."""
-        targets = tuple(c.of_target(tls is not None) for c in self.controller_paths)
-        with h.ovsdb() as db:
-            if tls is not None:
-                db.set_ssl(tls)
-            db.set_controllers(plan.BRIDGE, targets)
-        self._plumb(h)
 
     def stop_agent(self, host: str) -> None:
         pid = self._state.pids.get(f"{self.host(host).name}/agent")
