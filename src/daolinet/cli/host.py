@@ -124,6 +124,8 @@ def init(
     is rolled back, so the host keeps its addresses and routes)."""
     if check and undo:
         raise InvalidInput("--check and --undo exclude each other")
+    if undo and not uplink:
+        uplink = str((hostinit.read_record(state) or {}).get("uplink", ""))
     if not uplink and not undo:
         raise InvalidInput("give the underlay NIC: --uplink IFACE")
     opts = hostinit.Options(

@@ -137,13 +137,21 @@ def _link(netns: str | None, name: str) -> Link | None:
                 addrs=addrs, routes=routes)
 
 
+def read_record(path: str) -> dict[str, Any] | None:
+    """The state file: what init moved (None: init never ran, or was undone)."""
+    text = read_file(path)
+    try:
+        record = json.loads(text) if text is not None else None
+    except ValueError as e:
+        raise InvalidInput(f"{path} is not the JSON host init wrote: {e}") from e
+    if record is not None and not isinstance(record, dict):
+        raise InvalidInput(f"{path} is not the JSON host init wrote")
+    return record
+
+
 def read_state(o: Options, db: Ovsdb) -> HostState:
     datapath = db.bridge_datapath(o.bridge)
-    record_text = read_file(o.state_path)
-    try:
-        record = json.loads(record_text) if record_text is not None else None
-    except ValueError as e:
-        raise InvalidInput(f"{o.state_path} is not the JSON host init wrote: {e}") from e
+    record = read_record(o.state_path)
     return HostState(
         uplink=_link(o.netns, o.uplink) if o.uplink else None,
         bridge_link=_link(o.netns, o.bridge),
