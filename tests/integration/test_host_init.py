@@ -138,6 +138,9 @@ def test_check_before_init_reports_missing_parts_and_changes_nothing(
     report = {r["step"]: r["status"] for r in json.loads(capsys.readouterr().out)}
     assert report["bridge"] == "missing" and report["addresses"] == "missing"
     assert report["sysctls"] == "missing" and report["agent config"] == "missing"
+    assert init(machine, "--check") == 1
+    table = capsys.readouterr().out
+    assert "bootstrap flows" in table and "missing" in table
     assert machine.snapshot() == before
 
 

@@ -132,9 +132,8 @@ def _link(netns: str | None, name: str) -> Link | None:
         return None
     addrs = tuple(Addr(ip, plen) for ip, plen in links.ipv4_addrs(netns, name))
     routes = tuple(Route(dev=name, **r) for r in links.ipv4_routes(netns, name))  # type: ignore[arg-type]
-    return Link(name=name, kind=str(info["kind"]), master=info["master"],  # type: ignore[arg-type]
-                master_kind=str(info["master_kind"]), up=bool(info["up"]), mtu=int(info["mtu"]),  # type: ignore[call-overload]
-                addrs=addrs, routes=routes)
+    return Link(name=name, kind=info.kind, master=info.master, master_kind=info.master_kind, up=info.up,
+                mtu=info.mtu, addrs=addrs, routes=routes)
 
 
 def read_record(path: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2 import config as pyroute2_config
@@ -188,9 +189,18 @@ def tx_offload_off(ns_name: str, ifname: str) -> None:
     procs.run(procs.in_netns(ns_name, ["ethtool", "-K", ifname, "tx", "off"]))
 
 
-def link_info(ns_name: str | None, ifname: str) -> dict[str, object] | None:
-    """kind ('' for a NIC), master and master_kind (a Linux bridge, bond, ovs-system), up, mtu,
-    mac; None: no such interface."""
+@dataclass(frozen=True)
+class LinkInfo:
+    kind: str  # IFLA_INFO_KIND: '' for a plain NIC, else veth, bridge, openvswitch, ...
+    master: str | None  # a Linux master: bridge, bond, ovs-system
+    master_kind: str
+    up: bool
+    mtu: int
+    mac: str
+
+
+def link_info(ns_name: str | None, ifname: str) -> LinkInfo | None:
+    """What an interface is and what holds it; None: no such interface."""
     with _ns(ns_name) as ns:
         found = ns.link_lookup(ifname=ifname)
         if not found:
@@ -198,9 +208,9 @@ def link_info(ns_name: str | None, ifname: str) -> dict[str, object] | None:
         link = ns.get_links(found[0])[0]
         master_idx = link.get("IFLA_MASTER")
         master = ns.get_links(master_idx)[0] if master_idx else None
-        return {"kind": _kind(link), "master": master.get("IFLA_IFNAME") if master else None,
-                "master_kind": _kind(master) if master else "", "up": bool(link["flags"] & 1),
-                "mtu": int(link.get("IFLA_MTU")), "mac": link.get("IFLA_ADDRESS")}
+        return LinkInfo(kind=_kind(link), master=master.get("IFLA_IFNAME") if master else None,
+                        master_kind=_kind(master) if master else "", up=bool(link["flags"] & 1),
+                        mtu=int(link.get("IFLA_MTU")), mac=str(link.get("IFLA_ADDRESS")))
 
 
 def _kind(link: object) -> str:
