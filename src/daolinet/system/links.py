@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2 import config as pyroute2_config
@@ -192,6 +193,94 @@ def enable_forwarding(ns_name: str) -> None:
 def tx_offload_off(ns_name: str, ifname: str) -> None:
     """Userspace OVS + veth: TCP fails silently unless TX checksumming is off."""
     procs.run(procs.in_netns(ns_name, ["ethtool", "-K", ifname, "tx", "off"]))
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    kind: str  # IFLA_INFO_KIND: '' for a plain NIC, else veth, bridge, openvswitch, ...
+    master: str | None  # a Linux master: bridge, bond, ovs-system
+    master_kind: str
+    up: bool
+    mtu: int
+    mac: str
+
+
+def link_info(ns_name: str | None, ifname: str) -> LinkInfo | None:
+    """What an interface is and what holds it; None: no such interface."""
+    with _ns(ns_name) as ns:
+        found = ns.link_lookup(ifname=ifname)
+        if not found:
+            return None
+        link = ns.get_links(found[0])[0]
+        master_idx = link.get("IFLA_MASTER")
+        master = ns.get_links(master_idx)[0] if master_idx else None
+        return LinkInfo(kind=_kind(link), master=master.get("IFLA_IFNAME") if master else None,
+                        master_kind=_kind(master) if master else "", up=bool(link["flags"] & 1),
+                        mtu=int(link.get("IFLA_MTU")), mac=str(link.get("IFLA_ADDRESS")))
+
+
+def _kind(link: object) -> str:
+    info = link.get("IFLA_LINKINFO")  # type: ignore[attr-defined]
+    return str(info.get("IFLA_INFO_KIND") or "") if info else ""
+
+
+def ipv4_addrs(ns_name: str | None, ifname: str) -> list[tuple[str, int]]:
+    """Every IPv4 address of an interface, as (address, prefix length), primary first."""
+    with _ns(ns_name) as ns:
+        return [(a.get("IFA_ADDRESS"), int(a["prefixlen"]))
+                for a in ns.get_addr(index=_index(ns, ifname), family=2)]
+
+
+RTPROT_KERNEL = 2
+RT_TABLE_MAIN = 254
+
+
+def ipv4_routes(ns_name: str | None, ifname: str) -> list[dict[str, object]]:
+    """The main table's IPv4 routes through an interface, except the kernel's own (the
+    connected routes its addresses make): what must move with the addresses."""
+    with _ns(ns_name) as ns:
+        idx = _index(ns, ifname)
+        found = []
+        for r in ns.get_routes(family=2, table=RT_TABLE_MAIN):
+            if r.get("RTA_OIF") != idx or r["proto"] == RTPROT_KERNEL:
+                continue
+            found.append({"dst": f"{r.get('RTA_DST') or '0.0.0.0'}/{r['dst_len']}",
+                          "gateway": r.get("RTA_GATEWAY"), "metric": int(r.get("RTA_PRIORITY") or 0),
+                          "proto": r["proto"], "scope": r["scope"], "type": r["type"],
+                          "prefsrc": r.get("RTA_PREFSRC"), "table": RT_TABLE_MAIN,
+                          "onlink": bool(r["flags"] & RTNH_F_ONLINK)})
+        return found
+
+
+def replace_route(ns_name: str | None, dev: str, dst: str, *, gateway: str | None = None, metric: int = 0,
+                  proto: int = 3, scope: int = 0, type: int = 1, prefsrc: str | None = None,
+                  table: int = RT_TABLE_MAIN, onlink: bool = False) -> None:
+    """Add a route, or replace the one with the same destination and metric (it moves, never vanishes)."""
+    with _ns(ns_name) as ns:
+        kwargs: dict[str, object] = {"dst": dst, "oif": _index(ns, dev), "priority": metric, "proto": proto,
+                                     "scope": scope, "type": type, "table": table}
+        if gateway:
+            kwargs["gateway"] = gateway
+        if prefsrc:
+            kwargs["prefsrc"] = prefsrc
+        if onlink:
+            kwargs["flags"] = RTNH_F_ONLINK
+        ns.route("replace", **kwargs)
+
+
+def add_addr(ns_name: str | None, ifname: str, ip: str, prefixlen: int) -> None:
+    with _ns(ns_name) as ns:
+        ns.addr("add", index=_index(ns, ifname), address=ip, prefixlen=prefixlen)
+
+
+def del_addr(ns_name: str | None, ifname: str, ip: str, prefixlen: int) -> None:
+    with _ns(ns_name) as ns:
+        ns.addr("del", index=_index(ns, ifname), address=ip, prefixlen=prefixlen)
+
+
+def read_sysctl(ns_name: str | None, key: str) -> str:
+    argv = ["sysctl", "-n", key]
+    return procs.run(argv if ns_name is None else procs.in_netns(ns_name, argv)).strip()
 
 
 def _index(ns: IPRoute, ifname: str) -> int:

@@ -161,6 +161,26 @@ class Ovsdb:
     def interfaces(self, columns: list[str]) -> list[dict[str, Any]]:
         return list(self.api.db_list("Interface", columns=columns).execute(check_error=True))
 
+    def bridge_datapath(self, bridge: str) -> str | None:
+        """The bridge's datapath_type ('' reads as system, OVS's default), or None: no such bridge."""
+        if not self.api.br_exists(bridge).execute(check_error=True):
+            return None
+        value = self.api.db_get("Bridge", bridge, "datapath_type").execute(check_error=True)
+        return str(value or "system")
+
+    def set_datapath_type(self, bridge: str, datapath_type: str) -> None:
+        self._execute(self.api.db_set("Bridge", bridge, ("datapath_type", datapath_type)))
+
+    def del_bridge(self, bridge: str) -> None:
+        self._execute(self.api.del_br(bridge, if_exists=True))
+
+    def port_bridge(self, port: str) -> str | None:
+        """The bridge that has a port named `port`, if any."""
+        for bridge in self.api.list_br().execute(check_error=True):
+            if port in self.list_ports(bridge):
+                return str(bridge)
+        return None
+
     def datapath_id(self, bridge: str) -> int:
         value = self.api.db_get("Bridge", bridge, "datapath_id").execute(check_error=True)
         return int(value, 16)
