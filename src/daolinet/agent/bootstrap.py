@@ -38,12 +38,11 @@ from daolinet.flows.base import BASE, flows_for_host
 from daolinet.flows.spec import FlowSpec, Match, Output
 from daolinet.model import Host
 from daolinet.ofp.channel import BarrierReply, Channel, Event, MultipartDone, SwitchError, SwitchReady
-from daolinet.pipeline import OFPP_LOCAL, Priority, Table
+from daolinet.pipeline import BOOTSTRAP_COOKIE, OFPP_LOCAL, Priority, Table
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAP_COOKIE = 0xD1AB  # kind byte 0: Cookie.decode says "not ours", controller/sync.py skips it
-BOOTSTRAP_PRIORITY = Priority.MISS + 1  # above classify's drop only: every controller flow wins
+BOOTSTRAP_PRIORITY = Priority.BOOTSTRAP  # above classify's drop only: every controller flow wins
 ALL_BITS = (1 << 64) - 1
 DEFAULT_OVS_RUNDIR = "/var/run/openvswitch"
 POLL = 0.25  # seconds between looks at the bridge while the controller has not synced it
@@ -293,6 +292,15 @@ async def plumb(path: str, uplink_ofport: int) -> None:
     link = await BridgeLink.open(path)
     try:
         await link.apply(install(uplink_ofport))
+    finally:
+        link.close()
+
+
+async def unplumb(path: str) -> None:
+    """Delete the bootstrap flows (host init --undo, or its rollback)."""
+    link = await BridgeLink.open(path)
+    try:
+        await link.apply(remove())
     finally:
         link.close()
 

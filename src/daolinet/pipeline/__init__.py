@@ -40,6 +40,7 @@ NEXT_TABLES: dict[Table, frozenset[Table]] = {
 
 class Priority(IntEnum):
     MISS = 0
+    BOOTSTRAP = 1  # a host's own traffic, uplink <-> LOCAL, until its controller's flows carry it
     LOW = 10
     HOST = 50
     PORTMAP = 90  # below routes: a container's own connections win over its mappings
@@ -129,3 +130,8 @@ def route_cookie(eid1: int, eid2: int, kind: Kind = Kind.ROUTE) -> Cookie:
 def kind_mask(kind: Kind) -> tuple[int, int]:
     """(cookie, mask) selecting every flow of one kind."""
     return int(kind) << 56, KIND_MASK
+
+
+# The bootstrap flows' cookie (agent/bootstrap.py, host init): kind byte 0, so Cookie.decode
+# says "not ours" and a controller's sync leaves them to the agent.
+BOOTSTRAP_COOKIE = 0xD1AB

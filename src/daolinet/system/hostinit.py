@@ -1,19 +1,20 @@
 """`daolinet host init`, the I/O: read a host's state, run the planned steps, roll back.
 
 `hostinit_plan` decides; this module reads (netlink through `links`, OVSDB through
-`Ovsdb`, ovs-ofctl for the bootstrap flows, sysctl, files) and acts.  Whatever fails
+`Ovsdb`, the agent's bootstrap flows over OpenFlow, sysctl, files) and acts.  Whatever fails
 midway, the steps already made are undone newest first, so the host keeps (or gets
 back) the addresses and routes it had: it never stays unreachable.
 
-The bootstrap flows go through the bridge's OpenFlow management socket with
-ovs-ofctl (the lab does the same); the agent's `agent/bootstrap.py` removes them by
-their cookie once a controller owns the bridge.
+The bootstrap flows are the agent's own (`agent/bootstrap.py`, through the bridge's
+OpenFlow management socket); the agent removes them once a controller's flows carry
+the host.
 
 Test hook: DAOLINET_HOSTINIT_FAIL_AT=k makes step k (1-based) fail before it runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -25,11 +26,10 @@ from typing import Any
 
 import tomli_w
 
+from daolinet.agent import bootstrap
 from daolinet.errors import DaoliError, InvalidInput, SystemFailure
-from daolinet.system import links, procs
+from daolinet.system import datapath, links, procs
 from daolinet.system.hostinit_plan import (
-    BOOTSTRAP_COOKIE,
-    BOOTSTRAP_PRIORITY,
     SYSCTLS,
     Addr,
     HostState,
@@ -76,13 +76,9 @@ class Options:
 
 
 def resolve_datapath(choice: str) -> str:
-    """auto: the kernel datapath where the openvswitch module is loaded, else netdev.
-    (The agent's own --datapath resolution may also load the module; this one never does.)"""
-    if choice not in ("auto", "system", "netdev"):
-        raise InvalidInput(f"--datapath {choice!r}: use auto, system or netdev")
-    if choice != "auto":
-        return choice
-    return "system" if os.path.isdir("/sys/module/openvswitch") else "netdev"
+    """The agent's own choice (system/datapath.py): the kernel datapath where the module is
+    loaded or loadable (then loaded), else netdev with a warning."""
+    return datapath.resolve(choice).datapath
 
 
 def agent_config(o: Options) -> dict[str, Any]:
@@ -163,14 +159,12 @@ def read_state(o: Options, db: Ovsdb) -> HostState:
     )
 
 
-def _ofctl(o: Options, *args: str) -> str:
-    mgmt = f"unix:{os.path.join(o.rundir, o.bridge + '.mgmt')}"
-    return procs.run(["ovs-ofctl", "-O", "OpenFlow13", args[0], mgmt, *args[1:]])
+def _mgmt(o: Options) -> str:
+    return os.path.join(o.rundir, o.bridge + ".mgmt")
 
 
 def has_bootstrap_flows(o: Options) -> bool:
-    out = _ofctl(o, "dump-flows", f"cookie={BOOTSTRAP_COOKIE:#x}/-1")
-    return sum(1 for line in out.splitlines() if f"priority={BOOTSTRAP_PRIORITY}," in line) >= 2
+    return len(asyncio.run(bootstrap.bootstrap_flows_on(_mgmt(o)))) >= 2
 
 
 # -- acting --------------------------------------------------------------------
@@ -205,12 +199,10 @@ class Machine:
         self.db.del_port(port, bridge)
 
     def add_flows(self, bridge: str, uplink: str) -> None:
-        for src, dst in ((uplink, "LOCAL"), ("LOCAL", uplink)):
-            _ofctl(self.o, "add-flow", f"cookie={BOOTSTRAP_COOKIE:#x},priority={BOOTSTRAP_PRIORITY},"
-                                       f"in_port={src},actions=output:{dst}")
+        asyncio.run(bootstrap.plumb(_mgmt(self.o), self.db.ofport(uplink)))
 
     def del_flows(self, bridge: str) -> None:
-        _ofctl(self.o, "del-flows", f"cookie={BOOTSTRAP_COOKIE:#x}/-1")
+        asyncio.run(bootstrap.unplumb(_mgmt(self.o)))
 
     def add_addr(self, dev: str, a: Addr) -> None:
         links.add_addr(self.ns, dev, a.ip, a.prefixlen)

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from daolinet.errors import Conflict, InvalidInput, NotFound
+from daolinet.pipeline import BOOTSTRAP_COOKIE
+from daolinet.pipeline import Priority as _Priority
 
-BOOTSTRAP_COOKIE = 0xD1AB
-BOOTSTRAP_PRIORITY = 1
+BOOTSTRAP_PRIORITY = int(_Priority.BOOTSTRAP)
+
 SYSCTLS = {"net.ipv4.conf.all.arp_ignore": "1"}  # docs/underlay.md
 DATAPATHS = ("auto", "system", "netdev")
 
