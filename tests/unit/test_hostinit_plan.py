@@ -18,6 +18,7 @@ from daolinet.system.hostinit_plan import (
     Wanted,
     check,
     json_text,
+    plan_boot,
     plan_init,
     plan_undo,
     rollback,
@@ -120,3 +121,35 @@ def test_undo_of_an_undone_host_is_empty_and_without_record_it_will_not_guess() 
     assert plan_undo(gone, WANT) == []
     with pytest.raises(Conflict, match="refusing to guess"):
         plan_undo(replace(DONE_STATE, record=None), WANT)
+
+
+# -- boot: after a reboot the bridge's interface is bare and its flows gone ------------------
+
+REBOOTED = replace(DONE_STATE, bridge_link=Link("daolinet", up=False), bootstrap_flows=False,
+                   sysctls={"net.ipv4.conf.all.arp_ignore": "0"})
+
+
+def test_boot_without_a_record_does_nothing() -> None:
+    assert plan_boot(replace(FRESH, record=None), WANT) == []
+
+
+def test_boot_puts_the_recorded_addresses_and_routes_back_on_the_bridge() -> None:
+    steps = plan_boot(REBOOTED, WANT)
+    assert actions(steps) == ["add_flows", "bridge_up", "add_addr", "replace_route", "set_sysctls"]
+    assert steps[2].args == ("daolinet", ADDR) and steps[3].args == (DEFAULT.on("daolinet"),)
+
+
+def test_boot_moves_addresses_the_distribution_put_back_on_the_uplink() -> None:
+    back = replace(REBOOTED, uplink=Link("eth0", kind="veth", addrs=(ADDR,), routes=(DEFAULT,)))
+    steps = plan_boot(back, WANT)
+    assert actions(steps) == ["add_flows", "bridge_up", "write_file", "add_addr", "replace_route", "del_addr",
+                              "probe", "set_sysctls"]
+
+
+def test_boot_on_an_intact_host_only_reasserts_the_interface() -> None:
+    assert actions(plan_boot(DONE_STATE, WANT)) == ["bridge_up"]
+
+
+def test_boot_refuses_when_the_recorded_uplink_is_gone() -> None:
+    with pytest.raises(NotFound, match="recorded uplink eth0 is gone"):
+        plan_boot(replace(REBOOTED, uplink=None), WANT)

@@ -118,14 +118,22 @@ def init(
         "--undo", help="Put the uplink back as it was, remove the bridge and the sysctl file.")] = False,
     keep_bridge: Annotated[bool, typer.Option("--keep-bridge", help="With --undo: keep the bridge.")] =
         False,
+    boot: Annotated[bool, typer.Option(
+        "--boot", help="After a reboot (the agent unit runs it): restore what the record says init did "
+                       "(bridge up, bootstrap flows, addresses and routes on the bridge); no record: "
+                       "nothing to do.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Prepare this host for the agent: bridge, uplink, sysctls, agent.toml (idempotent; any failure
     is rolled back, so the host keeps its addresses and routes)."""
-    if check and undo:
-        raise InvalidInput("--check and --undo exclude each other")
-    if undo and not uplink:
-        uplink = str((hostinit.read_record(state) or {}).get("uplink", ""))
+    if sum((check, undo, boot)) > 1:
+        raise InvalidInput("--check, --undo and --boot exclude each other")
+    if (undo or boot) and not uplink:
+        record = hostinit.read_record(state) or {}
+        uplink, bridge = str(record.get("uplink", "")), str(record.get("bridge", bridge))
+        if boot and not uplink:
+            say(f"nothing to do: no host init record at {state}")
+            return
     if not uplink and not undo:
         raise InvalidInput("give the underlay NIC: --uplink IFACE")
     opts = hostinit.Options(
@@ -141,6 +149,8 @@ def init(
             return
         if undo:
             steps = hostinit_plan.plan_undo(current, want, keep_bridge=keep_bridge)
+        elif boot:
+            steps = hostinit_plan.plan_boot(current, want)
         else:
             steps = hostinit_plan.plan_init(current, want)
         machine = hostinit.Machine(opts, db)

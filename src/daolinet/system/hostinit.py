@@ -177,6 +177,10 @@ class Machine:
 
     def create_bridge(self, bridge: str, datapath_type: str, mtu: int) -> None:
         self.db.ensure_bridge(BridgeConfig(name=bridge, datapath_type=datapath_type))
+        self.bridge_up(bridge, mtu)
+
+    def bridge_up(self, bridge: str, mtu: int) -> None:
+        datapath_type = self.db.bridge_datapath(bridge)
         deadline = time.monotonic() + 10
         while not links.has_link(self.ns, bridge):
             if time.monotonic() > deadline:

@@ -174,6 +174,11 @@ def _moved(s: HostState, w: Wanted) -> bool:
 def plan_init(s: HostState, w: Wanted) -> list[Step]:
     """The steps that take this host from `s` to initialised; [] when it is."""
     validate(s, w)
+    return _bridge_steps(s, w) + _move_steps(s, w) + _file_steps(s, w)
+
+
+def _bridge_steps(s: HostState, w: Wanted) -> list[Step]:
+    """The bridge, the uplink as its port, and the bootstrap flows."""
     assert s.uplink is not None
     steps: list[Step] = []
     if s.bridge_datapath is None:
@@ -190,9 +195,38 @@ def plan_init(s: HostState, w: Wanted) -> list[Step]:
     if not s.bootstrap_flows or s.bridge_datapath is None:
         steps.append(Step("add_flows", (w.bridge, w.uplink), "bootstrap flows LOCAL <-> uplink",
                           Step("del_flows", (w.bridge,), "remove bootstrap flows")))
-    steps += _move_steps(s, w)
-    steps += _file_steps(s, w)
     return steps
+
+
+# -- boot --------------------------------------------------------------------
+
+def plan_boot(s: HostState, w: Wanted) -> list[Step]:
+    """After a reboot (the agent unit's ExecStartPre): the host's network as init left it.
+
+    ovs-vswitchd re-creates the bridge's interface without addresses and the bridge without
+    flows; the uplink may have its addresses back (the distribution's network config) or
+    none.  From the record: the bridge up, the bootstrap flows, and the addresses and routes
+    on the bridge again (moved off the uplink if they came back there).  No record: init
+    never ran here, so there is nothing to restore."""
+    if s.record is None:
+        return []
+    if s.uplink is None:
+        raise NotFound(f"the recorded uplink {w.uplink} is gone: cannot restore the host's network")
+    steps = _bridge_steps(s, w)
+    if s.bridge_datapath is not None:  # a re-made interface: up, MTU, (netdev) checksum offload off
+        steps.append(Step("bridge_up", (w.bridge, s.uplink.mtu), f"bring {w.bridge} up"))
+    if s.uplink.addrs:
+        return steps + _move_steps(s, w) + _sysctl_steps(s)
+    on_bridge = set(s.bridge_link.addrs) if s.bridge_link else set()
+    br_routes = {r.key() for r in (s.bridge_link.routes if s.bridge_link else ())}
+    addrs = [_addr(a) for a in s.record.get("addresses", [])]
+    routes = [route_from_json(r).on(w.bridge) for r in s.record.get("routes", [])]
+    steps += [Step("add_addr", (w.bridge, a), f"add {a} to {w.bridge}",
+                   Step("del_addr", (w.bridge, a), f"remove {a} from {w.bridge}"))
+              for a in addrs if a not in on_bridge]
+    steps += [Step("replace_route", (r,), f"route {r.dst} onto {w.bridge}")
+              for r in routes if r.key() not in br_routes]
+    return steps + _sysctl_steps(s)
 
 
 def _move_steps(s: HostState, w: Wanted) -> list[Step]:
@@ -221,14 +255,19 @@ def _file_steps(s: HostState, w: Wanted) -> list[Step]:
     steps = []
     if s.files.get(w.sysctl_path) != w.sysctl_text:
         steps.append(_write(w.sysctl_path, w.sysctl_text, s.files.get(w.sysctl_path), "sysctl file"))
-    wrong = {k: v for k, v in SYSCTLS.items() if s.sysctls.get(k) != v}
-    if wrong:
-        before = {k: s.sysctls.get(k, "0") for k in wrong}
-        steps.append(Step("set_sysctls", (wrong,), "apply " + ", ".join(f"{k}={v}" for k, v in wrong.items()),
-                          Step("set_sysctls", (before,), "sysctls back")))
+    steps += _sysctl_steps(s)
     if w.existing_config != w.config:
         steps.append(_write(w.config_path, w.config_text, s.files.get(w.config_path), "agent config"))
     return steps
+
+
+def _sysctl_steps(s: HostState) -> list[Step]:
+    wrong = {k: v for k, v in SYSCTLS.items() if s.sysctls.get(k) != v}
+    if not wrong:
+        return []
+    before = {k: s.sysctls.get(k, "0") for k in wrong}
+    return [Step("set_sysctls", (wrong,), "apply " + ", ".join(f"{k}={v}" for k, v in wrong.items()),
+                 Step("set_sysctls", (before,), "sysctls back"))]
 
 
 def _write(path: str, text: str, before: str | None, what: str) -> Step:

@@ -3,10 +3,10 @@ inside use their production default paths (/etc/daolinet/*.toml, /run/openvswitc
 /run/docker/plugins, /var/lib/docker, /opt/cni/bin) and nothing lab-specific.
 
 A machine sees the real root file system, except for copy-on-write overlays of /etc,
-/var, /opt and /usr/local (what it writes stays its own), a fresh tmpfs on /run and
+/var, /opt, /usr/local and /root (what it writes stays its own), a fresh tmpfs on /run and
 /tmp (as after a boot), its own /var/lib/docker and /var/lib/containerd (real
 directories: Docker's overlay2 cannot stack on an overlay), its own hostname, and
-/srv/share: a directory shared by every machine of a set (how files "arrive", like
+/var/share: a directory shared by every machine of a set (how files "arrive", like
 a copied wheel).  Its one network interface, the uplink, sits on a fabric segment
 (a Linux bridge in its own namespace, which also holds the segment's gateway) with
 the machine's address and default route on it, as on a real server.
@@ -34,9 +34,9 @@ from daolinet.errors import SystemFailure
 from daolinet.lab import plan
 from daolinet.system import links, procs
 
-OVERLAID = ("/etc", "/var", "/opt", "/usr/local")  # copy-on-write: the machine's own
+OVERLAID = ("/etc", "/var", "/opt", "/usr/local", "/root")  # copy-on-write: the machine's own
 OWN_DIRS = ("/var/lib/docker", "/var/lib/containerd")  # real directories of its own
-SHARE = "/srv/share"
+SHARE = "/var/share"  # inside the /var overlay: creating it touches no real directory
 FABRIC_BRIDGE = "fab"
 CGROUP_ROOT = "/sys/fs/cgroup"
 UPLINK = "ens3"  # a server NIC's name: nothing here may assume eth0

@@ -31,9 +31,9 @@ IGNORED = {"Type", "Restart", "RestartSec", "NoNewPrivileges", "ProtectSystem", 
            "NotifyAccess", "WatchdogSec", "UMask", "DevicePolicy", "ProtectProc", "ProcSubset",
            "PrivateUsers", "RemoveIPC", "KeyringMode", "ExecReload", "SyslogIdentifier",
            "StateDirectoryMode", "RuntimeDirectoryMode", "ConfigurationDirectory",
-           "ConfigurationDirectoryMode", "LogsDirectory", "CacheDirectory"}
+           "ConfigurationDirectoryMode", "LogsDirectory", "CacheDirectory", "RuntimeDirectoryPreserve"}
 HANDLED = {"ExecStart", "User", "Group", "DynamicUser", "StateDirectory", "RuntimeDirectory",
-           "Environment", "ExecStartPre"}
+           "Environment", "ExecStartPre", "LoadCredential"}
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,19 @@ class Unit:
     runtime_dirs: list[str]
     environment: dict[str, str]
     notify: bool
+    credentials: dict[str, str]  # LoadCredential=NAME:PATH
+
+    @property
+    def credentials_dir(self) -> str:
+        return f"/run/credentials/{self.name}"
 
     @classmethod
     def read(cls, path: str) -> Unit:
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         parser.optionxform = str  # type: ignore[assignment,method-assign]
+        with open(path) as f:  # LoadCredential= repeats: keep every line, not the last
+            creds = dict(line.strip().split("=", 1)[1].split(":", 1) for line in f
+                         if line.startswith("LoadCredential="))
         parser.read(path)
         svc = parser["Service"]
         unknown = set(svc) - IGNORED - HANDLED
@@ -63,7 +71,7 @@ class Unit:
                    exec_start_pre=[_command(c) for c in svc.get("ExecStartPre", "").splitlines() if c],
                    user=user, state_dirs=svc.get("StateDirectory", "").split(),
                    runtime_dirs=svc.get("RuntimeDirectory", "").split(), environment=env,
-                   notify=svc.get("Type") == "notify")
+                   notify=svc.get("Type") == "notify", credentials=creds)
 
 
 def _command(line: str) -> list[str]:
@@ -83,6 +91,11 @@ def start(machine: Machine, unit_path: str, share_dir: str, timeout: float = 60)
                    f"--shell /usr/sbin/nologin {unit.user}")
     for d in [f"/var/lib/{d}" for d in unit.state_dirs] + [f"/run/{d}" for d in unit.runtime_dirs]:
         machine.run(["install", "-d", "-m", "0750", *(["-o", unit.user] if unit.user else []), d])
+    if unit.credentials:  # a directory only the service's user can read, as systemd's %d
+        d, owner = unit.credentials_dir, (["-o", unit.user] if unit.user else [])
+        machine.run(["install", "-d", "-m", "0500", *owner, d])
+        for cred, src in unit.credentials.items():
+            machine.run(["install", "-m", "0400", *owner, src, f"{d}/{cred}"])
     for pre in unit.exec_start_pre:
         machine.run(pre)
     sock_name = f"notify-{machine.name}-{unit.name}.sock"
@@ -93,7 +106,7 @@ def start(machine: Machine, unit_path: str, share_dir: str, timeout: float = 60)
     listener.bind(host_path)
     os.chmod(host_path, 0o777)  # a unit's own user must be able to send
     log = f"/var/log/{unit.name}.log"
-    argv = unit.exec_start
+    argv = [a.replace("%d", unit.credentials_dir) for a in unit.exec_start]
     if unit.user:
         argv = ["setpriv", f"--reuid={unit.user}", f"--regid={unit.user}", "--init-groups", "--", *argv]
     env = {**unit.environment, "NOTIFY_SOCKET": f"{SHARE}/{sock_name}"}
