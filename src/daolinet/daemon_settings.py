@@ -160,6 +160,9 @@ class AgentSettings(DaemonSettings):
     docker_host: str = Field("unix:///run/docker.sock", description=(
         "This host's dockerd, to keep its networks in step ('' : no sync)."))
     docker_sync: float = Field(5.0, gt=0, description="Seconds between syncs of Docker networks.")
+    docker_state: str = Field("/var/lib/daolinet/docker-networks.json", description=(
+        "File keeping which Docker network is which daolinet network, read at start: after a "
+        "reboot dockerd restores containers before the agent can ask it ('' : memory only)."))
     api: Targets = Field((), description=(
         "Controller REST API URL, e.g. https://10.0.0.1:8650 (repeatable or comma-separated: every "
         "controller; the agent fails over between them)."))

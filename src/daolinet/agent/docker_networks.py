@@ -8,16 +8,23 @@ one Docker network per subnet, so that a pool (a subnet) names its network.
 A network created with `docker network create` without `-o network=NAME`
 is named after the Docker network, which Docker only reveals once the call
 returns: its binding is *pending* (a task that learns the name and creates
-or adopts the daolinet network) and every use awaits it.  The registry is
-memory only; the sync rebuilds it from dockerd after a restart.
+or adopts the daolinet network) and every use awaits it.  The bindings are
+also kept in a file (`path`), read at start: after a reboot dockerd restores
+its containers, asking for their addresses, before its API answers the sync
+that would otherwise rebuild them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
 
 from daolinet.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,10 +47,25 @@ class _Pending:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, path: str | None = None) -> None:
         self._bound: dict[str, Binding] = {}
         self._pending: dict[str, _Pending] = {}
         self._failed: dict[str, tuple[str, str]] = {}  # nid -> (subnet, why)
+        self.path = path
+        if path:
+            self._bound = _load(path)
+
+    def _save(self) -> None:
+        if not self.path:
+            return
+        tmp = f"{self.path}.tmp"
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with open(tmp, "w") as f:
+                json.dump([asdict(b) for b in self._bound.values()], f)
+            os.replace(tmp, self.path)
+        except OSError as e:  # the memory copy still serves; only a restart would miss it
+            log.warning("cannot keep Docker network bindings in %s: %s", self.path, e.strerror)
 
     # -- changes -----------------------------------------------------------------
 
@@ -57,7 +79,9 @@ class Registry:
     def bind(self, binding: Binding) -> None:
         self._pending.pop(binding.nid, None)
         self._failed.pop(binding.nid, None)
-        self._bound[binding.nid] = binding
+        if self._bound.get(binding.nid) != binding:
+            self._bound[binding.nid] = binding
+            self._save()
 
     def pend(self, nid: str, tenant: str, subnet: str, task: asyncio.Task[Binding]) -> None:
         self._pending[nid] = _Pending(tenant, subnet, task)
@@ -71,7 +95,10 @@ class Registry:
         if pending is not None:
             pending.task.cancel()
         self._failed.pop(nid, None)
-        return self._bound.pop(nid, None)
+        gone = self._bound.pop(nid, None)
+        if gone is not None:
+            self._save()
+        return gone
 
     # -- questions -----------------------------------------------------------------
 
@@ -123,3 +150,15 @@ class Registry:
             raise NotFound(f"no daolinet network on this host has subnet {subnet}: create it with "
                            "docker network create -d daolinet --ipam-driver daolinet --subnet ...")
         return await self.get(nid)
+
+
+def _load(path: str) -> dict[str, Binding]:
+    """The bindings a previous run kept; {} when there is no (readable) file."""
+    try:
+        with open(path) as f:
+            return {b.nid: b for b in (Binding(**d) for d in json.load(f))}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError) as e:
+        log.warning("ignoring Docker network bindings in %s: %s", path, e)
+        return {}

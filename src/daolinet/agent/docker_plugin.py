@@ -39,8 +39,8 @@ MEDIA_TYPE = "application/vnd.docker.plugins.v1.2+json"
 
 class DockerPlugin:
     def __init__(self, service: AgentService, client: ControllerClient, docker: DockerClient | None,
-                 sync_interval: float = 5.0) -> None:
-        self.registry = Registry()
+                 sync_interval: float = 5.0, state: str | None = None) -> None:
+        self.registry = Registry(state)
         self.docker = docker
         self.sync = NetworkSync(client, docker, self.registry, sync_interval) if docker else None
         self.ipam = DockerIpam(service, client, self.registry)

@@ -62,6 +62,7 @@ class AgentConfig:
     docker_plugin_dir: str = "/run/docker/plugins"  # serve <dir>/daolinet.sock there ("": no plugin)
     docker_host: str = "unix:///run/docker.sock"  # this host's dockerd ("": no network sync)
     docker_sync: float = 5.0  # seconds between syncs of Docker networks with daolinet's
+    docker_state: str = ""  # the Docker networks' bindings, kept across restarts ("": memory only)
     api_file: str | None = None  # API URLs, one a line (wins over `api`), read again when a controller fails
     security: Security = Security(tls=None, insecure=True)  # the command line's default is TLS
     datapath: str = "auto"  # auto, system (the kernel's) or netdev (userspace): system/datapath.py
@@ -151,7 +152,8 @@ def _unix_server(app: Any, path: str) -> uvicorn.Server:
 async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) -> None:
     sockets = {cfg.listen: _unix_server(create_app(service), cfg.listen)}
     docker = DockerClient(cfg.docker_host) if cfg.docker_plugin_dir and cfg.docker_host else None
-    plugin = DockerPlugin(service, service.client, docker, cfg.docker_sync) if cfg.docker_plugin_dir else None
+    plugin = (DockerPlugin(service, service.client, docker, cfg.docker_sync, cfg.docker_state or None)
+              if cfg.docker_plugin_dir else None)
     if plugin is not None:
         path = os.path.join(cfg.docker_plugin_dir, f"{PLUGIN_NAME}.sock")
         sockets[path] = _unix_server(create_plugin_app(plugin.handlers()), path)

@@ -99,6 +99,7 @@ def agent(
     docker_plugin_dir: Annotated[str | None, _opt(A, "docker_plugin_dir")] = None,
     docker_host: Annotated[str | None, _opt(A, "docker_host")] = None,
     docker_sync: Annotated[float | None, _opt(A, "docker_sync")] = None,
+    docker_state: Annotated[str | None, _opt(A, "docker_state")] = None,
     api: Annotated[list[str] | None, _opt(A, "api")] = None,
     api_file: Annotated[str | None, _opt(A, "api_file")] = None,
     log_level: Annotated[str | None, _opt(A, "log_level")] = None,
@@ -121,6 +122,7 @@ def agent(
                       datapath_id=s.datapath_id, listen=s.listen, heartbeat=s.heartbeat,
                       ready_file=s.ready_file, token_file=s.token_file,
                       underlay_gateway_mac=s.underlay_gateway_mac, docker_plugin_dir=s.docker_plugin_dir,
-                      docker_host=s.docker_host, docker_sync=s.docker_sync, api_file=s.api_file,
+                      docker_host=s.docker_host, docker_sync=s.docker_sync, docker_state=s.docker_state,
+                      api_file=s.api_file,
                       security=security, datapath=s.datapath)
     asyncio.run(run(cfg))

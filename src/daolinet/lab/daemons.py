@@ -185,6 +185,7 @@ def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: s
         # The host's own dockerd, when a test starts one (lab/docker.py): never the machine's.
         f"--docker-plugin-dir={docker.DockerPaths(host).plugins}",
         f"--docker-host={docker.DockerPaths(host).url}", "--docker-sync=1",
+        f"--docker-state={os.path.join(host.rundir(), 'docker-networks.json')}",
     ]
 
 

@@ -107,22 +107,23 @@ class Machine:
         return self.run(["cat", path]).stdout
 
     def pids(self) -> list[int]:
-        """Every process living in this machine (its mount namespace)."""
+        """Every process living in this machine: in its mount namespace, or in its containers'
+        cgroups (a container has a mount namespace of its own)."""
+        found = _cgroup_pids(self.netns)
         try:
             ino = os.stat(self.mnt).st_ino
         except FileNotFoundError:
-            return []
-        found = []
+            return found
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
                 continue
             with contextlib.suppress(OSError):
                 if os.readlink(f"/proc/{entry}/ns/mnt") == f"mnt:[{ino}]" and procs.is_alive(int(entry)):
                     found.append(int(entry))
-        return found
+        return sorted(set(found))
 
     def power_off(self, timeout: float = 10) -> None:
-        """Kill every process of the machine at once, as a power cut would."""
+        """Kill every process of the machine at once and lose /run and /tmp, as a power cut would."""
         deadline = time.monotonic() + timeout
         while (alive := self.pids()) and time.monotonic() < deadline:
             for pid in alive:
@@ -131,12 +132,29 @@ class Machine:
             time.sleep(0.05)  # polling for the kernel to finish them, bounded by the deadline
         if self.pids():
             raise SystemFailure(f"machine {self.name}: processes {self.pids()} survived SIGKILL")
+        # What lived in memory is gone: /run and /tmp start empty (and Docker's namespace
+        # mounts under /run/docker/netns with them), as after a reboot.
+        subprocess.run(["nsenter", f"--mount={self.mnt}", "--", "sh", "-c",
+                        "umount -R -l /run /tmp; mount -t tmpfs -o mode=1777 tmpfs /tmp && "
+                        "mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/lock /run/user"],
+                       capture_output=True, check=False)
 
 
 def _cgroups(prefix: str) -> list[str]:
     """Top-level cgroups named PREFIX*, in every hierarchy: unified v2 (/sys/fs/cgroup/NAME) and
     hybrid v1 (/sys/fs/cgroup/CONTROLLER/NAME, /sys/fs/cgroup/unified/NAME)."""
     return sorted(glob.glob(f"{CGROUP_ROOT}/{prefix}*") + glob.glob(f"{CGROUP_ROOT}/*/{prefix}*"))
+
+
+def _cgroup_pids(prefix: str) -> list[int]:
+    """Live processes in the cgroups named PREFIX* and below them."""
+    found: set[int] = set()
+    for top in _cgroups(prefix):
+        for path, _dirs, files in os.walk(top):
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError), open(os.path.join(path, "cgroup.procs")) as f:
+                    found.update(int(p) for p in f.read().split())
+    return [p for p in found if procs.is_alive(p)]
 
 
 def remove_cgroups(prefix: str) -> None:
@@ -224,6 +242,10 @@ class Machines:
         links.set_master(self.fabric, name, FABRIC_BRIDGE)
         links.link_up(self.fabric, name)
         links.link_up(m.netns, UPLINK, address=f"{ip}/{self.net.prefixlen}")
+        # A real NIC puts finished checksums on the wire; a veth hands partial ones to its peer,
+        # which OVS's userspace datapath passes on unfinished (and the receiver drops TCP).
+        for ns, dev in ((m.netns, UPLINK), (self.fabric, name)):
+            links.tx_offload_off(ns, dev)
         links.add_route(m.netns, "0.0.0.0/0", self.gateway)
         return m
 
