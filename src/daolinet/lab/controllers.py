@@ -10,7 +10,7 @@ import time
 
 from daolinet.errors import DaoliError, NotFound, SystemFailure
 from daolinet.lab import credentials, daemons, ha, plan, state
-from daolinet.lab.client import LabClient
+from daolinet.lab.client import Endpoint, LabClient
 from daolinet.security.tls import TlsFiles
 from daolinet.store.liveness import DEFAULT_HOST_TTL
 from daolinet.system import procs
@@ -69,15 +69,17 @@ class Controllers:
         return running[0] if running else 0
 
     def api(self, token: str | None = None, index: int | None = None) -> LabClient:
-        """A client of controller `index`'s API (default: the first one running), as the
-        lab's admin (its user certificate; the admin token in an --insecure lab) unless given
-        another token."""
-        if index is None:
-            index = self._running_index()
+        """A client of controller `index`'s API, as the lab's admin (its user certificate; the
+        admin token in an --insecure lab) unless given another token.  Without `index`: every
+        controller, starting with the first one running, failing over as the CLI does."""
         if token is None and not self.secure:
             token = self.admin_token
-        return LabClient(self.api_urls[index], uds=daemons.ControllerPaths(self.name, index).api_sock,
-                         token=token, tls=self.api_tls)
+        if index is not None:
+            return LabClient(self.api_urls[index], uds=daemons.ControllerPaths(self.name, index).api_sock,
+                             token=token, tls=self.api_tls)
+        endpoints = [Endpoint(url, daemons.ControllerPaths(self.name, i).api_sock)
+                     for i, url in enumerate(self.api_urls)]
+        return LabClient(endpoints, token=token, tls=self.api_tls, start=self.api_urls[self._running_index()])
 
     def _start_store(self, store: str) -> None:
         if store == "etcd":
