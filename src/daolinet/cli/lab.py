@@ -192,8 +192,17 @@ def container_rm(
 
 
 @app.command()
-def demo(name: LabName = "demo") -> None:
-    """Bring up a lab, show it working, tear it down."""
+def demo(
+    name: LabName = "demo",
+    as_json: Annotated[bool, typer.Option("--json", help="Print every check and what it measured as JSON "
+                                          "on stdout (the running commentary goes to stderr).")] = False,
+) -> None:
+    """Bring up a lab, show it working, tear it down; fails if any check did not hold."""
     from daolinet.lab import demo as demo_mod
 
-    demo_mod.run(name, console)
+    report = demo_mod.run(name, Console(stderr=True) if as_json else console)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    if not report.ok:
+        failed = ", ".join(c.key for c in report.failed) or "no check ran"
+        raise SystemFailure(f"demo: {len(report.failed)} check(s) failed: {failed}")
