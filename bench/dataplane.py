@@ -13,12 +13,14 @@ and request/response latency between two namespaces on two lab hosts, three ways
 Each host bridge carries the same ports in both OVS cases (uplink, one container
 port, one plain port). Latency: ping RTT p50 (ICMP echo, 100 per round) and TCP
 request/response p50 (1-byte ping-pong over one connection, TCP_NODELAY, 500 per
-round, a small Python client/server). Each measurement is repeated --rounds times;
-the figures are medians over rounds.
+round, a small Python client/server). Each measurement is repeated --runs times
+(interleaved over the cases, on one lab); every figure is the median over the runs,
+with min and max beside it. A run a tool failed in (iperf3 reporting an error) is
+reported in the tool's words and retried.
 
-    .venv/bin/python bench/dataplane.py [--rounds 3] [--seconds 3]
+    .venv/bin/python bench/dataplane.py [--runs 3] [--seconds 3]
 
-Prints a table and writes bench/results/dataplane-<timestamp>.json.
+Prints a table and writes bench/results/dataplane-<timestamp>.json (with the commit).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,9 @@ from daolinet.lab import cluster, plan
 from daolinet.system import links, procs
 from daolinet.testing.fixtures import new_lab_name
 from daolinet.testing.labtools import api, ping, rtts, wait_for
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runs import ToolFailed, repeat, runs_option, show, write  # noqa: E402
 
 PLAIN_COOKIE = 0xBE01  # kind byte 0x00: not daolinet's, so the controller's sync leaves it alone
 PLAIN_IPS = ("198.18.0.200", "198.18.0.201")  # inside the lab's rack /18, no host or pool uses them
@@ -82,18 +86,36 @@ def in_ns(netns: str, argv: list[str], timeout: float = 60) -> subprocess.Comple
     return subprocess.run(procs.in_netns(netns, argv), capture_output=True, text=True, timeout=timeout)
 
 
+def iperf_gbps(stdout: str) -> float:
+    """Gbit/s the server received, from `iperf3 -J` output; ToolFailed with iperf3's own
+    error when it reported one (its JSON then has "error" and no "sum_received")."""
+    try:
+        report = json.loads(stdout)
+    except ValueError as e:
+        raise ToolFailed(f"iperf3 printed no JSON: {stdout.strip()[-200:]!r}") from e
+    received = report.get("end", {}).get("sum_received", {}).get("bits_per_second")
+    if received is None:
+        raise ToolFailed(f"iperf3: {report.get('error') or 'no sum_received in its report'}")
+    return float(received) / 1e9
+
+
+def listening(netns: str, port: int) -> bool:
+    out = in_ns(netns, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]).stdout
+    return any(" 0A " in line and line.split()[1].endswith(f":{port:04X}") for line in out.splitlines())
+
+
 def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: float) -> float:
     """Gbit/s received by the server, one TCP stream."""
     srv = subprocess.Popen(procs.in_netns(server_ns, ["iperf3", "-s", "-1", "-p", str(PORT)]),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            out = in_ns(client_ns, ["iperf3", "-c", server_ip, "-p", str(PORT), "-t", str(seconds), "-J"],
-                        timeout=seconds + 30)
-            if out.returncode == 0:
-                return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e9
-            time.sleep(0.05)  # server not listening yet
-        raise RuntimeError(f"iperf3 {client_ns} -> {server_ip} failed: {out.stdout[-300:]}{out.stderr}")
+        try:
+            wait_for(lambda: listening(server_ns, PORT), what=f"iperf3 server listening in {server_ns}")
+        except AssertionError as e:
+            raise ToolFailed(str(e)) from e
+        out = in_ns(client_ns, ["iperf3", "-c", server_ip, "-p", str(PORT), "-t", str(seconds), "-J"],
+                    timeout=seconds + 30)
+        return iperf_gbps(out.stdout)
     finally:
         srv.kill()
         srv.wait()
@@ -102,7 +124,10 @@ def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: float) -> flo
 def ping_rtts(netns: str, ip: str, count: int = 100) -> list[float]:
     out = in_ns(netns, ["ping", "-n", "-c", str(count), "-i", "0.01", "-W", "2", ip],
                 timeout=count * 0.05 + 30)
-    return list(rtts(out.stdout).values())
+    got = list(rtts(out.stdout).values())
+    if not got:
+        raise ToolFailed(f"ping {netns} -> {ip}: no reply ({(out.stderr or out.stdout).strip()[-200:]})")
+    return got
 
 
 def tcp_rr(client_ns: str, server_ns: str, server_ip: str, count: int = 500) -> list[float]:
@@ -111,7 +136,7 @@ def tcp_rr(client_ns: str, server_ns: str, server_ip: str, count: int = 500) -> 
     try:
         out = in_ns(client_ns, [sys.executable, "-c", RR_CLIENT, server_ip, str(count)], timeout=120)
         if out.returncode != 0:
-            raise RuntimeError(f"tcp_rr {client_ns} -> {server_ip}: {out.stderr[-500:]}")
+            raise ToolFailed(f"tcp_rr {client_ns} -> {server_ip}: {out.stderr.strip()[-300:]}")
         return [float(x) for x in json.loads(out.stdout)]
     finally:
         srv.kill()
@@ -159,7 +184,7 @@ def measure(client: str, server: str, server_ip: str, seconds: float) -> dict[st
             "tcp_rr_p99_ms": round(pct(rr, 0.99), 4), "ping_samples_ms": icmp, "tcp_rr_samples_ms": rr}
 
 
-def run(rounds: int, seconds: float) -> dict[str, object]:
+def run(runs: int, seconds: float) -> dict[str, object]:
     name = lab_name = new_lab_name()
     lab = cluster.Lab.up(name, hosts=2)
     try:
@@ -175,24 +200,25 @@ def run(rounds: int, seconds: float) -> dict[str, object]:
         va, vb = direct_veth(lab)
         cases = {"hot-plug": (a.netns, b.netns, str(b.ip)), "plain-ovs": (pa, pb, PLAIN_IPS[1]),
                  "veth": (va, vb, VETH_IPS[1])}
-        per_round: dict[str, list[dict[str, object]]] = {c: [] for c in cases}
-        for _ in range(rounds):  # interleaved, so slow drift of the shared machine hits every case alike
-            for case, (client, server, ip) in cases.items():
-                per_round[case].append(measure(client, server, ip, seconds))
+        # One run measures every case in turn, so slow drift of the shared machine hits every case alike.
+        done = repeat(lambda: {case: measure(*where, seconds) for case, where in cases.items()}, runs,
+                      "dataplane")
+        medians, spreads = done["median"], done["spread"]
         results: dict[str, object] = {}
-        for case, rs in per_round.items():
-            results[case] = {
-                "gbps": statistics.median(float(r["gbps"]) for r in rs),  # type: ignore[arg-type]
-                "ping_p50_ms": statistics.median(float(r["ping_p50_ms"]) for r in rs),  # type: ignore[arg-type]
-                "tcp_rr_p50_ms": statistics.median(float(r["tcp_rr_p50_ms"]) for r in rs),  # type: ignore[arg-type]
-                "rounds": rs,
-            }
-        hp, po = results["hot-plug"], results["plain-ovs"]
-        assert isinstance(hp, dict) and isinstance(po, dict)
+        for case in cases:
+            results[case] = {key: medians[case][key] for key in FIGURES}
+            results[case]["spread"] = {key: spreads[case][key] for key in FIGURES}  # type: ignore[index]
+            results[case]["rounds"] = [r[case] for r in done["runs"]]  # type: ignore[index]
+        hp, po = medians["hot-plug"], medians["plain-ovs"]
         results["ratio_hotplug_over_plain"] = {
             "throughput": round(hp["gbps"] / po["gbps"], 3),
             "ping_rtt": round(hp["ping_p50_ms"] / po["ping_p50_ms"], 3),
             "tcp_rr": round(hp["tcp_rr_p50_ms"] / po["tcp_rr_p50_ms"], 3)}
+        results["ratio_per_run"] = [
+            {"throughput": round(r["hot-plug"]["gbps"] / r["plain-ovs"]["gbps"], 3),
+             "ping_rtt": round(r["hot-plug"]["ping_p50_ms"] / r["plain-ovs"]["ping_p50_ms"], 3),
+             "tcp_rr": round(r["hot-plug"]["tcp_rr_p50_ms"] / r["plain-ovs"]["tcp_rr_p50_ms"], 3)}
+            for r in done["runs"]]
         results["ports_per_bridge"] = {h.name: len(h.ofctl("dump-ports-desc").split(" addr:")) - 1
                                        for h in lab.hosts}
         results["route_flows_on_h1"] = [f for f in h_flows(lab, "h1") if "cookie=0xd1" in f]
@@ -202,6 +228,9 @@ def run(rounds: int, seconds: float) -> dict[str, object]:
         cluster.down(name)
 
 
+FIGURES = ("gbps", "ping_p50_ms", "tcp_rr_p50_ms", "tcp_rr_p99_ms")
+
+
 def h_flows(lab: cluster.Lab, host: str) -> list[str]:
     return [line.strip() for line in lab.host(host).ofctl("dump-flows", "--no-stats").splitlines()
             if "cookie=" in line]
@@ -209,26 +238,22 @@ def h_flows(lab: cluster.Lab, host: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=3)
+    runs_option(parser, 3, "--rounds")
+    parser.add_argument("--seconds", type=float, default=3, help="iperf3 duration per measurement")
     args = parser.parse_args()
     started = time.time()
-    results = run(args.rounds, args.seconds)
-    record = {"bench": "dataplane", "when": started, "machine": {
-        "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
-        "params": {"rounds": args.rounds, "seconds": args.seconds}, "results": results}
-    print(f"{'case':<10} {'Gbit/s':>8} {'ping p50':>10} {'tcp rr p50':>11}")
+    results = run(args.runs, args.seconds)
+    print(f"{'case':<10} {'Gbit/s':>24} {'ping p50 ms':>24} {'tcp rr p50 ms':>24}   "
+          f"(median (min–max) of {args.runs} runs)")
     for case in ("hot-plug", "plain-ovs", "veth"):
         r = results[case]
         assert isinstance(r, dict)
-        print(f"{case:<10} {r['gbps']:>8.3f} {r['ping_p50_ms']:>8.3f}ms {r['tcp_rr_p50_ms']:>9.3f}ms")
-    print(f"hot-plug / plain OVS: {results['ratio_hotplug_over_plain']} "
-          f"(ports per bridge: {results['ports_per_bridge']}; {args.rounds} rounds, medians)")
-    os.makedirs("bench/results", exist_ok=True)
-    path = time.strftime("bench/results/dataplane-%Y%m%dT%H%M%S.json", time.gmtime(started))
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
-    print(f"written {path}")
+        sp = r["spread"]
+        print(f"{case:<10} {show(sp['gbps']):>24} {show(sp['ping_p50_ms']):>24} "
+              f"{show(sp['tcp_rr_p50_ms']):>24}")
+    print(f"hot-plug / plain OVS (of the medians): {results['ratio_hotplug_over_plain']}; per run: "
+          f"{results['ratio_per_run']} (ports per bridge: {results['ports_per_bridge']})")
+    write("dataplane", {"params": {"runs": args.runs, "seconds": args.seconds}, "results": results}, started)
 
 
 if __name__ == "__main__":

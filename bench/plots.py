@@ -49,7 +49,8 @@ def cdf(ax: Any, values: list[float], label: str) -> None:
 
 def stamp(fig: Any, record: Record) -> None:
     m = record["machine"]
-    fig.text(0.99, 0.005, f"{os.path.basename(record['_path'])} · {m['cpus']} cpus · {m['platform']}",
+    commit = f"commit {record['commit']} · " if "commit" in record else ""
+    fig.text(0.99, 0.005, f"{os.path.basename(record['_path'])} · {commit}{m['cpus']} cpus · {m['platform']}",
              ha="right", va="bottom", fontsize=6, color="grey")
 
 
@@ -89,7 +90,8 @@ def dataplane(r: Record, out: str) -> str | None:
         ax.set_title(label, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     ratio = res["ratio_hotplug_over_plain"]
-    fig.suptitle(f"dataplane, medians of {r['params']['rounds']} rounds; hot-plug / plain OVS: throughput "
+    runs = r["params"].get("runs", r["params"].get("rounds"))
+    fig.suptitle(f"dataplane, medians of {runs} runs; hot-plug / plain OVS: throughput "
                  f"{ratio['throughput']}, ping {ratio['ping_rtt']}, rr {ratio['tcp_rr']}", fontsize=9)
     stamp(fig, r)
     path = os.path.join(out, "dataplane.png")
