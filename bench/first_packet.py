@@ -3,20 +3,21 @@
 for fresh container pairs, cross-host and same-host; plus the controller's own
 PacketIn -> route-installed time.
 
-    .venv/bin/python bench/first_packet.py [--pairs 200] [--same-host-pairs 60] [--compare-insecure]
+    .venv/bin/python bench/first_packet.py [--runs 3] [--pairs 200] [--same-host-pairs 60]
+                                           [--compare-insecure]
 
 The lab runs TLS everywhere (as by default); `--compare-insecure` measures an
-`--insecure` lab too, in the same run, and prints the ratio.
+`--insecure` lab too, in each run, and prints the ratio. Each run is a fresh lab;
+every figure is the median over the runs with min and max beside it (raw samples
+of all runs pooled in the JSON).
 
-Prints a table and writes bench/results/first_packet-<timestamp>.json.
+Prints a table and writes bench/results/first_packet-<timestamp>.json (with the commit).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +25,9 @@ import time
 from daolinet.lab import cluster
 from daolinet.testing.fixtures import new_lab_name
 from daolinet.testing.labtools import api, ping, rtts
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runs import ToolFailed, repeat, runs_option, show, write  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -54,6 +58,8 @@ def run(pairs: int, same_pairs: int, insecure: bool = False) -> dict[str, object
         for label, chosen in (("cross-host", cross), ("same-host", same)):
             samples = [measure_pair(lab, a.name, str(b.ip)) for a, b in chosen]
             ok = [s for s in samples if s is not None]
+            if not ok:
+                raise ToolFailed(f"{label}: ping lost a packet for every one of {len(chosen)} pairs")
             extra = [first - steady for first, steady in ok]
             results[label] = {
                 "pairs": len(chosen), "measured": len(ok),
@@ -70,42 +76,45 @@ def run(pairs: int, same_pairs: int, insecure: bool = False) -> dict[str, object
         cluster.down(name)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=200)
-    parser.add_argument("--same-host-pairs", type=int, default=60)
-    parser.add_argument("--compare-insecure", action="store_true",
-                        help="also measure an --insecure lab in the same run")
-    args = parser.parse_args()
-    started = time.time()
+def once(args: argparse.Namespace) -> dict[str, object]:
     results = run(args.pairs, args.same_host_pairs)
     if args.compare_insecure:
         results["insecure"] = run(args.pairs, args.same_host_pairs, insecure=True)
-    record = {"bench": "first_packet", "when": started, "machine": {
-        "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
-        "params": {"pairs": args.pairs, "same_host_pairs": args.same_host_pairs, "tls": True,
-                   "compare_insecure": args.compare_insecure}, "results": results}
-    print(f"{'case':<12} {'pairs':>5} {'first p50':>10} {'steady p50':>11} "
-          f"{'extra p50':>10} {'extra p99':>10}")
+    return results
+
+
+FIGURES = ("first_p50_ms", "steady_p50_ms", "extra_p50_ms", "extra_p99_ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    runs_option(parser)
+    parser.add_argument("--pairs", type=int, default=200, help="cross-host container pairs per run")
+    parser.add_argument("--same-host-pairs", type=int, default=60, help="same-host container pairs per run")
+    parser.add_argument("--compare-insecure", action="store_true",
+                        help="also measure an --insecure lab in each run")
+    args = parser.parse_args()
+    started = time.time()
+    done = repeat(lambda: once(args), args.runs, "first_packet")
+    results, spread = done["median"], done["spread"]
+    print(f"{'case':<12} {'pairs':>5} " + " ".join(f"{f[:-3].replace('_', ' '):>22}" for f in FIGURES)
+          + f"   (ms, median (min–max) of {args.runs} runs)")
     for case in ("cross-host", "same-host"):
-        r = results[case]
-        assert isinstance(r, dict)
-        print(f"{case:<12} {r['measured']:>5} {r['first_p50_ms']:>8.3f}ms {r['steady_p50_ms']:>9.3f}ms "
-              f"{r['extra_p50_ms']:>8.3f}ms {r['extra_p99_ms']:>8.3f}ms")
-    print(f"controller PacketIn->route (µs): {results['controller_route_setup']}")
+        r, sp = results[case], spread[case]
+        print(f"{case:<12} {r['measured']:>5} " + " ".join(f"{show(sp[f]):>22}" for f in FIGURES))
+    print(f"controller PacketIn->route (µs, medians over runs): {results['controller_route_setup']}")
     plain = results.get("insecure")
     if isinstance(plain, dict):
         for case in ("cross-host", "same-host"):
             tls_r, ins_r = results[case], plain[case]
-            assert isinstance(tls_r, dict) and isinstance(ins_r, dict)
             ratio = tls_r["extra_p50_ms"] / max(ins_r["extra_p50_ms"], 1e-3)
-            print(f"{case:<12} insecure extra p50 {ins_r['extra_p50_ms']:.3f}ms "
-                  f"p99 {ins_r['extra_p99_ms']:.3f}ms; TLS/insecure extra p50 x{ratio:.2f}")
-    os.makedirs("bench/results", exist_ok=True)
-    path = time.strftime("bench/results/first_packet-%Y%m%dT%H%M%S.json", time.gmtime(started))
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
-    print(f"written {path}")
+            print(f"{case:<12} insecure extra p50 {show(spread['insecure'][case]['extra_p50_ms'])}ms "
+                  f"p99 {show(spread['insecure'][case]['extra_p99_ms'])}ms; TLS/insecure extra p50 "
+                  f"(medians) x{ratio:.2f}")
+    write("first_packet", {"params": {"runs": args.runs, "pairs": args.pairs,
+                                      "same_host_pairs": args.same_host_pairs, "tls": True,
+                                      "compare_insecure": args.compare_insecure},
+                           "results": results, "spread": spread, "runs": done["runs"]}, started)
 
 
 if __name__ == "__main__":

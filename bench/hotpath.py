@@ -7,9 +7,11 @@ that confirm barriers at once.  It also times each stage of the fast path
 against os-ken doing the same stage (the reference the fast path replaced),
 so the speed-up is a ratio measured in one run.
 
-    .venv/bin/python bench/hotpath.py [--routes 20000] [--profile]
+    .venv/bin/python bench/hotpath.py [--runs 3] [--routes 20000] [--profile]
 
-Prints a table; writes bench/results/hotpath-<timestamp>.json.
+Every figure is the median over --runs runs (each on a fresh model), min and max beside it.
+
+Prints a table; writes bench/results/hotpath-<timestamp>.json (with the commit).
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import os
-import platform
 import pstats
 import sys
 import time
@@ -46,6 +46,7 @@ from daolinet.testing.factories import make_endpoint, make_host, make_network
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ofsim import icmp_frame, packet_in_bytes  # noqa: E402
+from runs import repeat, runs_option, show, write  # noqa: E402
 
 
 class MemorySwitch:
@@ -84,14 +85,14 @@ def build(per_host: int) -> tuple[Context, list[tuple[MemorySwitch, bytes]]]:
 
 
 def per_call(fn: Callable[[], object], n: int) -> float:
-    """µs per call, best of 3."""
-    best = float("inf")
+    """µs per call, the median of 3 timings (never the best)."""
+    took = []
     for _ in range(3):
         started = time.perf_counter()
         for _ in range(n):
             fn()
-        best = min(best, (time.perf_counter() - started) / n)
-    return best * 1e6
+        took.append((time.perf_counter() - started) / n)
+    return sorted(took)[1] * 1e6
 
 
 def stages(ctx: Context, frame: bytes, n: int) -> list[tuple[str, float, float]]:
@@ -138,16 +139,13 @@ def run_routes(ctx: Context, work: list[tuple[MemorySwitch, bytes]]) -> float:
     return asyncio.run(go())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--routes", type=int, default=20_000)
-    ap.add_argument("--profile", action="store_true", help="cProfile the handler; print the top 25")
-    args = ap.parse_args()
-    per_host = int(args.routes ** 0.5) + 1
+def once(routes: int, profile: bool) -> dict[str, object]:
+    """One run on a fresh model: the stage timings and the whole handler over `routes` PacketIns."""
+    per_host = int(routes ** 0.5) + 1
     ctx, work = build(per_host)
-    work = work[: args.routes]
+    work = work[:routes]
     rows = stages(ctx, work[0][1], 5000)
-    if args.profile:
+    if profile:
         prof = cProfile.Profile()
         prof.enable()
         took = run_routes(ctx, work)
@@ -155,26 +153,36 @@ def main() -> None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     else:
         took = run_routes(ctx, work)
-    routes = len(ctx.routes)
-    assert routes == len(work), f"only {routes} of {len(work)} routes were plugged"
-    print(f"{'stage (one cross-host route)':<30} {'fast µs':>9} {'os-ken µs':>10} {'speed-up':>9}")
-    for name, fast, ref in rows:
-        ratio = f"{ref / fast:.1f}x" if ref == ref else "-"
-        ref_s = f"{ref:.1f}" if ref == ref else "-"
-        print(f"{name:<30} {fast:>9.1f} {ref_s:>10} {ratio:>9}")
-    per_route = took / routes * 1e6
-    print(f"whole handler: {routes} routes in {took:.2f} s = {per_route:.1f} µs/route "
-          f"= {routes / took:,.0f} routes/s on one core (no sockets)")
-    result = {"bench": "hotpath", "when": time.time(), "routes": routes, "seconds": round(took, 3),
-              "us_per_route": round(per_route, 1), "routes_per_s": round(routes / took, 1),
-              "stages_us": {name: {"fast": round(f, 2), "os_ken": None if r != r else round(r, 2)}
-                            for name, f, r in rows},
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
-    os.makedirs("bench/results", exist_ok=True)
-    path = time.strftime("bench/results/hotpath-%Y%m%dT%H%M%S.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"written {path}")
+    plugged = len(ctx.routes)
+    if plugged != len(work):
+        raise SystemExit(f"only {plugged} of {len(work)} routes were plugged")
+    return {"routes": plugged, "seconds": round(took, 3), "us_per_route": round(took / plugged * 1e6, 1),
+            "routes_per_s": round(plugged / took, 1),
+            "stages_us": {name: {"fast": round(f, 2), "os_ken": None if r != r else round(r, 2)}
+                          for name, f, r in rows}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    runs_option(ap)
+    ap.add_argument("--routes", type=int, default=20_000, help="PacketIns (fresh routes) per run")
+    ap.add_argument("--profile", action="store_true",
+                    help="cProfile the handler (first run); print the top 25")
+    args = ap.parse_args()
+    started = time.time()
+    count = iter(range(args.runs))
+    done = repeat(lambda: once(args.routes, args.profile and next(count) == 0), args.runs, "hotpath")
+    med, sp = done["median"], done["spread"]
+    print(f"{'stage (one cross-host route)':<30} {'fast µs':>22} {'os-ken µs':>22} {'speed-up':>9}   "
+          f"(median (min–max) of {args.runs} runs)")
+    for name, stage in med["stages_us"].items():
+        fast, ref = stage["fast"], stage["os_ken"]
+        ratio = f"{ref / fast:.1f}x" if ref is not None else "-"
+        ref_s = show(sp["stages_us"][name]["os_ken"], 1) if ref is not None else "-"
+        print(f"{name:<30} {show(sp['stages_us'][name]['fast'], 1):>22} {ref_s:>22} {ratio:>9}")
+    print(f"whole handler: {med['routes']} routes; {show(sp['us_per_route'], 1)} µs/route "
+          f"= {show(sp['routes_per_s'], 0)} routes/s on one core (no sockets)")
+    write("hotpath", {**med, "runs_count": args.runs, "spread": sp, "runs": done["runs"]}, started)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,11 @@ container instead of one per peer.  Linux counts neighbour entries across *all*
 namespaces against one gc_thresh3 (1024 by default): with per-peer ARP an all-to-all
 burst would stall at ~1,024 talking directions ("neighbor table overflow").
 
-    .venv/bin/python bench/idle_cost.py [--k 40,100,400] [--hosts 4] [--idle-timeout 10]
+    .venv/bin/python bench/idle_cost.py [--runs 3] [--k 40,100,400] [--hosts 4] [--idle-timeout 10]
 
-Prints a table and writes bench/results/idle_cost-<timestamp>.json.
+Each run is a fresh lab; every figure is the median over the runs with min and max beside it.
+
+Prints a table and writes bench/results/idle_cost-<timestamp>.json (with the commit).
 """
 
 from __future__ import annotations
@@ -30,9 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import json
 import os
-import platform
 import random
 import re
 import select
@@ -45,6 +45,9 @@ from daolinet.pipeline import Kind
 from daolinet.system import procs
 from daolinet.testing.fixtures import new_lab_name
 from daolinet.testing.labtools import api
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runs import repeat, runs_option, show, spread, write  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 UDP_PORT = 9
@@ -198,39 +201,36 @@ def run(ks: list[int], hosts: int, idle_timeout: int, max_pairs: int, seed: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    runs_option(parser)
     parser.add_argument("--k", default="40,100,400", help="container counts, comma-separated")
-    parser.add_argument("--hosts", type=int, default=4)
-    parser.add_argument("--idle-timeout", type=int, default=10)
-    parser.add_argument("--max-pairs", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--hosts", type=int, default=4, help="lab hosts the containers are spread over")
+    parser.add_argument("--idle-timeout", type=int, default=10, help="the lab's route idle timeout (s)")
+    parser.add_argument("--max-pairs", type=int, default=5000, help="talking pairs at most (else sampled)")
+    parser.add_argument("--seed", type=int, default=6, help="seed of the pair sample")
     args = parser.parse_args()
     ks = [int(x) for x in args.k.split(",")]
     started = time.time()
-    results = run(ks, args.hosts, args.idle_timeout, args.max_pairs, args.seed)
-    record = {"bench": "idle_cost", "when": started, "machine": {
-        "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
-        "params": vars(args), "results": results}
-    print(f"{'K':>4} {'pairs':>12} {'phase':<8} {'route/host':>11} {'base/host':>10} {'RSS MiB/host':>13} "
-          f"{'proactive/host':>15}")
-    runs = results["runs"]
-    assert isinstance(runs, list)
-    for r in runs:
+    done = repeat(lambda: run(ks, args.hosts, args.idle_timeout, args.max_pairs, args.seed), args.runs,
+                  "idle_cost")
+    results = done["median"]
+    print(f"{'K':>4} {'pairs':>6} {'phase':<8} {'route/host':>24} {'base/host':>10} {'RSS MiB/host':>24} "
+          f"{'proactive/host':>15}   (median (min–max) of {args.runs} runs)")
+    for i, r in enumerate(results["runs"]):
         pairs = f"{r['pairs']}{'' if r['all_to_all'] else '*'}"
+        per_run = [run_["runs"][i] for run_ in done["runs"]]
         for phase in ("idle", "during", "after_idle_timeout"):
-            snap = r[phase]
-            route = max(v["route"] for v in snap.values())
-            base = max(v["base"] for v in snap.values())
-            rss = max(v["rss_mib"] for v in snap.values())
+            route = spread([max(v["route"] for v in k[phase].values()) for k in per_run])
+            base = max(v["base"] for v in r[phase].values())
+            rss = spread([max(v["rss_mib"] for v in k[phase].values()) for k in per_run])
             pro = max(r["proactive_full_mesh_route_flows"].values())
-            print(f"{r['k']:>4} {pairs:>12} {phase[:8]:<8} {route:>11} {base:>10} {rss:>13.1f} {pro:>15}")
-        print(f"     burst: {r['burst']}; idled out in {r['idle_out_seconds']} s; "
+            print(f"{r['k']:>4} {pairs:>6} {phase[:8]:<8} {show(route, 0):>24} {base:>10} {show(rss, 1):>24} "
+                  f"{pro:>15}")
+        idle_out = spread([k["idle_out_seconds"] for k in per_run])
+        print(f"     burst (medians): {r['burst']}; idled out in {show(idle_out, 1)} s; "
               f"attach {r['attach_seconds']} s")
     print("(per host: the maximum over hosts; * = random sample of pairs, not all-to-all)")
-    os.makedirs("bench/results", exist_ok=True)
-    path = time.strftime("bench/results/idle_cost-%Y%m%dT%H%M%S.json", time.gmtime(started))
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
-    print(f"written {path}")
+    write("idle_cost", {"params": vars(args), "results": results, "spread": done["spread"],
+                        "runs": done["runs"]}, started)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,19 @@ generator's own ceiling (its per-route work without a controller) is measured to
 The controller runs `--insecure` (tcp:) unless `--tls`: then it listens on ssl:
 with a pair from a CA made for the run, and every switch connects over TLS with
 the certificate of the host registered with its dpid.  `--compare` runs both
-cases, `--rounds` times each (alternating which goes first, each on a fresh
-controller and store), and prints both and the TLS/insecure ratio.
+cases, `--runs` times each (alternating which goes first, each on a fresh
+controller and store), and prints both and the TLS/insecure ratio.  Without
+`--compare`, the one case runs `--runs` times, each on a fresh controller and store.
+Every figure is the median over the runs, with min and max beside it; a run whose
+controller stopped answering is reported and retried.
 
-    .venv/bin/python bench/route_setup.py [--switches 2] [--endpoints 300] [--window 64]
-                                          [--routes 20000] [--tls | --compare [--rounds 3]]
+    .venv/bin/python bench/route_setup.py [--runs 3] [--switches 2] [--endpoints 300] [--window 64]
+                                          [--routes 20000] [--tls | --compare]
                                           [--profile FILE.txt|FILE.svg]
 
-Prints a table; writes bench/results/route_setup-<timestamp>.json (with raw samples;
-with --compare, every round's, and the TLS case of the last round at the top level).
+Prints a table; writes bench/results/route_setup-<timestamp>.json (with the commit;
+the medians at the top level, "spread" with min and max, every run under "runs"; with
+--compare, every round's under "compare", and the TLS case's medians at the top level).
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import signal
 import statistics
@@ -59,6 +62,7 @@ from ofsim import (  # noqa: E402
     stats_ms,
     stop,
 )
+from runs import ToolFailed, combine, repeat, runs_option, show, write  # noqa: E402
 
 from daolinet.model import Endpoint, Host, Network, Tenant  # noqa: E402
 from daolinet.model.objects import DEFAULT_TENANT  # noqa: E402
@@ -230,11 +234,22 @@ def run_case(args: argparse.Namespace, objs: list[object], eps: dict[int, list[E
         spy = start_profiler(ctl.proc.pid, profile) if profile else None
         try:
             return asyncio.run(drive(ctl.of_port, pairs(eps), args, pki_dir, ctl.proc.pid))
+        except (TimeoutError, ConnectionError) as e:
+            raise ToolFailed(f"the controller stopped answering ({type(e).__name__}: {e}); its log said: "
+                             f"{tail(f'{tmp}/controller.log')}") from e
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(30)
             stop(ctl.proc)
+
+
+def tail(path: str, lines: int = 5) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return " | ".join(line.strip() for line in f.readlines()[-lines:]) or "nothing"
+    except OSError:
+        return "nothing (no log)"
 
 
 def print_table(result: Result, title: str) -> None:
@@ -275,29 +290,39 @@ def summarise(rounds: list[dict[str, Result]]) -> dict[str, object]:
 
 def compare(args: argparse.Namespace, objs: list[object], eps: dict[int, list[Endpoint]]) -> Result:
     rounds: list[dict[str, Result]] = []
-    for i in range(args.rounds):
+    for i in range(args.runs):
         order = ("insecure", "tls") if i % 2 == 0 else ("tls", "insecure")
-        rnd: dict[str, Result] = {case: run_case(args, objs, eps, case == "tls") for case in order}
+        rnd: dict[str, Result] = {case: repeat(lambda c=case: run_case(args, objs, eps, c == "tls"), 1,  # type: ignore[misc]
+                                               f"route_setup {case}")["runs"][0] for case in order}
         rounds.append({"order": list(order), **rnd})  # type: ignore[dict-item]
         ins, tls = (rnd[c]["throughput"]["routes_per_s"] for c in ("insecure", "tls"))  # type: ignore[index]
-        print(f"round {i + 1}/{args.rounds}: throughput insecure {ins:,.0f}, TLS {tls:,.0f} routes/s "
+        print(f"round {i + 1}/{args.runs}: throughput insecure {ins:,.0f}, TLS {tls:,.0f} routes/s "
               f"(TLS/insecure {tls / ins:.3f})", flush=True)
     summary = summarise(rounds)
-    print(f"{'over ' + str(args.rounds) + ' rounds':<24} {'insecure median [min-max]':>28} "
-          f"{'TLS median [min-max]':>28} {'TLS/insecure':>13}")
+    print(f"{'over ' + str(args.runs) + ' rounds':<24} {'insecure median (min–max)':>28} "
+          f"{'TLS median (min–max)':>28} {'TLS/insecure':>13}")
     for figure, row in summary.items():
         assert isinstance(row, dict)
-        cells = [f"{row[c]['median']:,.3f} [{row[c]['min']:,.3f}-{row[c]['max']:,.3f}]"
-                 for c in ("insecure", "tls")]
+        cells = [show(row[c]) for c in ("insecure", "tls")]
         print(f"{figure:<24} {cells[0]:>28} {cells[1]:>28} {row['tls_over_insecure']:>13}")
     throughput = summary["throughput_routes_per_s"]
     cost = 1 - throughput["tls_over_insecure"]  # type: ignore[index]
-    print(f"TLS costs {cost:.1%} of route-setup throughput (medians of {args.rounds} rounds; "
+    print(f"TLS costs {cost:.1%} of route-setup throughput (medians of {args.runs} rounds; "
           f"target <= 10 %); per round TLS/insecure {throughput['round_ratios']}")  # type: ignore[index]
     per_route = summary["throughput_cpu_us_per_route"]["tls_over_insecure"]  # type: ignore[index]
     print(f"controller CPU per route TLS/insecure x{per_route}: TLS costs {1 - 1 / per_route:.1%} of a "
           f"CPU-bound controller's throughput")
-    return {**rounds[-1]["tls"], "compare": {"rounds": rounds, "summary": summary}}
+    tls_median, _ = combine([r["tls"] for r in rounds])
+    return {**tls_median, "compare": {"rounds": rounds, "summary": summary}}
+
+
+def single(args: argparse.Namespace, objs: list[object], eps: dict[int, list[Endpoint]]) -> Result:
+    """The one case (--tls or not), --runs times; medians at the top level."""
+    done = repeat(lambda: run_case(args, objs, eps, args.tls, args.profile), args.runs, "route_setup")
+    print(f"{'figure':<30} {'median (min–max) of ' + str(args.runs) + ' runs':>36}")
+    for figure, (mode, key) in FIGURES.items():
+        print(f"{figure:<30} {show(done['spread'][mode][key]):>36}")
+    return {**done["median"], "spread": done["spread"], "runs": done["runs"]}
 
 
 def main() -> None:
@@ -312,8 +337,8 @@ def main() -> None:
     ap.add_argument("--tls", action="store_true", help="OpenFlow over TLS, every switch with its host's "
                     "certificate (default: --insecure, plain TCP)")
     ap.add_argument("--compare", action="store_true", help="run the insecure and the TLS case, "
-                    "--rounds times each, and print both and their ratio")
-    ap.add_argument("--rounds", type=int, default=3, help="with --compare")
+                    "--runs times each, and print both and their ratio")
+    runs_option(ap, 3, "--rounds")
     ap.add_argument("--profile", metavar="FILE", help="record the controller with py-spy into FILE "
                     "(.txt: collapsed stacks, else a flame graph SVG)")
     args = ap.parse_args()
@@ -324,11 +349,12 @@ def main() -> None:
     if args.switches * args.endpoints ** 2 < need:
         raise SystemExit(f"{args.switches}x{args.endpoints} endpoints give too few fresh pairs "
                          f"for {need:.0f} routes")
-    result = compare(args, objs, eps) if args.compare else run_case(args, objs, eps, args.tls, args.profile)
+    started = time.time()
+    result = compare(args, objs, eps) if args.compare else single(args, objs, eps)
     ceiling = generator_ceiling(20000)
-    result = {"bench": "route_setup", "when": time.time(), "switches": args.switches,
-              "endpoints_per_switch": args.endpoints, "window": args.window, "machine": machine(),
-              "tls": args.tls or args.compare, **result, "generator_ceiling_routes_per_s": round(ceiling, 1)}
+    result = {"switches": args.switches, "endpoints_per_switch": args.endpoints, "window": args.window,
+              "runs_count": args.runs, "tls": args.tls or args.compare, **result,
+              "generator_ceiling_routes_per_s": round(ceiling, 1)}
     print_table(result, "TLS" if result["tls"] else "insecure")
     r = result["throughput"]
     assert isinstance(r, dict)
@@ -337,11 +363,7 @@ def main() -> None:
           f"over {r['seconds']} s")
     print(f"half load offered {result['half_load']['offered_routes_per_s']} routes/s; "  # type: ignore[index]
           f"generator ceiling: {ceiling:,.0f} routes/s (its own work per route, no controller, no TLS)")
-    os.makedirs("bench/results", exist_ok=True)
-    path = time.strftime("bench/results/route_setup-%Y%m%dT%H%M%S.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"written {path}")
+    write("route_setup", {**result, "machine": machine()}, started)
 
 
 if __name__ == "__main__":

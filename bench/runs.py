@@ -69,9 +69,10 @@ def combine(runs: list[Any]) -> tuple[Any, Any]:
     lists of numbers (raw samples) are concatenated, anything else is the first run's."""
     first = runs[0]
     if _number(first) and all(_number(r) for r in runs):
-        values = [float(r) for r in runs]
-        s = spread(values)
+        s = spread(list(runs))
         median = s["median"]
+        if all(isinstance(r, int) for r in runs) and float(median).is_integer():
+            median = s["median"] = int(median)  # counts stay counts
         return (round(median, 6) if isinstance(median, float) else median), s
     if isinstance(first, dict) and all(isinstance(r, dict) for r in runs):
         medians: dict[str, Any] = {}

@@ -8,17 +8,18 @@ The ping sends every 10 ms (`ping -c 1 -i 0.01 -w 10`: exits on the first reply)
 so the figure has a 10 ms resolution and includes starting ping in the namespace
 (a few ms; the same for every container; its median is measured and reported).
 
-    .venv/bin/python bench/time_to_network.py [--containers 60] [--hosts 2]
+    .venv/bin/python bench/time_to_network.py [--runs 3] [--containers 60] [--hosts 2]
 
-Prints a table and writes bench/results/time_to_network-<timestamp>.json.
+Each run is a fresh lab; every figure is the median over the runs with min and max
+beside it (raw samples of all runs pooled in the JSON).
+
+Prints a table and writes bench/results/time_to_network-<timestamp>.json (with the commit).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +27,9 @@ import time
 from daolinet.lab import cluster
 from daolinet.testing.fixtures import new_lab_name
 from daolinet.testing.labtools import api, ping
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runs import ToolFailed, repeat, runs_option, show, write  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -54,6 +58,8 @@ def run(containers: int, hosts: int) -> dict[str, object]:
             ping(lab, probe.name, peer.ip, count=1, wait=2)
             spawn.append((time.perf_counter() - t) * 1e3)
         lab.remove_container(probe.name)
+        if not spawn:
+            raise ToolFailed("ping in the namespace never ran")
         attach, network, failed = [], [], 0
         for i in range(containers):
             host = lab.hosts[1 + i % (hosts - 1)].name  # never h1: every first packet crosses hosts
@@ -67,6 +73,8 @@ def run(containers: int, hosts: int) -> dict[str, object]:
                 continue
             attach.append((t1 - t0) * 1e3)
             network.append((t2 - t0) * 1e3)
+        if not attach:
+            raise ToolFailed(f"no container of {containers} got a ping reply within 10 s")
         return {"containers": containers, "hosts": hosts, "failed": failed,
                 "attach": summary(attach), "attach_to_first_packet": summary(network),
                 "after_attach_to_first_packet":
@@ -80,32 +88,27 @@ def run(containers: int, hosts: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--containers", type=int, default=60)
-    parser.add_argument("--hosts", type=int, default=2)
+    runs_option(parser)
+    parser.add_argument("--containers", type=int, default=60, help="containers attached per run")
+    parser.add_argument("--hosts", type=int, default=2, help="lab hosts (the peer is on h1)")
     args = parser.parse_args()
     if args.hosts < 2:
         parser.error("--hosts must be at least 2 (the first packet crosses hosts)")
     started = time.time()
-    results = run(args.containers, args.hosts)
-    record = {"bench": "time_to_network", "when": started, "machine": {
-        "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
-        "params": vars(args), "results": results}
-    print(f"{'step':<36} {'n':>4} {'p50':>10} {'p99':>10} {'max':>10}")
-    n = args.containers - int(results["failed"])  # type: ignore[call-overload]
+    done = repeat(lambda: run(args.containers, args.hosts), args.runs, "time_to_network")
+    results, spread = done["median"], done["spread"]
+    print(f"{'step':<36} {'p50 ms':>24} {'p99 ms':>24} {'max ms':>24}   "
+          f"(median (min–max) of {args.runs} runs)")
     for key, label in (("attach", "attach (agent answered)"),
                        ("attach_to_first_packet", "attach -> first successful ping"),
                        ("after_attach_to_first_packet", "attach returned -> first ping reply"),
                        ("ping_spawn", "ping with a live route (spawn cost)")):
-        r = results[key]
-        assert isinstance(r, dict)
-        count = 20 if key == "ping_spawn" else n
-        print(f"{label:<36} {count:>4} {r['p50_ms']:>8.1f}ms {r['p99_ms']:>8.1f}ms {r['max_ms']:>8.1f}ms")
-    print(f"failed: {results['failed']} (no reply within 10 s)")
-    os.makedirs("bench/results", exist_ok=True)
-    path = time.strftime("bench/results/time_to_network-%Y%m%dT%H%M%S.json", time.gmtime(started))
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
-    print(f"written {path}")
+        sp = spread[key]
+        cells = " ".join(f"{show(sp[f], 1):>24}" for f in ("p50_ms", "p99_ms", "max_ms"))
+        print(f"{label:<36} {cells}")
+    print(f"failed (no reply within 10 s), per run: {[r['failed'] for r in done['runs']]}")
+    write("time_to_network", {"params": vars(args), "results": results, "spread": spread,
+                              "runs": done["runs"]}, started)
 
 
 if __name__ == "__main__":
