@@ -22,10 +22,14 @@ does), then starts one real controller process on it and measures:
 Simulated switches come from bench/ofsim.py (answer handshakes, barriers
 and stats; read headers only).
 
-    .venv/bin/python bench/scale.py [--switches 1000] [--endpoints 100000] [--profile FILE]
+    .venv/bin/python bench/scale.py [--runs 3] [--switches 1000] [--endpoints 100000] [--profile FILE]
                                     [--profile-samples DIR]   (py-spy, see --help)
 
-Prints a table; writes bench/results/scale-<timestamp>.json.
+Each run starts from a fresh store and controller; the table shows the medians over
+the runs, and the headline figures median (min–max).  A run whose controller stopped
+answering is reported (with its log's tail) and retried.
+
+Prints a table; writes bench/results/scale-<timestamp>.json (with the commit).
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
-import json
 import os
 import platform
 import random
@@ -46,6 +49,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -57,6 +61,7 @@ from daolinet.store import open_store
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ofsim  # noqa: E402
 from ofsim import Switch, connect, icmp_frame, packet_in_bytes  # noqa: E402
+from runs import ToolFailed, repeat, runs_option, show, spread, write  # noqa: E402
 
 PER_NET = 1000  # endpoints per network (network k: 10.k.0.0/16)
 TENANT = "default"
@@ -468,6 +473,7 @@ def mib(n: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    runs_option(ap)
     ap.add_argument("--switches", type=int, default=1000)
     ap.add_argument("--endpoints", type=int, default=100_000,
                     help="in all (plugged, spread over the switches)")
@@ -485,12 +491,41 @@ def main() -> None:
     if args.switches < LATENCY_DPIDS or args.endpoints < 2 * PER_NET + 1:
         raise SystemExit(f"need at least {LATENCY_DPIDS} switches and {2 * PER_NET + 1} endpoints")
     raise_nofile(args.switches + 256)
-    result: dict[str, object] = {"bench": "scale", "when": time.time(), "switches": args.switches,
-                                 "endpoints": args.endpoints,
-                                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                             "python": platform.python_version()},
-                                 "source": source(),
-                                 "targets": {"rss_bytes_max": TARGET_RSS, "latency_flat_within": TARGET_FLAT}}
+    started = time.time()
+    done = repeat(lambda: measure(args), args.runs, "scale")
+    result: dict[str, object] = {"switches": args.switches, "endpoints": args.endpoints,
+                                 "runs_count": args.runs, "source": source(),
+                                 "targets": {"rss_bytes_max": TARGET_RSS, "latency_flat_within": TARGET_FLAT},
+                                 **done["median"], "spread": done["spread"], "runs": done["runs"]}
+    report(result)
+    print(f"\n{'headline figures':<46} {'median (min–max) of ' + str(args.runs) + ' runs':>40}")
+    for label, keys, digits in HEADLINES:
+        print(f"{label:<46} {show(pick(done['spread'], keys), digits):>40}")
+    write("scale", {**result, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                          "python": platform.python_version()}}, started)
+
+
+HEADLINES = [("RSS with live routes (MiB)", ("rss_with_routes", "VmRSS"), 0),
+             ("RSS peak VmHWM (MiB)", ("rss_end", "VmHWM"), 0),
+             ("latency p50, 10 switches (ms)", ("latency_10", "p50_ms"), 3),
+             ("latency p50, all connected, any (ms)", ("latency_all_spread", "p50_ms"), 3),
+             ("latency p99, all connected, any (ms)", ("latency_all_spread", "p99_ms"), 3),
+             ("revocation: API returned (ms)", ("revocation", "api_return_ms"), 1),
+             ("revocation: all DELETEs received (ms)", ("revocation", "all_deletes_received_ms"), 1),
+             ("connect + sync the other switches (s)", ("connect_rest_s",), 2)]
+
+
+def pick(tree: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    for k in keys:
+        tree = tree[k]
+    if keys[-1] in ("VmRSS", "VmHWM"):  # bytes -> MiB
+        tree = spread([v / 2**20 for v in tree["values"]])
+    return dict(tree)
+
+
+def measure(args: argparse.Namespace) -> dict[str, object]:
+    """One run: a fresh store and controller, the whole scenario."""
+    result: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         empty = start_controller(tmp, f"{tmp}/empty.db")
         try:
@@ -517,21 +552,16 @@ def main() -> None:
             result["loaded"] = {"startup_s": round(ctrl.started_in, 3), "rss": ctrl.rss()}
             result.update(asyncio.run(scenario(ctrl, layout, args)))
             result["rss_end"] = ctrl.rss()
-        except BaseException:
+        except (TimeoutError, ConnectionError, httpx.HTTPError) as e:
             with open(f"{tmp}/controller.log", errors="replace") as f:
-                print("controller log (tail):\n" + "".join(f.readlines()[-30:]), file=sys.stderr)
-            raise
+                log = "".join(f.readlines()[-30:])
+            raise ToolFailed(f"{type(e).__name__}: {e}; controller log (tail):\n{log}") from e
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
             ctrl.stop()
-    report(result)
-    os.makedirs("bench/results", exist_ok=True)
-    path = time.strftime("bench/results/scale-%Y%m%dT%H%M%S.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"written {path}")
+    return result
 
 
 def report(r: dict[str, object]) -> None:
