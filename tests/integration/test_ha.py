@@ -268,8 +268,8 @@ def test_a_change_through_one_api_revokes_routes_on_another_masters_switch(ha_la
     with lab.api(index=a) as api:
         start = time.monotonic()
         api.call("DELETE", "/groups/default/g/members", params={"member": "network:n2"})
-        labtools.wait_for(lambda: not on_x(), timeout=5, what="route revoked on x's switch")
         took = time.monotonic() - start
+    assert on_x() == []  # one dump, no polling: the call answered once x's master confirmed
     print(f"\ngroup change through controller c{a} revoked the route on {x_host} (master c{b}) "
           f"in {took * 1000:.0f} ms (API call included)")
     assert took < 0.2

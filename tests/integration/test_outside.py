@@ -83,7 +83,8 @@ def test_a_container_moves_under_a_live_tcp_stream(lab_factory: LabFactory) -> N
     assert result["bytes"] > 10_000_000
     # Packets in flight during the switch are lost and TCP recovers after its
     # minimum retransmission timeout (200 ms on Linux): the gap is that, plus the switch.
-    assert result["max_gap"] < 1.0, result
+    # Target 200 ms, not met yet (issue 17: 209 ms; 240 ms seen on a loaded machine): assert what is reached.
+    assert result["max_gap"] < 0.3, result
     for h in lab.hosts:
         assert not [f for f in flows(lab, h.name) if str(b.pip) in f], f"{h.name} still names {b.pip}"
     assert ping(lab, "a", str(b.ip)).returncode == 0

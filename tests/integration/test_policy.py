@@ -13,7 +13,7 @@ import pytest
 
 from daolinet.lab import cluster
 from daolinet.pipeline import route_cookie
-from daolinet.testing.labtools import api, ping, route_flows, wait_for
+from daolinet.testing.labtools import api, flows, ping, route_flows, wait_for
 
 pytestmark = pytest.mark.integration
 LabFactory = Callable[..., cluster.Lab]
@@ -43,6 +43,11 @@ def pair_flows(lab: cluster.Lab, x: str, y: str) -> list[str]:
     assert ex is not None and ey is not None
     cookie = f"cookie={route_cookie(ex, ey).value:#x}"
     return [f for h in lab.hosts for f in route_flows(lab, h.name) if cookie in f]
+
+
+def drop_flows(lab: cluster.Lab) -> dict[str, list[str]]:
+    """Each host's short-lived drop flows (cookie kind 0xd2), one dump per host."""
+    return {h.name: [f for f in flows(lab, h.name) if "cookie=0xd2" in f] for h in lab.hosts}
 
 
 def route_packets(lab: cluster.Lab, x: str, y: str) -> int:
@@ -106,6 +111,23 @@ def test_disconnect_stops_one_pair_and_clear_restores_the_default(two_nets: clus
     assert ping(lab, "c", ip(lab, "d")).returncode == 0
     api(lab, "DELETE", "/policy", params={"tenant": "default", "a": "a", "b": "d"})
     assert ping(lab, "a", ip(lab, "d")).returncode == 0
+
+
+def test_a_policy_call_returns_after_the_switches_deleted_what_it_changed(two_nets: cluster.Lab) -> None:
+    """The API answers once every switch confirmed the deletions (a barrier): one dump right
+    after the call, no polling, finds the revoked route gone and the lifted drop flows gone."""
+    lab = two_nets
+    assert ping(lab, "a", ip(lab, "d")).returncode == 0
+    assert len(pair_flows(lab, "a", "d")) == 4  # both directions, on h1 and h2
+    api(lab, "POST", "/policy/disconnect", json={"a": "a", "b": "d"})
+    assert pair_flows(lab, "a", "d") == []
+    assert ping(lab, "a", ip(lab, "d"), wait=0.5).returncode != 0  # denied: a drop flow on h1
+    assert ping(lab, "d", ip(lab, "a"), wait=0.5).returncode != 0  # and on h2
+    held = drop_flows(lab)
+    assert held["h1"] and held["h2"], held  # (hard timeout 3 s: still there)
+    api(lab, "DELETE", "/policy", params={"tenant": "default", "a": "a", "b": "d"})
+    assert drop_flows(lab) == {"h1": [], "h2": []}
+    assert ping(lab, "a", ip(lab, "d"), count=1).returncode == 0  # the very first packet passes
 
 
 def test_connect_overrides_network_boundaries(two_nets: cluster.Lab) -> None:

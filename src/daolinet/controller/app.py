@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from daolinet.controller.admission import Refusal, admit
 from daolinet.controller.context import Config, Context
+from daolinet.controller.effects import Effects
 from daolinet.controller.hotplug import HotPlug
 from daolinet.controller.metrics import Metrics
 from daolinet.controller.ofserver import log_refusal
@@ -45,6 +46,8 @@ class Controller:
         self._last_counts: dict[tuple[int, Any], tuple[int, float]] = {}
         # Own commits that arrived ahead of an earlier revision still on its way through the watch.
         self._ahead: dict[int, Change] = {}
+        self.own_rev = 0  # the newest revision committed through this instance
+        self.effects = Effects()  # FlowMods of a revision until the switches confirm them
         self._follower: asyncio.Task[None] | None = None
         # Switches held here with their generation ids; None: the only controller, master of all.
         self.held: dict[int, int] | None = None
@@ -71,6 +74,7 @@ class Controller:
     def on_own_change(self, change: Change) -> None:
         """This instance's commit: applied at once (the API call sees its effect before it
         returns) unless an earlier revision by another writer has not arrived yet."""
+        self.own_rev = max(self.own_rev, change.rev)
         if change.rev <= self.view.rev:
             return
         self._ahead[change.rev] = change
@@ -129,6 +133,12 @@ class Controller:
     # -- the model changed -----------------------------------------------------------
 
     def on_change(self, change: Change) -> None:
+        try:
+            self._apply(change)
+        finally:
+            self.effects.applied(change.rev)
+
+    def _apply(self, change: Change) -> None:
         obj, view = change.obj, self.ctx.view
         old: Any = None
         if isinstance(obj, Endpoint):
@@ -155,8 +165,27 @@ class Controller:
             if not change.deleted:
                 self.sync.install_portmap(obj)
         elif isinstance(obj, Group | Rule | Network):
-            # A policy change takes effect at once: revoke what it no longer allows.
-            self.hotplug.revalidate(obj.tenant)
+            # A policy change takes effect at once: revoke what it no longer allows, and
+            # the API call that made it answers once the switches confirm (confirmed()).
+            self.effects.track(change.rev, self.hotplug.revalidate(obj.tenant))
+
+    async def confirmed(self) -> None:
+        """Return once this instance's last commit has taken effect on every switch: the
+        deletions it caused here are confirmed by barrier replies, and so are those every
+        other controller mastering a switch made for it (each revokes the routes it
+        plugged).  A switch or controller that does not answer in time is logged."""
+        rev = self.own_rev
+        peers: dict[str, Any] = {}  # one RemoteSwitch per other master: it answers for all its switches
+        for dpid in self.view.hosts_by_dpid:
+            if dpid not in self.ctx.sessions and (remote := self.ctx.remote(dpid)) is not None:
+                peers.setdefault(remote.url, remote)
+        await asyncio.gather(self.effects.settled(rev), *(self._peer_settled(r, rev) for r in peers.values()))
+
+    async def _peer_settled(self, remote: Any, rev: int) -> None:
+        try:
+            await asyncio.wait_for(remote.settled(rev), self.effects.timeout + 1.0)
+        except (ConnectionError, TimeoutError, httpx.HTTPError) as e:
+            log.warning("controller %s did not confirm revision %d: %r", remote.url, rev, e)
 
     def _endpoint_changed(self, old: Endpoint | None, new: Endpoint | None) -> None:
         def placed(e: Endpoint) -> tuple[object, ...]:

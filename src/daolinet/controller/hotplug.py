@@ -261,10 +261,11 @@ class HotPlug:
             log.debug("route %#x idled out", gone.cookie)
             self.ctx.metrics.live_routes.set(len(self.ctx.routes))
 
-    def revalidate(self, tenant: str | None = None) -> int:
+    def revalidate(self, tenant: str | None = None) -> dict[int, Any]:
         """After a policy change: revoke every live route (of `tenant`) the policy
         no longer allows as installed, and drop every drop flow so a grant takes
-        effect on the next packet.  Returns the number of pairs revoked."""
+        effect on the next packet.  Returns the switches sent deletions (dpid -> switch),
+        for the caller to confirm by a barrier."""
         view = self.ctx.view
         doomed = set()
         for route in self.ctx.routes.all():
@@ -274,25 +275,31 @@ class HotPlug:
                 continue
             if (tenant is None or a.tenant == tenant) and not _still_allowed(route, a, b, view):
                 doomed.add(route.cookie)
+        touched: dict[int, Any] = {}
         for cookie in doomed:
-            self.revoke(cookie)
-        self.clear_drops()
-        return len(doomed)
+            touched.update(self.revoke(cookie))
+        touched.update(self.clear_drops())
+        if doomed:
+            log.info("policy change: %d pair(s) revoked", len(doomed))
+        return touched
 
-    def clear_drops(self) -> None:
+    def clear_drops(self) -> dict[int, Any]:
         """Forget every short-lived drop flow, everywhere: something became reachable.
         Only a switch sent one within its hard timeout can hold one (plus a second for
         delivery and the switch's expiry sweep), or one whose session is new to us (a
-        previous master or connection may have sent it one); the others are left alone."""
+        previous master or connection may have sent it one); the others are left alone.
+        Returns the switches sent the deletion."""
         drops, mask = kind_mask(Kind.DROP)
         since = self.ctx.clock() - self.ctx.config.drop_timeout - 1.0
+        touched: dict[int, Any] = {}
         for dpid, session in self.ctx.sessions.items():
             if self._drops_sent.get(dpid, since - 1) >= since or self._cleared.get(dpid) is not session:
                 self._send(session, wire.flow_delete_cookie(drops, mask))
-                self._cleared[dpid] = session
+                self._cleared[dpid] = touched[dpid] = session
                 self._drops_sent.pop(dpid, None)
         for dpid in [d for d, sent in self._drops_sent.items() if sent < since]:
             del self._drops_sent[dpid]
+        return touched
 
     def revoke_endpoint(self, eid: int) -> int:
         """Delete every route of an endpoint on every switch holding it, now."""
@@ -301,11 +308,12 @@ class HotPlug:
             self.revoke(cookie)
         return len(cookies)
 
-    def revoke(self, cookie: int) -> None:
+    def revoke(self, cookie: int) -> dict[int, Any]:
         """Delete every flow of the pair's routes (all scopes), on every switch holding one,
         and on both ends' switches whatever the table says: a route adopted after a
         failover knows only its half on the adopted switch, while the other half was
-        put on a switch mastered elsewhere by the controller that died."""
+        put on a switch mastered elsewhere by the controller that died.  Returns the
+        switches sent the deletion (mastered here, or reached through their master)."""
         dpids = {d for route in self.ctx.routes.remove_pair(cookie) for d in route.flows}
         view = self.ctx.view
         for eid in ((cookie >> EID_BITS) & EID_MAX, cookie & EID_MAX):
@@ -313,11 +321,14 @@ class HotPlug:
             host = view.host_of(e) if e is not None else None
             if host is not None:
                 dpids.add(host.dpid)
+        touched: dict[int, Any] = {}
         for dpid in sorted(dpids):
             session = self._switch(dpid)
             if session is not None:
                 self._send(session, wire.flow_delete_cookie(cookie, (1 << 64) - 1))
+                touched[dpid] = session
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))
+        return touched
 
 
 def _still_allowed(route: LiveRoute, a: Endpoint, b: Endpoint, view: View) -> bool:

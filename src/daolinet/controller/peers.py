@@ -7,7 +7,9 @@ like a `SwitchSession` to the hot-plug code (`send`, `barrier`, `barrier_then`, 
 queues encoded messages, `barrier()` posts the queue to the master's API
 (`POST /internal/switches/{dpid}/ofmsgs`), which writes them to the switch and
 answers once the switch's barrier reply is in.  Sends not followed by a barrier
-(revocations) are posted in the background, in order.
+(revocations) are posted in the background, in order.  `settled(rev)` asks the
+master whether its own work for a store revision is confirmed (an API call that
+changed the policy answers only then).
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ class RemoteSwitch:
         """Everything sent so far is applied by the switch; with `min_rev`, also what the
         master did on its way to that store revision (the flows of a change made here)."""
         await self._post(barrier=True, min_rev=min_rev)
+
+    async def settled(self, rev: int) -> None:
+        """The master has applied store revision `rev` and its switches confirmed the
+        deletions it sent for it (controller/effects.py); it answers for all its switches."""
+        reply = await self._client.post(
+            f"{self.url}/internal/settled", json={"rev": rev},
+            headers={"Authorization": f"Bearer {self._token}"} if self._token else None, timeout=TIMEOUT)
+        if reply.status_code != 200:
+            raise ConnectionError(f"controller {self.url} answered {reply.status_code}: {reply.text[:200]}")
 
     def barrier_then(self, callback: Callable[[bool], None]) -> None:
         """SwitchSession.barrier_then's counterpart: callback(ok) once the master confirmed."""

@@ -67,6 +67,7 @@ async def create_network(request: Request, p: AgentAuth, body: NetworkIn) -> dic
     p.see(body.tenant, f"tenant {body.tenant} not found")
     n = await _store(request).create_network(body.tenant, body.name, body.subnet, body.gateway,
                                              body.isolated, body.external)
+    await request.app.state.ctrl.confirmed()  # a policy change too (Controller.confirmed)
     return n.to_json()
 
 
@@ -79,7 +80,9 @@ async def get_network(request: Request, p: AgentAuth, tenant: str, name: str) ->
 @router.delete("/networks/{tenant}/{name}", tags=["networks"])
 async def delete_network(request: Request, p: AgentAuth, tenant: str, name: str) -> dict[str, Any]:
     p.see(tenant, f"network {name} of tenant {tenant} not found")
-    return (await _store(request).delete_network(tenant, name)).to_json()
+    n = await _store(request).delete_network(tenant, name)
+    await request.app.state.ctrl.confirmed()  # a policy change too (Controller.confirmed)
+    return n.to_json()
 
 
 @router.get("/hosts", tags=["hosts"])

@@ -117,3 +117,16 @@ async def forward_ofmsgs(request: Request, p: PeerAuth, dpid: int) -> dict[str, 
     if barrier:
         await session.barrier()
     return {"ok": True}
+
+
+@router.post("/internal/settled", tags=["ops"], include_in_schema=False)
+async def settled(request: Request, p: PeerAuth) -> dict[str, Any]:
+    """Another controller's policy change: answer once this controller has applied its
+    revision and the switches confirmed the deletions made here for it (Controller.confirmed)."""
+    body = await request.json()
+    try:
+        rev = int(body["rev"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidInput(f"expected {{rev: int}}: {e}") from e
+    await request.app.state.ctrl.effects.settled(rev)
+    return {"ok": True}

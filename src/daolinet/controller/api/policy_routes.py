@@ -1,4 +1,8 @@
-"""Groups, pair rules (connect/disconnect), L4 rules and trace."""
+"""Groups, pair rules (connect/disconnect), L4 rules and trace.
+
+A call that changes the policy answers once the change has taken effect on every
+switch: the routes it no longer allows and the drop flows it lifts are deleted,
+confirmed by barrier replies (Controller.confirmed)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,11 @@ def _store(request: Request) -> Store:
     return request.app.state.ctrl.store  # type: ignore[no-any-return]
 
 
+async def _in_effect(request: Request) -> None:
+    """Wait until the policy change just committed is confirmed by the switches."""
+    await request.app.state.ctrl.confirmed()
+
+
 @router.get("/groups", tags=["groups"])
 async def list_groups(request: Request, p: Auth, tenant: str | None = None) -> list[dict[str, Any]]:
     return [g.to_json() for g in await _store(request).list_groups(p.tenant_filter(tenant))]
@@ -27,7 +36,9 @@ async def list_groups(request: Request, p: Auth, tenant: str | None = None) -> l
 @router.post("/groups", status_code=201, tags=["groups"])
 async def create_group(request: Request, p: Auth, body: GroupIn) -> dict[str, Any]:
     p.see(body.tenant, f"tenant {body.tenant} not found")
-    return (await _store(request).create_group(body.tenant, body.name, body.members)).to_json()
+    changed = await _store(request).create_group(body.tenant, body.name, body.members)
+    await _in_effect(request)
+    return changed.to_json()
 
 
 @router.get("/groups/{tenant}/{name}", tags=["groups"])
@@ -39,31 +50,41 @@ async def get_group(request: Request, p: Auth, tenant: str, name: str) -> dict[s
 @router.delete("/groups/{tenant}/{name}", tags=["groups"])
 async def delete_group(request: Request, p: Auth, tenant: str, name: str) -> dict[str, Any]:
     p.see(tenant, f"group {name} of tenant {tenant} not found")
-    return (await _store(request).delete_group(tenant, name)).to_json()
+    changed = await _store(request).delete_group(tenant, name)
+    await _in_effect(request)
+    return changed.to_json()
 
 
 @router.post("/groups/{tenant}/{name}/members", tags=["groups"])
 async def add_member(request: Request, p: Auth, tenant: str, name: str, body: MemberIn) -> dict[str, Any]:
     p.see(tenant, f"group {name} of tenant {tenant} not found")
-    return (await _store(request).add_group_member(tenant, name, body.member)).to_json()
+    changed = await _store(request).add_group_member(tenant, name, body.member)
+    await _in_effect(request)
+    return changed.to_json()
 
 
 @router.delete("/groups/{tenant}/{name}/members", tags=["groups"])
 async def remove_member(request: Request, p: Auth, tenant: str, name: str, member: str) -> dict[str, Any]:
     p.see(tenant, f"group {name} of tenant {tenant} not found")
-    return (await _store(request).remove_group_member(tenant, name, member)).to_json()
+    changed = await _store(request).remove_group_member(tenant, name, member)
+    await _in_effect(request)
+    return changed.to_json()
 
 
 @router.post("/policy/connect", tags=["policy"])
 async def connect(request: Request, p: Auth, body: PairIn) -> dict[str, Any]:
     p.see(body.tenant, f"tenant {body.tenant} not found")
-    return (await _store(request).set_pair_rule(body.tenant, body.a, body.b, "connect")).to_json()
+    changed = await _store(request).set_pair_rule(body.tenant, body.a, body.b, "connect")
+    await _in_effect(request)
+    return changed.to_json()
 
 
 @router.post("/policy/disconnect", tags=["policy"])
 async def disconnect(request: Request, p: Auth, body: PairIn) -> dict[str, Any]:
     p.see(body.tenant, f"tenant {body.tenant} not found")
-    return (await _store(request).set_pair_rule(body.tenant, body.a, body.b, "disconnect")).to_json()
+    changed = await _store(request).set_pair_rule(body.tenant, body.a, body.b, "disconnect")
+    await _in_effect(request)
+    return changed.to_json()
 
 
 @router.get("/policy", tags=["policy"])
@@ -78,7 +99,9 @@ async def show_policy(request: Request, p: Auth, tenant: str | None = None, a: s
 async def clear_policy(request: Request, p: Auth, tenant: str = "default", a: str | None = None,
                        b: str | None = None) -> list[dict[str, Any]]:
     p.see(tenant, f"tenant {tenant} not found")
-    return [r.to_json() for r in await _store(request).clear_pair_rules(tenant, a, b)]
+    changed = [r.to_json() for r in await _store(request).clear_pair_rules(tenant, a, b)]
+    await _in_effect(request)
+    return changed
 
 
 @router.get("/rules", tags=["rules"])
@@ -91,6 +114,7 @@ async def create_rule(request: Request, p: Auth, body: L4RuleIn) -> dict[str, An
     p.see(body.tenant, f"tenant {body.tenant} not found")
     r = await _store(request).create_l4_rule(body.tenant, body.from_group, body.to_group,
                                              body.protocol, body.ports)
+    await _in_effect(request)
     return r.to_json()
 
 
@@ -103,7 +127,9 @@ async def get_rule(request: Request, p: Auth, tenant: str, rule_id: RowId) -> di
 @router.delete("/rules/{tenant}/{rule_id}", tags=["rules"])
 async def delete_rule(request: Request, p: Auth, tenant: str, rule_id: RowId) -> dict[str, Any]:
     p.see(tenant, f"rule {rule_id} of tenant {tenant} not found")
-    return (await _store(request).delete_rule(tenant, rule_id)).to_json()
+    changed = await _store(request).delete_rule(tenant, rule_id)
+    await _in_effect(request)
+    return changed.to_json()
 
 
 @router.post("/trace", tags=["policy"])
