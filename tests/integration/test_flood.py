@@ -5,6 +5,7 @@ network keeps working for everyone else."""
 from __future__ import annotations
 
 import re
+import subprocess
 import textwrap
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import pytest
 
 from daolinet.lab import cluster
 from daolinet.system.ovsdb import PACKET_IN_BURST, PACKET_IN_RATE
-from daolinet.testing.labtools import api, ping
+from daolinet.testing.labtools import api, ping, wait_for
 
 pytestmark = pytest.mark.integration
 LabFactory = Callable[..., cluster.Lab]
@@ -48,10 +49,22 @@ def test_an_address_scan_is_rate_limited_and_others_still_connect(lab_factory: L
         print(time.monotonic() - t)
     """)
     started = time.monotonic()
-    sent = lab.exec("scanner", ["python3", "-c", scan], check=True)
-    assert float(sent.stdout) < 2 * SCAN / SCAN_RATE, "the scan itself was too slow to be a flood"
-    # Meanwhile-ish and after: another container on the same host still gets its route.
-    assert ping(lab, "friend", lab.container("peer").ip or "", count=3).returncode == 0
+    scanner = lab.popen("scanner", ["python3", "-c", scan], stdout=subprocess.PIPE)
+    try:
+        # During the scan (its PacketIns are arriving, the scanner still sending), another
+        # container on the same host gets a fresh route to a peer.
+        wait_for(lambda: packet_ins(lab, 1) - before > PACKET_IN_RATE / 4, timeout=10,
+                 what="the scan's PacketIns reaching the controller")
+        assert scanner.poll() is None, "the scan ended before the friend tried"
+        assert ping(lab, "friend", lab.container("peer").ip or "", count=3).returncode == 0
+        assert scanner.poll() is None, "the friend connected only after the scan ended"
+        out, _ = scanner.communicate(timeout=60)
+    finally:
+        if scanner.poll() is None:
+            scanner.kill()
+            scanner.wait()
+    assert scanner.returncode == 0
+    assert float(out) < 2 * SCAN / SCAN_RATE, "the scan itself was too slow to be a flood"
     last, stable_since = packet_ins(lab, 1), time.monotonic()
     while time.monotonic() - stable_since < 1.0:  # until the counter stops moving
         time.sleep(0.2)
