@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.errors import InvalidInput
+from daolinet.model import addresses
 from daolinet.model.objects import DEFAULT_TENANT
-from daolinet.store import ipam
 
 PLUGIN_NAME = "daolinet"  # the socket is <plugin dir>/daolinet.sock; `docker network create -d daolinet`
 IMPLEMENTS = ("NetworkDriver", "IpamDriver")
@@ -60,7 +60,7 @@ def pool_id(subnet: str) -> str:
 def subnet_of_pool(pid: object) -> str:
     if not isinstance(pid, str) or not pid.startswith(POOL_PREFIX):
         raise ProtocolError(f"unknown PoolID {pid!r}: daolinet's pools are {POOL_PREFIX}SUBNET")
-    return str(ipam.check_subnet(pid[len(POOL_PREFIX):], "pool"))
+    return str(addresses.check_subnet(pid[len(POOL_PREFIX):], "pool"))
 
 
 # -- field access ----------------------------------------------------------------
@@ -137,14 +137,14 @@ def parse_create_network(body: object) -> NetworkRequest:
     if not isinstance(v4, list) or len(v4) != 1:
         raise InvalidInput("a daolinet network has exactly one IPv4 subnet: give one --subnet")
     data = _obj(v4[0], "IPv4Data")
-    subnet = ipam.check_subnet(_str(data, "Pool"), "subnet")
+    subnet = addresses.check_subnet(_str(data, "Pool"), "subnet")
     gateway = _str(data, "Gateway", required=False).split("/")[0]
     if data.get("AuxAddresses"):
         raise InvalidInput("daolinet does not reserve auxiliary addresses: drop --aux-address")
     return NetworkRequest(
         nid=_str(b, "NetworkID"), tenant=opts.get(OPT_TENANT) or DEFAULT_TENANT,
         name=opts.get(OPT_NETWORK) or None, subnet=str(subnet),
-        gateway=str(ipam.check_in_subnet(gateway, subnet, "gateway")) if gateway else "",
+        gateway=str(addresses.check_in_subnet(gateway, subnet, "gateway")) if gateway else "",
         isolated=_flag(OPT_ISOLATED, opts.get(OPT_ISOLATED, "")),
         existing=_flag(OPT_EXISTING, opts.get(OPT_EXISTING, "")))
 
@@ -221,10 +221,10 @@ def parse_create_endpoint(body: object, host_ip: str = "") -> EndpointRequest:
         raise InvalidInput("the endpoint has no IPv4 address: use --ipam-driver daolinet")
     if _str(iface, "AddressIPv6", required=False):
         raise InvalidInput("daolinet networks are IPv4 only: drop --ip6")
-    ip = str(ipam.check_address(address.split("/")[0], "address"))
+    ip = str(addresses.check_address(address.split("/")[0], "address"))
     mac = _str(iface, "MacAddress", required=False)
     options = _obj(b.get("Options") or {}, "Options")
-    return EndpointRequest(nid=nid, eid=eid, ip=ip, mac=ipam.check_mac(mac) if mac else "",
+    return EndpointRequest(nid=nid, eid=eid, ip=ip, mac=addresses.check_mac(mac) if mac else "",
                            ports=tuple(parse_port_bindings(options, host_ip)))
 
 
@@ -266,7 +266,7 @@ def parse_pool_request(body: object) -> str:
     opts = _obj(b.get("Options") or {}, "Options")
     if opts:
         raise InvalidInput(f"unknown IPAM option {sorted(opts)[0]}: daolinet's IPAM takes none")
-    return str(ipam.check_subnet(pool, "subnet"))
+    return str(addresses.check_subnet(pool, "subnet"))
 
 
 def parse_release_pool(body: object) -> str:
@@ -292,9 +292,9 @@ def parse_address_request(body: object) -> AddressRequest:
     opts = _obj(b.get("Options") or {}, "Options")
     mac = opts.get(MAC_OPTION)
     if address is not None:
-        address = str(ipam.check_in_subnet(address, ipaddress.IPv4Network(subnet), "address"))
+        address = str(addresses.check_in_subnet(address, ipaddress.IPv4Network(subnet), "address"))
     return AddressRequest(subnet=subnet, address=address, gateway=opts.get(ADDRESS_TYPE) == GATEWAY_TYPE,
-                          mac=ipam.check_mac(mac) if isinstance(mac, str) and mac else None)
+                          mac=addresses.check_mac(mac) if isinstance(mac, str) and mac else None)
 
 
 def address_response(ip: str, subnet: str) -> dict[str, Any]:
@@ -303,4 +303,4 @@ def address_response(ip: str, subnet: str) -> dict[str, Any]:
 
 def parse_release_address(body: object) -> tuple[str, str]:
     b = _obj(body, "request")
-    return subnet_of_pool(b.get("PoolID")), str(ipam.check_address(_str(b, "Address"), "Address"))
+    return subnet_of_pool(b.get("PoolID")), str(addresses.check_address(_str(b, "Address"), "Address"))

@@ -30,7 +30,7 @@ from daolinet.agent import docker_api as api
 from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_networks import Binding, Registry
 from daolinet.agent.service import AgentService
-from daolinet.store import ipam
+from daolinet.model import addresses
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class DockerIpam:
                     if n["subnet"] == subnet}
         if len(gateways) == 1:
             return str(gateways.pop())
-        return str(ipam.default_gateway(ipaddress.IPv4Network(subnet)))
+        return str(addresses.default_gateway(ipaddress.IPv4Network(subnet)))
 
     async def release_address(self, body: object) -> dict[str, Any]:
         subnet, ip = api.parse_release_address(body)
