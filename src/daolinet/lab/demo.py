@@ -17,7 +17,7 @@ from rich.table import Table
 
 from daolinet.errors import SystemFailure
 from daolinet.lab import cluster, plan
-from daolinet.testing.labtools import api, ping, route_flows, rx_packets, tcp_transfer, wait_for
+from daolinet.lab.probes import api, ping, route_flows, rx_packets, tcp_transfer, wait_for
 
 IDLE = 5
 CONTAINERS = [  # name, host, tenant, ip
@@ -114,7 +114,7 @@ def _policy(lab: cluster.Lab, console: Console) -> None:
 
 
 def _outside(lab: cluster.Lab, console: Console) -> None:
-    stream = [sys.executable, "-m", "daolinet.testing.stream"]
+    stream = [sys.executable, "-m", "daolinet.lab.stream"]
     server = lab.popen("outside", [*stream, "whoami", "8080"], stdout=subprocess.PIPE)
     web = lab.popen("red-c", [*stream, "whoami", "80"], stdout=subprocess.PIPE)
     try:
