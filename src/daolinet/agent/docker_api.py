@@ -1,6 +1,6 @@
 """Docker's remote NetworkDriver and IpamDriver protocols as data: request
 bodies parsed into frozen requests, answers built as dicts.  No I/O here;
-docker_driver.py and docker_ipam.py do the work, docker_app.py serves it.
+docker_driver.py and docker_ipam.py do the work, docker_plugin.py serves it.
 
 The wire format (libnetwork's remote.md and ipam.md): every call is an HTTP
 POST to /<Interface>.<Method> with a JSON body (empty for the handshake);

@@ -25,8 +25,8 @@ from daolinet.controller import ofserver
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import ensure_admin_token
 from daolinet.controller.api.transport import PeerIdentityProtocol
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.liveness import watch_hosts
 from daolinet.controller.mastership_etcd import EtcdMastership
 from daolinet.controller.peers import Peers

@@ -7,7 +7,7 @@ await the switch's answer by xid; `barrier_then(callback)` is the hot path's
 variant without a task or a future.
 
 A session over TLS knows who its peer is (`identity`, from the verified
-certificate); the controller (app.py, admission.py) decides whether that peer may
+certificate); the controller (controller.py, admission.py) decides whether that peer may
 speak for the dpid the handshake names.  Once the controller closes a session,
 nothing more it reads is handed on.
 """

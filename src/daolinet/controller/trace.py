@@ -13,7 +13,7 @@ from daolinet.model import Endpoint
 from daolinet.pipeline import GATEWAY_MAC, route_cookie
 
 if TYPE_CHECKING:
-    from daolinet.controller.app import Controller
+    from daolinet.controller.controller import Controller
 
 
 def l4_for(protocol: str | None, port: int | None) -> L4 | None:

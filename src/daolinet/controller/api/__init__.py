@@ -19,7 +19,7 @@ from daolinet.controller.api import (
     policy_routes,
     portmap_routes,
 )
-from daolinet.controller.app import Controller
+from daolinet.controller.controller import Controller
 
 __all__ = ["create_app"]
 
