@@ -1,7 +1,8 @@
 """The arrows between daolinet's packages, read statically (ast) from every module
 under src/daolinet, so a wrong import fails here before anyone runs it:
 
-- the agent never imports the controller (what both APIs share is daolinet.api_common);
+- the agent never imports the controller (what both APIs share is daolinet.api_common), nor
+  the controller the agent, the lab or testing;
 - the lab never imports testing (testing may import the lab: its etcd launcher and probes);
 - the pure packages, which decide from data and return data (model, decide, flows, pipeline,
   ofp, and the respond step wherever it lives: flows/ or daolinet/respond.py), import no
@@ -109,6 +110,12 @@ def test_every_module_parses_and_the_walk_sees_imports() -> None:
 def test_the_agent_does_not_import_the_controller() -> None:
     wrong = [imp.where for imp in IMPORTS
              if package_of(imp.module) == "agent" and ours(imp.target) == "controller"]
+    assert wrong == []
+
+
+def test_the_controller_imports_no_agent_lab_or_testing() -> None:
+    wrong = [imp.where for imp in IMPORTS
+             if package_of(imp.module) == "controller" and ours(imp.target) in {"agent", "lab", "testing"}]
     assert wrong == []
 
 

@@ -1,6 +1,6 @@
 """Which switches this controller should be master of: the decision, pure.
 
-Several controllers share the switches (design.md "Roles"): every switch is
+Several controllers share the switches (docs/architecture.md "Roles"): every switch is
 connected to every controller, and exactly one is master of it at a time.
 Mastership is a key per dpid in the store, held by its master's lease; the
 I/O lives in `mastership_etcd`.  This module only decides, from one reading of
