@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.mastership_etcd import EtcdMastership, Held
 from daolinet.errors import Conflict, DaoliError
 from daolinet.lab import cluster, plan, state

@@ -13,8 +13,8 @@ import pytest
 
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.pipeline import route_cookie
 from daolinet.store import open_store
 

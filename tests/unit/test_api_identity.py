@@ -24,8 +24,8 @@ from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
 from daolinet.controller.api.health_routes import not_ready
 from daolinet.controller.api.transport import IDENTITY
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.main import api_config
 from daolinet.errors import SystemFailure
 from daolinet.model import Host

@@ -30,8 +30,8 @@ from daolinet.cli import main as cli_main
 from daolinet.cli import trace as trace_cli
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.lab import cluster
 from daolinet.model import ControllerRecord
 from daolinet.pipeline import route_cookie

@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 from daolinet.cli import main as cli_main
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.main import api_config
 from daolinet.lab import cluster, daemons, plan
 from daolinet.model import Host

@@ -21,8 +21,8 @@ from daolinet.cni import shim, spec
 from daolinet.cni.spec import CniError
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.errors import Conflict, InvalidInput, NotFound, SystemFailure
 from daolinet.store import open_store
 

@@ -10,8 +10,8 @@ import pytest
 
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.record import own_record
 from daolinet.errors import InvalidInput
 from daolinet.model import ControllerRecord, View

@@ -7,8 +7,8 @@ import asyncio
 import socket
 from pathlib import Path
 
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.switch import SwitchSession
 from daolinet.ofp import channel as ch
 from daolinet.ofp.codec import ofp

@@ -22,8 +22,8 @@ from daolinet.agent.plumbing import EXT_DOCKER, PluggedPort, port_name
 from daolinet.agent.service import AgentService, HostInfo
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.errors import Conflict, NotFound, SystemFailure
 from daolinet.store import open_store
 

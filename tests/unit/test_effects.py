@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.effects import Effects
 from daolinet.ofp.codec import decode, ofp
 from daolinet.pipeline import Kind, kind_mask

@@ -22,8 +22,8 @@ import pytest
 from daolinet.controller import liveness
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.liveness import mark_lapsed
 from daolinet.errors import SystemFailure
 from daolinet.model import Endpoint, Host

@@ -21,8 +21,8 @@ from os_ken.lib.packet import ethernet, icmp, ipv4, packet
 
 from daolinet.controller import admission, ofserver
 from daolinet.controller.admission import Refusal, admit
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.switch import SwitchSession
 from daolinet.model import Tenant
 from daolinet.model.objects import DEFAULT_TENANT

@@ -12,8 +12,8 @@ import pytest
 
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.peers import RemoteSwitch
 from daolinet.controller.switch import SwitchSession
 from daolinet.flows import render

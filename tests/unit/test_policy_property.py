@@ -66,7 +66,7 @@ def worlds(draw: st.DrawFn) -> World:
 
 
 def reference(w: World, src: Endpoint, dst: Endpoint, l4: L4 | None) -> bool:
-    """The rules of design.md, written the slow, obvious way."""
+    """The rules of docs/architecture.md "Policy", written the slow, obvious way."""
     if src.tenant != dst.tenant:
         return False
 

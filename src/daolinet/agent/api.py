@@ -12,8 +12,7 @@ from pydantic import Field
 
 from daolinet.agent import cni
 from daolinet.agent.service import AgentService
-from daolinet.controller.api import status_of, validation_message
-from daolinet.controller.api.models import Strict
+from daolinet.api_common import Strict, status_of, validation_message
 from daolinet.errors import DaoliError
 from daolinet.model.objects import DEFAULT_TENANT
 

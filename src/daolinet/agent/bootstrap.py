@@ -72,9 +72,9 @@ class SeenFlow:
     match: tuple[tuple[str, str], ...]
 
     @classmethod
-    def from_stats(cls, st: Any) -> SeenFlow:
+    def from_stats(cls, stats: Any) -> SeenFlow:
         """From an os-ken OFPFlowStats."""
-        return cls(int(st.table_id), int(st.priority), int(st.cookie), _match_key(st.match))
+        return cls(int(stats.table_id), int(stats.priority), int(stats.cookie), _match_key(stats.match))
 
     @classmethod
     def of(cls, spec: FlowSpec) -> SeenFlow:
@@ -155,7 +155,7 @@ class BridgeLink:
             raise SystemFailure(f"cannot reach ovs-vswitchd at {path}: {e.strerror or e}") from e
         link = cls(path, reader, writer)
         try:
-            await link._until(lambda ev: isinstance(ev, SwitchReady))
+            await link._until(lambda event: isinstance(event, SwitchReady))
         except BaseException:
             link.close()
             raise
@@ -172,23 +172,23 @@ class BridgeLink:
         asked = set(xids)
         async with asyncio.timeout(REPLY_TIMEOUT):
             while True:
-                for ev in await self._read():
-                    if isinstance(ev, SwitchError) and ev.xid in asked:
-                        raise SystemFailure(f"bridge at {self.path}: {ev.describe()}")
-                    if done(ev):
-                        return ev
+                for event in await self._read():
+                    if isinstance(event, SwitchError) and event.xid in asked:
+                        raise SystemFailure(f"bridge at {self.path}: {event.describe()}")
+                    if done(event):
+                        return event
 
     async def flows(self, cookie: int, mask: int) -> list[SeenFlow]:
         xid = self.channel.send(render.flow_stats_request(cookie, mask))
-        reply = await self._until(lambda ev: isinstance(ev, MultipartDone) and ev.xid == xid, [xid])
+        reply = await self._until(lambda event: isinstance(event, MultipartDone) and event.xid == xid, [xid])
         assert isinstance(reply, MultipartDone)
-        return [SeenFlow.from_stats(st) for st in reply.body]
+        return [SeenFlow.from_stats(stats) for stats in reply.body]
 
     async def apply(self, msgs: list[Any]) -> None:
         """Send, then wait for a barrier: the switch refused none of them."""
-        xids = [self.channel.send(m) for m in msgs]
+        xids = [self.channel.send(msg) for msg in msgs]
         barrier = self.channel.send_barrier()
-        await self._until(lambda ev: isinstance(ev, BarrierReply) and ev.xid == barrier, xids)
+        await self._until(lambda event: isinstance(event, BarrierReply) and event.xid == barrier, xids)
 
     async def wait_closed(self) -> None:
         """Until ovs-vswitchd goes away (echo requests answered meanwhile)."""

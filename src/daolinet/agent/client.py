@@ -53,9 +53,9 @@ def _message(resp: httpx.Response) -> str:
         return resp.text
 
 
-def _failure(e: httpx.TransportError) -> tuple[Failure, str]:
-    detail = str(e) or type(e).__name__
-    if isinstance(e, UNSENT):
+def _failure(error: httpx.TransportError) -> tuple[Failure, str]:
+    detail = str(error) or type(error).__name__
+    if isinstance(error, UNSENT):
         return Failure.UNSENT, f"unreachable: {detail}"
     return Failure.UNANSWERED, f"no answer: {detail}"
 
@@ -104,9 +104,9 @@ class ControllerClient:
                 raise MaybeApplied(f"controller API {url} failed {method} {path} after it was sent "
                                    f"({why}); it may have been applied, so it was not repeated")
             self._reload()
-            url = self.ring.next_after(url, [u for u, _ in tried])
+            url = self.ring.next_after(url, [tried_url for tried_url, _ in tried])
         raise SystemFailure(f"no controller API could answer {method} {path}: "
-                            + "; ".join(f"{u} {why}" for u, why in tried))
+                            + "; ".join(f"{tried_url} {why}" for tried_url, why in tried))
 
     async def _attempt(self, url: str, method: str, path: str, timeout: float | None,
                        kwargs: dict[str, Any]) -> tuple[Failure | None, str, httpx.Response | None]:
@@ -124,7 +124,8 @@ class ControllerClient:
     def _settle(self, url: str, tried: list[tuple[str, str]]) -> None:
         if url != self.ring.current:
             log.warning("controller API failed (%s): now using %s",
-                        "; ".join(f"{u} {why}" for u, why in tried) or f"{self.ring.current} replaced", url)
+                        "; ".join(f"{tried_url} {why}" for tried_url, why in tried)
+                        or f"{self.ring.current} replaced", url)
         self.ring.use(url)
 
     def _skip(self, url: str) -> None:
@@ -171,11 +172,11 @@ class ControllerClient:
         """The endpoint `body` asked for, if it exists as asked (on this host, in that network)."""
         tenant = body.get("tenant") or DEFAULT_TENANT
         try:
-            e = dict(await self.call("GET", f"/containers/{tenant}/{body['name']}"))
+            created = dict(await self.call("GET", f"/containers/{tenant}/{body['name']}"))
         except NotFound:
             return None
         wanted = {k: body[k] for k in ("host", "network", "ip") if body.get(k) is not None}
-        return e if all(e.get(k) == v for k, v in wanted.items()) else None
+        return created if all(created.get(k) == v for k, v in wanted.items()) else None
 
     async def patch_endpoint(self, eid: int, **fields: Any) -> dict[str, Any]:
         return dict(await self.call("PATCH", f"/endpoints/{eid}", json=fields))

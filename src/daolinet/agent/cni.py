@@ -72,39 +72,40 @@ class CniBackend:
     async def add(self, req: CniRequest) -> dict[str, Any]:
         labels = {DRIVER_LABEL: CNI, CONTAINER_LABEL: req.container_id, IFNAME_LABEL: req.ifname,
                   NETWORK_LABEL: req.name}
-        e = await self.service.attach(req.endpoint_name, req.netns, req.network, req.tenant, ip=req.ip,
-                                      mac=req.mac, labels=labels, ifname=req.ifname)
+        endpoint = await self.service.attach(req.endpoint_name, req.netns, req.network, req.tenant,
+                                             ip=req.ip, mac=req.mac, labels=labels, ifname=req.ifname)
         net = await self.client.network(req.tenant, req.network)
-        host_mac = await asyncio.to_thread(links.mac_of, self.service.plumber.host_netns, e["port"])
-        return spec.add_result(req, e, net, host_mac, self.service.mtu)
+        host_mac = await asyncio.to_thread(links.mac_of, self.service.plumber.host_netns, endpoint["port"])
+        return spec.add_result(req, endpoint, net, host_mac, self.service.mtu)
 
     async def _find(self, req: CniRequest) -> dict[str, Any] | None:
         try:
-            e = await self.client.call("GET", f"/containers/{req.tenant}/{req.endpoint_name}")
+            endpoint = await self.client.call("GET", f"/containers/{req.tenant}/{req.endpoint_name}")
         except NotFound:
             return None
-        labels = e.get("labels") or {}
-        mine = (labels.get(CONTAINER_LABEL), labels.get(IFNAME_LABEL), e.get("host"))
-        return dict(e) if mine == (req.container_id, req.ifname, self.service.host.name) else None
+        labels = endpoint.get("labels") or {}
+        mine = (labels.get(CONTAINER_LABEL), labels.get(IFNAME_LABEL), endpoint.get("host"))
+        return dict(endpoint) if mine == (req.container_id, req.ifname, self.service.host.name) else None
 
     async def delete(self, req: CniRequest) -> None:
-        e = await self._find(req)
-        if e is not None:
-            await self.service.release(e["id"], netns=req.netns, ifname=req.ifname)
+        endpoint = await self._find(req)
+        if endpoint is not None:
+            await self.service.release(endpoint["id"], netns=req.netns, ifname=req.ifname)
 
     async def check(self, req: CniRequest) -> None:
         mac, address = spec.expected(req)
-        e = await self._find(req)
-        if e is None:
+        endpoint = await self._find(req)
+        if endpoint is None:
             raise CniError(spec.NOT_AS_EXPECTED, f"container {req.container_id} has no daolinet endpoint "
                                                  f"for {req.ifname}")
         want = (mac.lower(), address)
-        stored = (e["mac"], f"{e['ip']}/{e['subnet'].split('/')[1]}")
+        stored = (endpoint["mac"], f"{endpoint['ip']}/{endpoint['subnet'].split('/')[1]}")
         if stored != want:
             raise CniError(spec.NOT_AS_EXPECTED, f"the endpoint is {stored}, prevResult says {want}")
-        plugged = (await asyncio.to_thread(self.service.plumber.plugged)).get(e["id"])
+        plugged = (await asyncio.to_thread(self.service.plumber.plugged)).get(endpoint["id"])
         if plugged is None or plugged.ofport < 1:
-            raise CniError(spec.NOT_AS_EXPECTED, f"the endpoint's port {e['port']} is not on the bridge")
+            raise CniError(spec.NOT_AS_EXPECTED,
+                           f"the endpoint's port {endpoint['port']} is not on the bridge")
         try:
             live = await asyncio.to_thread(links.address_of, req.netns, req.ifname)
         except DaoliError as x:
@@ -121,17 +122,17 @@ class CniBackend:
     async def gc(self, req: CniRequest) -> None:
         valid = set(req.valid_attachments)
         failed = []
-        for e in await self.client.endpoints_on(self.service.host.name):
-            labels = e.get("labels") or {}
+        for endpoint in await self.client.endpoints_on(self.service.host.name):
+            labels = endpoint.get("labels") or {}
             if labels.get(DRIVER_LABEL) != CNI or labels.get(NETWORK_LABEL) != req.name:
                 continue
             cid, ifname = labels.get(CONTAINER_LABEL, ""), labels.get(IFNAME_LABEL, "")
             if (cid, ifname) in valid or (cid, "") in valid:
                 continue
             try:
-                await self.service.release(e["id"])
-            except DaoliError as x:
-                failed.append(f"{e['name']}: {x}")
+                await self.service.release(endpoint["id"])
+            except DaoliError as err:
+                failed.append(f"{endpoint['name']}: {err}")
         if failed:
             raise CniError(spec.IO_FAILURE, f"GC could not release {len(failed)} attachment(s)",
                            "; ".join(failed))

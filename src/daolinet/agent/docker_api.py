@@ -1,6 +1,6 @@
 """Docker's remote NetworkDriver and IpamDriver protocols as data: request
 bodies parsed into frozen requests, answers built as dicts.  No I/O here;
-docker_driver.py and docker_ipam.py do the work, docker_app.py serves it.
+docker_driver.py and docker_ipam.py do the work, docker_plugin.py serves it.
 
 The wire format (libnetwork's remote.md and ipam.md): every call is an HTTP
 POST to /<Interface>.<Method> with a JSON body (empty for the handshake);
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.errors import InvalidInput
+from daolinet.model import addresses
 from daolinet.model.objects import DEFAULT_TENANT
-from daolinet.store import ipam
 
 PLUGIN_NAME = "daolinet"  # the socket is <plugin dir>/daolinet.sock; `docker network create -d daolinet`
 IMPLEMENTS = ("NetworkDriver", "IpamDriver")
@@ -60,7 +60,7 @@ def pool_id(subnet: str) -> str:
 def subnet_of_pool(pid: object) -> str:
     if not isinstance(pid, str) or not pid.startswith(POOL_PREFIX):
         raise ProtocolError(f"unknown PoolID {pid!r}: daolinet's pools are {POOL_PREFIX}SUBNET")
-    return str(ipam.check_subnet(pid[len(POOL_PREFIX):], "pool"))
+    return str(addresses.check_subnet(pid[len(POOL_PREFIX):], "pool"))
 
 
 # -- field access ----------------------------------------------------------------
@@ -83,8 +83,8 @@ def _str(body: Mapping[str, Any], key: str, *, required: bool = True) -> str:
 
 def ids(body: object) -> tuple[str, str]:
     """(NetworkID, EndpointID) of an endpoint call."""
-    b = _obj(body, "request")
-    return _str(b, "NetworkID"), _str(b, "EndpointID")
+    request = _obj(body, "request")
+    return _str(request, "NetworkID"), _str(request, "EndpointID")
 
 
 def network_id(body: object) -> str:
@@ -128,23 +128,23 @@ def parse_network_options(options: object) -> dict[str, str]:
 
 
 def parse_create_network(body: object) -> NetworkRequest:
-    b = _obj(body, "request")
-    options = _obj(b.get("Options") or {}, "Options")
-    if options.get(ENABLE_IPV6) is True or b.get("IPv6Data"):
+    request = _obj(body, "request")
+    options = _obj(request.get("Options") or {}, "Options")
+    if options.get(ENABLE_IPV6) is True or request.get("IPv6Data"):
         raise InvalidInput("daolinet networks are IPv4 only: drop --ipv6")
     opts = parse_network_options(options.get(GENERIC))
-    v4 = b.get("IPv4Data")
+    v4 = request.get("IPv4Data")
     if not isinstance(v4, list) or len(v4) != 1:
         raise InvalidInput("a daolinet network has exactly one IPv4 subnet: give one --subnet")
     data = _obj(v4[0], "IPv4Data")
-    subnet = ipam.check_subnet(_str(data, "Pool"), "subnet")
+    subnet = addresses.check_subnet(_str(data, "Pool"), "subnet")
     gateway = _str(data, "Gateway", required=False).split("/")[0]
     if data.get("AuxAddresses"):
         raise InvalidInput("daolinet does not reserve auxiliary addresses: drop --aux-address")
     return NetworkRequest(
-        nid=_str(b, "NetworkID"), tenant=opts.get(OPT_TENANT) or DEFAULT_TENANT,
+        nid=_str(request, "NetworkID"), tenant=opts.get(OPT_TENANT) or DEFAULT_TENANT,
         name=opts.get(OPT_NETWORK) or None, subnet=str(subnet),
-        gateway=str(ipam.check_in_subnet(gateway, subnet, "gateway")) if gateway else "",
+        gateway=str(addresses.check_in_subnet(gateway, subnet, "gateway")) if gateway else "",
         isolated=_flag(OPT_ISOLATED, opts.get(OPT_ISOLATED, "")),
         existing=_flag(OPT_EXISTING, opts.get(OPT_EXISTING, "")))
 
@@ -178,14 +178,15 @@ def parse_port_bindings(options: object, host_ip: str = "") -> list[PortBinding]
         raise ProtocolError(f"{PORTMAP} must be a list")
     out: list[PortBinding] = []
     for item in raw:
-        b = _obj(item, PORTMAP)
-        proto = PROTOCOLS.get(b.get("Proto"))  # type: ignore[arg-type]
-        port = _port(b.get("Port"), "Port")
-        host_port = _port(b.get("HostPort") or 0, "HostPort")
-        end = _port(b.get("HostPortEnd") or 0, "HostPortEnd")
-        ip = str(b.get("HostIP") or "")
+        mapping = _obj(item, PORTMAP)
+        proto = PROTOCOLS.get(mapping.get("Proto"))  # type: ignore[arg-type]
+        port = _port(mapping.get("Port"), "Port")
+        host_port = _port(mapping.get("HostPort") or 0, "HostPort")
+        end = _port(mapping.get("HostPortEnd") or 0, "HostPortEnd")
+        ip = str(mapping.get("HostIP") or "")
         if proto not in ("tcp", "udp"):
-            raise InvalidInput(f"-p ...:{port}/{proto or b.get('Proto')}: daolinet publishes tcp, udp only")
+            raise InvalidInput(f"-p ...:{port}/{proto or mapping.get('Proto')}: "
+                               "daolinet publishes tcp, udp only")
         if host_port == 0:
             raise InvalidInput(f"-p {port}/{proto} (or -P) leaves the host port to pick: daolinet publishes "
                                f"on the host port you name, -p HOSTPORT:{port}/{proto}")
@@ -195,7 +196,7 @@ def parse_port_bindings(options: object, host_ip: str = "") -> list[PortBinding]
             raise InvalidInput(f"-p {ip}:{host_port}:{port}/{proto}: daolinet publishes on the host's "
                                f"underlay IP{' ' + host_ip if host_ip else ''}: drop the address")
         pb = PortBinding(protocol=proto, host_port=host_port, container_port=port)
-        clash = [o for o in out if (o.protocol, o.host_port) == (proto, host_port)]
+        clash = [earlier for earlier in out if (earlier.protocol, earlier.host_port) == (proto, host_port)]
         if clash and clash[0] != pb:
             raise InvalidInput(f"host port {host_port}/{proto} is published twice")
         if not clash:
@@ -214,17 +215,17 @@ class EndpointRequest:
 
 def parse_create_endpoint(body: object, host_ip: str = "") -> EndpointRequest:
     nid, eid = ids(body)
-    b = _obj(body, "request")
-    iface = _obj(b.get("Interface") or {}, "Interface")
+    request = _obj(body, "request")
+    iface = _obj(request.get("Interface") or {}, "Interface")
     address = _str(iface, "Address", required=False)
     if not address:
         raise InvalidInput("the endpoint has no IPv4 address: use --ipam-driver daolinet")
     if _str(iface, "AddressIPv6", required=False):
         raise InvalidInput("daolinet networks are IPv4 only: drop --ip6")
-    ip = str(ipam.check_address(address.split("/")[0], "address"))
+    ip = str(addresses.check_address(address.split("/")[0], "address"))
     mac = _str(iface, "MacAddress", required=False)
-    options = _obj(b.get("Options") or {}, "Options")
-    return EndpointRequest(nid=nid, eid=eid, ip=ip, mac=ipam.check_mac(mac) if mac else "",
+    options = _obj(request.get("Options") or {}, "Options")
+    return EndpointRequest(nid=nid, eid=eid, ip=ip, mac=addresses.check_mac(mac) if mac else "",
                            ports=tuple(parse_port_bindings(options, host_ip)))
 
 
@@ -255,18 +256,18 @@ def address_spaces() -> dict[str, str]:
 
 def parse_pool_request(body: object) -> str:
     """RequestPool: the subnet.  daolinet never picks one, nor a sub-range."""
-    b = _obj(body, "request")
-    if b.get("V6"):
+    request = _obj(body, "request")
+    if request.get("V6"):
         raise InvalidInput("daolinet networks are IPv4 only: drop --ipv6")
-    pool = _str(b, "Pool", required=False)
+    pool = _str(request, "Pool", required=False)
     if not pool:
         raise InvalidInput("give the network's subnet: --subnet CIDR")
-    if _str(b, "SubPool", required=False):
+    if _str(request, "SubPool", required=False):
         raise InvalidInput("daolinet allocates from the whole subnet: drop --ip-range")
-    opts = _obj(b.get("Options") or {}, "Options")
+    opts = _obj(request.get("Options") or {}, "Options")
     if opts:
         raise InvalidInput(f"unknown IPAM option {sorted(opts)[0]}: daolinet's IPAM takes none")
-    return str(ipam.check_subnet(pool, "subnet"))
+    return str(addresses.check_subnet(pool, "subnet"))
 
 
 def parse_release_pool(body: object) -> str:
@@ -286,15 +287,15 @@ class AddressRequest:
 
 
 def parse_address_request(body: object) -> AddressRequest:
-    b = _obj(body, "request")
-    subnet = subnet_of_pool(b.get("PoolID"))
-    address = _str(b, "Address", required=False) or None
-    opts = _obj(b.get("Options") or {}, "Options")
+    request = _obj(body, "request")
+    subnet = subnet_of_pool(request.get("PoolID"))
+    address = _str(request, "Address", required=False) or None
+    opts = _obj(request.get("Options") or {}, "Options")
     mac = opts.get(MAC_OPTION)
     if address is not None:
-        address = str(ipam.check_in_subnet(address, ipaddress.IPv4Network(subnet), "address"))
+        address = str(addresses.check_in_subnet(address, ipaddress.IPv4Network(subnet), "address"))
     return AddressRequest(subnet=subnet, address=address, gateway=opts.get(ADDRESS_TYPE) == GATEWAY_TYPE,
-                          mac=ipam.check_mac(mac) if isinstance(mac, str) and mac else None)
+                          mac=addresses.check_mac(mac) if isinstance(mac, str) and mac else None)
 
 
 def address_response(ip: str, subnet: str) -> dict[str, Any]:
@@ -302,5 +303,6 @@ def address_response(ip: str, subnet: str) -> dict[str, Any]:
 
 
 def parse_release_address(body: object) -> tuple[str, str]:
-    b = _obj(body, "request")
-    return subnet_of_pool(b.get("PoolID")), str(ipam.check_address(_str(b, "Address"), "Address"))
+    request = _obj(body, "request")
+    address = addresses.check_address(_str(request, "Address"), "Address")
+    return subnet_of_pool(request.get("PoolID")), str(address)

@@ -54,11 +54,11 @@ class DockerClient:
         """Docker networks of the daolinet driver."""
         filters = json.dumps({"driver": [api.PLUGIN_NAME]})
         found = await self.call("GET", "/networks", params={"filters": filters})
-        return [n for n in found if n.get("Driver") == api.PLUGIN_NAME]
+        return [network for network in found if network.get("Driver") == api.PLUGIN_NAME]
 
     async def names(self) -> dict[str, str]:
         """Every Docker network's name -> id (any driver)."""
-        return {n["Name"]: n["Id"] for n in await self.call("GET", "/networks")}
+        return {network["Name"]: network["Id"] for network in await self.call("GET", "/networks")}
 
     async def network(self, nid: str) -> dict[str, Any] | None:
         try:

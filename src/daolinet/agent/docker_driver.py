@@ -109,22 +109,22 @@ class DockerDriver:
         container anywhere still uses it: then the controller refuses, and the
         sync gives this host its Docker copy back."""
         nid = api.network_id(body)
-        b = self.registry.bound(nid)
+        binding = self.registry.bound(nid)
         self.registry.forget(nid)
         self.on_change()
-        if b is not None:
+        if binding is not None:
             with contextlib.suppress(NotFound):  # deleted elsewhere: this copy goes away in step
-                await self.client.call("DELETE", f"/networks/{b.tenant}/{b.name}")
+                await self.client.call("DELETE", f"/networks/{binding.tenant}/{binding.name}")
         return {}
 
     # -- endpoints -----------------------------------------------------------------
 
     async def create_endpoint(self, body: object) -> dict[str, Any]:
         req = api.parse_create_endpoint(body, self.service.host.underlay_ip)  # -p checked here
-        b = await self.registry.get(req.nid)
-        eid = await self.ipam.find(b, req.ip, req.mac or None)
+        binding = await self.registry.get(req.nid)
+        eid = await self.ipam.find(binding, req.ip, req.mac or None)
         if eid is None:
-            raise NotFound(f"address {req.ip} of network {b.name} was not reserved by daolinet's IPAM "
+            raise NotFound(f"address {req.ip} of network {binding.name} was not reserved by daolinet's IPAM "
                            "on this host: create the network with --ipam-driver daolinet")
         self.endpoints[req.eid] = eid
         return {}  # Docker supplied the address and the MAC: the Interface stays as it is
@@ -134,9 +134,9 @@ class DockerDriver:
         eid = await self._eid(docker_eid, keep=True)
         if eid is None:
             return {"Value": {}}
-        e = await self.client.call("GET", f"/endpoints/{eid}")
-        return {"Value": {"daolinet.endpoint": e["name"], "daolinet.pip": e["pip"],
-                          "daolinet.host": e["host"]}}
+        endpoint = await self.client.call("GET", f"/endpoints/{eid}")
+        return {"Value": {"daolinet.endpoint": endpoint["name"], "daolinet.pip": endpoint["pip"],
+                          "daolinet.host": endpoint["host"]}}
 
     async def join(self, body: object) -> dict[str, Any]:
         nid, docker_eid = api.ids(body)
@@ -144,10 +144,10 @@ class DockerDriver:
         eid = self.endpoints.get(docker_eid)
         if eid is None:
             raise NotFound(f"endpoint {docker_eid[:12]} is unknown to this agent: create it again")
-        b = await self.registry.get(nid)
-        e = await self.client.call("GET", f"/endpoints/{eid}")
-        net = await self.client.network(b.tenant, b.name)
-        await self.service.plug_docker(e, sandbox, docker_eid)
+        binding = await self.registry.get(nid)
+        endpoint = await self.client.call("GET", f"/endpoints/{eid}")
+        net = await self.client.network(binding.tenant, binding.name)
+        await self.service.plug_docker(endpoint, sandbox, docker_eid)
         return api.join_response(peer_name(eid), net["gateway"])
 
     async def program_external_connectivity(self, body: object) -> dict[str, Any]:
@@ -159,9 +159,9 @@ class DockerDriver:
         eid = await self._eid(docker_eid, keep=True)
         if eid is None:
             raise NotFound(f"endpoint {docker_eid[:12]} is unknown to this agent: create it again")
-        b = await self.registry.get(nid)
-        e = await self.client.call("GET", f"/endpoints/{eid}")
-        await self.ports.publish(b.tenant, e["name"], docker_eid, bindings)
+        binding = await self.registry.get(nid)
+        endpoint = await self.client.call("GET", f"/endpoints/{eid}")
+        await self.ports.publish(binding.tenant, endpoint["name"], docker_eid, bindings)
         return {}
 
     async def revoke_external_connectivity(self, body: object) -> dict[str, Any]:

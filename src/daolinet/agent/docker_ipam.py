@@ -30,7 +30,7 @@ from daolinet.agent import docker_api as api
 from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_networks import Binding, Registry
 from daolinet.agent.service import AgentService
-from daolinet.store import ipam
+from daolinet.model import addresses
 
 log = logging.getLogger(__name__)
 
@@ -75,54 +75,61 @@ class DockerIpam:
         if req.mac is None:
             raise api.ProtocolError("RequestAddress without the endpoint's MAC "
                                     f"(option {api.MAC_OPTION})")
-        b = await self.registry.for_subnet(req.subnet)
-        moved = await self._moved_here(b, req.address, req.mac) if req.address else None
+        binding = await self.registry.for_subnet(req.subnet)
+        moved = await self._moved_here(binding, req.address, req.mac) if req.address else None
         if moved is not None:
-            self.reserved[(b.tenant, b.name, moved["ip"])] = int(moved["id"])
+            self.reserved[(binding.tenant, binding.name, moved["ip"])] = int(moved["id"])
             return api.address_response(moved["ip"], req.subnet)
-        e = await self.client.create_endpoint({
-            "name": new_endpoint_name(), "network": b.name, "tenant": b.tenant,
+        endpoint = await self.client.create_endpoint({
+            "name": new_endpoint_name(), "network": binding.name, "tenant": binding.tenant,
             "host": self.service.host.name, "ip": req.address, "mac": req.mac,
             "labels": {DRIVER_LABEL: DOCKER}})
-        self.reserved[(b.tenant, b.name, e["ip"])] = int(e["id"])
-        return api.address_response(e["ip"], req.subnet)
+        self.reserved[(binding.tenant, binding.name, endpoint["ip"])] = int(endpoint["id"])
+        return api.address_response(endpoint["ip"], req.subnet)
 
-    async def _moved_here(self, b: Binding, ip: str, mac: str) -> dict[str, Any] | None:
+    async def _moved_here(self, binding: Binding, ip: str, mac: str) -> dict[str, Any] | None:
         """A Docker endpoint moved to this host and not plugged yet, holding ip and mac."""
         claimed = set(self.reserved.values())
-        for e in await self.client.endpoints_on(self.service.host.name):
-            if (e["tenant"], e["network"], e["ip"], e["mac"].lower()) == (b.tenant, b.name, ip, mac.lower()) \
-                    and e.get("labels", {}).get(DRIVER_LABEL) == DOCKER and e.get("ofport") is None \
-                    and int(e["id"]) not in claimed:
-                return e
+        wanted = (binding.tenant, binding.name, ip, mac.lower())
+        for endpoint in await self.client.endpoints_on(self.service.host.name):
+            found = (endpoint["tenant"], endpoint["network"], endpoint["ip"], endpoint["mac"].lower())
+            if found == wanted and _is_docker(endpoint) and endpoint.get("ofport") is None \
+                    and int(endpoint["id"]) not in claimed:
+                return endpoint
         return None
 
     async def _gateway(self, subnet: str) -> str:
         """The gateway of the daolinet network(s) with this subnet, else the default."""
-        gateways = {n["gateway"] for n in await self.client.call("GET", "/networks")
-                    if n["subnet"] == subnet}
+        gateways = {network["gateway"] for network in await self.client.call("GET", "/networks")
+                    if network["subnet"] == subnet}
         if len(gateways) == 1:
             return str(gateways.pop())
-        return str(ipam.default_gateway(ipaddress.IPv4Network(subnet)))
+        return str(addresses.default_gateway(ipaddress.IPv4Network(subnet)))
 
     async def release_address(self, body: object) -> dict[str, Any]:
         subnet, ip = api.parse_release_address(body)
         nid = self.registry.nid_for_subnet(subnet)
-        b = self.registry.bound(nid) if nid else None
-        if b is None:
+        binding = self.registry.bound(nid) if nid else None
+        if binding is None:
             return {}  # the network's gateway after DeleteNetwork, or a network that never was
-        eid = await self.find(b, ip)
+        eid = await self.find(binding, ip)
         if eid is not None:
             await self.service.release(eid)
         return {}
 
-    async def find(self, b: Binding, ip: str, mac: str | None = None) -> int | None:
-        """This host's Docker endpoint holding `ip` on b's network (and `mac`, if given)."""
-        eid = self.reserved.pop((b.tenant, b.name, ip), None)
+    async def find(self, binding: Binding, ip: str, mac: str | None = None) -> int | None:
+        """This host's Docker endpoint holding `ip` on binding's network (and `mac`, if given)."""
+        eid = self.reserved.pop((binding.tenant, binding.name, ip), None)
         if eid is not None:
             return eid
-        for e in await self.client.endpoints_on(self.service.host.name):
-            if (e["tenant"], e["network"], e["ip"]) == (b.tenant, b.name, ip) \
-                    and e.get("labels", {}).get(DRIVER_LABEL) == DOCKER and mac in (None, e["mac"]):
-                return int(e["id"])
+        wanted = (binding.tenant, binding.name, ip)
+        for endpoint in await self.client.endpoints_on(self.service.host.name):
+            if (endpoint["tenant"], endpoint["network"], endpoint["ip"]) == wanted and _is_docker(endpoint) \
+                    and mac in (None, endpoint["mac"]):
+                return int(endpoint["id"])
         return None
+
+
+def _is_docker(endpoint: dict[str, Any]) -> bool:
+    """An endpoint this plugin made for Docker (it carries the Docker label)."""
+    return bool(endpoint.get("labels", {}).get(DRIVER_LABEL) == DOCKER)

@@ -62,7 +62,7 @@ class Registry:
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             with open(tmp, "w") as f:
-                json.dump([asdict(b) for b in self._bound.values()], f)
+                json.dump([asdict(binding) for binding in self._bound.values()], f)
             os.replace(tmp, self.path)
         except OSError as e:  # the memory copy still serves; only a restart would miss it
             log.warning("cannot keep Docker network bindings in %s: %s", self.path, e.strerror)
@@ -115,11 +115,11 @@ class Registry:
         return self._bound.get(nid)
 
     def nid_for_subnet(self, subnet: str) -> str | None:
-        for nid, b in self._bound.items():
-            if b.subnet == subnet:
+        for nid, binding in self._bound.items():
+            if binding.subnet == subnet:
                 return nid
-        for nid, p in self._pending.items():
-            if p.subnet == subnet:
+        for nid, pending in self._pending.items():
+            if pending.subnet == subnet:
                 return nid
         for nid, (failed_subnet, _) in self._failed.items():
             if failed_subnet == subnet:
@@ -127,8 +127,8 @@ class Registry:
         return None
 
     def nid_for(self, tenant: str, name: str) -> str | None:
-        for nid, b in self._bound.items():
-            if b.key == (tenant, name):
+        for nid, binding in self._bound.items():
+            if binding.key == (tenant, name):
                 return nid
         return None
 
@@ -156,7 +156,7 @@ def _load(path: str) -> dict[str, Binding]:
     """The bindings a previous run kept; {} when there is no (readable) file."""
     try:
         with open(path) as f:
-            return {b.nid: b for b in (Binding(**d) for d in json.load(f))}
+            return {binding.nid: binding for binding in (Binding(**fields) for fields in json.load(f))}
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, TypeError) as e:

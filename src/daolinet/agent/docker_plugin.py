@@ -48,25 +48,25 @@ class DockerPlugin:
                                    on_change=self.sync.trigger if self.sync else lambda: None)
 
     def handlers(self) -> dict[str, Handler]:
-        d, i = self.driver, self.ipam
+        driver, ipam = self.driver, self.ipam
         return {
             "Plugin.Activate": activate,
-            "NetworkDriver.GetCapabilities": d.get_capabilities,
-            "NetworkDriver.CreateNetwork": d.create_network,
-            "NetworkDriver.DeleteNetwork": d.delete_network,
-            "NetworkDriver.CreateEndpoint": d.create_endpoint,
-            "NetworkDriver.EndpointOperInfo": d.endpoint_oper_info,
-            "NetworkDriver.DeleteEndpoint": d.delete_endpoint,
-            "NetworkDriver.Join": d.join,
-            "NetworkDriver.Leave": d.leave,
-            "NetworkDriver.ProgramExternalConnectivity": d.program_external_connectivity,
-            "NetworkDriver.RevokeExternalConnectivity": d.revoke_external_connectivity,
-            "IpamDriver.GetCapabilities": i.get_capabilities,
-            "IpamDriver.GetDefaultAddressSpaces": i.get_default_address_spaces,
-            "IpamDriver.RequestPool": i.request_pool,
-            "IpamDriver.ReleasePool": i.release_pool,
-            "IpamDriver.RequestAddress": i.request_address,
-            "IpamDriver.ReleaseAddress": i.release_address,
+            "NetworkDriver.GetCapabilities": driver.get_capabilities,
+            "NetworkDriver.CreateNetwork": driver.create_network,
+            "NetworkDriver.DeleteNetwork": driver.delete_network,
+            "NetworkDriver.CreateEndpoint": driver.create_endpoint,
+            "NetworkDriver.EndpointOperInfo": driver.endpoint_oper_info,
+            "NetworkDriver.DeleteEndpoint": driver.delete_endpoint,
+            "NetworkDriver.Join": driver.join,
+            "NetworkDriver.Leave": driver.leave,
+            "NetworkDriver.ProgramExternalConnectivity": driver.program_external_connectivity,
+            "NetworkDriver.RevokeExternalConnectivity": driver.revoke_external_connectivity,
+            "IpamDriver.GetCapabilities": ipam.get_capabilities,
+            "IpamDriver.GetDefaultAddressSpaces": ipam.get_default_address_spaces,
+            "IpamDriver.RequestPool": ipam.request_pool,
+            "IpamDriver.ReleasePool": ipam.release_pool,
+            "IpamDriver.RequestAddress": ipam.request_address,
+            "IpamDriver.ReleaseAddress": ipam.release_address,
         }
 
 

@@ -33,8 +33,8 @@ def prefix(docker_eid: str) -> str:
     return f"{PREFIX}{docker_eid[:12]}-"
 
 
-def portmap_name(docker_eid: str, b: PortBinding) -> str:
-    return f"{prefix(docker_eid)}{b.host_port}-{b.protocol}"
+def portmap_name(docker_eid: str, binding: PortBinding) -> str:
+    return f"{prefix(docker_eid)}{binding.host_port}-{binding.protocol}"
 
 
 class DockerPorts:
@@ -46,17 +46,17 @@ class DockerPorts:
                       bindings: Sequence[PortBinding]) -> list[dict[str, Any]]:
         """Map every binding, or none."""
         made: list[dict[str, Any]] = []
-        for b in bindings:
+        for binding in bindings:
             try:
                 made.append(await self.client.call("POST", "/portmaps", json={
-                    "name": portmap_name(docker_eid, b), "container": container, "rule": b.rule,
+                    "name": portmap_name(docker_eid, binding), "container": container, "rule": binding.rule,
                     "tenant": tenant, "host": self.host}))
             except DaoliError as e:
                 for pm in made:
                     with contextlib.suppress(DaoliError):
                         await self.client.call("DELETE", f"/portmaps/{pm['tenant']}/{pm['name']}")
-                raise type(e)(f"cannot publish {b.host_port}/{b.protocol} on host {self.host} "
-                              f"(-p {b.rule}): {e}") from e
+                raise type(e)(f"cannot publish {binding.host_port}/{binding.protocol} on host {self.host} "
+                              f"(-p {binding.rule}): {e}") from e
         return made
 
     async def unpublish(self, docker_eid: str) -> list[str]:

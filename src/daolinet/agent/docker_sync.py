@@ -52,32 +52,32 @@ def plan(wanted: Iterable[Mapping[str, Any]], local: Iterable[Mapping[str, Any]]
     names: every Docker network name here; bound: the registry; busy: Docker
     networks being created (pending) or broken, left alone."""
     out = SyncPlan()
-    wanted_keys = {(n["tenant"], n["name"]) for n in wanted}
+    wanted_keys = {(network["tenant"], network["name"]) for network in wanted}
     here: dict[tuple[str, str], Binding] = {}
-    for d in local:
-        if d["Id"] in busy:
+    for docker_net in local:
+        if docker_net["Id"] in busy:
             continue
-        b = bound.get(d["Id"]) or binding_of(d)
-        if b is None:
+        binding = bound.get(docker_net["Id"]) or binding_of(docker_net)
+        if binding is None:
             continue
-        if d["Id"] not in bound:
-            out.adopt.append(b)
-        if b.key in wanted_keys:
-            here[b.key] = b
+        if docker_net["Id"] not in bound:
+            out.adopt.append(binding)
+        if binding.key in wanted_keys:
+            here[binding.key] = binding
         else:
-            out.remove.append(b.nid)
-    served = {b.subnet for b in here.values()} | {b.subnet for b in bound.values()}
-    for n in wanted:
-        key = (n["tenant"], n["name"])
+            out.remove.append(binding.nid)
+    served = {binding.subnet for binding in (*here.values(), *bound.values())}
+    for network in wanted:
+        key = (network["tenant"], network["name"])
         if key in here:
             continue
-        if n["name"] in names:
-            out.skipped[key] = f"a Docker network named {n['name']} already exists on this host"
-        elif n["subnet"] in served:
-            out.skipped[key] = f"this host already serves subnet {n['subnet']} for another network"
+        if network["name"] in names:
+            out.skipped[key] = f"a Docker network named {network['name']} already exists on this host"
+        elif network["subnet"] in served:
+            out.skipped[key] = f"this host already serves subnet {network['subnet']} for another network"
         else:
-            out.create.append(dict(n))
-            served.add(n["subnet"])
+            out.create.append(dict(network))
+            served.add(network["subnet"])
     return out
 
 
@@ -114,26 +114,27 @@ class NetworkSync:
         local = await self.docker.networks()  # dockerd first: see the module's docstring
         names = set(await self.docker.names())
         wanted = await self.client.call("GET", "/networks")
-        bound = {b.nid: b for b in self.registry.bindings()}
-        busy = {d["Id"] for d in local if self.registry.known(d["Id"]) and d["Id"] not in bound}
-        p = plan(wanted, local, names, bound, busy)
-        await self._apply(p)
-        return p
+        bound = {binding.nid: binding for binding in self.registry.bindings()}
+        busy = {net["Id"] for net in local if self.registry.known(net["Id"]) and net["Id"] not in bound}
+        sync_plan = plan(wanted, local, names, bound, busy)
+        await self._apply(sync_plan)
+        return sync_plan
 
-    async def _apply(self, p: SyncPlan) -> None:
-        for b in p.adopt:
-            self.registry.bind(b)
-        for nid in p.remove:
+    async def _apply(self, sync_plan: SyncPlan) -> None:
+        for binding in sync_plan.adopt:
+            self.registry.bind(binding)
+        for nid in sync_plan.remove:
             await self._try(f"removing Docker network {nid[:12]}", self.docker.delete_network(nid))
-        for n in p.create:
-            opts = {api.OPT_TENANT: n["tenant"], api.OPT_NETWORK: n["name"], api.OPT_EXISTING: "true"}
-            await self._try(f"creating Docker network {n['name']}",
-                            self.docker.create_network(n["name"], n["subnet"], n["gateway"], opts))
-        for key, why in p.skipped.items():
+        for network in sync_plan.create:
+            name = network["name"]
+            opts = {api.OPT_TENANT: network["tenant"], api.OPT_NETWORK: name, api.OPT_EXISTING: "true"}
+            await self._try(f"creating Docker network {name}",
+                            self.docker.create_network(name, network["subnet"], network["gateway"], opts))
+        for key, why in sync_plan.skipped.items():
             if self._reported.get(key) != why:
                 log.warning("network %s of tenant %s is not available to Docker here: %s",
                             key[1], key[0], why)
-        self._reported = dict(p.skipped)
+        self._reported = dict(sync_plan.skipped)
 
     async def _try(self, what: str, action: Any) -> None:
         try:

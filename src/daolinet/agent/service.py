@@ -67,38 +67,39 @@ class AgentService:
                      labels: dict[str, str] | None = None, ifname: str = "eth0") -> dict[str, Any]:
         async with self._lock:
             net = await self.client.network(tenant, network)
-            e = await self.client.create_endpoint({
+            endpoint = await self.client.create_endpoint({
                 "name": name, "network": network, "tenant": tenant, "host": self.host.name,
                 "ip": ip, "mac": mac, "labels": labels or {}})
             try:
-                spec = PlugSpec(eid=e["id"], netns=netns, mac=e["mac"], ip=e["ip"],
+                spec = PlugSpec(eid=endpoint["id"], netns=netns, mac=endpoint["mac"], ip=endpoint["ip"],
                                 prefixlen=ipaddress.IPv4Network(net["subnet"]).prefixlen,
                                 gateway=net["gateway"], mtu=self.mtu, ifname=ifname)
                 plugged = await asyncio.to_thread(self.plumber.plug, spec)
-                return await self.client.patch_endpoint(e["id"], port=plugged.port,
+                return await self.client.patch_endpoint(endpoint["id"], port=plugged.port,
                                                         ofport=plugged.ofport)
             except BaseException:
-                await asyncio.to_thread(self.plumber.unplug, e["id"], netns, ifname)
+                await asyncio.to_thread(self.plumber.unplug, endpoint["id"], netns, ifname)
                 with contextlib.suppress(DaoliError):
-                    await self.client.delete_endpoint(e["id"])
+                    await self.client.delete_endpoint(endpoint["id"])
                 raise
 
     async def detach(self, eid: int) -> dict[str, Any]:
         async with self._lock:
             plugged = (await asyncio.to_thread(self.plumber.plugged)).get(eid)
-            e = await self.client.delete_endpoint(eid)  # routes are revoked first
+            endpoint = await self.client.delete_endpoint(eid)  # routes are revoked first
             await asyncio.to_thread(self.plumber.unplug, eid, plugged.netns if plugged else None)
-            return e
+            return endpoint
 
-    async def plug_docker(self, e: dict[str, Any], sandbox: str, docker_eid: str) -> dict[str, Any]:
+    async def plug_docker(self, endpoint: dict[str, Any], sandbox: str, docker_eid: str) -> dict[str, Any]:
         """Plug an endpoint for Docker (which then moves its peer into `sandbox`)."""
         async with self._lock:
-            plugged = await asyncio.to_thread(self.plumber.plug_docker, e["id"], e["mac"], self.mtu,
-                                              sandbox, docker_eid)
+            plugged = await asyncio.to_thread(self.plumber.plug_docker, endpoint["id"], endpoint["mac"],
+                                              self.mtu, sandbox, docker_eid)
             try:
-                return await self.client.patch_endpoint(e["id"], port=plugged.port, ofport=plugged.ofport)
+                return await self.client.patch_endpoint(endpoint["id"], port=plugged.port,
+                                                        ofport=plugged.ofport)
             except BaseException:
-                await asyncio.to_thread(self.plumber.unplug, e["id"])
+                await asyncio.to_thread(self.plumber.unplug, endpoint["id"])
                 raise
 
     async def release(self, eid: int, netns: str | None = None,
@@ -112,11 +113,11 @@ class AgentService:
                 plugged = (await asyncio.to_thread(self.plumber.plugged)).get(eid)
                 netns = plugged.netns if plugged else None
             try:
-                e: dict[str, Any] | None = await self.client.delete_endpoint(eid)
+                endpoint: dict[str, Any] | None = await self.client.delete_endpoint(eid)
             except NotFound:
-                e = None
+                endpoint = None
             await asyncio.to_thread(self.plumber.unplug, eid, netns, ifname)
-            return e
+            return endpoint
 
     async def unplug(self, eid: int) -> None:
         """Unplug endpoint eid here, keeping the endpoint (it has moved to another host)."""
@@ -127,19 +128,19 @@ class AgentService:
         """Make the controller's endpoints for this host and the bridge's ports agree."""
         async with self._lock:
             ports = await asyncio.to_thread(self.plumber.plugged)
-            endpoints = {e["id"]: e for e in await self.client.endpoints_on(self.host.name)}
+            endpoints = {found["id"]: found for found in await self.client.endpoints_on(self.host.name)}
             report: dict[str, list[int]] = {"kept": [], "unplugged": [], "forgotten": [], "fixed": []}
             for eid, port in ports.items():
                 if eid not in endpoints:
                     await asyncio.to_thread(self.plumber.unplug, eid, port.netns)
                     report["unplugged"].append(eid)
-            for eid, e in endpoints.items():
-                p = ports.get(eid)
-                if p is None or p.ofport < 1:
+            for eid, endpoint in endpoints.items():
+                plugged = ports.get(eid)
+                if plugged is None or plugged.ofport < 1:
                     await self.client.delete_endpoint(eid)  # its container is gone
                     report["forgotten"].append(eid)
-                elif e.get("ofport") != p.ofport or e.get("port") != p.port:
-                    await self.client.patch_endpoint(eid, port=p.port, ofport=p.ofport)
+                elif endpoint.get("ofport") != plugged.ofport or endpoint.get("port") != plugged.port:
+                    await self.client.patch_endpoint(eid, port=plugged.port, ofport=plugged.ofport)
                     report["fixed"].append(eid)
                 else:
                     report["kept"].append(eid)

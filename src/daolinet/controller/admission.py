@@ -1,5 +1,5 @@
 """Which OpenFlow connections may speak for a datapath id: a pure decision
-(design.md "Identities"), taken by the controller (app.py) when a switch's
+(docs/security.md), taken by the controller (controller.py) when a switch's
 handshake names its dpid, and again when the store binds a dpid to a host.
 
 A dpid belongs to the host whose agent registered it (its Host record).  A TLS

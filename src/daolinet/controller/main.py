@@ -25,8 +25,8 @@ from daolinet.controller import ofserver
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import ensure_admin_token
 from daolinet.controller.api.transport import PeerIdentityProtocol
-from daolinet.controller.app import Controller
 from daolinet.controller.context import Config
+from daolinet.controller.controller import Controller
 from daolinet.controller.liveness import watch_hosts
 from daolinet.controller.mastership_etcd import EtcdMastership
 from daolinet.controller.peers import Peers
@@ -77,13 +77,13 @@ def api_sockets(listens: list[str] | str) -> list[socket.socket]:
             sock.bind((host, port))
         sock.listen(128)
         out.append(sock)
-    if not any(s.family != socket.AF_UNIX for s in out):
+    if not any(sock.family != socket.AF_UNIX for sock in out):
         raise InvalidInput("--api-listen needs one HOST:PORT (peers and agents use it)")
     return out
 
 
 def api_url(socks: list[socket.socket], https: bool) -> str:
-    host, port = next(s for s in socks if s.family != socket.AF_UNIX).getsockname()[:2]
+    host, port = next(sock for sock in socks if sock.family != socket.AF_UNIX).getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
     return f"{'https' if https else 'http'}://{host}:{port}"
 
@@ -113,8 +113,8 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
                     security)
     shared.attach(ctrl)
     liveness = asyncio.create_task(watch_hosts(store, ctrl.ctx.clock), name="host-liveness")
-    of_servers = [await ofserver.listen(t, ctrl.on_session, of_tls, on_refused=ctrl.refused)
-                  for t in of_listen]
+    of_servers = [await ofserver.listen(target, ctrl.on_session, of_tls, on_refused=ctrl.refused)
+                  for target in of_listen]
     server = uvicorn.Server(api_config(create_app(ctrl, tls=security.tls is not None), security))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -132,8 +132,8 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
     await stop.wait()
     notify("STOPPING=1")
     server.should_exit = True
-    for s in of_servers:
-        s.close()
+    for of_server in of_servers:
+        of_server.close()
     await api_task
     liveness.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -171,13 +171,13 @@ class Shared:
                                tls=security.tls)
 
     def attach(self, ctrl: Controller) -> None:
-        m, peers = self.mastership, self.peers
-        if m is None or peers is None:
+        mastership, peers = self.mastership, self.peers
+        if mastership is None or peers is None:
             return  # the only controller: master of every switch
         ctrl.held = {}
-        ctrl.generation = lambda: m.last_rev
+        ctrl.generation = lambda: mastership.last_rev
         ctrl.ctx.remote = peers.remote
-        self._task = asyncio.create_task(m.run(lambda: list(ctrl.ctx.connected), ctrl.set_held))
+        self._task = asyncio.create_task(mastership.run(lambda: list(ctrl.ctx.connected), ctrl.set_held))
 
     async def close(self) -> None:
         if self._task is not None:

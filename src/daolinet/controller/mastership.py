@@ -1,6 +1,6 @@
 """Which switches this controller should be master of: the decision, pure.
 
-Several controllers share the switches (design.md "Roles"): every switch is
+Several controllers share the switches (docs/architecture.md "Roles"): every switch is
 connected to every controller, and exactly one is master of it at a time.
 Mastership is a key per dpid in the store, held by its master's lease; the
 I/O lives in `mastership_etcd`.  This module only decides, from one reading of
@@ -59,14 +59,14 @@ def plan(me: str, connected: Iterable[int], owners: Mapping[int, str], live: Ite
     kept = mine & here
     share = fair_share(len(here | set(owners)), len(controllers))
     release = sorted(mine - here)
-    free = sorted((d for d in here if d not in owners), key=lambda d: preference(me, d))
+    free = sorted((dpid for dpid in here if dpid not in owners), key=lambda dpid: preference(me, dpid))
     claim = free[:max(0, share - len(kept))]
-    claim += [d for d in free if d in set(stale) and d not in claim]
-    counts = {c: 0 for c in controllers}
+    claim += [dpid for dpid in free if dpid in set(stale) and dpid not in claim]
+    counts = {controller: 0 for controller in controllers}
     for owner in owners.values():
         if owner in counts:
             counts[owner] += 1
     movable = kept - set(sticky)
     if not free and movable and len(kept) - min(counts.values()) >= 2:
-        release.append(max(movable, key=lambda d: preference(me, d)))  # one a round, least preferred
+        release.append(max(movable, key=lambda dpid: preference(me, dpid)))  # one a round, least preferred
     return Plan(claim=tuple(claim), release=tuple(sorted(release)))

@@ -154,8 +154,8 @@ class EtcdMastership:
         if await self._revoke_crashed(connected, owners):
             owners, live, rev = await self._read(client)
         now = asyncio.get_running_loop().time()
-        self._free_since = {d: self._free_since.get(d, now) for d in connected if d not in owners}
-        stale = {d for d, since in self._free_since.items() if now - since >= STALE_AFTER}
+        self._free_since = {dpid: self._free_since.get(dpid, now) for dpid in connected if dpid not in owners}
+        stale = {dpid for dpid, since in self._free_since.items() if now - since >= STALE_AFTER}
         self._sticky &= connected
         decision = plan(self.me, connected, owners, live, stale, self._sticky)
         for dpid in decision.release:
@@ -168,7 +168,7 @@ class EtcdMastership:
                     self._sticky.add(dpid)
         if decision.claim:
             _, _, rev = await self._read(client)
-        return {d: rev for d, owner in owners.items() if owner == self.me and d in connected}
+        return {dpid: rev for dpid, owner in owners.items() if owner == self.me and dpid in connected}
 
     async def _keep_lease(self, client: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -176,19 +176,20 @@ class EtcdMastership:
             return
         if self._lease is not None:
             lease_id = self._lease
-            reply = await self.kv.call("lease refresh", lambda c: c.refresh_lease(lease_id))
+            reply = await self.kv.call("lease refresh", lambda etcd: etcd.refresh_lease(lease_id))
             if reply is not None and reply.TTL > 0:
                 self._since_refresh = loop.time()
                 return
             log.warning("controller %s: lease expired; claiming anew", self.me)
-        self._lease = (await self.kv.call("lease grant", lambda c: c.lease(self.ttl))).id
-        await self.kv.call("register", lambda c: c.put(self._key("controllers", self.me),
-                                                        self.api_url.encode(), lease=self._lease))
+        self._lease = (await self.kv.call("lease grant", lambda etcd: etcd.lease(self.ttl))).id
+        await self.kv.call("register", lambda etcd: etcd.put(self._key("controllers", self.me),
+                                                           self.api_url.encode(), lease=self._lease))
         self._since_refresh = loop.time()
 
     async def _read(self, client: Any) -> tuple[dict[int, str], set[str], int]:
-        masters = await self.kv.call("read masters", lambda c: c.get_prefix(self._key("master", "")))
-        ctrls = await self.kv.call("read controllers", lambda c: c.get_prefix(self._key("controllers", "")))
+        masters = await self.kv.call("read masters", lambda etcd: etcd.get_prefix(self._key("master", "")))
+        ctrls = await self.kv.call("read controllers",
+                                   lambda etcd: etcd.get_prefix(self._key("controllers", "")))
         owners = {int(kv.key.rsplit(b"/", 1)[1], 16): kv.value.decode() for kv in masters}
         self.peers = {kv.key.rsplit(b"/", 1)[1].decode(): kv.value.decode() for kv in ctrls}
         self._leases = {kv.key.rsplit(b"/", 1)[1].decode(): int(kv.lease) for kv in ctrls}
@@ -199,8 +200,8 @@ class EtcdMastership:
     async def _revoke_crashed(self, connected: set[int], owners: dict[int, str]) -> bool:
         """Revoke the lease of every peer mastering a switch connected here whose API
         port refused us `refusals_to_revoke` times in a row; True if any was revoked."""
-        suspects = {owners[d] for d in connected if owners.get(d) not in (None, self.me)}
-        self._refused = {p: n for p, n in self._refused.items() if p in suspects}
+        suspects = {owners[dpid] for dpid in connected if owners.get(dpid) not in (None, self.me)}
+        self._refused = {peer: times for peer, times in self._refused.items() if peer in suspects}
         revoked = False
         for peer in sorted(suspects):
             url, lease = self.peers.get(peer), self._leases.get(peer)
@@ -219,7 +220,7 @@ class EtcdMastership:
         return revoked
 
     async def _revoke(self, lease: int) -> None:
-        await self.kv.call("revoke a dead peer's lease", lambda c: c.revoke_lease(lease))
+        await self.kv.call("revoke a dead peer's lease", lambda etcd: etcd.revoke_lease(lease))
 
     async def _claim(self, client: Any, dpid: int) -> bool:
         key = self.master_key(dpid)

@@ -45,7 +45,7 @@ class RemoteSwitch:
         return f"{self.dpid:#x}@{self.url}"
 
     def send(self, *msgs: Any) -> list[int]:
-        self._queue.extend(m.data if isinstance(m, Encoded) else encode(m, 0) for m in msgs)
+        self._queue.extend(msg.data if isinstance(msg, Encoded) else encode(msg, 0) for msg in msgs)
         task = asyncio.ensure_future(self._post(barrier=False))
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -70,9 +70,9 @@ class RemoteSwitch:
         task = asyncio.ensure_future(self.barrier())
         self._tasks.add(task)
 
-        def done(t: asyncio.Task[None]) -> None:
-            self._done(t)
-            callback(not t.cancelled() and t.exception() is None)
+        def done(finished: asyncio.Task[None]) -> None:
+            self._done(finished)
+            callback(not finished.cancelled() and finished.exception() is None)
 
         task.add_done_callback(done)
 

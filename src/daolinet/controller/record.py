@@ -24,12 +24,14 @@ log = logging.getLogger(__name__)
 def own_record(id: str, of_listen: Iterable[str], api_listen: Iterable[str], advertise: Iterable[str],
                store_url: str) -> ControllerRecord:
     """What this controller records about itself (names resolved to IPv4 addresses now)."""
-    api = [_listen(v.rpartition(":")[0].strip("[]"), v.rpartition(":")[2]) for v in api_listen
-           if not v.startswith("unix:")]
+    api = [_listen(target.rpartition(":")[0].strip("[]"), target.rpartition(":")[2]) for target in api_listen
+           if not target.startswith("unix:")]
     of = [_listen(host, str(port)) for kind, host, port in map(parse_target, of_listen) if kind != "unix"]
-    etcd = [_listen(h, str(p)) for h, p in parse_url(store_url)[0]] if store_url.startswith("etcd://") else []
+    etcd = ([_listen(host, str(port)) for host, port in parse_url(store_url)[0]]
+            if store_url.startswith("etcd://") else [])
     record = ControllerRecord(id=id, api=_known(api), openflow=_known(of), etcd=_known(etcd),
-                              advertise=tuple(sorted({_ipv4(a) for a in advertise})), started=time.time())
+                              advertise=tuple(sorted({_ipv4(addr) for addr in advertise})),
+                              started=time.time())
     if not (record.api or record.openflow or record.advertise):
         log.warning("controller %s listens on wildcard addresses only and advertises none: containers "
                     "are kept off no address of it (give --advertise IP)", id)

@@ -48,14 +48,14 @@ class LiveRoute:
 
     @property
     def dpids(self) -> list[int]:
-        return sorted(d for d, n in self.flows.items() if n > 0)
+        return sorted(dpid for dpid, count in self.flows.items() if count > 0)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "cookie": f"{self.cookie:#018x}",
             "endpoints": [self.a, self.b],
             "names": list(self.names),
-            "switches": [f"{d:#x}" for d in self.dpids],
+            "switches": [f"{dpid:#x}" for dpid in self.dpids],
             "flows": sum(self.flows.values()),
             "created": self.created,
             "same_host": self.same_host,
@@ -117,20 +117,20 @@ class RouteTable:
         route = self._routes.pop(key, None)
         if route is not None:
             for index, ids in ((self._by_cookie, (cookie,)), (self._by_endpoint, (route.a, route.b))):
-                for i in ids:
-                    keys = index.get(i)
+                for id_ in ids:  # a cookie or an endpoint id
+                    keys = index.get(id_)
                     if keys is not None:
                         keys.discard(key)
                         if not keys:
-                            del index[i]
+                            del index[id_]
         return route
 
     def remove_pair(self, cookie: int) -> list[LiveRoute]:
         """Every route (all scopes) of the pair named by cookie."""
-        return [r for key in list(self._by_cookie.get(cookie, ())) if (r := self.remove(*key))]
+        return [route for key in list(self._by_cookie.get(cookie, ())) if (route := self.remove(*key))]
 
     def of_endpoint(self, eid: int) -> list[LiveRoute]:
-        return [self._routes[k] for k in self._by_endpoint.get(eid, ())]
+        return [self._routes[key] for key in self._by_endpoint.get(eid, ())]
 
     def on_switch(self, dpid: int) -> list[LiveRoute]:
-        return [r for r in self._routes.values() if r.flows.get(dpid, 0) > 0]
+        return [route for route in self._routes.values() if route.flows.get(dpid, 0) > 0]

@@ -7,7 +7,7 @@ await the switch's answer by xid; `barrier_then(callback)` is the hot path's
 variant without a task or a future.
 
 A session over TLS knows who its peer is (`identity`, from the verified
-certificate); the controller (app.py, admission.py) decides whether that peer may
+certificate); the controller (controller.py, admission.py) decides whether that peer may
 speak for the dpid the handshake names.  Once the controller closes a session,
 nothing more it reads is handed on.
 """
@@ -53,7 +53,7 @@ class SwitchSession:
         return f"{self.dpid:#x}" if self.dpid is not None else "switch(handshaking)"
 
     def send(self, *msgs: Any) -> list[int]:
-        xids = [self.channel.send(m) for m in msgs]
+        xids = [self.channel.send(msg) for msg in msgs]
         self._flush()
         return xids
 
@@ -150,7 +150,7 @@ class SwitchSession:
                         break  # refused or replaced: the rest is not ours to act on
                     if isinstance(event, ch.SwitchReady):
                         self.dpid = event.dpid
-                        self.ports = {p.ofport: p for p in event.ports}
+                        self.ports = {port.ofport: port for port in event.ports}
                     if self.resolve(event):
                         continue
                     result = on_event(self, event)

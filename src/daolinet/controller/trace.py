@@ -13,7 +13,7 @@ from daolinet.model import Endpoint
 from daolinet.pipeline import GATEWAY_MAC, route_cookie
 
 if TYPE_CHECKING:
-    from daolinet.controller.app import Controller
+    from daolinet.controller.controller import Controller
 
 
 def l4_for(protocol: str | None, port: int | None) -> L4 | None:
@@ -33,21 +33,25 @@ def trace(ctrl: Controller, src: Endpoint, dst: Endpoint, protocol: str | None,
           port: int | None) -> dict[str, Any]:
     view = ctrl.view
     l4 = l4_for(protocol, port)
-    v = verdict(src, dst, view, l4)
+    decided = verdict(src, dst, view, l4)
     out: dict[str, Any] = {
-        "src": src.name, "dst": dst.name, "allowed": bool(v and v.allowed),
-        "reason": v.reason if v else "a network is gone", "scope": list(v.scope) if v and v.scope else None,
+        "src": src.name, "dst": dst.name, "allowed": bool(decided and decided.allowed),
+        "reason": decided.reason if decided else "a network is gone",
+        "scope": list(decided.scope) if decided and decided.scope else None,
         "flows": {}, "live": [], "probe": {},
     }
-    hs, hd, ns, nd = view.host_of(src), view.host_of(dst), view.network_of(src), view.network_of(dst)
-    if v and v.allowed and hs and hd and ns and nd and src.ofport and dst.ofport:
-        plan = flows_for_route(RouteEnds(src, dst, hs, hd, ns.name == nd.name, v.scope, not v.reply),
-                               ctrl.ctx.config.idle_timeout)
-        names = {h.dpid: h.name for h in view.hosts.values()}
-        out["flows"] = {names[dpid]: [f.describe() for f in flows] for dpid, flows in plan.steps}
-        out["probe"] = {hs.name: _probe(src, dst, l4)}
+    src_host, dst_host = view.host_of(src), view.host_of(dst)
+    src_net, dst_net = view.network_of(src), view.network_of(dst)
+    if (decided and decided.allowed and src_host and dst_host and src_net and dst_net
+            and src.ofport and dst.ofport):
+        ends = RouteEnds(src, dst, src_host, dst_host, src_net.name == dst_net.name, decided.scope,
+                         not decided.reply)
+        plan = flows_for_route(ends, ctrl.ctx.config.idle_timeout)
+        names = {host.dpid: host.name for host in view.hosts.values()}
+        out["flows"] = {names[dpid]: [flow.describe() for flow in flows] for dpid, flows in plan.steps}
+        out["probe"] = {src_host.name: _probe(src, dst, l4)}
     cookie = route_cookie(src.id, dst.id).value
-    out["live"] = [r.to_json() for r in ctrl.ctx.routes.all() if r.cookie == cookie]
+    out["live"] = [route.to_json() for route in ctrl.ctx.routes.all() if route.cookie == cookie]
     return out
 
 

@@ -1,4 +1,4 @@
-"""Who may talk to whom, and why (design.md "Policy").  Pure.
+"""Who may talk to whom, and why (docs/architecture.md "Policy").  Pure.
 
 In order, the first that applies decides:
 1. tenants are isolated absolutely;

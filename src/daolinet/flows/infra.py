@@ -1,4 +1,4 @@
-"""Infrastructure is not a destination (design.md): every host's guard table drops
+"""Infrastructure is not a destination (docs/pipeline.md): every host's guard table drops
 its containers' packets to every infrastructure address - each host's underlay IP,
 each controller's recorded addresses, each etcd member's (View.infra_ips) - before
 any route is looked up, for containers on every network, external or not.  Only a

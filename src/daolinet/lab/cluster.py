@@ -1,4 +1,6 @@
-"""The lab as a whole: bring it up, attach containers, run commands, tear it down.
+"""The lab as a whole: bring it up, build its fabric and hosts, run commands, tear
+it down.  Containers (containers.py), agents (agents.py), controllers
+(controllers.py) and dockerds (dockerds.py) are mixins of `Lab`.
 
 Order of work in `up` (each step journalled in state.py before it happens):
 fabric namespace(s) with a Linux bridge per rack, a router namespace joining
@@ -12,20 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from daolinet.agent import bootstrap
-from daolinet.errors import Conflict, InvalidInput, NotFound, SystemFailure
-from daolinet.lab import credentials, daemons, docker, ha, plan, state
-from daolinet.lab.client import LabClient
+from daolinet.errors import Conflict, InvalidInput, NotFound
+from daolinet.lab import credentials, docker, ha, plan, state
+from daolinet.lab.agents import Agents
+from daolinet.lab.containers import HOST_NAME_RE, Containers, LabContainer
 from daolinet.lab.controllers import Controllers
 from daolinet.lab.dockerds import Dockerds
 from daolinet.lab.ovs import PrivateOvs
@@ -33,7 +34,7 @@ from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
 from daolinet.system import links, procs
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
 
-HOST_NAME_RE = re.compile(r"^h\d+$")
+__all__ = ["Lab", "LabContainer", "LabHost", "down", "lab_exists", "list_labs"]
 
 
 @dataclass(frozen=True)
@@ -63,29 +64,7 @@ class LabHost:
         return Ovsdb(self.ovs.db_endpoint)
 
 
-@dataclass(frozen=True)
-class LabContainer:
-    name: str
-    host: str
-    netns: str
-    port: str = ""
-    ofport: int = -1
-    mac: str | None = None
-    address: str | None = None  # with prefix, e.g. 10.1.0.5/24
-    eid: int | None = None  # daolinet endpoint id, when attached through the agent
-    network: str | None = None
-    tenant: str | None = None
-    pip: str | None = None
-
-    @property
-    def ip(self) -> str | None:
-        return self.address.split("/")[0] if self.address else None
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-class Lab(Controllers, Dockerds):
+class Lab(Containers, Agents, Controllers, Dockerds):
     """A handle on an existing lab (`Lab.open`) or a new one (`Lab.up`)."""
 
     def __init__(self, st: state.LabState) -> None:
@@ -239,169 +218,6 @@ class Lab(Controllers, Dockerds):
                 return h
         known = ", ".join(h.name for h in self.hosts)
         raise NotFound(f"lab {self.name} has no host {name} (hosts: {known})")
-
-    @property
-    def containers(self) -> list[LabContainer]:
-        return [LabContainer(**c) for c in self._state.containers.values()]
-
-    def container(self, name: str) -> LabContainer:
-        found = self._state.containers.get(name)
-        if found is None:
-            raise NotFound(f"lab {self.name} has no container {name}")
-        return LabContainer(**found)
-
-    def add_container(self, name: str, host: str, *, network: str | None = None,
-                      tenant: str = "default", ip: str | None = None, address: str | None = None,
-                      mac: str | None = None) -> LabContainer:
-        """A namespace with eth0 on HOST's bridge.  With daolinet running, the
-        host's agent attaches it to `network` (which is then required); without,
-        it is a bare port with an optional `address`."""
-        plan.check_container_name(name)
-        if HOST_NAME_RE.match(name) or name in ("outside", "router"):
-            raise InvalidInput(f"container name {name!r} would shadow a host or the outside")
-        if self.has_controller and network is None:
-            raise InvalidInput("give the container a network (--network NET)")
-        if address is not None:
-            address = plan.check_cidr(address)
-        h = self.host(name=host)
-        with state.locked(self.name):
-            self._reload()
-            if name in self._state.containers:
-                raise Conflict(f"container {name} already exists in lab {self.name}")
-            c = LabContainer(name=name, host=h.name, netns=plan.container_netns(self.name, name),
-                             mac=mac, address=address, network=network, tenant=tenant)
-            self._state.containers[name] = c.to_json()
-            self._new_netns(c.netns)
-            try:
-                c = self._attach(h, c, ip) if network else self._plug(h, c)
-            except BaseException:
-                self._unplug(c)
-                raise
-            self._state.containers[name] = c.to_json()
-            self._save()
-        return c
-
-    def _attach(self, h: LabHost, c: LabContainer, ip: str | None) -> LabContainer:
-        with self.agent(h.name) as agent:
-            e = agent.call("POST", "/containers", json={
-                "name": c.name, "netns": c.netns, "network": c.network, "tenant": c.tenant,
-                "ip": ip, "mac": c.mac})
-        prefix = self.network_prefix(c.tenant or "default", c.network or "")
-        return LabContainer(**{**c.to_json(), "eid": e["id"], "port": e["port"], "ofport": e["ofport"],
-                               "mac": e["mac"], "address": f"{e['ip']}/{prefix}", "pip": e["pip"]})
-
-    def network_prefix(self, tenant: str, network: str) -> int:
-        with self.api() as api:
-            return int(api.call("GET", f"/networks/{tenant}/{network}")["subnet"].split("/")[1])
-
-    def _plug(self, h: LabHost, c: LabContainer) -> LabContainer:
-        port = plan.container_port(c.name)
-        links.add_veth(h.netns, port, c.netns, "eth0", mtu=self.mtu)
-        links.tx_offload_off(c.netns, "eth0")
-        links.link_up(c.netns, "eth0", address=c.address, mac=c.mac)
-        with h.ovsdb() as db:
-            ofport = db.add_port(plan.BRIDGE, port, {"daolinet-lab-container": c.name})
-        return LabContainer(**{**c.to_json(), "port": port, "ofport": ofport})
-
-    def move_container(self, name: str, host: str) -> LabContainer:
-        """Move a running container to another host: its namespace, processes and
-        sockets stay; its interface is re-plugged on `host` with a new PIP."""
-        target = self.host(host)
-        with state.locked(self.name):
-            self._reload()
-            c = self.container(name)
-            if c.eid is None:
-                raise InvalidInput(f"container {name} is not attached through daolinet")
-            old = self.host(c.host)
-            if old.name == target.name:
-                raise InvalidInput(f"container {name} is already on host {host}")
-            # Break as late as possible: off the old bridge, into the new host,
-            # onto its bridge, then one controller call moves it (new PIP, old
-            # routes revoked, new port's flows installed).
-            with self.agent(old.name) as agent:
-                agent.call("POST", f"/containers/{c.eid}/move-away")
-            links.move_link(old.netns, c.port, target.netns)
-            with self.agent(target.name) as agent:
-                e = agent.call("POST", f"/containers/{c.eid}/move-here", json={"netns": c.netns})
-            moved = LabContainer(**{**c.to_json(), "host": target.name, "ofport": e["ofport"],
-                                    "pip": e["pip"]})
-            self._state.containers[name] = moved.to_json()
-            self._save()
-        return moved
-
-    def remove_container(self, name: str) -> None:
-        with state.locked(self.name):
-            self._reload()
-            self._unplug(self.container(name))
-
-    def _unplug(self, c: LabContainer) -> None:
-        procs.stop(links.pids_in([c.netns]))
-        if c.eid is not None:
-            with self.agent(c.host) as agent:
-                agent.call("DELETE", f"/containers/{c.eid}")
-        elif c.port:
-            with self.host(c.host).ovsdb() as db:
-                db.del_port(c.port)
-        links.remove_netns(c.netns)
-        with self._lock:
-            if c.netns in self._state.netns:
-                self._state.netns.remove(c.netns)
-            self._state.containers.pop(c.name, None)
-            self._save()
-
-    # -- daolinet's processes (the controllers' side: lab/controllers.py) --------------------
-
-    def agent(self, host: str) -> LabClient:
-        return LabClient(uds=daemons.agent_sock(self.host(host).plan))
-
-
-    def start_agents(self, hosts: list[str] | None = None) -> None:
-        """Start (or restart) agents; wait until their bridges are synced."""
-        chosen = [self.host(n) for n in hosts] if hosts else self.hosts
-        started = {}
-        for h in chosen:
-            gw_mac = self._state.extra.get("gateway_macs", {}).get(str(h.plan.rack), "")
-            tls = credentials.host(self.name, h.name) if self.secure else None
-            token = None if self.secure else self._host_token(h)
-            started[h.name] = daemons.start_agent(h.plan, self.controller_paths, h.ovs.db_endpoint,
-                                                  gw_mac, self.host_ttl, tls, token)
-            with self._lock:
-                self._state.pids[f"{h.name}/agent"] = started[h.name].pid
-                self._save()
-        for h in chosen:
-            daemons.wait_agent(h.plan, started[h.name])
-        self.wait_synced([h.plan.index for h in chosen])
-        for h in chosen:  # the controllers' flows carry the host's traffic now: the agent's go
-            self._wait_unbootstrapped(h)
-
-    @staticmethod
-    def _wait_unbootstrapped(h: LabHost, timeout: float = 30.0) -> None:
-        path = h.ovs.mgmt_sock(plan.BRIDGE)
-        deadline = time.monotonic() + timeout
-        while asyncio.run(bootstrap.bootstrap_flows_on(path)):
-            if time.monotonic() > deadline:
-                raise SystemFailure(f"agent of {h.name} kept its bootstrap flows {timeout:.0f} s after "
-                                    "the controller synced its bridge (see its agent.log)")
-            time.sleep(0.05)  # polling the bridge, with a deadline
-
-    def _host_token(self, h: LabHost) -> str:
-        """An --insecure lab's agent credential: a host token bound to its host (never the
-        admin token), made once and kept in the host's run dir (mode 600)."""
-        path = os.path.join(h.plan.rundir(), "agent.token")
-        if not os.path.exists(path):
-            with self.api() as api:
-                made = api.call("POST", "/tokens", json={"name": f"agent-{h.name}", "host": h.name})
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(str(made["token"]) + "\n")
-        return path
-
-
-    def stop_agent(self, host: str) -> None:
-        pid = self._state.pids.get(f"{self.host(host).name}/agent")
-        if pid is not None:
-            procs.stop([pid])
-
 
     # -- running things ----------------------------------------------------
 

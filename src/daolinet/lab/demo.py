@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from daolinet.lab import cluster, plan
-from daolinet.testing.labtools import api, ping, route_flows, rtts, rx_packets, tcp_transfer
+from daolinet.lab.probes import api, ping, route_flows, rtts, rx_packets, tcp_transfer
 
 IDLE = 5
 FIRST_WAIT = 10  # s a first packet's reply may take on a loaded machine (the route is plugged meanwhile)
@@ -41,7 +41,7 @@ CONTAINERS = [  # name, host, tenant, ip
     ("red-c", "h3", "red", "10.1.0.30"), ("red-d", "h1", "red", "10.1.0.11"),
     ("blue-a", "h1", "blue", "10.1.0.10"), ("blue-b", "h2", "blue", "10.1.0.20"),
 ]
-STREAM = [sys.executable, "-m", "daolinet.testing.stream"]
+STREAM = [sys.executable, "-m", "daolinet.lab.stream"]
 
 
 @dataclass(frozen=True)

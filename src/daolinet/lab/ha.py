@@ -2,7 +2,7 @@
 run dir (so `lab down` sweeps its processes and data with everything else) for
 several controllers (`lab up --controllers 3 --store etcd`).
 
-The members are started by the tests' launcher (testing/etcd.py: free ports,
+The members are started by the launcher the tests share (etcd_cluster.py: free ports,
 health checks, a CA of the cluster's own and certificates), detached like the
 lab's other daemons, inside the lab's control namespace on the underlay when
 given one; the lab records their pids, the store URL and the client pair its
@@ -15,8 +15,8 @@ import os
 
 from daolinet.errors import InvalidInput
 from daolinet.lab import plan
+from daolinet.lab.etcd_cluster import HOST, EtcdCluster
 from daolinet.security.tls import TlsFiles
-from daolinet.testing.etcd import HOST, EtcdCluster
 
 ETCD_MEMBERS = 3
 STORES = ("sqlite", "etcd")

@@ -9,8 +9,8 @@ import subprocess
 from typing import Any
 
 from daolinet.lab import cluster, docker
+from daolinet.lab.probes import wait_for
 from daolinet.system import links
-from daolinet.testing.labtools import wait_for
 
 PLUG_PREFIXES = ("dlp", "dlc")  # the agent's host-side ports and Docker peers
 

@@ -1,5 +1,5 @@
 """pytest fixtures for etcd (import them into a test module): kept apart from
-`daolinet.testing.etcd`, which the lab uses and which must not need pytest."""
+`daolinet.lab.etcd_cluster`, which the lab uses and which must not need pytest."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daolinet.testing.etcd import EtcdCluster, EtcdMissing, etcd_binary
+from daolinet.lab.etcd_cluster import EtcdCluster, EtcdMissing, etcd_binary
 
 
 def _need_etcd() -> None:

@@ -19,10 +19,9 @@ from daolinet.controller.api import (
     policy_routes,
     portmap_routes,
 )
-from daolinet.controller.api.errors import STATUS, status_of, validation_message
-from daolinet.controller.app import Controller
+from daolinet.controller.controller import Controller
 
-__all__ = ["STATUS", "create_app", "status_of", "validation_message"]
+__all__ = ["create_app"]
 
 
 def create_app(ctrl: Controller, *, tls: bool = False) -> FastAPI:

@@ -152,26 +152,26 @@ def principal(request: Request,
 Anyone = Annotated[Principal, Depends(principal)]
 
 
-def people(request: Request, p: Anyone) -> Principal:
+def people(request: Request, caller: Anyone) -> Principal:
     """Admins and tenants: hosts and controllers are refused (the default for a route)."""
-    if p.kind in LIMITS:
-        raise p.refuse(request)
-    return p
+    if caller.kind in LIMITS:
+        raise caller.refuse(request)
+    return caller
 
 
-def agents(request: Request, p: Anyone) -> Principal:
+def agents(request: Request, caller: Anyone) -> Principal:
     """Admins, tenants and hosts (whose handlers confine them to their own host)."""
-    if p.kind == "controller":
-        raise p.refuse(request)
-    return p
+    if caller.kind == "controller":
+        raise caller.refuse(request)
+    return caller
 
 
-def peers(request: Request, p: Anyone) -> Principal:
+def peers(request: Request, caller: Anyone) -> Principal:
     """Controller-to-controller calls: with TLS, a controller certificate (whatever token
     comes with it); with --insecure, the admin token."""
     if not request.app.state.tls:
-        p.require_admin()
-        return p
+        caller.require_admin()
+        return caller
     identity = peer_of(request)
     if identity is None:
         raise Forbidden(f"TLS: {request.url.path} needs a controller certificate")

@@ -1,5 +1,5 @@
-"""Every API error is a JSON body {"error": message}: the mapping from our
-exceptions to statuses, and the handlers that enforce it."""
+"""Every API error is a JSON body {"error": message}: the handlers that enforce
+it (the mapping from our exceptions to statuses is daolinet.api_common's)."""
 
 from __future__ import annotations
 
@@ -10,34 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from daolinet.errors import Conflict, DaoliError, Forbidden, InvalidInput, NotFound, Unauthorized
+from daolinet.api_common import status_of, validation_message
+from daolinet.errors import DaoliError
 
 log = logging.getLogger(__name__)
-STATUS: dict[type[DaoliError], int] = {
-    InvalidInput: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
-}
-
-
-def status_of(exc: DaoliError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 503
 
 
 def error(status: int, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(status_code=status, content={"error": message}, headers=headers)
-
-
-def validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-        if err.get("type") == "json_invalid":
-            return "malformed JSON body"
-        parts.append(f"{where or 'body'}: {err.get('msg')}")
-    return "; ".join(parts) or "invalid request"
 
 
 def install(app: FastAPI) -> None:

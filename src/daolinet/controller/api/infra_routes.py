@@ -13,8 +13,8 @@ router = APIRouter()
 
 
 @router.get("/controllers", tags=["ops"])
-async def list_controllers(request: Request, p: Auth) -> list[dict[str, Any]]:
+async def list_controllers(request: Request, caller: Auth) -> list[dict[str, Any]]:
     """Every controller that recorded itself: its listeners, advertised addresses and etcd
     members.  Containers reach none of these addresses (nor any host's underlay address)."""
-    p.require_admin()
+    caller.require_admin()
     return [c.to_json() for c in await request.app.state.ctrl.store.list_controllers()]

@@ -1,12 +1,13 @@
-"""Request bodies.  Strict: unknown keys and wrong types are refused by name."""
+"""Request bodies.  Strict (daolinet.api_common): unknown keys and wrong types are refused by name."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from daolinet.api_common import Strict
 from daolinet.model.objects import DEFAULT_TENANT
 
 OFPORT_MAX = 0xFFFFFF00
@@ -14,10 +15,6 @@ OFPORT_MAX = 0xFFFFFF00
 # Ids in paths: bounded, so no request can overflow the store's integers.
 EndpointId = Annotated[int, Path(ge=1, le=2**24 - 1)]
 RowId = Annotated[int, Path(ge=1, le=2**62)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # no "5" -> 5, true -> 1, "yes" -> True
 
 
 class TenantIn(Strict):

@@ -20,85 +20,86 @@ FOLLOW_WAIT = 2.0  # seconds a forwarded barrier waits for this controller's vie
 
 
 @router.get("/health", tags=["ops"])
-async def health(request: Request, p: Anyone) -> dict[str, Any]:
+async def health(request: Request, caller: Anyone) -> dict[str, Any]:
     ctx = request.app.state.ctrl.ctx
     out: dict[str, Any] = {"ok": True, "rev": ctx.view.rev}
-    if p.admin:
+    if caller.admin:
         out.update(switches=sorted(ctx.sessions), synced=sorted(ctx.synced), routes=len(ctx.routes))
     return out
 
 
 @router.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
-async def metrics(request: Request, p: Auth) -> str:
-    p.require_admin()
+async def metrics(request: Request, caller: Auth) -> str:
+    caller.require_admin()
     return generate_latest(request.app.state.ctrl.ctx.metrics.registry).decode()
 
 
 @router.get("/stats/route-setup", tags=["ops"])
-async def route_setup_stats(request: Request, p: Auth) -> dict[str, Any]:
+async def route_setup_stats(request: Request, caller: Auth) -> dict[str, Any]:
     """PacketIn -> route installed and packet re-injected, over recent routes (µs)."""
-    p.require_admin()
+    caller.require_admin()
     samples = sorted(request.app.state.ctrl.ctx.setup_samples)
     if not samples:
         return {"count": 0}
 
-    def pct(q: float) -> float:
-        return round(samples[min(len(samples) - 1, int(q * len(samples)))] * 1e6, 1)
+    def pct(quantile: float) -> float:
+        return round(samples[min(len(samples) - 1, int(quantile * len(samples)))] * 1e6, 1)
 
     return {"count": len(samples), "p50_us": pct(0.5), "p90_us": pct(0.9), "p99_us": pct(0.99),
             "max_us": round(samples[-1] * 1e6, 1)}
 
 
 @router.get("/routes", tags=["routes"])
-async def routes(request: Request, p: Auth, host: str | None = None, container: str | None = None,
+async def routes(request: Request, caller: Auth, host: str | None = None, container: str | None = None,
                  tenant: str | None = None, stats: bool = False) -> list[dict[str, Any]]:
     """Live hot-plug routes; with stats, packet counts and idle time read from the switches."""
     ctrl = request.app.state.ctrl
     view = ctrl.view
-    tenant = p.tenant_filter(tenant)
+    tenant = caller.tenant_filter(tenant)
     found = ctrl.ctx.routes.all()
     if host is not None:
-        h = view.hosts.get(host)
-        if h is None or not p.admin:
+        known = view.hosts.get(host)
+        if known is None or not caller.admin:
             raise NotFound(f"no host {host}")
-        found = [r for r in found if h.dpid in r.dpids]
+        found = [route for route in found if known.dpid in route.dpids]
     if tenant is not None:
-        found = [r for r in found if (e := view.endpoints.get(r.a)) is not None and e.tenant == tenant]
+        found = [route for route in found
+                 if (first := view.endpoints.get(route.a)) is not None and first.tenant == tenant]
     if container is not None:
-        found = [r for r in found if container in r.names]
-    out = [r.to_json() for r in found]
+        found = [route for route in found if container in route.names]
+    out = [route.to_json() for route in found]
     if stats:
         counters = await ctrl.route_counters()
-        for r, row in zip(found, out, strict=True):
-            row.update(counters.get((r.cookie, r.scope), {}))
+        for route, row in zip(found, out, strict=True):
+            row.update(counters.get((route.cookie, route.scope), {}))
     return out
 
 
 @router.get("/tokens", tags=["tokens"])
-async def list_tokens(request: Request, p: Auth) -> list[dict[str, Any]]:
-    p.require_admin()
+async def list_tokens(request: Request, caller: Auth) -> list[dict[str, Any]]:
+    caller.require_admin()
     return [t.to_json() for t in await request.app.state.ctrl.store.list_tokens()]
 
 
 @router.post("/tokens", status_code=201, tags=["tokens"])
-async def create_token(request: Request, p: Auth, body: TokenIn) -> dict[str, Any]:
+async def create_token(request: Request, caller: Auth, body: TokenIn) -> dict[str, Any]:
     """Issue a token; its secret is shown once, here, and stored only hashed.  With `host`:
     a host token, bound to that host (an agent's credential without TLS)."""
-    p.require_admin()
+    caller.require_admin()
     secret = new_secret()
-    t = await request.app.state.ctrl.store.create_token(body.name, body.tenant, hash_token(secret),
-                                                        time.time(), host=body.host)
-    return {**t.to_json(), "token": secret}
+    token = await request.app.state.ctrl.store.create_token(body.name, body.tenant, hash_token(secret),
+                                                            time.time(), host=body.host)
+    return {**token.to_json(), "token": secret}
 
 
 @router.delete("/tokens/{token_id}", tags=["tokens"])
-async def delete_token(request: Request, p: Auth, token_id: RowId) -> dict[str, Any]:
-    p.require_admin()
+async def delete_token(request: Request, caller: Auth, token_id: RowId) -> dict[str, Any]:
+    caller.require_admin()
     return (await request.app.state.ctrl.store.delete_token(token_id)).to_json()  # type: ignore[no-any-return]
 
 
 @router.post("/internal/switches/{dpid}/ofmsgs", tags=["ops"], include_in_schema=False)
-async def forward_ofmsgs(request: Request, p: PeerAuth, dpid: int) -> dict[str, Any]:
+async def forward_ofmsgs(request: Request, caller: PeerAuth, dpid: int) -> dict[str, Any]:
     """Another controller's FlowMods for a switch mastered here (controller/peers.py)."""
     body = await request.json()
     try:

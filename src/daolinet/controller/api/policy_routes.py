@@ -29,89 +29,91 @@ async def _in_effect(request: Request) -> None:
 
 
 @router.get("/groups", tags=["groups"])
-async def list_groups(request: Request, p: Auth, tenant: str | None = None) -> list[dict[str, Any]]:
-    return [g.to_json() for g in await _store(request).list_groups(p.tenant_filter(tenant))]
+async def list_groups(request: Request, caller: Auth, tenant: str | None = None) -> list[dict[str, Any]]:
+    return [g.to_json() for g in await _store(request).list_groups(caller.tenant_filter(tenant))]
 
 
 @router.post("/groups", status_code=201, tags=["groups"])
-async def create_group(request: Request, p: Auth, body: GroupIn) -> dict[str, Any]:
-    p.see(body.tenant, f"tenant {body.tenant} not found")
+async def create_group(request: Request, caller: Auth, body: GroupIn) -> dict[str, Any]:
+    caller.see(body.tenant, f"tenant {body.tenant} not found")
     changed = await _store(request).create_group(body.tenant, body.name, body.members)
     await _in_effect(request)
     return changed.to_json()
 
 
 @router.get("/groups/{tenant}/{name}", tags=["groups"])
-async def get_group(request: Request, p: Auth, tenant: str, name: str) -> dict[str, Any]:
-    p.see(tenant, f"group {name} of tenant {tenant} not found")
+async def get_group(request: Request, caller: Auth, tenant: str, name: str) -> dict[str, Any]:
+    caller.see(tenant, f"group {name} of tenant {tenant} not found")
     return (await _store(request).get_group(tenant, name)).to_json()
 
 
 @router.delete("/groups/{tenant}/{name}", tags=["groups"])
-async def delete_group(request: Request, p: Auth, tenant: str, name: str) -> dict[str, Any]:
-    p.see(tenant, f"group {name} of tenant {tenant} not found")
+async def delete_group(request: Request, caller: Auth, tenant: str, name: str) -> dict[str, Any]:
+    caller.see(tenant, f"group {name} of tenant {tenant} not found")
     changed = await _store(request).delete_group(tenant, name)
     await _in_effect(request)
     return changed.to_json()
 
 
 @router.post("/groups/{tenant}/{name}/members", tags=["groups"])
-async def add_member(request: Request, p: Auth, tenant: str, name: str, body: MemberIn) -> dict[str, Any]:
-    p.see(tenant, f"group {name} of tenant {tenant} not found")
+async def add_member(request: Request, caller: Auth, tenant: str, name: str,
+                     body: MemberIn) -> dict[str, Any]:
+    caller.see(tenant, f"group {name} of tenant {tenant} not found")
     changed = await _store(request).add_group_member(tenant, name, body.member)
     await _in_effect(request)
     return changed.to_json()
 
 
 @router.delete("/groups/{tenant}/{name}/members", tags=["groups"])
-async def remove_member(request: Request, p: Auth, tenant: str, name: str, member: str) -> dict[str, Any]:
-    p.see(tenant, f"group {name} of tenant {tenant} not found")
+async def remove_member(request: Request, caller: Auth, tenant: str, name: str,
+                        member: str) -> dict[str, Any]:
+    caller.see(tenant, f"group {name} of tenant {tenant} not found")
     changed = await _store(request).remove_group_member(tenant, name, member)
     await _in_effect(request)
     return changed.to_json()
 
 
 @router.post("/policy/connect", tags=["policy"])
-async def connect(request: Request, p: Auth, body: PairIn) -> dict[str, Any]:
-    p.see(body.tenant, f"tenant {body.tenant} not found")
+async def connect(request: Request, caller: Auth, body: PairIn) -> dict[str, Any]:
+    caller.see(body.tenant, f"tenant {body.tenant} not found")
     changed = await _store(request).set_pair_rule(body.tenant, body.a, body.b, "connect")
     await _in_effect(request)
     return changed.to_json()
 
 
 @router.post("/policy/disconnect", tags=["policy"])
-async def disconnect(request: Request, p: Auth, body: PairIn) -> dict[str, Any]:
-    p.see(body.tenant, f"tenant {body.tenant} not found")
+async def disconnect(request: Request, caller: Auth, body: PairIn) -> dict[str, Any]:
+    caller.see(body.tenant, f"tenant {body.tenant} not found")
     changed = await _store(request).set_pair_rule(body.tenant, body.a, body.b, "disconnect")
     await _in_effect(request)
     return changed.to_json()
 
 
 @router.get("/policy", tags=["policy"])
-async def show_policy(request: Request, p: Auth, tenant: str | None = None, a: str | None = None,
+async def show_policy(request: Request, caller: Auth, tenant: str | None = None, a: str | None = None,
                       b: str | None = None) -> list[dict[str, Any]]:
-    rules = await _store(request).list_rules(p.tenant_filter(tenant), kind="pair")
-    wanted = {x for x in (a, b) if x}
-    return [r.to_json() for r in rules if wanted <= {r.a, r.b}]
+    rules = await _store(request).list_rules(caller.tenant_filter(tenant), kind="pair")
+    wanted = {name for name in (a, b) if name}  # `a` and `b` are the API's names for the pair
+    return [rule.to_json() for rule in rules if wanted <= {rule.a, rule.b}]
 
 
 @router.delete("/policy", tags=["policy"])
-async def clear_policy(request: Request, p: Auth, tenant: str = "default", a: str | None = None,
+async def clear_policy(request: Request, caller: Auth, tenant: str = "default", a: str | None = None,
                        b: str | None = None) -> list[dict[str, Any]]:
-    p.see(tenant, f"tenant {tenant} not found")
+    caller.see(tenant, f"tenant {tenant} not found")
     changed = [r.to_json() for r in await _store(request).clear_pair_rules(tenant, a, b)]
     await _in_effect(request)
     return changed
 
 
 @router.get("/rules", tags=["rules"])
-async def list_rules(request: Request, p: Auth, tenant: str | None = None) -> list[dict[str, Any]]:
-    return [r.to_json() for r in await _store(request).list_rules(p.tenant_filter(tenant), kind="l4")]
+async def list_rules(request: Request, caller: Auth, tenant: str | None = None) -> list[dict[str, Any]]:
+    return [r.to_json() for r in await _store(request).list_rules(caller.tenant_filter(tenant), kind="l4")]
 
 
 @router.post("/rules", status_code=201, tags=["rules"])
-async def create_rule(request: Request, p: Auth, body: L4RuleIn) -> dict[str, Any]:
-    p.see(body.tenant, f"tenant {body.tenant} not found")
+async def create_rule(request: Request, caller: Auth, body: L4RuleIn) -> dict[str, Any]:
+    caller.see(body.tenant, f"tenant {body.tenant} not found")
     r = await _store(request).create_l4_rule(body.tenant, body.from_group, body.to_group,
                                              body.protocol, body.ports)
     await _in_effect(request)
@@ -119,23 +121,23 @@ async def create_rule(request: Request, p: Auth, body: L4RuleIn) -> dict[str, An
 
 
 @router.get("/rules/{tenant}/{rule_id}", tags=["rules"])
-async def get_rule(request: Request, p: Auth, tenant: str, rule_id: RowId) -> dict[str, Any]:
-    p.see(tenant, f"rule {rule_id} of tenant {tenant} not found")
+async def get_rule(request: Request, caller: Auth, tenant: str, rule_id: RowId) -> dict[str, Any]:
+    caller.see(tenant, f"rule {rule_id} of tenant {tenant} not found")
     return (await _store(request).get_rule(tenant, rule_id)).to_json()
 
 
 @router.delete("/rules/{tenant}/{rule_id}", tags=["rules"])
-async def delete_rule(request: Request, p: Auth, tenant: str, rule_id: RowId) -> dict[str, Any]:
-    p.see(tenant, f"rule {rule_id} of tenant {tenant} not found")
+async def delete_rule(request: Request, caller: Auth, tenant: str, rule_id: RowId) -> dict[str, Any]:
+    caller.see(tenant, f"rule {rule_id} of tenant {tenant} not found")
     changed = await _store(request).delete_rule(tenant, rule_id)
     await _in_effect(request)
     return changed.to_json()
 
 
 @router.post("/trace", tags=["policy"])
-async def trace_pair(request: Request, p: Auth, body: TraceIn) -> dict[str, Any]:
+async def trace_pair(request: Request, caller: Auth, body: TraceIn) -> dict[str, Any]:
     """Why src may or may not reach dst, the flows a route would have, and the live route."""
-    p.see(body.tenant, f"tenant {body.tenant} not found")
+    caller.see(body.tenant, f"tenant {body.tenant} not found")
     view = request.app.state.ctrl.view
     src = next((e for e in view.endpoints.values() if e.tenant == body.tenant and e.name == body.src), None)
     dst = next((e for e in view.endpoints.values() if e.tenant == body.tenant and e.name == body.dst), None)

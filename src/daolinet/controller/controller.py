@@ -85,7 +85,7 @@ class Controller:
         exist any more (a coalesced heartbeat): own commits below it go first."""
         if change.rev <= self.view.rev:
             return
-        for rev in sorted(r for r in self._ahead if r < change.rev):
+        for rev in sorted(ahead for ahead in self._ahead if ahead < change.rev):
             self.on_change(self._ahead.pop(rev))
         self._ahead.pop(change.rev, None)
         self.on_change(change)
@@ -139,35 +139,35 @@ class Controller:
             self.effects.applied(change.rev)
 
     def _apply(self, change: Change) -> None:
-        obj, view = change.obj, self.ctx.view
+        changed, view = change.obj, self.ctx.view
         old: Any = None
-        if isinstance(obj, Endpoint):
-            old = view.endpoints.get(obj.id)
-        elif isinstance(obj, Host):
-            old = view.hosts.get(obj.name)
-        elif isinstance(obj, ControllerRecord):
-            old = view.controllers.get(obj.id)
+        if isinstance(changed, Endpoint):
+            old = view.endpoints.get(changed.id)
+        elif isinstance(changed, Host):
+            old = view.hosts.get(changed.name)
+        elif isinstance(changed, ControllerRecord):
+            old = view.controllers.get(changed.id)
         view.apply(change)
-        new = None if change.deleted else obj
-        if isinstance(obj, Host | ControllerRecord):  # containers keep off infrastructure
+        new = None if change.deleted else changed
+        if isinstance(changed, Host | ControllerRecord):  # containers keep off infrastructure
             self.sync.infra_changed(old, new)  # type: ignore[arg-type]
-        if isinstance(obj, Endpoint):
+        if isinstance(changed, Endpoint):
             self._endpoint_changed(old, new)  # type: ignore[arg-type]
-        elif isinstance(obj, Host) and new is not None:
-            if old is None or old.dpid != obj.dpid:
-                self._check_bound_dpid(obj.dpid)
-            if _host_moved(old, obj):
-                self._spawn(self.sync.host_changed(obj))
-            if old is not None and old.alive != obj.alive:
-                self._host_liveness_changed(obj)
-        elif isinstance(obj, Portmap):
-            self.sync.remove_portmap(obj)
+        elif isinstance(changed, Host) and new is not None:
+            if old is None or old.dpid != changed.dpid:
+                self._check_bound_dpid(changed.dpid)
+            if _host_moved(old, changed):
+                self._spawn(self.sync.host_changed(changed))
+            if old is not None and old.alive != changed.alive:
+                self._host_liveness_changed(changed)
+        elif isinstance(changed, Portmap):
+            self.sync.remove_portmap(changed)
             if not change.deleted:
-                self.sync.install_portmap(obj)
-        elif isinstance(obj, Group | Rule | Network):
+                self.sync.install_portmap(changed)
+        elif isinstance(changed, Group | Rule | Network):
             # A policy change takes effect at once: revoke what it no longer allows, and
             # the API call that made it answers once the switches confirm (confirmed()).
-            self.effects.track(change.rev, self.hotplug.revalidate(obj.tenant))
+            self.effects.track(change.rev, self.hotplug.revalidate(changed.tenant))
 
     async def confirmed(self) -> None:
         """Return once this instance's last commit has taken effect on every switch: the
@@ -188,8 +188,8 @@ class Controller:
             log.warning("controller %s did not confirm revision %d: %r", remote.url, rev, e)
 
     def _endpoint_changed(self, old: Endpoint | None, new: Endpoint | None) -> None:
-        def placed(e: Endpoint) -> tuple[object, ...]:
-            return (e.host, e.ofport, e.pip, e.ip, e.mac)
+        def placed(endpoint: Endpoint) -> tuple[object, ...]:
+            return (endpoint.host, endpoint.ofport, endpoint.pip, endpoint.ip, endpoint.mac)
 
         if old is not None and (new is None or placed(old) != placed(new)):
             self.hotplug.revoke_endpoint(old.id)
@@ -222,11 +222,11 @@ class Controller:
                 reply = await session.request(render.flow_stats_request(cookie, mask))
             except (ProtocolError, ConnectionError, TimeoutError):
                 continue
-            for st in reply.body:
-                key = (int(st.cookie), scope_of_match(st.match))
+            for stats in reply.body:
+                key = (int(stats.cookie), scope_of_match(stats.match))
                 row = totals.setdefault(key, {"packets": 0, "bytes": 0})
-                row["packets"] += int(st.packet_count)
-                row["bytes"] += int(st.byte_count)
+                row["packets"] += int(stats.packet_count)
+                row["bytes"] += int(stats.byte_count)
         now = self.ctx.clock()
         for key, row in totals.items():
             seen = self._last_counts.get(key)
@@ -240,14 +240,14 @@ class Controller:
     async def settle(self, host: str) -> None:
         """Wait until the host's switch has applied what was sent to it (a barrier):
         when an attach returns, the container's flows are in place."""
-        h = self.view.hosts.get(host)
-        if h is None:
+        known = self.view.hosts.get(host)
+        if known is None:
             return
         try:
-            session = self.ctx.sessions.get(h.dpid)
+            session = self.ctx.sessions.get(known.dpid)
             if session is not None:
                 await session.barrier()
-            elif (remote := self.ctx.remote(h.dpid)) is not None:  # its master installs them
+            elif (remote := self.ctx.remote(known.dpid)) is not None:  # its master installs them
                 await remote.barrier(min_rev=self.view.rev)
         except (ProtocolError, ConnectionError, TimeoutError, httpx.HTTPError):
             log.warning("switch of host %s did not confirm its flows", host)
@@ -375,6 +375,6 @@ def _host_moved(old: Host | None, new: Host) -> bool:
     if old is None:
         return True
 
-    def placed(h: Host) -> Host:
-        return dataclasses.replace(h, last_seen=0.0, alive=True)
+    def placed(host: Host) -> Host:
+        return dataclasses.replace(host, last_seen=0.0, alive=True)
     return placed(old) != placed(new)

@@ -1,0 +1,171 @@
+"""The lab's containers, as seen by a `Lab` (a mixin of `cluster.Lab`): a network
+namespace with eth0 on a host's bridge, attached through the host's agent when
+daolinet runs (or a bare port without it), moved between hosts with its processes
+and sockets, removed with everything it held.  The lab's state names each one."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from daolinet.errors import Conflict, InvalidInput, NotFound
+from daolinet.lab import plan, state
+from daolinet.lab.client import LabClient
+from daolinet.system import links, procs
+
+if TYPE_CHECKING:
+    from daolinet.lab.cluster import LabHost
+
+HOST_NAME_RE = re.compile(r"^h\d+$")
+
+
+@dataclass(frozen=True)
+class LabContainer:
+    name: str
+    host: str
+    netns: str
+    port: str = ""
+    ofport: int = -1
+    mac: str | None = None
+    address: str | None = None  # with prefix, e.g. 10.1.0.5/24
+    eid: int | None = None  # daolinet endpoint id, when attached through the agent
+    network: str | None = None
+    tenant: str | None = None
+    pip: str | None = None
+
+    @property
+    def ip(self) -> str | None:
+        return self.address.split("/")[0] if self.address else None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Containers:
+    name: str
+    _state: state.LabState
+    _lock: threading.Lock
+
+    if TYPE_CHECKING:  # the rest of cluster.Lab (itself, Agents, Controllers) provides these
+        @property
+        def has_controller(self) -> bool: ...
+        @property
+        def mtu(self) -> int: ...
+
+        def _save(self) -> None: ...
+        def _reload(self) -> None: ...
+        def _new_netns(self, name: str) -> None: ...
+        def host(self, name: str) -> LabHost: ...
+        def agent(self, host: str) -> LabClient: ...
+        def api(self, token: str | None = None, index: int | None = None) -> LabClient: ...
+
+    @property
+    def containers(self) -> list[LabContainer]:
+        return [LabContainer(**c) for c in self._state.containers.values()]
+
+    def container(self, name: str) -> LabContainer:
+        found = self._state.containers.get(name)
+        if found is None:
+            raise NotFound(f"lab {self.name} has no container {name}")
+        return LabContainer(**found)
+
+    def add_container(self, name: str, host: str, *, network: str | None = None,
+                      tenant: str = "default", ip: str | None = None, address: str | None = None,
+                      mac: str | None = None) -> LabContainer:
+        """A namespace with eth0 on HOST's bridge.  With daolinet running, the
+        host's agent attaches it to `network` (which is then required); without,
+        it is a bare port with an optional `address`."""
+        plan.check_container_name(name)
+        if HOST_NAME_RE.match(name) or name in ("outside", "router"):
+            raise InvalidInput(f"container name {name!r} would shadow a host or the outside")
+        if self.has_controller and network is None:
+            raise InvalidInput("give the container a network (--network NET)")
+        if address is not None:
+            address = plan.check_cidr(address)
+        h = self.host(name=host)
+        with state.locked(self.name):
+            self._reload()
+            if name in self._state.containers:
+                raise Conflict(f"container {name} already exists in lab {self.name}")
+            c = LabContainer(name=name, host=h.name, netns=plan.container_netns(self.name, name),
+                             mac=mac, address=address, network=network, tenant=tenant)
+            self._state.containers[name] = c.to_json()
+            self._new_netns(c.netns)
+            try:
+                c = self._attach(h, c, ip) if network else self._plug(h, c)
+            except BaseException:
+                self._unplug(c)
+                raise
+            self._state.containers[name] = c.to_json()
+            self._save()
+        return c
+
+    def _attach(self, h: LabHost, c: LabContainer, ip: str | None) -> LabContainer:
+        with self.agent(h.name) as agent:
+            e = agent.call("POST", "/containers", json={
+                "name": c.name, "netns": c.netns, "network": c.network, "tenant": c.tenant,
+                "ip": ip, "mac": c.mac})
+        prefix = self.network_prefix(c.tenant or "default", c.network or "")
+        return LabContainer(**{**c.to_json(), "eid": e["id"], "port": e["port"], "ofport": e["ofport"],
+                               "mac": e["mac"], "address": f"{e['ip']}/{prefix}", "pip": e["pip"]})
+
+    def network_prefix(self, tenant: str, network: str) -> int:
+        with self.api() as api:
+            return int(api.call("GET", f"/networks/{tenant}/{network}")["subnet"].split("/")[1])
+
+    def _plug(self, h: LabHost, c: LabContainer) -> LabContainer:
+        port = plan.container_port(c.name)
+        links.add_veth(h.netns, port, c.netns, "eth0", mtu=self.mtu)
+        links.tx_offload_off(c.netns, "eth0")
+        links.link_up(c.netns, "eth0", address=c.address, mac=c.mac)
+        with h.ovsdb() as db:
+            ofport = db.add_port(plan.BRIDGE, port, {"daolinet-lab-container": c.name})
+        return LabContainer(**{**c.to_json(), "port": port, "ofport": ofport})
+
+    def move_container(self, name: str, host: str) -> LabContainer:
+        """Move a running container to another host: its namespace, processes and
+        sockets stay; its interface is re-plugged on `host` with a new PIP."""
+        target = self.host(host)
+        with state.locked(self.name):
+            self._reload()
+            c = self.container(name)
+            if c.eid is None:
+                raise InvalidInput(f"container {name} is not attached through daolinet")
+            old = self.host(c.host)
+            if old.name == target.name:
+                raise InvalidInput(f"container {name} is already on host {host}")
+            # Break as late as possible: off the old bridge, into the new host,
+            # onto its bridge, then one controller call moves it (new PIP, old
+            # routes revoked, new port's flows installed).
+            with self.agent(old.name) as agent:
+                agent.call("POST", f"/containers/{c.eid}/move-away")
+            links.move_link(old.netns, c.port, target.netns)
+            with self.agent(target.name) as agent:
+                e = agent.call("POST", f"/containers/{c.eid}/move-here", json={"netns": c.netns})
+            moved = LabContainer(**{**c.to_json(), "host": target.name, "ofport": e["ofport"],
+                                    "pip": e["pip"]})
+            self._state.containers[name] = moved.to_json()
+            self._save()
+        return moved
+
+    def remove_container(self, name: str) -> None:
+        with state.locked(self.name):
+            self._reload()
+            self._unplug(self.container(name))
+
+    def _unplug(self, c: LabContainer) -> None:
+        procs.stop(links.pids_in([c.netns]))
+        if c.eid is not None:
+            with self.agent(c.host) as agent:
+                agent.call("DELETE", f"/containers/{c.eid}")
+        elif c.port:
+            with self.host(c.host).ovsdb() as db:
+                db.del_port(c.port)
+        links.remove_netns(c.netns)
+        with self._lock:
+            if c.netns in self._state.netns:
+                self._state.netns.remove(c.netns)
+            self._state.containers.pop(c.name, None)
+            self._save()
