@@ -60,7 +60,7 @@ _VALUES: dict[str, Getter] = {
         "a.ip", "a.pip", "a.mac", "a.ofport", "b.ip", "b.pip", "b.mac", "b.ofport",
         "ha.underlay_mac", "ha.underlay_gateway_mac", "ha.uplink_ofport",
         "hb.underlay_mac", "hb.underlay_gateway_mac", "hb.uplink_ofport")},
-    "port": lambda ends: ends.scope[1],
+    "port": lambda ends: ends.scope[1],  # type: ignore[index]  # only in scoped shapes
 }
 _COOKIE, _IDLE = "cookie", "idle_timeout"
 
