@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daolinet.controller.context import Context
-from daolinet.controller.routes import Key, LiveRoute, Scope, scope_of_match
+from daolinet.controller.routes import Key, Scope, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide import icmp
 from daolinet.decide.direct import delivered
 from daolinet.decide.packet import PacketMeta, parse
-from daolinet.decide.policy import L4
 from daolinet.decide.route import (
     Decision,
     Deny,
@@ -42,14 +41,14 @@ from daolinet.decide.route import (
     RelayIcmp,
     TimeExceeded,
     decide,
-    verdict,
+    still_allowed,
 )
 from daolinet.flows import wire
 from daolinet.flows.external import flows_for_external
 from daolinet.flows.infra import flows_for_portmap_client
 from daolinet.flows.route import RouteEnds, drop_flow
 from daolinet.flows.route_wire import RouteBytes, route_bytes
-from daolinet.model import Endpoint, View
+from daolinet.model import Endpoint
 from daolinet.ofp.channel import PacketIn
 from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import EID_BITS, EID_MAX, GATEWAY_MAC, Kind, Table, kind_mask
@@ -273,7 +272,8 @@ class HotPlug:
             if a is None or b is None:
                 doomed.add(route.cookie)
                 continue
-            if (tenant is None or a.tenant == tenant) and not _still_allowed(route, a, b, view):
+            mine = tenant is None or a.tenant == tenant
+            if mine and not still_allowed(a, b, view, route.scope, route.client):
                 doomed.add(route.cookie)
         touched: dict[int, Any] = {}
         for cookie in doomed:
@@ -330,13 +330,3 @@ class HotPlug:
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))
         return touched
 
-
-def _still_allowed(route: LiveRoute, a: Endpoint, b: Endpoint, view: View) -> bool:
-    """Would the policy install this route, as it is, today?"""
-    if route.scope is None:
-        v = verdict(a, b, view, None)
-        return v is not None and v.allowed and v.scope is None
-    client, server = (a, b) if route.client == a.id else (b, a)
-    proto, port = route.scope
-    v = verdict(client, server, view, L4(proto, 0, port))
-    return v is not None and v.allowed and v.scope == route.scope and not v.reply

@@ -16,7 +16,7 @@ from typing import Any
 
 from daolinet.controller.context import Context
 from daolinet.controller.switch import SwitchSession
-from daolinet.decide.route import verdict
+from daolinet.decide.route import still_allowed
 from daolinet.flows import base, render
 from daolinet.flows.external import external_cookie
 from daolinet.flows.infra import infra_change
@@ -92,7 +92,7 @@ class FlowSync:
         assert c is not None
         view = self.ctx.view
         a, b = view.endpoints.get(c.a), view.endpoints.get(c.b)
-        if a is None or b is None or not self._allowed(a, b):
+        if a is None or b is None or not still_allowed(a, b, view):  # scoped routes re-plug
             session = self.ctx.sessions.get(dpid)
             if session is not None:
                 session.send(render.flow_delete_cookie(cookie, ALL))
@@ -101,11 +101,6 @@ class FlowSync:
         flows = dict(route.flows) if route else {}
         flows[dpid] = count
         self.ctx.routes.plugged(cookie, (a.name, b.name), flows, self.ctx.clock())
-
-    def _allowed(self, a: Endpoint, b: Endpoint) -> bool:
-        """Adopt only port-agnostic routes the policy still allows; scoped ones re-plug."""
-        v = verdict(a, b, self.ctx.view, None)
-        return v is not None and v.allowed
 
     # -- port mappings ---------------------------------------------------------------
 

@@ -239,3 +239,18 @@ def _ttl_expired(meta: PacketMeta, view: View, host: Host) -> Decision:
     if dst is None or net is None:
         return Ignore("expired packet to an unknown destination")
     return TimeExceeded(to=src, orig_dst=dst, router_ip=net.gateway)
+
+
+def still_allowed(a: Endpoint, b: Endpoint, view: View, scope: tuple[int, int] | None = None,
+                  client: int | None = None) -> bool:
+    """Would the policy install this route, as it is, today?  One rule for revalidation
+    after a policy change and for adopting a switch's routes after a restart: a
+    port-agnostic route needs a port-agnostic grant; a scoped one (proto, server port)
+    the same scope, opened by the same client (`client`: its endpoint id)."""
+    if scope is None:
+        v = verdict(a, b, view, None)
+        return v is not None and v.allowed and v.scope is None
+    opener, server = (a, b) if client == a.id else (b, a)
+    proto, port = scope
+    v = verdict(opener, server, view, L4(proto, 0, port))
+    return v is not None and v.allowed and v.scope == scope and not v.reply

@@ -35,14 +35,14 @@ class RouteEnds:
     scope: tuple[int, int] | None = None  # (ip_proto, server port): L4-specific flows
     server_is_b: bool = True
 
-    def l4_match(self, dst: Endpoint) -> dict[str, int]:
-        """Extra match fields of the flows towards `dst` (empty when port-agnostic)."""
+    def l4_match(self, towards_b: bool) -> dict[str, int]:
+        """Extra match fields of the flows towards b, or towards a (empty when port-agnostic)."""
         if self.scope is None:
             return {}
         proto, port = self.scope
         fields = {"ip_proto": proto}
         if proto in L4_FIELD:
-            towards_server = (dst.id == self.b.id) == self.server_is_b
+            towards_server = towards_b == self.server_is_b
             fields[f"{L4_FIELD[proto]}_{'dst' if towards_server else 'src'}"] = port
         return fields
 
@@ -56,12 +56,21 @@ class RoutePlan:
     steps: tuple[tuple[int, tuple[FlowSpec, ...]], ...]  # (dpid, flows), in install order
 
 
+def next_hop_is_peer(src: Host, dst: Host) -> bool:
+    """True if frames from host src reach host dst directly (same segment, or no
+    underlay gateway to send them to)."""
+    return src.same_segment(dst) or not src.underlay_gateway_mac
+
+
 def next_hop_mac(src: Host, dst: Host) -> str:
     """The MAC a frame from host src to host dst is sent to: dst itself on the
     same segment, else src's underlay gateway."""
-    if src.same_segment(dst) or not src.underlay_gateway_mac:
-        return dst.underlay_mac
-    return src.underlay_gateway_mac
+    return dst.underlay_mac if next_hop_is_peer(src, dst) else src.underlay_gateway_mac
+
+
+def cookie_of(ends: RouteEnds) -> int:
+    """The cookie every flow of the route carries: it names the pair."""
+    return route_cookie(ends.a.id, ends.b.id).value
 
 
 def _egress_cross(x: Endpoint, y: Endpoint, hx: Host, hy: Host, cookie: int, idle: int,
@@ -112,8 +121,8 @@ def _egress_match(x: Endpoint, y: Endpoint, l4: dict[str, int]) -> Match:
 
 def flows_for_route(ends: RouteEnds, idle_timeout: int) -> RoutePlan:
     a, b, ha, hb = ends.a, ends.b, ends.ha, ends.hb
-    cookie = route_cookie(a.id, b.id).value
-    to_b, to_a = ends.l4_match(b), ends.l4_match(a)
+    cookie = cookie_of(ends)
+    to_b, to_a = ends.l4_match(True), ends.l4_match(False)
     if ha.dpid == hb.dpid:
         routed = not ends.same_network
         flows = (_egress_local(a, b, routed, cookie, idle_timeout, to_b),

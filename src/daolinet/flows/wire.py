@@ -80,6 +80,17 @@ class Unsupported(Exception):
     """Outside the fast vocabulary: os-ken encodes it."""
 
 
+# A message in pieces: bytes are fixed, an int is a hole the caller fills in (a slot
+# number it chose).  flows/route_wire.py compiles route templates this way; with no
+# holes the pieces simply join into the message.
+Piece = bytes | int
+Hole = Callable[[str, int | str], int | None]  # (field, value) -> a slot, or None: fixed
+
+
+def _no_hole(name: str, value: int | str) -> int | None:
+    return None
+
+
 @lru_cache(maxsize=1 << 18)
 def tlv(name: str, value: int | str) -> bytes:
     """One OXM field, header and value (cached: route flows repeat the same few)."""
@@ -88,18 +99,54 @@ def tlv(name: str, value: int | str) -> bytes:
     return _OXM_HEADERS[name] + _FIELDS[name][1](value)
 
 
+def _u64(v: int | str) -> bytes:
+    return struct.pack("!Q", int(v))
+
+
+def packer(name: str) -> Callable[[int | str], bytes]:
+    """How a hole is filled: the value of match field / set-field `name`, of an
+    output port ("output"), of a FlowMod's "cookie" or "idle_timeout"."""
+    return {"output": _u32, "cookie": _u64, "idle_timeout": _u16}.get(name) or _FIELDS[name][1]
+
+
+def _tlv(name: str, value: int | str, hole: Hole) -> list[Piece]:
+    slot = hole(name, value)
+    if slot is None:
+        return [tlv(name, value)]
+    tlv(name, value)  # the same checks
+    return [_OXM_HEADERS[name], slot]
+
+
 def _pad8(n: int) -> int:
     return (n + 7) // 8 * 8
 
 
-def match_bytes(items: tuple[tuple[str, int | str | tuple[int, int]], ...]) -> bytes:
+def _length(pieces: list[Piece]) -> int:
+    """The bytes `pieces` will take once filled: a hole follows the piece naming its
+    field (an OXM header, a set-field's head ending in one, an output's head)."""
+    total = 0
+    for i, p in enumerate(pieces):
+        if isinstance(p, bytes):
+            total += len(p)
+        else:
+            head = pieces[i - 1]
+            assert isinstance(head, bytes)
+            total += 4 if head == _OUTPUT_HEAD else head[-1]  # an OXM header's last byte: its length
+    return total
+
+
+def _match(items: tuple[tuple[str, int | str | tuple[int, int]], ...], hole: Hole) -> list[Piece]:
     """An ofp_match (OXM), fields in OXM order as os-ken writes them, padded to 8."""
-    body = b"".join(tlv(k, v) for k, v in sorted(items, key=lambda kv: _ORDER.get(kv[0], 99)))  # type: ignore[arg-type]
-    length = 4 + len(body)
-    return _MATCH_HDR.pack(ofp.OFPMT_OXM, length) + body + bytes(_pad8(length) - length)
+    body: list[Piece] = []
+    for k, v in sorted(items, key=lambda kv: _ORDER.get(kv[0], 99)):
+        body += _tlv(k, v, hole)  # type: ignore[arg-type]
+    length = 4 + _length(body)
+    return [_MATCH_HDR.pack(ofp.OFPMT_OXM, length), *body, bytes(_pad8(length) - length)]
 
 
 DEC_TTL = struct.pack("!HH4x", ofp.OFPAT_DEC_NW_TTL, 8)
+_OUTPUT_HEAD = struct.pack("!HH", ofp.OFPAT_OUTPUT, 16)
+_OUTPUT_TAIL = struct.pack("!H6x", 0)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -114,23 +161,26 @@ def set_field(name: str, value: int | str) -> bytes:
     return struct.pack("!HH", ofp.OFPAT_SET_FIELD, length) + field + bytes(length - 4 - len(field))
 
 
-def _action(a: object) -> bytes:
+def _action(a: object, hole: Hole) -> list[Piece]:
     if isinstance(a, Output):
-        return output(a.port)
+        slot = hole("output", a.port)
+        return [output(a.port)] if slot is None else [_OUTPUT_HEAD, slot, _OUTPUT_TAIL]
     if isinstance(a, SetField) and a.field != "in_port":  # in_port: render.py's NXM form
-        return set_field(a.field, a.value)  # type: ignore[arg-type]
+        whole = set_field(a.field, a.value)  # type: ignore[arg-type]
+        slot = hole(a.field, a.value)  # type: ignore[arg-type]
+        return [whole] if slot is None else [whole[:8], slot, whole[8 + _FIELD_SIZE[a.field]:]]
     if isinstance(a, DecTtl):
-        return DEC_TTL
+        return [DEC_TTL]
     raise Unsupported(type(a).__name__)
 
 
-def _instructions(spec: FlowSpec) -> bytes:
-    out = b""
+def _instructions(spec: FlowSpec, hole: Hole) -> list[Piece]:
+    out: list[Piece] = []
     if spec.actions:
-        actions = b"".join(_action(a) for a in spec.actions)
-        out += _INSTRUCTION.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(actions)) + actions
+        actions = [p for a in spec.actions for p in _action(a, hole)]
+        out += [_INSTRUCTION.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + _length(actions)), *actions]
     if spec.goto is not None:
-        out += _GOTO.pack(ofp.OFPIT_GOTO_TABLE, 8, int(spec.goto))
+        out.append(_GOTO.pack(ofp.OFPIT_GOTO_TABLE, 8, int(spec.goto)))
     return out
 
 
@@ -141,31 +191,25 @@ def _flow_mod(length: int, cookie: int, cookie_mask: int, table: int, command: i
                           idle, hard, priority, ofp.OFP_NO_BUFFER, out_port, out_group, flags)
 
 
+def flow_add_pieces(spec: FlowSpec, hole: Hole) -> list[Piece]:
+    """OFPFC_ADD of a FlowSpec in pieces, `hole` choosing which values stay open
+    (Unsupported if anything is outside the fast vocabulary)."""
+    body = _match(spec.match.items, hole) + _instructions(spec, hole)
+    flags = ofp.OFPFF_SEND_FLOW_REM if spec.send_flow_rem else 0
+    head = _flow_mod(_FLOW_MOD.size + _length(body), spec.cookie, 0, int(spec.table), ofp.OFPFC_ADD,
+                     spec.idle_timeout, spec.hard_timeout, spec.priority, 0, 0, flags)
+    cookie, idle = hole("cookie", spec.cookie), hole("idle_timeout", spec.idle_timeout)
+    return [head[:8], head[8:16] if cookie is None else cookie, head[16:26],
+            head[26:28] if idle is None else idle, head[28:], *body]
+
+
 def flow_add(spec: FlowSpec) -> Encoded:
     """OFPFC_ADD of a FlowSpec: fast when it can be, os-ken's bytes otherwise."""
     try:
-        body = match_bytes(spec.match.items) + _instructions(spec)
+        pieces = flow_add_pieces(spec, _no_hole)
     except Unsupported:
         return Encoded(encode(render.flow_add(spec), 0), spec)
-    flags = ofp.OFPFF_SEND_FLOW_REM if spec.send_flow_rem else 0
-    head = _flow_mod(_FLOW_MOD.size + len(body), spec.cookie, 0, int(spec.table), ofp.OFPFC_ADD,
-                     spec.idle_timeout, spec.hard_timeout, spec.priority, 0, 0, flags)
-    return Encoded(head + body, spec)
-
-
-_APPLY_ACTIONS = ofp.OFPIT_APPLY_ACTIONS
-
-
-def flow_add_raw(table: int, priority: int, cookie: int, idle_timeout: int, fields: bytes,
-                 actions: bytes, what: object) -> Encoded:
-    """OFPFC_ADD (flow-removed flag set) from precompiled pieces: OXM fields already
-    in OXM order, apply-actions already encoded.  flows/route_wire.py's template."""
-    m_len = 4 + len(fields)
-    pad = -m_len % 8
-    head = _flow_mod(_FLOW_MOD.size + m_len + pad + 8 + len(actions), cookie, 0, table, ofp.OFPFC_ADD,
-                     idle_timeout, 0, priority, 0, 0, ofp.OFPFF_SEND_FLOW_REM)
-    return Encoded(b"".join((head, _MATCH_HDR.pack(ofp.OFPMT_OXM, m_len), fields, bytes(pad),
-                             _INSTRUCTION.pack(_APPLY_ACTIONS, 8 + len(actions)), actions)), what)
+    return Encoded(b"".join(pieces), spec)  # type: ignore[arg-type]
 
 
 _EMPTY_MATCH = _MATCH_HDR.pack(ofp.OFPMT_OXM, 4) + bytes(4)
