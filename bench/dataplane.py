@@ -39,7 +39,7 @@ from daolinet.testing.fixtures import new_lab_name
 from daolinet.testing.labtools import api, ping, rtts, wait_for
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import ToolFailed, repeat, runs_option, show, write  # noqa: E402
+from runs import ToolFailed, repeat, runs_option, show, write
 
 PLAIN_COOKIE = 0xBE01  # kind byte 0x00: not daolinet's, so the controller's sync leaves it alone
 PLAIN_IPS = ("198.18.0.200", "198.18.0.201")  # inside the lab's rack /18, no host or pool uses them

@@ -27,7 +27,7 @@ from daolinet.testing.fixtures import new_lab_name
 from daolinet.testing.labtools import api, ping, rtts
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import ToolFailed, repeat, runs_option, show, write  # noqa: E402
+from runs import ToolFailed, repeat, runs_option, show, write
 
 
 def pct(values: list[float], p: float) -> float:

@@ -45,8 +45,8 @@ from daolinet.ofp.codec import decode, encode, parse_packet_in
 from daolinet.testing.factories import make_endpoint, make_host, make_network
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ofsim import icmp_frame, packet_in_bytes  # noqa: E402
-from runs import repeat, runs_option, show, write  # noqa: E402
+from ofsim import icmp_frame, packet_in_bytes
+from runs import repeat, runs_option, show, write
 
 
 class MemorySwitch:

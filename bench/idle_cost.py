@@ -47,7 +47,7 @@ from daolinet.testing.fixtures import new_lab_name
 from daolinet.testing.labtools import api
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runs import repeat, runs_option, show, spread, write  # noqa: E402
+from runs import repeat, runs_option, show, spread, write
 
 CLONE_NEWNET = 0x40000000
 UDP_PORT = 9

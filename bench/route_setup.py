@@ -48,7 +48,7 @@ from collections.abc import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ofsim import (  # noqa: E402
+from ofsim import (
     Switch,
     connect,
     cpu_s,
@@ -62,12 +62,12 @@ from ofsim import (  # noqa: E402
     stats_ms,
     stop,
 )
-from runs import ToolFailed, combine, repeat, runs_option, show, write  # noqa: E402
+from runs import ToolFailed, combine, repeat, runs_option, show, write
 
-from daolinet.model import Endpoint, Host, Network, Tenant  # noqa: E402
-from daolinet.model.objects import DEFAULT_TENANT  # noqa: E402
-from daolinet.ofp.codec import DP, encode, ofp, parser  # noqa: E402
-from daolinet.store import open_store  # noqa: E402
+from daolinet.model import Endpoint, Host, Network, Tenant
+from daolinet.model.objects import DEFAULT_TENANT
+from daolinet.ofp.codec import DP, encode, ofp, parser
+from daolinet.store import open_store
 
 Work = tuple[bytes, bytes]  # (IP pair key, PacketIn)
 

@@ -59,9 +59,9 @@ from daolinet.pipeline import Kind, route_cookie
 from daolinet.store import open_store
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ofsim  # noqa: E402
-from ofsim import Switch, connect, icmp_frame, packet_in_bytes  # noqa: E402
-from runs import ToolFailed, repeat, runs_option, show, spread, write  # noqa: E402
+import ofsim
+from ofsim import Switch, connect, icmp_frame, packet_in_bytes
+from runs import ToolFailed, repeat, runs_option, show, spread, write
 
 PER_NET = 1000  # endpoints per network (network k: 10.k.0.0/16)
 TENANT = "default"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -232,7 +233,7 @@ def test_killing_a_switchs_master_moves_the_switch_and_routes_go_on(ha_lab: clus
             ok_at.append(time.monotonic())
         time.sleep(0.05)
     out, _ = steady.communicate(timeout=20)
-    gaps = [b - a for a, b in zip(ok_at, ok_at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ok_at)]
     after = [t for t in ok_at if t > killed_at]
     print(f"\nkilled controller c{victim}, master of {src_host}: longest gap in new connections "
           f"{max(gaps):.2f} s; first new connection {after[0] - killed_at:.2f} s after the kill; "

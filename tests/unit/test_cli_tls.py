@@ -59,7 +59,7 @@ class TlsApi:
     def _run(self) -> None:
         try:
             asyncio.run(self._serve())
-        except BaseException as e:  # reported by start()
+        except BaseException as e:  # noqa: BLE001 -- reported by start()
             self.failed = e
 
     async def _serve(self) -> None:

@@ -24,7 +24,7 @@ def reference(dpid: int, in_port: int, table_id: int, reason: int, data: bytes) 
     base = PacketMeta(dpid=dpid, in_port=in_port, table_id=table_id, reason=reason)
     try:
         pkt = packet.Packet(data)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- garbage may raise anything inside os-ken
         return base
     eth = pkt.get_protocol(ethernet.ethernet)
     if eth is None:

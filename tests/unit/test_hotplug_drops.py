@@ -93,7 +93,7 @@ def test_a_drop_flow_past_its_hard_timeout_is_not_cleared() -> None:
 
 
 def test_a_new_session_is_cleared_once_a_previous_master_may_have_left_drops() -> None:
-    hotplug, switches, clock, a = setup()
+    hotplug, switches, _clock, a = setup()
     ctx = hotplug.ctx
     deny(hotplug, switches[1], a)
     del ctx.sessions[1]  # disconnected with a drop flow on it

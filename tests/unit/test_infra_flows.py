@@ -74,7 +74,7 @@ def host_of(e: Endpoint) -> Host:
 def routed(net: FakeNetwork, trip: Trip) -> Trip:
     """What the underlay router does with the packets sent to it: on to the host whose
     underlay address or PIP pool holds the destination."""
-    (at, pkt), = trip.lost
+    (_at, pkt), = trip.lost
     assert pkt["eth_dst"] == ROUTER_MAC, pkt
     owner = next(h for h in (H1, H2) if pkt["ipv4_dst"] == h.underlay_ip or
                  str(pkt["ipv4_dst"]).startswith(h.pip_pool.rsplit(".", 2)[0] + "."))

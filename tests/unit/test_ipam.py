@@ -1,5 +1,6 @@
 """Address allocation helpers: pure, so tested with plain values and properties."""
 
+import re
 import time
 from ipaddress import IPv4Address, IPv4Network
 
@@ -109,7 +110,7 @@ def test_pick_ip_skips_network_gateway_and_broadcast() -> None:
 def test_pick_ip_honours_a_free_request_and_names_the_holder_of_a_taken_one() -> None:
     gw = IPv4Address("10.1.0.1")
     assert ipam.pick_ip(NET, gw, {}, "10.1.0.77", "web") == IPv4Address("10.1.0.77")
-    with pytest.raises(Conflict, match="10.1.0.77 of network web is already used by endpoint db"):
+    with pytest.raises(Conflict, match=re.escape("10.1.0.77 of network web is already used by endpoint db")):
         ipam.pick_ip(NET, gw, {IPv4Address("10.1.0.77"): "endpoint db"}, "10.1.0.77", "web")
     with pytest.raises(InvalidInput, match="gateway of network web"):
         ipam.pick_ip(NET, gw, {}, "10.1.0.1", "web")

@@ -246,7 +246,7 @@ async def test_the_api_shows_a_down_host_and_its_containers() -> None:
     ctrl = Controller(store, Config(host_ttl=TTL))
     ctrl.ctx.clock = lambda: T0
     await ctrl.start()
-    a, b, _ = await populate(store)
+    _a, b, _ = await populate(store)
     await mark_lapsed(store, lambda: T0 + TTL + 1)  # all three lapsed
     await store.heartbeat("h1", T0 + TTL + 1)
     transport = httpx.ASGITransport(app=create_app(ctrl))

@@ -325,7 +325,7 @@ def test_random_bytes_give_events_or_a_remote_protocol_error(stream: bytes, cuts
 ])
 def test_zero_length_elements_are_refused_not_looped_over(body: bytes) -> None:
     channel = ch.Channel()
-    with pytest.raises(RemoteProtocolError, match="length|unsupported"):
+    with pytest.raises(RemoteProtocolError, match=r"length|unsupported"):
         channel.receive_data(body)
     assert channel.state is ch.State.CLOSED
 

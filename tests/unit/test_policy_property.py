@@ -65,7 +65,7 @@ def worlds(draw: st.DrawFn) -> World:
     return World(networks, endpoints, groups, unique)
 
 
-def reference(w: World, src: Endpoint, dst: Endpoint, l4: L4 | None) -> bool:
+def reference(w: World, src: Endpoint, dst: Endpoint, l4: L4 | None) -> bool:  # noqa: C901 (obvious on purpose)
     """The rules of docs/architecture.md "Policy", written the slow, obvious way."""
     if src.tenant != dst.tenant:
         return False

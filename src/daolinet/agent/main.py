@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -64,7 +64,7 @@ class AgentConfig:
     docker_sync: float = 5.0  # seconds between syncs of Docker networks with daolinet's
     docker_state: str = ""  # the Docker networks' bindings, kept across restarts ("": memory only)
     api_file: str | None = None  # API URLs, one a line (wins over `api`), read again when a controller fails
-    security: Security = Security(tls=None, insecure=True)  # the command line's default is TLS
+    security: Security = field(default_factory=lambda: Security(tls=None, insecure=True))  # the CLI's: TLS
     datapath: str = "auto"  # auto, system (the kernel's) or netdev (userspace): system/datapath.py
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.agent.failover import parse_urls
-from daolinet.errors import InvalidInput, NotFound, SystemFailure, Unauthorized
+from daolinet.errors import DaoliError, InvalidInput, NotFound, SystemFailure, Unauthorized
 from daolinet.lab import cluster, daemons
 from daolinet.lab.client import Endpoint, LabClient
 from daolinet.security.tls import TlsFiles
@@ -97,6 +97,10 @@ def load_config() -> dict[str, str]:
         raise InvalidInput(f"config file {path} is not valid JSON: {e}") from None
     except OSError as e:
         raise SystemFailure(f"cannot read config file {path}: {e.strerror or e}") from None
+    return _checked_config(path, data)
+
+
+def _checked_config(path: str, data: Any) -> dict[str, str]:
     if not isinstance(data, dict):
         raise InvalidInput(f"config file {path} must hold a JSON object like "
                            '{"api": "http://HOST:PORT", "token": "TOKEN"}')
@@ -125,11 +129,16 @@ def check_urls(value: str, where: str) -> tuple[str, ...]:
     return urls
 
 
+# A lab whose state cannot be looked at or read (gone, no permission, a half-written file)
+# counts as no lab here.
+UNREADABLE_LAB = (DaoliError, OSError, ValueError, KeyError, TypeError)
+
+
 def running_labs() -> list[str]:
     """Labs that run a controller."""
     try:
         names = cluster.list_labs()
-    except Exception:  # no permission to look: as good as none
+    except UNREADABLE_LAB:  # no permission to look: as good as none
         return []
     return [n for n in names if _has_api(n)]
 
@@ -137,7 +146,7 @@ def running_labs() -> list[str]:
 def _has_api(name: str) -> bool:
     try:
         return cluster.Lab.open(name).has_controller
-    except Exception:
+    except UNREADABLE_LAB:
         return False
 
 
@@ -314,6 +323,6 @@ def lab_of(t: Target) -> cluster.Lab | None:
         lab = cluster.Lab.open(name)
         if not lab.has_controller or not set(lab.api_urls) & set(t.urls):
             return None
-    except Exception:
+    except UNREADABLE_LAB:
         return None
     return lab

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from daolinet.cli.api import UNREADABLE_LAB
 from daolinet.errors import InvalidInput, NotFound, SystemFailure
 from daolinet.lab import cluster, docker, docker_move
 
@@ -94,7 +95,7 @@ def ls(
 def _is_open(name: str) -> bool:
     try:
         cluster.Lab.open(name)
-    except Exception:
+    except UNREADABLE_LAB:
         return False
     return True
 

@@ -140,13 +140,7 @@ class Controller:
 
     def _apply(self, change: Change) -> None:
         changed, view = change.obj, self.ctx.view
-        old: Any = None
-        if isinstance(changed, Endpoint):
-            old = view.endpoints.get(changed.id)
-        elif isinstance(changed, Host):
-            old = view.hosts.get(changed.name)
-        elif isinstance(changed, ControllerRecord):
-            old = view.controllers.get(changed.id)
+        old = _previous(view, changed)
         view.apply(change)
         new = None if change.deleted else changed
         if isinstance(changed, Host | ControllerRecord):  # containers keep off infrastructure
@@ -154,12 +148,7 @@ class Controller:
         if isinstance(changed, Endpoint):
             self._endpoint_changed(old, new)  # type: ignore[arg-type]
         elif isinstance(changed, Host) and new is not None:
-            if old is None or old.dpid != changed.dpid:
-                self._check_bound_dpid(changed.dpid)
-            if _host_moved(old, changed):
-                self._spawn(self.sync.host_changed(changed))
-            if old is not None and old.alive != changed.alive:
-                self._host_liveness_changed(changed)
+            self._host_changed(old, changed)
         elif isinstance(changed, Portmap):
             self.sync.remove_portmap(changed)
             if not change.deleted:
@@ -168,6 +157,14 @@ class Controller:
             # A policy change takes effect at once: revoke what it no longer allows, and
             # the API call that made it answers once the switches confirm (confirmed()).
             self.effects.track(change.rev, self.hotplug.revalidate(changed.tenant))
+
+    def _host_changed(self, old: Host | None, host: Host) -> None:
+        if old is None or old.dpid != host.dpid:
+            self._check_bound_dpid(host.dpid)
+        if _host_moved(old, host):
+            self._spawn(self.sync.host_changed(host))
+        if old is not None and old.alive != host.alive:
+            self._host_liveness_changed(host)
 
     async def confirmed(self) -> None:
         """Return once this instance's last commit has taken effect on every switch: the
@@ -378,3 +375,14 @@ def _host_moved(old: Host | None, new: Host) -> bool:
     def placed(host: Host) -> Host:
         return dataclasses.replace(host, last_seen=0.0, alive=True)
     return placed(old) != placed(new)
+
+
+def _previous(view: View, changed: object) -> Any:
+    """The view's copy of a changed endpoint, host or controller record before the change."""
+    if isinstance(changed, Endpoint):
+        return view.endpoints.get(changed.id)
+    if isinstance(changed, Host):
+        return view.hosts.get(changed.name)
+    if isinstance(changed, ControllerRecord):
+        return view.controllers.get(changed.id)
+    return None

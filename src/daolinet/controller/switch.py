@@ -135,6 +135,23 @@ class SwitchSession:
         if not task.cancelled() and task.exception() is not None:
             log.error("switch %s: handler failed", self.name, exc_info=task.exception())
 
+    def _dispatch(self, events: list[Any], on_event: EventHandler) -> None:
+        for event in events:
+            if self.writer.is_closing():
+                return  # refused or replaced: the rest is not ours to act on
+            if isinstance(event, ch.SwitchReady):
+                self.dpid = event.dpid
+                self.ports = {port.ofport: port for port in event.ports}
+            if self.resolve(event):
+                continue
+            result = on_event(self, event)
+            if result is not None:
+                # Never await a handler here: it may wait for a reply
+                # that only this loop can read.
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
+
     async def run(self, on_event: EventHandler) -> None:
         """Read until the connection ends; hand every event to on_event."""
         self._flush()  # our HELLO
@@ -145,21 +162,7 @@ class SwitchSession:
                     break
                 events = self.channel.receive_data(data)
                 self._flush()  # handshake steps, echo replies
-                for event in events:
-                    if self.writer.is_closing():
-                        break  # refused or replaced: the rest is not ours to act on
-                    if isinstance(event, ch.SwitchReady):
-                        self.dpid = event.dpid
-                        self.ports = {port.ofport: port for port in event.ports}
-                    if self.resolve(event):
-                        continue
-                    result = on_event(self, event)
-                    if result is not None:
-                        # Never await a handler here: it may wait for a reply
-                        # that only this loop can read.
-                        task = asyncio.ensure_future(result)
-                        self._tasks.add(task)
-                        task.add_done_callback(self._task_done)
+                self._dispatch(events, on_event)
         except ProtocolError as e:
             log.warning("switch %s: %s; closing", self.name, e)
         except (ConnectionError, asyncio.IncompleteReadError):

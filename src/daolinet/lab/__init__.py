@@ -10,4 +10,4 @@ underlay fabric.  Used by the demo, the integration tests and the benchmarks.
 
 from daolinet.lab.cluster import Lab, LabContainer, LabHost, list_labs
 
-__all__ = ["Lab", "LabHost", "LabContainer", "list_labs"]
+__all__ = ["Lab", "LabContainer", "LabHost", "list_labs"]

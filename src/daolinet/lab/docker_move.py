@@ -121,19 +121,23 @@ def _network(info: dict[str, Any], lab: Lab, host: str) -> tuple[str, str, str]:
     return net, cfg["IPAddress"], cfg["MacAddress"]
 
 
+def _check_movable(lab: Lab, name: str, source: str, info: dict[str, Any], target: str) -> None:
+    if source == target:
+        raise InvalidInput(f"container {name} is already on host {source}")
+    if not info["State"].get("Running"):
+        raise InvalidInput(f"container {name} is not running: it holds no address to keep "
+                           f"(docker start it first, or docker run it on {target})")
+    if target not in docker_hosts(lab):
+        raise InvalidInput(f"host {target} runs no dockerd: start one (Lab.start_dockerd)")
+
+
 def move(lab: Lab, name: str, target: str) -> Moved:
     dst = lab.host(target)  # an unknown host: NotFound
     found = find(lab, name)
     if found is None:
         raise NotFound(f"lab {lab.name} has no Docker container {name} (nor lab container)")
     source, info = found
-    if source == dst.name:
-        raise InvalidInput(f"container {name} is already on host {source}")
-    if not info["State"].get("Running"):
-        raise InvalidInput(f"container {name} is not running: it holds no address to keep "
-                           f"(docker start it first, or docker run it on {dst.name})")
-    if dst.name not in docker_hosts(lab):
-        raise InvalidInput(f"host {dst.name} runs no dockerd: start one (Lab.start_dockerd)")
+    _check_movable(lab, name, source, info, dst.name)
     net, ip, mac = _network(info, lab, source)
     for what, args in ((f"network {net}", ("network", "inspect", net)),
                        (f"image {info['Config']['Image']}", ("image", "inspect", info["Config"]["Image"]))):

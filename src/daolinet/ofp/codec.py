@@ -11,11 +11,12 @@ import logging
 import struct
 from typing import Any, NamedTuple
 
-from os_ken.ofproto import ofproto_parser
-from os_ken.ofproto import ofproto_v1_3 as ofp
-from os_ken.ofproto import ofproto_v1_3_parser as parser
+from os_ken.ofproto import ofproto_parser, ofproto_v1_3, ofproto_v1_3_parser
 
 from daolinet.errors import DaoliError
+
+ofp = ofproto_v1_3  # the one OpenFlow version, for every module that speaks it
+parser = ofproto_v1_3_parser
 
 HEADER = struct.Struct("!BBHI")  # version, type, length, xid
 MAX_MESSAGE = 0xFFFF
@@ -134,7 +135,7 @@ def _match_end(frame: bytes, offset: int, end: int) -> int:
     if offset + 4 > end:
         raise RemoteProtocolError("truncated match")
     (length,) = _U16.unpack_from(frame, offset + 2)
-    return offset + (length + 7) // 8 * 8
+    return offset + (int(length) + 7) // 8 * 8
 
 
 def _check_lengths(msg_type: int, frame: bytes) -> None:

@@ -282,6 +282,6 @@ def _undo(machine: Machine, done: list[Step]) -> list[str]:
     for step in rollback(done):
         try:
             getattr(machine, step.action)(*step.args)
-        except Exception as e:  # keep undoing the rest: each inverse stands alone
+        except Exception as e:  # noqa: BLE001 -- keep undoing the rest: each inverse stands alone
             problems.append(f"{step.what}: {e}")
     return problems

@@ -241,7 +241,21 @@ class FakeSwitch:
             self.error(msg.xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE, msg.frame[:64])
         elif isinstance(msg, parser.OFPEchoRequest):
             self._send(parser.OFPEchoReply(DP, data=msg.data), msg.xid)
-        elif isinstance(msg, parser.OFPFeaturesRequest):
+        elif self._describe(msg):
+            pass
+        elif isinstance(msg, parser.OFPRoleRequest):
+            self._role(msg)
+        elif isinstance(msg, parser.OFPFlowMod) and self.role == ofp.OFPCR_ROLE_SLAVE:
+            self.error(msg.xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE)
+        elif isinstance(msg, parser.OFPBarrierRequest):
+            if self.answer_barriers:
+                self._send(parser.OFPBarrierReply(DP), msg.xid)
+            else:
+                self.held_barriers.append(msg.xid)
+
+    def _describe(self, msg: Any) -> bool:
+        """Answer a request about the switch itself (features, ports, description, flows)."""
+        if isinstance(msg, parser.OFPFeaturesRequest):
             body = struct.pack(ofp.OFP_SWITCH_FEATURES_PACK_STR, self.dpid, 0, self.n_tables, 0,
                                CAPABILITIES, 0)
             self._send_raw(ofp.OFPT_FEATURES_REPLY, body, msg.xid)
@@ -253,15 +267,9 @@ class FakeSwitch:
             self.multipart_reply(msg.xid, ofp.OFPMP_DESC, body)
         elif isinstance(msg, parser.OFPFlowStatsRequest):
             self.multipart_reply(msg.xid, ofp.OFPMP_FLOW, b"")
-        elif isinstance(msg, parser.OFPRoleRequest):
-            self._role(msg)
-        elif isinstance(msg, parser.OFPFlowMod) and self.role == ofp.OFPCR_ROLE_SLAVE:
-            self.error(msg.xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE)
-        elif isinstance(msg, parser.OFPBarrierRequest):
-            if self.answer_barriers:
-                self._send(parser.OFPBarrierReply(DP), msg.xid)
-            else:
-                self.held_barriers.append(msg.xid)
+        else:
+            return False
+        return True
 
     def _role(self, msg: Any) -> None:
         """OpenFlow 1.3 section 6.3.5: a MASTER/SLAVE request older than the newest
