@@ -4,9 +4,13 @@ tenant first when the tenant itself is missing)."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from daolinet.errors import NotFound
 from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant
 from daolinet.store.backend import Reads
+
+T = TypeVar("T")
 
 
 async def must_tenant(r: Reads, name: str) -> Tenant:
@@ -16,12 +20,16 @@ async def must_tenant(r: Reads, name: str) -> Tenant:
     return tenant
 
 
-async def must_network(r: Reads, tenant: str, name: str) -> Network:
-    network = await r.network(tenant, name)
-    if network is None:
+async def _in_tenant(r: Reads, tenant: str, found: T | None, what: str) -> T:
+    """`found`, or NotFound for `what` (or for the tenant, when that is missing too)."""
+    if found is None:
         await must_tenant(r, tenant)
-        raise NotFound(f"network {name} of tenant {tenant} not found")
-    return network
+        raise NotFound(f"{what} of tenant {tenant} not found")
+    return found
+
+
+async def must_network(r: Reads, tenant: str, name: str) -> Network:
+    return await _in_tenant(r, tenant, await r.network(tenant, name), f"network {name}")
 
 
 async def must_host(r: Reads, name: str) -> Host:
@@ -46,19 +54,11 @@ async def must_endpoint_named(r: Reads, tenant: str, name: str) -> Endpoint:
 
 
 async def must_group(r: Reads, tenant: str, name: str) -> Group:
-    group = await r.group(tenant, name)
-    if group is None:
-        await must_tenant(r, tenant)
-        raise NotFound(f"group {name} of tenant {tenant} not found")
-    return group
+    return await _in_tenant(r, tenant, await r.group(tenant, name), f"group {name}")
 
 
 async def must_rule(r: Reads, tenant: str, id: int) -> Rule:
-    rule = await r.rule(tenant, id)
-    if rule is None:
-        await must_tenant(r, tenant)
-        raise NotFound(f"rule {id} of tenant {tenant} not found")
-    return rule
+    return await _in_tenant(r, tenant, await r.rule(tenant, id), f"rule {id}")
 
 
 async def must_portmap(r: Reads, tenant: str, name: str) -> Portmap:
