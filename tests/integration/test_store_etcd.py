@@ -1,8 +1,8 @@
 """What only the etcd store has (a real etcd-server): its URLs, its operation limit,
-and port mappings answered as SQLite answers them, call for call.  Everything both backends share runs on both in
-tests/unit/test_store.py and test_store_policy.py (store_backends); clusters
-and TLS are in test_store_etcd_cluster.py and test_store_etcd_tls.py.
-"""
+and port mappings answered as SQLite answers them, call for call.  Everything
+both backends share runs on both in tests/unit/test_store.py and
+test_store_policy.py (store_backends); clusters and TLS are in
+test_store_etcd_cluster.py and test_store_etcd_tls.py."""
 
 from __future__ import annotations
 
