@@ -1,5 +1,6 @@
 """The store's policy objects: groups, rules and tokens — validation, upserts,
-cascades, atomicity and the change feed (in memory and across reopening a file)."""
+cascades, atomicity and the change feed, on both backends (store_backends), and
+across reopening a SQLite file."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
+from store_backends import backend, etcd_server, fail_recording, open_new, opener, store, store_url
 
 from daolinet.errors import Conflict, DaoliError, InvalidInput, NotFound
 from daolinet.model.objects import Group, Host, Rule, Tenant, Token
 from daolinet.model.view import Change, View
-from daolinet.store import Store, open_store, sqlite_schema
+from daolinet.security.tls import TlsFiles
+from daolinet.store import Store, open_store
+
+__all__ = ["backend", "etcd_server", "open_new", "opener", "store", "store_url"]  # fixtures, used by name
 
 
 def host(n: int) -> Host:
@@ -48,13 +52,6 @@ async def refused(store: Store, error: type[DaoliError], match: str,
     async with nothing_changes(store):
         with pytest.raises(error, match=match):
             await call()
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    s = open_store("sqlite://:memory:")
-    yield s
-    await s.close()
 
 
 @pytest.fixture
@@ -458,14 +455,7 @@ async def test_a_failed_tenant_delete_keeps_its_policy(acme: Store, monkeypatch:
         await acme.delete_endpoint(e.id)
     await acme.delete_network("acme", "web")
     await acme.delete_network("acme", "db")
-    real = sqlite_schema.Tx.record
-
-    def fail_on_tenant(tx: sqlite_schema.Tx, obj: object, *a: object, **kw: object) -> None:
-        if isinstance(obj, Tenant):
-            raise RuntimeError("disk on fire")
-        real(tx, obj, *a, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite_schema.Tx, "record", fail_on_tenant)
+    fail_recording(monkeypatch, lambda obj: isinstance(obj, Tenant))
     async with nothing_changes(acme):  # the rules, groups and token went first, and came back
         with pytest.raises(RuntimeError):
             await acme.delete_tenant("acme")
@@ -481,24 +471,27 @@ def fields(obj: object) -> tuple[type, dict[str, Any]]:
                        for f in dataclasses.fields(obj)}
 
 
-async def test_policy_survives_reopening_a_file_and_replays_from_the_log(tmp_path: Path) -> None:
-    url = f"sqlite://{tmp_path}/store.db"
-    first = open_store(url)
+async def test_the_store_survives_reopening_and_replays_from_the_log(store_url: tuple[str, TlsFiles | None]
+                                                                    ) -> None:
+    """SQLite: a file opened again; etcd: the same key prefix of the cluster, connected again."""
+    url, tls = store_url
+    first = open_store(url, etcd_tls=tls)
     seen = recorder(first)
     await first.create_tenant("acme")
     await first.register_host(host(1))
     await first.create_network("acme", "web", "10.1.0.0/24")
-    await first.create_endpoint("acme", "web", "a", "h1")
+    await first.create_endpoint("acme", "web", "a", "h1", labels={"tier": "web"})
     await populate(first, "acme")
     await first.add_group_member("acme", "back", "label:tier=cache")
     await first.set_pair_rule("acme", "a", "b", "connect")
     gone = await first.create_token("old", None, sha("old"), 2.0)
     await first.delete_token(gone.id)
     admin = await first.create_token("root", None, sha("root"), 3.0)
+    await first.heartbeat("h1", 7.5)
     before = await first.snapshot()
     await first.close()
 
-    second = open_store(url)
+    second = open_store(url, etcd_tls=tls)
     rev, objs = await second.snapshot()
     assert (rev, objs) == before
     assert [fields(o) for o in objs] == [fields(o) for o in before[1]]
@@ -521,5 +514,53 @@ async def test_policy_survives_reopening_a_file_and_replays_from_the_log(tmp_pat
 
     later = recorder(second)
     again = await second.create_token("old", None, sha("old"), 4.0)
-    assert again.id > admin.id and later[0].rev == rev + 1  # ids and revisions go on from the file
+    assert again.id > admin.id and later[0].rev == rev + 1  # ids and revisions go on from the store
     await second.close()
+
+
+# -- ids and bulk deletes ------------------------------------------------------------------------
+
+
+async def test_ids_survive_deleting_everything(store: Store) -> None:
+    """Network, group, rule and token ids are never reused (AUTOINCREMENT, etcd's meta/seq)."""
+    await store.create_tenant("acme")
+    n1 = await store.create_network("acme", "web", "10.1.0.0/24")
+    g1 = await store.create_group("acme", "g")
+    r1 = await store.set_pair_rule("acme", "a", "b", "connect")
+    t1 = await store.create_token("ci", "acme", sha("x"), 1.0)
+    await store.delete_network("acme", "web")
+    await store.delete_tenant("acme")
+    await store.create_tenant("acme")
+    assert (await store.create_network("acme", "web", "10.1.0.0/24")).id == n1.id + 1
+    assert (await store.create_group("acme", "g")).id == g1.id + 1
+    assert (await store.set_pair_rule("acme", "a", "b", "connect")).id == r1.id + 1
+    assert (await store.create_token("ci", "acme", sha("x"), 1.0)).id == t1.id + 1
+
+
+async def test_a_big_tenant_is_deleted_in_one_transaction(store: Store) -> None:
+    """etcd: tenant-scoped keys go by prefix, so its limit of 128 operations per transaction is not hit."""
+    await store.create_tenant("big")
+    for i in range(60):
+        await store.create_group("big", f"g{i}")
+        await store.set_pair_rule("big", f"a{i}", f"b{i}", "connect")
+    for i in range(20):
+        await store.create_token(f"t{i}", "big", sha(f"big{i}"), 1.0)
+    rev, _ = await store.snapshot()
+    seen = recorder(store)
+    await store.delete_tenant("big")
+    assert len(seen) == 60 + 60 + 20 + 1 and [c.rev for c in seen] == list(range(rev + 1, rev + 142))
+    assert await store.snapshot() == (rev + 141, [])
+    assert await store.find_token(sha("big3")) is None
+
+
+async def test_clearing_many_pair_rules_is_one_transaction(store: Store) -> None:
+    await store.create_tenant("big")
+    await store.create_group("big", "g")
+    l4 = await store.create_l4_rule("big", "g", "g", "icmp")
+    pairs = [await store.set_pair_rule("big", f"a{i}", f"b{i}", "connect") for i in range(100)]
+    seen = recorder(store)
+    assert await store.clear_pair_rules("big") == pairs
+    assert [c.obj for c in seen] == pairs and len({c.rev for c in seen}) == 100
+    assert await store.list_rules("big") == [l4] and await store.get_rule("big", l4.id) == l4
+    again = await store.set_pair_rule("big", "a1", "b1", "disconnect")  # the claims went too
+    assert again.id == pairs[-1].id + 1

@@ -45,8 +45,7 @@ async def test_a_watch_follows_another_connection_in_revision_order(tmp_path: Pa
 
 
 async def test_a_watch_from_a_pruned_or_future_revision_fails(tmp_path: Path) -> None:
-    store = SqliteStore.open(str(tmp_path / "s.db"), keep_changes=2)
-    store.PRUNE_EVERY = 2
+    store = SqliteStore.open(str(tmp_path / "s.db"), keep_changes=2, prune_every=2)
     for t in range(4):
         await store.create_tenant(f"t{t}")
     with pytest.raises(ChangesPruned):

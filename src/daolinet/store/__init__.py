@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from daolinet.errors import InvalidInput
 from daolinet.security.tls import TlsFiles
-from daolinet.store.base import ChangesPruned, Store, check_int
+from daolinet.store.base import ChangesPruned, Store
+from daolinet.store.checks import check_int
 from daolinet.store.etcd import EtcdStore
 from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
 from daolinet.store.sqlite import SqliteStore

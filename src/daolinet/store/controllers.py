@@ -14,7 +14,7 @@ import math
 from daolinet.errors import InvalidInput
 from daolinet.model.objects import ControllerRecord
 from daolinet.store import ipam
-from daolinet.store.base import HOST_NAME_RE, check_int, check_name
+from daolinet.store.checks import HOST_NAME_RE, check_int, check_name
 
 MAX_ADDRESSES = 64  # per field: a record is one small value
 

@@ -57,7 +57,7 @@ from daolinet.model.objects import (
     Token,
 )
 from daolinet.model.view import Obj
-from daolinet.store.base import kind_of, obj_from_json, obj_to_json
+from daolinet.store.codec import kind_of, obj_from_json, obj_to_json
 
 SEQ_KINDS = ("network", "group", "rule", "token", "portmap")
 

@@ -31,16 +31,17 @@ from daolinet.errors import Conflict, SystemFailure
 from daolinet.model.view import Change, Obj
 from daolinet.store.etcd_keys import Keys, change_json, encode
 from daolinet.store.etcd_kv import Ambiguous, EtcdKV, Reader
+from daolinet.store.etcd_reads import EtcdReads
 
 
-class EtcdTx:
-    """The writes of one attempt; `read` sees the store as it was when the attempt began."""
+class EtcdTx(EtcdReads):
+    """The writes of one attempt (`backend.Writes`); its reads see the store as it was when the
+    attempt began."""
 
-    def __init__(self, kv: EtcdKV, keys: Keys, read: Reader, rev: int, rev_mod: int, *,
+    def __init__(self, kv: EtcdKV, keys: Keys, reader: Reader, rev: int, rev_mod: int, *,
                  keep: int, prune_every: int) -> None:
+        super().__init__(reader, keys)
         self.kv = kv
-        self.keys = keys
-        self.read = read
         self.rev = rev  # the store revision this attempt began at
         self._rev_mod = rev_mod  # etcd mod revision of meta/rev then (0: no write ever)
         self._keep = keep
@@ -100,6 +101,15 @@ class EtcdTx:
         self._ranges.append((prefix, end))
         self._deletes = {k for k in self._deletes if not prefix <= k < end}
 
+    def drop_tenant_policy(self, tenant: str) -> None:
+        """Tenant-scoped keys go by prefix: one operation each, whatever their number."""
+        for kind in ("rule", "group", "claim/pair", "claim/l4", "claim/token-name"):
+            self.delete_prefix(self.keys.all(kind, tenant))
+
+    def drop_pair_rules(self, tenant: str) -> None:
+        self.delete_prefix(self.keys.all("rule", f"{tenant}/pair"))
+        self.delete_prefix(self.keys.all("claim/pair", tenant))
+
     def record(self, obj: Obj, deleted: bool = False, heartbeat_of: str | None = None) -> None:
         """A Change with the next store revision."""
         if heartbeat_of is not None:
@@ -109,7 +119,7 @@ class EtcdTx:
     async def next_id(self, kind: str) -> int:
         """The next never-used id of `kind` (AUTOINCREMENT)."""
         if kind not in self._seqs:
-            self._seqs[kind] = int(await self.read.get(self.keys.seq(kind)) or 0)
+            self._seqs[kind] = int(await self.reader.get(self.keys.seq(kind)) or 0)
         self._seqs[kind] += 1
         self._set(self.keys.seq(kind), str(self._seqs[kind]).encode())
         return self._seqs[kind]
@@ -117,7 +127,7 @@ class EtcdTx:
     async def raise_seq(self, kind: str, at_least: int) -> None:
         """Never hand out an id of `kind` up to `at_least` (imported objects hold them)."""
         if kind not in self._seqs:
-            self._seqs[kind] = int(await self.read.get(self.keys.seq(kind)) or 0)
+            self._seqs[kind] = int(await self.reader.get(self.keys.seq(kind)) or 0)
         if at_least > self._seqs[kind]:
             self._seqs[kind] = at_least
             self._set(self.keys.seq(kind), str(at_least).encode())
@@ -168,7 +178,7 @@ class EtcdTx:
         cut = await self._prune_to(last)
         if self._heartbeat_of is not None:  # only the latest heartbeat of a host stays in the log
             mark = self.keys.heartbeat(self._heartbeat_of)
-            previous = await self.read.get(mark)
+            previous = await self.reader.get(mark)
             if previous is not None and previous > self.keys.log(cut):
                 ops.append(T.Delete(previous))
             ops.append(T.Put(mark, self.keys.log(last)))
@@ -180,5 +190,5 @@ class EtcdTx:
         if not any(c.rev % self._prune_every == 0 for c in self.changes):
             return 0
         cut = last - self._keep
-        pruned = int(await self.read.get(self.keys.pruned) or 0)
+        pruned = int(await self.reader.get(self.keys.pruned) or 0)
         return cut if cut > pruned else 0

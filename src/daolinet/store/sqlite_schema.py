@@ -1,8 +1,7 @@
 """The SQLite store's tables, row conversions and write transaction.
 
 Objects live in ordinary columns, one table per kind; only the change log keeps
-whole objects, as JSON.  `Tx` is what a `SqliteStore` mutation writes through:
-it gives every recorded Change the next persisted revision.
+whole objects, as JSON.  `sqlite_reads` reads and writes them.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ from daolinet.model.objects import (
     Tenant,
     Token,
 )
-from daolinet.model.view import Change, Obj
-from daolinet.store.base import MAX_ENDPOINT_ID, kind_of, obj_to_json
+from daolinet.model.view import Obj
+from daolinet.store.checks import MAX_ENDPOINT_ID
 
 SCHEMA = f"""
 BEGIN IMMEDIATE;
@@ -82,6 +81,7 @@ CREATE INDEX IF NOT EXISTS changes_heartbeats ON changes (heartbeat_of) WHERE he
 COMMIT;
 """
 
+
 def upgrade(db: sqlite3.Connection) -> None:
     """Bring a store made by an older daolinet up to this SCHEMA (columns added since)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(hosts)")}
@@ -98,17 +98,17 @@ SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM endpoints WHERE id = 1) THEN 1 ELSE
 END
 """
 
-_TABLES: dict[type, str] = {Tenant: "tenants", Network: "networks", Host: "hosts", Endpoint: "endpoints",
+TABLES: dict[type, str] = {Tenant: "tenants", Network: "networks", Host: "hosts", Endpoint: "endpoints",
                             Group: "groups", Rule: "rules", Token: "tokens", Portmap: "portmaps",
                             ControllerRecord: "controllers"}
-_KEYS: dict[type, str] = {Tenant: "name", Network: "id", Host: "name", Endpoint: "id",
+KEYS: dict[type, str] = {Tenant: "name", Network: "id", Host: "name", Endpoint: "id",
                           Group: "id", Rule: "id", Token: "id", Portmap: "id", ControllerRecord: "id"}
 
 
 # -- objects <-> rows ------------------------------------------------------------------
 
 
-def _columns(obj: Obj) -> dict[str, Any]:
+def columns(obj: Obj) -> dict[str, Any]:
     values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if isinstance(obj, Host):
         values["dpid"] = f"{obj.dpid:016x}"  # SQLite integers are signed 64-bit
@@ -149,45 +149,10 @@ def token_of(row: sqlite3.Row) -> Token:
     return Token(**dict(row))
 
 
+def portmap_of(row: sqlite3.Row) -> Portmap:
+    return Portmap(**dict(row))
+
+
 def controller_of(row: sqlite3.Row) -> ControllerRecord:
     lists = ("api", "openflow", "advertise", "etcd")
     return ControllerRecord(**{**dict(row), **{k: tuple(json.loads(row[k])) for k in lists}})
-
-
-class Tx:
-    """One write transaction: records Changes with fresh revisions as it goes."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.changes: list[Change] = []
-
-    def put(self, obj: Obj) -> None:
-        """Insert or update `obj` in its table (by key, never delete-and-insert)."""
-        values, key = _columns(obj), _KEYS[type(obj)]
-        cols = ", ".join(values)
-        marks = ", ".join("?" * len(values))
-        sets = ", ".join(f"{c} = excluded.{c}" for c in values if c != key) or f"{key} = excluded.{key}"
-        self.db.execute(f"INSERT INTO {_TABLES[type(obj)]} ({cols}) VALUES ({marks}) "
-                        f"ON CONFLICT ({key}) DO UPDATE SET {sets}", tuple(values.values()))
-
-    def remove(self, obj: Obj) -> None:
-        key = _KEYS[type(obj)]
-        self.db.execute(f"DELETE FROM {_TABLES[type(obj)]} WHERE {key} = ?", (getattr(obj, key),))
-        self.record(obj, deleted=True)
-
-    def record(self, obj: Obj, deleted: bool = False, heartbeat_of: str | None = None) -> None:
-        bump = "UPDATE meta SET value = value + 1 WHERE key = 'rev' RETURNING value"
-        rev = int(self.db.execute(bump).fetchone()[0])
-        if heartbeat_of is not None:  # only the latest heartbeat of a host stays in the log
-            self.db.execute("DELETE FROM changes WHERE heartbeat_of = ?", (heartbeat_of,))
-        self.db.execute("INSERT INTO changes (rev, kind, deleted, obj, heartbeat_of) VALUES (?, ?, ?, ?, ?)",
-                        (rev, kind_of(obj), int(deleted), json.dumps(obj_to_json(obj)), heartbeat_of))
-        self.changes.append(Change(rev=rev, obj=obj, deleted=deleted))
-
-    def prune(self, keep: int) -> None:
-        """Keep the last `keep` entries; remember where the log now starts."""
-        newest_gone = "SELECT rev FROM changes ORDER BY rev DESC LIMIT 1 OFFSET ?"
-        row = self.db.execute(newest_gone, (keep,)).fetchone()
-        if row is not None:
-            self.db.execute("DELETE FROM changes WHERE rev <= ?", (row[0],))
-            self.db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'pruned'", (row[0],))

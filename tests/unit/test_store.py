@@ -1,11 +1,12 @@
-"""The SQLite store: validation, allocation, the change feed, atomicity and
-two processes' worth of connections sharing one file."""
+"""The store, on both backends (store_backends: SQLite and a real etcd): validation,
+allocation, the change feed and atomicity; and what only SQLite has: a file that
+survives reopening, URLs, and two processes' worth of connections sharing one file
+(etcd's own: tests/integration/test_store_etcd*.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from store_backends import Opener, backend, etcd_server, fail_recording, open_new, opener, store
 
 from daolinet.errors import Conflict, DaoliError, InvalidInput, NotFound
 from daolinet.model.objects import Endpoint, Host
 from daolinet.model.view import Change
-from daolinet.store import ChangesPruned, SqliteStore, Store, open_store, sqlite_schema
+from daolinet.store import ChangesPruned, SqliteStore, Store, open_store, rules
+
+__all__ = ["backend", "etcd_server", "open_new", "opener", "store"]  # fixtures, used by name
 
 
 def host(n: int, pool: str | None = None, **kw: object) -> Host:
@@ -26,14 +30,7 @@ def host(n: int, pool: str | None = None, **kw: object) -> Host:
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[SqliteStore]:
-    s = SqliteStore.open(":memory:")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def web(store: SqliteStore) -> SqliteStore:
+async def web(store: Store) -> Store:
     """A store with network default/web (10.1.0.0/24) and hosts h1, h2."""
     await store.create_network("default", "web", "10.1.0.0/24")
     await store.register_host(host(1))
@@ -50,7 +47,7 @@ def recorder(store: Store) -> list[Change]:
 # -- tenants and networks ----------------------------------------------------------------
 
 
-async def test_tenants_are_unique_named_and_kept_while_they_have_networks(store: SqliteStore) -> None:
+async def test_tenants_are_unique_named_and_kept_while_they_have_networks(store: Store) -> None:
     await store.create_tenant("acme")
     with pytest.raises(Conflict, match="tenant acme already exists"):
         await store.create_tenant("acme")
@@ -63,7 +60,7 @@ async def test_tenants_are_unique_named_and_kept_while_they_have_networks(store:
     assert await store.delete_tenant("acme") == await store.create_tenant("acme")
 
 
-async def test_default_tenant_is_implicit_others_are_not(store: SqliteStore) -> None:
+async def test_default_tenant_is_implicit_others_are_not(store: Store) -> None:
     net = await store.create_network("default", "web", "10.1.0.0/24")
     assert [t.name for t in await store.list_tenants()] == ["default"]
     assert (net.gateway, net.id) == ("10.1.0.1", 1)
@@ -76,14 +73,14 @@ async def test_default_tenant_is_implicit_others_are_not(store: SqliteStore) -> 
     ("10.1.0.0/31", None, "between /8 and /30"), ("10.1.0.0/24", "10.1.1.1", "outside subnet"),
     ("10.1.0.0/24", "10.1.0.255", "broadcast"), ("10.1.0.0/24", "10.1.0.0", "network address"),
 ])
-async def test_bad_subnets_and_gateways_are_refused(store: SqliteStore, subnet: str, gateway: str | None,
+async def test_bad_subnets_and_gateways_are_refused(store: Store, subnet: str, gateway: str | None,
                                                     why: str) -> None:
     with pytest.raises(InvalidInput, match=why):
         await store.create_network("default", "web", subnet, gateway)
     assert await store.snapshot() == (0, [])
 
 
-async def test_subnets_overlap_across_tenants_never_within_one(store: SqliteStore) -> None:
+async def test_subnets_overlap_across_tenants_never_within_one(store: Store) -> None:
     await store.create_tenant("acme")
     await store.create_network("default", "web", "10.1.0.0/24")
     assert (await store.create_network("acme", "web", "10.1.0.0/24")).subnet == "10.1.0.0/24"
@@ -98,14 +95,14 @@ async def test_subnets_overlap_across_tenants_never_within_one(store: SqliteStor
 # -- endpoints: addresses ------------------------------------------------------------------
 
 
-async def test_auto_addresses_skip_network_and_gateway(store: SqliteStore) -> None:
+async def test_auto_addresses_skip_network_and_gateway(store: Store) -> None:
     await store.register_host(host(1, "198.18.1.0/29"))
     await store.create_network("default", "web", "10.1.0.0/29", gateway="10.1.0.2")
     ips = [(await store.create_endpoint("default", "web", f"e{i}", "h1")).ip for i in range(4)]
     assert ips == ["10.1.0.1", "10.1.0.3", "10.1.0.4", "10.1.0.5"]
 
 
-async def test_explicit_ip_is_honoured_and_a_taken_one_refused(web: SqliteStore) -> None:
+async def test_explicit_ip_is_honoured_and_a_taken_one_refused(web: Store) -> None:
     a = await web.create_endpoint("default", "web", "a", "h1", ip="10.1.0.50")
     assert a.ip == "10.1.0.50"
     with pytest.raises(Conflict, match=r"ip 10\.1\.0\.50 of network web of tenant default is already used "
@@ -117,7 +114,7 @@ async def test_explicit_ip_is_honoured_and_a_taken_one_refused(web: SqliteStore)
             await web.create_endpoint("default", "web", "b", "h1", ip=bad)
 
 
-async def test_a_slash_30_holds_one_endpoint(store: SqliteStore) -> None:
+async def test_a_slash_30_holds_one_endpoint(store: Store) -> None:
     await store.register_host(host(1))
     await store.create_network("default", "p2p", "10.9.0.0/30")
     assert (await store.create_endpoint("default", "p2p", "a", "h1")).ip == "10.9.0.2"
@@ -125,7 +122,7 @@ async def test_a_slash_30_holds_one_endpoint(store: SqliteStore) -> None:
         await store.create_endpoint("default", "p2p", "b", "h1")
 
 
-async def test_pips_come_from_the_host_pool(store: SqliteStore) -> None:
+async def test_pips_come_from_the_host_pool(store: Store) -> None:
     await store.create_network("default", "web", "10.1.0.0/24")
     await store.register_host(host(1, "198.18.0.0/29"))  # holds its own underlay ip 198.18.0.1
     pips = [(await store.create_endpoint("default", "web", f"e{i}", "h1")).pip for i in range(5)]
@@ -134,7 +131,7 @@ async def test_pips_come_from_the_host_pool(store: SqliteStore) -> None:
         await store.create_endpoint("default", "web", "e5", "h1")
 
 
-async def test_delete_releases_id_ip_and_pip_for_reuse(web: SqliteStore) -> None:
+async def test_delete_releases_id_ip_and_pip_for_reuse(web: Store) -> None:
     made = [await web.create_endpoint("default", "web", f"e{i}", "h1") for i in range(3)]
     gone = await web.delete_endpoint(made[1].id)
     assert gone == made[1]
@@ -144,7 +141,7 @@ async def test_delete_releases_id_ip_and_pip_for_reuse(web: SqliteStore) -> None
         await web.delete_endpoint(made[1].id + 10)
 
 
-async def test_macs_are_derived_from_ids_or_checked(web: SqliteStore) -> None:
+async def test_macs_are_derived_from_ids_or_checked(web: Store) -> None:
     a = await web.create_endpoint("default", "web", "a", "h1")
     assert a.mac == "02:d1:00:00:00:01"
     b = await web.create_endpoint("default", "web", "b", "h1", mac="0A:00:00:00:00:0B")
@@ -153,7 +150,7 @@ async def test_macs_are_derived_from_ids_or_checked(web: SqliteStore) -> None:
         await web.create_endpoint("default", "web", "c", "h1", mac="01:00:00:00:00:01")
 
 
-async def test_names_are_unique_per_tenant_and_unknowns_are_not_found(web: SqliteStore) -> None:
+async def test_names_are_unique_per_tenant_and_unknowns_are_not_found(web: Store) -> None:
     await web.create_tenant("acme")
     await web.create_network("acme", "web", "10.1.0.0/24")
     a = await web.create_endpoint("default", "web", "a", "h1", labels={"app": "shop"})
@@ -169,7 +166,7 @@ async def test_names_are_unique_per_tenant_and_unknowns_are_not_found(web: Sqlit
             await web.create_endpoint(*args)
 
 
-async def test_update_sets_only_what_is_given(web: SqliteStore) -> None:
+async def test_update_sets_only_what_is_given(web: Store) -> None:
     a = await web.create_endpoint("default", "web", "a", "h1")
     assert (a.port, a.ofport) == ("", None)
     a = await web.update_endpoint(a.id, port="dl1a")
@@ -179,7 +176,7 @@ async def test_update_sets_only_what_is_given(web: SqliteStore) -> None:
         await web.update_endpoint(a.id, ofport=0)
 
 
-async def test_move_keeps_ip_and_mac_and_swaps_the_pip(web: SqliteStore) -> None:
+async def test_move_keeps_ip_and_mac_and_swaps_the_pip(web: Store) -> None:
     a = await web.create_endpoint("default", "web", "a", "h1")
     await web.update_endpoint(a.id, port="p", ofport=3)
     moved = await web.move_endpoint(a.id, "h2")
@@ -192,7 +189,7 @@ async def test_move_keeps_ip_and_mac_and_swaps_the_pip(web: SqliteStore) -> None
 # -- hosts -----------------------------------------------------------------------------------
 
 
-async def test_register_host_is_an_idempotent_upsert(store: SqliteStore) -> None:
+async def test_register_host_is_an_idempotent_upsert(store: Store) -> None:
     seen = recorder(store)
     await store.register_host(host(1))
     await store.register_host(host(1))
@@ -206,14 +203,14 @@ async def test_register_host_is_an_idempotent_upsert(store: SqliteStore) -> None
     (Host("h2", 2, "198.18.0.1", "02:00:00:00:00:02", "198.18.2.0/24"), "underlay_ip 198.18.0.1"),
     (Host("h2", 2, "198.18.0.2", "02:00:00:00:00:02", "198.18.1.128/25"), "overlaps the pool 198.18.1.0/24"),
 ])
-async def test_hosts_do_not_share_dpid_underlay_ip_or_pool(store: SqliteStore, other: Host, why: str) -> None:
+async def test_hosts_do_not_share_dpid_underlay_ip_or_pool(store: Store, other: Host, why: str) -> None:
     await store.register_host(host(1))
     with pytest.raises(Conflict, match=why):
         await store.register_host(other)
     assert [h.name for h in await store.list_hosts()] == ["h1"]
 
 
-async def test_a_host_keeps_its_endpoints_and_their_pips(web: SqliteStore) -> None:
+async def test_a_host_keeps_its_endpoints_and_their_pips(web: Store) -> None:
     await web.create_endpoint("default", "web", "a", "h1")
     with pytest.raises(Conflict, match="host h1 still has endpoints: a"):
         await web.delete_host("h1")
@@ -223,7 +220,7 @@ async def test_a_host_keeps_its_endpoints_and_their_pips(web: SqliteStore) -> No
         await web.delete_network("default", "web")
 
 
-async def test_heartbeats_reach_subscribers_but_only_the_last_stays_logged(web: SqliteStore) -> None:
+async def test_heartbeats_reach_subscribers_but_only_the_last_stays_logged(web: Store) -> None:
     seen = recorder(web)
     rev, _ = await web.snapshot()
     for t in (10.0, 11.0, 12.0):
@@ -239,7 +236,7 @@ async def test_heartbeats_reach_subscribers_but_only_the_last_stays_logged(web: 
 # -- the change feed -------------------------------------------------------------------------
 
 
-async def test_changes_come_in_order_and_match_the_log(web: SqliteStore) -> None:
+async def test_changes_come_in_order_and_match_the_log(web: Store) -> None:
     rev, _ = await web.snapshot()
     seen = recorder(web)
     a = await web.create_endpoint("default", "web", "a", "h1")
@@ -270,9 +267,8 @@ async def test_revisions_and_the_log_survive_reopening_a_file(tmp_path: Path) ->
     await second.close()
 
 
-async def test_the_log_is_trimmed_and_says_so(tmp_path: Path) -> None:
-    store = SqliteStore.open(str(tmp_path / "s.db"), keep_changes=5)
-    store.PRUNE_EVERY = 4
+async def test_the_log_is_trimmed_and_says_so(open_new: Opener) -> None:
+    store = open_new(keep_changes=5, prune_every=4)
     await store.register_host(host(1))
     for t in range(12):
         await store.create_tenant(f"t{t}")
@@ -280,7 +276,9 @@ async def test_the_log_is_trimmed_and_says_so(tmp_path: Path) -> None:
         await store.changes_since(0)
     rev, _ = await store.snapshot()
     assert [c.rev for c in await store.changes_since(rev - 5)] == list(range(rev - 4, rev + 1))  # keeps 5
-    await store.close()
+    with pytest.raises(ChangesPruned, match="take a snapshot"):
+        async for _ in store.watch_changes(0):
+            pass
 
 
 def test_open_store_understands_sqlite_urls_only(tmp_path: Path) -> None:
@@ -297,7 +295,7 @@ def test_open_store_understands_sqlite_urls_only(tmp_path: Path) -> None:
 # -- atomicity -------------------------------------------------------------------------------
 
 
-async def test_a_failed_create_leaves_no_row_and_no_change(store: SqliteStore) -> None:
+async def test_a_failed_create_leaves_no_row_and_no_change(store: Store) -> None:
     await store.create_network("default", "web", "10.1.0.0/24")
     await store.register_host(host(1, "198.18.1.0/30"))
     await store.create_endpoint("default", "web", "a", "h1")
@@ -310,28 +308,27 @@ async def test_a_failed_create_leaves_no_row_and_no_change(store: SqliteStore) -
     assert await store.list_endpoints(network="web") == [e for e in before[1] if isinstance(e, Endpoint)]
 
 
-async def test_a_failure_mid_transaction_undoes_what_was_written(store: SqliteStore,
+async def test_a_failure_mid_transaction_undoes_what_was_written(store: Store,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     seen = recorder(store)
-    real = sqlite_schema.Tx.record
-
-    def fail_on_network(tx: sqlite_schema.Tx, obj: object, *a: object, **kw: object) -> None:
-        if type(obj).__name__ == "Network":
-            raise RuntimeError("disk on fire")
-        real(tx, obj, *a, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite_schema.Tx, "record", fail_on_network)
+    fail_recording(monkeypatch, lambda obj: type(obj).__name__ == "Network")
     with pytest.raises(RuntimeError):
         await store.create_network("default", "web", "10.1.0.0/24")  # the implicit tenant came first
     assert await store.snapshot() == (0, []) and seen == []
 
 
-async def test_unique_constraints_are_the_last_line_of_defence(web: SqliteStore,
+LAST_LINE = {  # backend -> what refuses a PIP the rules let through twice
+    "sqlite": "refused the change: UNIQUE constraint failed: endpoints.pip",
+    "etcd": r"refused the change: /t\w+/claim/pip/c6120101 is already claimed by /t\w+/endpoint/00000001",
+}
+
+
+async def test_unique_constraints_are_the_last_line_of_defence(web: Store, backend: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     a = await web.create_endpoint("default", "web", "a", "h1")
     before = await web.snapshot()
-    monkeypatch.setattr(SqliteStore, "_free_pip", lambda self, h: IPv4Address(a.pip))
-    with pytest.raises(Conflict, match="refused the change: UNIQUE constraint failed: endpoints.pip"):
+    monkeypatch.setattr(rules, "free_pip", lambda host, used: IPv4Address(a.pip))
+    with pytest.raises(Conflict, match=LAST_LINE[backend]):
         await web.create_endpoint("default", "web", "b", "h1")
     assert await web.snapshot() == before
 
@@ -387,8 +384,8 @@ async def create_as_expected(store: Store, live: list[Endpoint], op: Op, name: s
     assert made.id == min(set(range(1, len(live) + 2)) - {e.id for e in live})  # smallest free id
 
 
-async def run_ops(ops: list[Op]) -> None:
-    async with SqliteStore.open(":memory:") as store:
+async def run_ops(opener: Opener, ops: list[Op]) -> None:
+    async with opener() as store:
         for name, subnet in NETS.items():
             await store.create_network("default", name, str(subnet))
         for n, pool in enumerate(POOLS.values(), start=1):
@@ -402,10 +399,11 @@ async def run_ops(ops: list[Op]) -> None:
             check_invariants(await store.list_endpoints())
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
 @given(OPS)
-def test_random_creates_and_deletes_never_hand_out_an_address_twice(ops: list[Op]) -> None:
-    asyncio.run(run_ops(ops))
+def test_random_creates_and_deletes_never_hand_out_an_address_twice(opener: Opener, ops: list[Op]) -> None:
+    asyncio.run(run_ops(opener, ops))
 
 
 def test_two_connections_on_one_file_never_share_an_address(tmp_path: Path) -> None:
@@ -445,3 +443,10 @@ def test_two_connections_on_one_file_never_share_an_address(tmp_path: Path) -> N
 async def list_all(path: str) -> list[Endpoint]:
     async with SqliteStore.open(path) as store:
         return await store.list_endpoints()
+
+
+async def test_endpoint_objects_round_trip_every_field(web: Store) -> None:
+    made = await web.create_endpoint("default", "web", "a", "h1", labels={"k": "v"})
+    await web.update_endpoint(made.id, port="p1", ofport=9)
+    got = await web.get_endpoint(made.id)
+    assert (got.port, got.ofport, got.labels) == ("p1", 9, {"k": "v"})

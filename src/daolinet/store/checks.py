@@ -1,0 +1,173 @@
+"""Input checks every store backend applies before it reads anything: names,
+numbers, addresses, group members, rule ports, tokens.  Pure; each raises
+InvalidInput with one line for a human, or returns the value in canonical form.
+The rules that need what a transaction read are in `rules`."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+from daolinet.errors import InvalidInput
+from daolinet.model.objects import MEMBER_KINDS, Host
+from daolinet.store import ipam
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")  # tenants and networks
+HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ENDPOINT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # what Docker allows, and more
+MAX_ENDPOINT_ID = 2**24 - 1  # ids are part of every route cookie
+MAX_OFPORT = 0xFFFFFF00  # OFPP_MAX
+LABEL_PART_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")  # KEY and VALUE of a "label:KEY=VALUE" member
+TOKEN_HASH_RE = re.compile(r"^[0-9a-f]{64}$")  # sha256, lowercase hex
+PAIR_ACTIONS = ("connect", "disconnect")
+L4_PROTOCOLS = ("tcp", "udp", "icmp")
+RULE_KINDS = ("pair", "l4")
+PORTMAP_PROTOCOLS = ("tcp", "udp")
+_PORTS_RE = re.compile(r"^([0-9]{1,10})(?:-([0-9]{1,10}))?$")
+
+def check_name(kind: str, name: str, pattern: re.Pattern[str] = NAME_RE) -> str:
+    if not isinstance(name, str) or not pattern.match(name):
+        raise InvalidInput(f"invalid {kind} name {name!r}: must match {pattern.pattern}")
+    return name
+
+
+def check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    out = dict(labels or {})
+    for key, value in out.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise InvalidInput(f"label {key!r}={value!r}: labels map non-empty strings to strings")
+    return out
+
+
+def check_int(what: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{what} {value!r} must be an integer between {low} and {high}")
+    return value
+
+
+def check_host(host: Host) -> Host:
+    """`host` with every field validated and addresses in canonical form."""
+    check_name("host", host.name, HOST_NAME_RE)
+    check_int(f"dpid of host {host.name}", host.dpid, 0, 2**64 - 1)
+    check_int(f"underlay_prefix of host {host.name}", host.underlay_prefix, 1, 32)
+    check_int(f"uplink_ofport of host {host.name}", host.uplink_ofport, 1, MAX_OFPORT)
+    gw_mac = host.underlay_gateway_mac
+    if isinstance(host.last_seen, bool) or not isinstance(host.last_seen, int | float) \
+            or not math.isfinite(host.last_seen):
+        raise InvalidInput(f"last_seen {host.last_seen!r} of host {host.name} must be a number")
+    if not isinstance(host.alive, bool):
+        raise InvalidInput(f"alive {host.alive!r} of host {host.name} must be true or false")
+    return dataclasses.replace(
+        host,
+        underlay_ip=str(ipam.check_address(host.underlay_ip, f"underlay_ip of host {host.name}")),
+        underlay_mac=ipam.check_mac(host.underlay_mac, f"underlay_mac of host {host.name}"),
+        pip_pool=str(ipam.check_subnet(host.pip_pool, f"pip_pool of host {host.name}")),
+        underlay_gateway_mac=ipam.check_mac(gw_mac, f"underlay_gateway_mac of host {host.name}")
+        if gw_mac else "",
+        last_seen=float(host.last_seen),
+    )
+
+
+def check_member(member: object) -> str:
+    """A group member: "network:NAME", "container:NAME" or "label:KEY=VALUE"."""
+    form = "network:NAME, container:NAME or label:KEY=VALUE"
+    if not isinstance(member, str):
+        raise InvalidInput(f"group member {member!r} must be a string: {form}")
+    kind, sep, rest = member.partition(":")
+    if not sep or kind not in MEMBER_KINDS:
+        raise InvalidInput(f"invalid group member {member!r}: must be {form}")
+    try:
+        if kind == "network":
+            check_name("network", rest)
+        elif kind == "container":
+            check_name("container", rest, ENDPOINT_NAME_RE)
+    except InvalidInput as e:
+        raise InvalidInput(f"invalid group member {member!r}: {e}") from None
+    key, eq, value = rest.partition("=")
+    if kind == "label" and not (eq and LABEL_PART_RE.match(key) and LABEL_PART_RE.match(value)):
+        raise InvalidInput(f"invalid group member {member!r}: must be label:KEY=VALUE with KEY and "
+                           f"VALUE each matching {LABEL_PART_RE.pattern}")
+    return member
+
+
+def check_members(members: Sequence[str]) -> tuple[str, ...]:
+    """Checked members, sorted and without duplicates."""
+    if isinstance(members, str) or not isinstance(members, Sequence):
+        raise InvalidInput(f"group members {members!r} must be a list of strings")
+    return tuple(sorted({check_member(m) for m in members}))
+
+
+def check_choice(what: str, value: object, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidInput(f"{what} {value!r} must be one of: {', '.join(choices)}")
+    return value
+
+
+def check_ports(protocol: str, ports: object) -> str:
+    """`ports` of an l4 rule in canonical form: "N" or "N-M" for tcp and udp, "" for icmp."""
+    check_choice("protocol", protocol, L4_PROTOCOLS)
+    if not isinstance(ports, str):
+        raise InvalidInput(f"ports {ports!r} must be a string like \"80\" or \"8000-8100\"")
+    if protocol == "icmp":
+        if ports:
+            raise InvalidInput(f"icmp rules take no ports, got {ports!r}")
+        return ""
+    if not ports:
+        raise InvalidInput(f"{protocol} rules need ports: \"N\" or \"N-M\" between 1 and 65535")
+    match = _PORTS_RE.match(ports)
+    if match is None:
+        raise InvalidInput(f"ports {ports!r} of a {protocol} rule must be \"N\" or \"N-M\"")
+    lo = int(match[1])
+    hi = lo if match[2] is None else int(match[2])
+    for port in (lo, hi):
+        if not 1 <= port <= 65535:
+            raise InvalidInput(f"port {port} in {ports!r} is out of range: ports are 1 to 65535")
+    if lo > hi:
+        raise InvalidInput(f"port range {ports!r} is empty: {lo} is above {hi}")
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def check_token(name: str, hash: str, created: float, tenant: str | None = None,
+                host: str | None = None) -> float:
+    """Checks a new token's fields; returns `created` as a float."""
+    check_name("token", name)
+    if host is not None:
+        check_name("host", host)
+        if tenant is not None:
+            raise InvalidInput(f"token {name} is for tenant {tenant} or for host {host}, not both")
+    if not isinstance(hash, str) or not TOKEN_HASH_RE.match(hash):
+        raise InvalidInput(f"hash of token {name} must be 64 lowercase hex digits (a sha256)")
+    if isinstance(created, bool) or not isinstance(created, int | float) or not math.isfinite(created):
+        raise InvalidInput(f"created {created!r} of token {name} must be a number")
+    return float(created)
+
+
+def token_what(name: str, tenant: str | None, host: str | None) -> str:
+    """A token as messages name it."""
+    if host is not None:
+        return f"token {name} of host {host}"
+    return f"admin token {name}" if tenant is None else f"token {name} of tenant {tenant}"
+
+
+
+def check_network(name: str, subnet: str, gateway: str | None, isolated: bool,
+                  external: bool) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]:
+    """A new network's input, checked the same way by every backend: (subnet, gateway)."""
+    check_name("network", name)
+    net = ipam.check_subnet(subnet)
+    gw = ipam.default_gateway(net) if gateway is None else ipam.check_in_subnet(gateway, net, "gateway")
+    for flag, value in (("isolated", isolated), ("external", external)):
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{flag} {value!r} of network {name} must be true or false")
+    return net, gw
+
+
+def check_portmap(name: str, protocol: str, host_port: int, container_port: int) -> None:
+    check_name("port mapping", name)
+    if protocol not in PORTMAP_PROTOCOLS:
+        raise InvalidInput(f"protocol {protocol!r} of port mapping {name}: use tcp or udp")
+    check_int("host port", host_port, 1, 65535)
+    check_int("container port", container_port, 1, 65535)

@@ -1,0 +1,52 @@
+"""Objects as JSON: what the change log (both backends) and etcd's values hold."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from daolinet.errors import InvalidInput
+from daolinet.model.objects import (
+    ControllerRecord,
+    Endpoint,
+    Group,
+    Host,
+    Network,
+    Portmap,
+    Rule,
+    Tenant,
+    Token,
+)
+from daolinet.model.view import Kind, Obj
+
+_KINDS: dict[Kind, type[Tenant] | type[Network] | type[Host] | type[Endpoint] | type[Group] | type[Rule]
+             | type[Token] | type[Portmap] | type[ControllerRecord]] = {
+    "tenant": Tenant, "network": Network, "host": Host, "endpoint": Endpoint,
+    "group": Group, "rule": Rule, "token": Token, "portmap": Portmap, "controller": ControllerRecord,
+}
+
+
+def kind_of(obj: Obj) -> Kind:
+    for kind, cls in _KINDS.items():
+        if isinstance(obj, cls):
+            return kind
+    raise TypeError(f"not a model object: {obj!r}")
+
+
+def obj_to_json(obj: Obj) -> dict[str, Any]:
+    """Every field of `obj`, for the change log (unlike `Token.to_json`, this keeps the hash)."""
+    data = dataclasses.asdict(obj)
+    if isinstance(obj, Group):
+        data["members"] = list(obj.members)
+    return data
+
+
+def obj_from_json(kind: str, data: dict[str, Any]) -> Obj:
+    try:
+        cls = _KINDS[kind]  # type: ignore[index]
+    except KeyError:
+        raise InvalidInput(f"unknown object kind {kind!r} in the change log") from None
+    if cls is Group:
+        data = {**data, "members": tuple(data.get("members", ()))}
+    return cls(**data)
+
