@@ -56,7 +56,7 @@ async def test_a_write_over_etcds_operation_limit_is_refused_whole(store: EtcdSt
     for i in range(70):
         await store.set_pair_rule("big", "db", f"b{i}", "connect")
     before = await store.snapshot()
-    with pytest.raises(SystemFailure, match="too many operations .*--max-txn-ops"):
+    with pytest.raises(SystemFailure, match=r"too many operations .*--max-txn-ops"):
         await store.clear_pair_rules("big", "db")
     assert await store.snapshot() == before
 

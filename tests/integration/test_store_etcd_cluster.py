@@ -93,7 +93,7 @@ def test_two_stores_in_two_threads_allocate_1000_endpoints_without_sharing_an_ad
     def worker(who: str) -> None:
         try:
             results[who] = asyncio.run(allocate(new_store, who, 500, at_start))
-        except BaseException as e:  # re-raised by the test thread below
+        except BaseException as e:  # noqa: BLE001 -- re-raised by the test thread below
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in ("x", "y")]
@@ -251,7 +251,7 @@ async def test_a_three_member_cluster_survives_losing_one_and_recovers_quorum(et
     assert [c.obj for c in await collect(queue, rev0 + 10)] == made  # the watch moved on too
     other = next(i for i in range(3) if i != used and cluster.members[i].running)
     cluster.kill(other)  # quorum lost
-    with pytest.raises(SystemFailure, match="timed out|no etcd member answers"):
+    with pytest.raises(SystemFailure, match=r"timed out|no etcd member answers"):
         await a.create_endpoint("default", "web", "lost", "h1")
     await asyncio.to_thread(cluster.start_member, used)  # quorum back: the store recovers by itself
     made.append(await a.create_endpoint("default", "web", "back", "h1"))

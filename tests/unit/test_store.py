@@ -127,7 +127,7 @@ async def test_pips_come_from_the_host_pool(store: Store) -> None:
     await store.register_host(host(1, "198.18.0.0/29"))  # holds its own underlay ip 198.18.0.1
     pips = [(await store.create_endpoint("default", "web", f"e{i}", "h1")).pip for i in range(5)]
     assert pips == [f"198.18.0.{n}" for n in range(2, 7)]
-    with pytest.raises(Conflict, match="host h1 has no free addresses in its pip_pool 198.18.0.0/29"):
+    with pytest.raises(Conflict, match=r"host h1 has no free addresses in its pip_pool 198.18.0.0/29"):
         await store.create_endpoint("default", "web", "e5", "h1")
 
 
@@ -214,7 +214,7 @@ async def test_a_host_keeps_its_endpoints_and_their_pips(web: Store) -> None:
     await web.create_endpoint("default", "web", "a", "h1")
     with pytest.raises(Conflict, match="host h1 still has endpoints: a"):
         await web.delete_host("h1")
-    with pytest.raises(Conflict, match="does not hold the PIP 198.18.1.1"):
+    with pytest.raises(Conflict, match=r"does not hold the PIP 198.18.1.1"):
         await web.register_host(host(1, "198.18.9.0/24"))
     with pytest.raises(Conflict, match="network web of tenant default is still used by endpoints: a"):
         await web.delete_network("default", "web")
@@ -425,7 +425,7 @@ def test_two_connections_on_one_file_never_share_an_address(tmp_path: Path) -> N
     def worker(who: str) -> None:
         try:
             asyncio.run(allocate(who))
-        except BaseException as e:  # re-raised in the test thread below
+        except BaseException as e:  # noqa: BLE001 -- re-raised in the test thread below
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in ("x", "y")]

@@ -38,12 +38,12 @@ def test_names_are_short_sorted_lists() -> None:
 
 def test_tenants_are_kept_while_anything_names_them() -> None:
     rules.check_tenant_free("acme", None)
-    with pytest.raises(Conflict, match="^tenant acme already exists$"):
+    with pytest.raises(Conflict, match=r"^tenant acme already exists$"):
         rules.check_tenant_free("acme", Tenant("acme"))
-    with pytest.raises(Conflict, match="^tenant acme still has networks: web$"):
+    with pytest.raises(Conflict, match=r"^tenant acme still has networks: web$"):
         rules.check_tenant_empty("acme", [NET])
     pm = Portmap(1, "acme", "web80", "a", "h1", "tcp", 8080, 80)
-    with pytest.raises(Conflict, match="^store s.db refused the change: tenant acme still has port "
+    with pytest.raises(Conflict, match=r"^store s.db refused the change: tenant acme still has port "
                                        "mappings: web80$"):
         rules.check_unmapped("s.db", "tenant acme", [pm])
     rules.check_unmapped("s.db", "tenant acme", [])
@@ -51,12 +51,12 @@ def test_tenants_are_kept_while_anything_names_them() -> None:
 
 def test_networks_need_a_free_name_and_a_subnet_of_their_own() -> None:
     rules.check_network_free("acme", "db", IPv4Network("10.2.0.0/24"), [NET])
-    with pytest.raises(Conflict, match="^network web of tenant acme already exists$"):
+    with pytest.raises(Conflict, match=r"^network web of tenant acme already exists$"):
         rules.check_network_free("acme", "web", IPv4Network("10.2.0.0/24"), [NET])
     with pytest.raises(Conflict, match=r"^subnet 10\.0\.0\.0/8 overlaps network web \(10\.1\.0\.0/24\) "
                                        r"of tenant acme$"):
         rules.check_network_free("acme", "big", IPv4Network("10.0.0.0/8"), [NET])
-    with pytest.raises(Conflict, match="^network web of tenant acme is still used by endpoints: a$"):
+    with pytest.raises(Conflict, match=r"^network web of tenant acme is still used by endpoints: a$"):
         rules.check_network_unused(NET, [endpoint(1, "a", "198.18.1.1")])
 
 
@@ -87,14 +87,14 @@ def test_a_re_registration_keeps_the_clock_and_the_pips() -> None:
     with pytest.raises(Conflict, match=r"^pip_pool 198\.18\.9\.0/24 of host h1 does not hold the PIP "
                                        r"198\.18\.1\.5 of its endpoint a$"):
         rules.check_pips_fit(host(1, "198.18.9.0/24"), [a])
-    with pytest.raises(Conflict, match="^host h1 still has endpoints: a$"):
+    with pytest.raises(Conflict, match=r"^host h1 still has endpoints: a$"):
         rules.check_host_unused("h1", [a])
 
 
 def test_heartbeat_times_are_numbers() -> None:
     assert rules.check_heartbeat_time("h1", 7) == 7.0
     for bad in (True, "7", None):
-        with pytest.raises(InvalidInput, match="heartbeat time .* of host h1 must be a number"):
+        with pytest.raises(InvalidInput, match=r"heartbeat time .* of host h1 must be a number"):
             rules.check_heartbeat_time("h1", bad)
 
 
@@ -111,7 +111,7 @@ def test_endpoint_addresses_come_from_their_network_and_host() -> None:
         rules.pick_ip(NET, {IPv4Address("10.1.0.9"): "x"}, "10.1.0.9")
     made = rules.new_endpoint(7, "a", NET, h, IPv4Address("10.1.0.2"), IPv4Address("198.18.0.2"), None, {})
     assert (made.tenant, made.network, made.host, made.mac) == ("acme", "web", "h1", "02:d1:00:00:00:07")
-    with pytest.raises(Conflict, match="^endpoint a of tenant acme already exists$"):
+    with pytest.raises(Conflict, match=r"^endpoint a of tenant acme already exists$"):
         rules.check_endpoint_free("acme", "a", made)
 
 
@@ -132,11 +132,11 @@ def test_group_members_are_added_once_and_removed_if_there() -> None:
     assert rules.with_member(g, "network:web") is None
     assert rules.with_member(g, "container:a") == Group(1, "acme", "front", ("container:a", "network:web"))
     assert rules.without_member(g, "network:web").members == ()
-    with pytest.raises(NotFound, match="^container:a is not a member of group front of tenant acme$"):
+    with pytest.raises(NotFound, match=r"^container:a is not a member of group front of tenant acme$"):
         rules.without_member(g, "container:a")
-    with pytest.raises(NotFound, match="^container b of tenant acme not found: no endpoint has that name$"):
+    with pytest.raises(NotFound, match=r"^container b of tenant acme not found: no endpoint has that name$"):
         rules.container_found("acme", "b", None)
-    with pytest.raises(Conflict, match="^group front of tenant acme already exists$"):
+    with pytest.raises(Conflict, match=r"^group front of tenant acme already exists$"):
         rules.check_group_free("acme", "front", g)
 
 
@@ -145,7 +145,7 @@ def test_a_group_is_kept_while_l4_rules_name_it() -> None:
     l4 = [Rule(id=9, tenant="acme", kind="l4", action="allow", a="x", b="front", protocol="icmp"),
           Rule(id=4, tenant="acme", kind="l4", action="allow", a="front", b="y", protocol="icmp")]
     rules.check_group_unused(g, [Rule(id=2, tenant="acme", kind="pair", action="connect", a="front", b="z")])
-    with pytest.raises(Conflict, match="^group front of tenant acme is still used by l4 rules: 4, 9$"):
+    with pytest.raises(Conflict, match=r"^group front of tenant acme is still used by l4 rules: 4, 9$"):
         rules.check_group_unused(g, l4)
 
 
@@ -160,7 +160,7 @@ def test_pair_rules_are_one_per_sorted_pair() -> None:
     assert rules.pair_rule(new, None, "acme", "a", "b", "connect") is None  # nothing to write
     assert rules.pair_rule(new, None, "acme", "a", "b", "disconnect") == Rule(3, "acme", "pair", "disconnect",
                                                                               "a", "b")
-    with pytest.raises(NotFound, match="^no pair rule between a and b in tenant acme$"):
+    with pytest.raises(NotFound, match=r"^no pair rule between a and b in tenant acme$"):
         rules.check_pair_rule_found("acme", "a", "b", None)
 
 
@@ -177,18 +177,18 @@ def test_clearing_pair_rules_picks_the_pair_one_container_or_all() -> None:
 
 def test_l4_rules_tokens_and_port_mappings_are_unique() -> None:
     same = Rule(id=5, tenant="acme", kind="l4", action="allow", a="f", b="b", protocol="tcp", ports="80")
-    with pytest.raises(Conflict, match="^l4 rule 5 of tenant acme already allows tcp 80 from group f to "
+    with pytest.raises(Conflict, match=r"^l4 rule 5 of tenant acme already allows tcp 80 from group f to "
                                        "group b$"):
         rules.check_l4_free("acme", same)
     token = Token(id=1, name="ci", tenant="acme", hash="0" * 64, created=1.0)
-    with pytest.raises(Conflict, match="^token ci already exists$"):
+    with pytest.raises(Conflict, match=r"^token ci already exists$"):
         rules.check_token_free("token ci", token, None)
-    with pytest.raises(Conflict, match="^token ci: another token already has the same secret$"):
+    with pytest.raises(Conflict, match=r"^token ci: another token already has the same secret$"):
         rules.check_token_free("token ci", None, token)
-    with pytest.raises(NotFound, match="^token 7 not found$"):
+    with pytest.raises(NotFound, match=r"^token 7 not found$"):
         rules.check_token_found(7, None)
     pm = Portmap(1, "acme", "web80", "a", "h1", "tcp", 8080, 80)
-    with pytest.raises(Conflict, match="^port mapping web80 of tenant acme already exists$"):
+    with pytest.raises(Conflict, match=r"^port mapping web80 of tenant acme already exists$"):
         rules.check_portmap_free("acme", "web80", "h1", "tcp", 8080, pm, None)
     with pytest.raises(Conflict, match=r"^tcp port 8080 of host h1 is already mapped "
                                        r"\(port mapping web80\)$"):
@@ -198,7 +198,7 @@ def test_l4_rules_tokens_and_port_mappings_are_unique() -> None:
 def test_the_log_answers_only_what_it_still_holds() -> None:
     rules.check_log_reach(5, 5, 9, "s.db")
     rules.check_log_reach(9, 5, 9, "s.db")
-    with pytest.raises(ChangesPruned, match="no longer logged .* take a snapshot"):
+    with pytest.raises(ChangesPruned, match=r"no longer logged .* take a snapshot"):
         rules.check_log_reach(4, 5, 9, "s.db")
     with pytest.raises(InvalidInput, match=r"^rev 10 is ahead of store s\.db \(at rev 9\)$"):
         rules.check_log_reach(10, 5, 9, "s.db")

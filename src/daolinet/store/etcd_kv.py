@@ -231,7 +231,7 @@ async def _close_quietly(client: aetcd.Client) -> None:
     not finish closing, and whoever closes (a failover, a shutdown) must go on."""
     try:
         await asyncio.wait_for(client.close(), CLOSE_TIMEOUT)
-    except (Exception, TimeoutError) as e:  # the member is gone already; nothing to tidy there
+    except (Exception, TimeoutError) as e:  # noqa: BLE001 -- the member is gone already; nothing to tidy
         log.debug("closing an etcd client: %r", e)
 
 
