@@ -216,7 +216,7 @@ class HotPlug:
                 self._send(session, wire.flow_delete_cookie(drops, mask))
                 self._cleared[dpid] = touched[dpid] = session
                 self._drops_sent.pop(dpid, None)
-        for dpid in [d for d, sent in self._drops_sent.items() if sent < since]:
+        for dpid in [dpid for dpid, sent in self._drops_sent.items() if sent < since]:
             del self._drops_sent[dpid]
         return touched
 
@@ -233,11 +233,11 @@ class HotPlug:
         failover knows only its half on the adopted switch, while the other half was
         put on a switch mastered elsewhere by the controller that died.  Returns the
         switches sent the deletion (mastered here, or reached through their master)."""
-        dpids = {d for route in self.ctx.routes.remove_pair(cookie) for d in route.flows}
+        dpids = {dpid for route in self.ctx.routes.remove_pair(cookie) for dpid in route.flows}
         view = self.ctx.view
         for eid in ((cookie >> EID_BITS) & EID_MAX, cookie & EID_MAX):
-            e = view.endpoints.get(eid)
-            host = view.host_of(e) if e is not None else None
+            endpoint = view.endpoints.get(eid)
+            host = view.host_of(endpoint) if endpoint is not None else None
             if host is not None:
                 dpids.add(host.dpid)
         touched: dict[int, Any] = {}
