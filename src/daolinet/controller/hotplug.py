@@ -70,10 +70,14 @@ class HotPlug:
         meta = parse(dpid, ev.in_port, ev.table_id, ev.reason, ev.data)
         decision = decide(meta, self.ctx.view)
         self._counter(metrics.decisions, type(decision).__name__.lower()).inc()
-        self.carry_out(decision, meta, ev.data, started)
+        ctx = self.ctx
+        self.send(respond(decision, meta, ev.data, ctx.view, ctx.config), started)
+        if isinstance(decision, Deny):
+            self._drops_sent[dpid] = ctx.clock()
 
     def carry_out(self, decision: Decision, meta: PacketMeta, frame: bytes, started: float) -> None:
-        """Send what flows/respond.py says `decision` takes; remember a drop flow sent."""
+        """Send what flows/respond.py says `decision` takes; remember a drop flow sent
+        (on_packet_in, after parse and decide)."""
         self.send(respond(decision, meta, frame, self.ctx.view, self.ctx.config), started)
         if isinstance(decision, Deny):
             self._drops_sent[meta.dpid] = self.ctx.clock()
@@ -117,16 +121,19 @@ class HotPlug:
     def _send_at_once(self, response: Response, route: RouteRecord, started: float) -> None:
         """Every step's flows without waiting for a barrier, then the packet-outs (the
         first packet handed to its destination's port: decide/direct.py)."""
-        switches = []
+        switches = {}
         for dpid, _ in response.steps:
             switch = self._switch(dpid)
             if switch is None:
                 log.warning("route %#x: switch %#x is not connected", route.cookie, dpid)
                 return
-            switches.append(switch)
-        for switch, (_, flows) in zip(switches, response.steps, strict=True):
-            self._send(switch, *flows)
-        self._packet_outs(response.packet_outs)
+            switches[dpid] = switch
+        for dpid, flows in response.steps:
+            self._send(switches[dpid], *flows)
+        for dpid, packet_out in response.packet_outs:
+            switch = switches.get(dpid) or self._switch(dpid)
+            if switch is not None:
+                switch.send(packet_out)
         self._recorded(response, route, started)
 
     def _install_step(self, plugging: _Plugging, i: int) -> None:
