@@ -101,26 +101,13 @@ def respond(decision: Decision, meta: PacketMeta, frame: bytes, view: View, conf
         drop = wire.flow_add(drop_flow(decision.src, decision.dst_ip, config.drop_timeout))
         return Response(steps=((meta.dpid, (drop,)),))
     if isinstance(decision, EchoReply):
-        reply = icmp.echo_reply(frame, GATEWAY_MAC)
-        if reply is None or decision.src.ofport is None:
-            return NOTHING
-        return Response(packet_outs=((meta.dpid, wire.packet_out_to_port(decision.src.ofport, reply)),))
+        return _echo_reply(decision, meta, frame)
     if isinstance(decision, TimeExceeded):
         return _time_exceeded(decision, frame, view)
     if isinstance(decision, RelayIcmp):
         return _relay_icmp(decision, meta, frame, view)
-    if isinstance(decision, External):
-        host = view.host_of(decision.src)
-        if host is None:
-            return NOTHING
-        flows = flows_for_external(decision.src, host, decision.dst_ip, config.idle_timeout)
-        return _flows_then_reinject(meta, frame, [wire.flow_add(f) for f in flows])
-    if isinstance(decision, MappedPort):
-        host = view.host_of(decision.src)
-        if host is None:
-            return NOTHING
-        flows = flows_for_portmap_client(decision.src, host, decision.pm, decision.host, config.idle_timeout)
-        return _flows_then_reinject(meta, frame, [wire.flow_add(f) for f in flows])
+    if isinstance(decision, External | MappedPort):
+        return _to_the_outside(decision, meta, frame, view, config.idle_timeout)
     if isinstance(decision, Ignore):
         log.debug("ignore packet-in on %#x port %d: %s", meta.dpid, meta.in_port, decision.reason)
     return NOTHING
@@ -148,10 +135,27 @@ def _plug(plug: Plug, meta: PacketMeta, frame: bytes, view: View, idle_timeout: 
     return Response(steps, ((here, wire.packet_out_to_table(meta.in_port, frame)),), True, route)
 
 
-def _flows_then_reinject(meta: PacketMeta, frame: bytes, flows: list[Encoded]) -> Response:
-    """Flows on the packet's own switch, then the packet back through its table."""
-    return Response(steps=((meta.dpid, tuple(flows)),),
+def _to_the_outside(decision: External | MappedPort, meta: PacketMeta, frame: bytes, view: View,
+                    idle_timeout: int) -> Response:
+    """The source's flows to the outside or to a port mapping, on its own switch, then
+    the packet back through that switch's table."""
+    src = decision.src
+    host = view.host_of(src)
+    if host is None:
+        return NOTHING
+    if isinstance(decision, External):
+        flows = flows_for_external(src, host, decision.dst_ip, idle_timeout)
+    else:
+        flows = flows_for_portmap_client(src, host, decision.pm, decision.host, idle_timeout)
+    return Response(steps=((meta.dpid, tuple([wire.flow_add(f) for f in flows])),),
                     packet_outs=((meta.dpid, wire.packet_out_to_table(meta.in_port, frame)),))
+
+
+def _echo_reply(decision: EchoReply, meta: PacketMeta, frame: bytes) -> Response:
+    reply = icmp.echo_reply(frame, GATEWAY_MAC)
+    if reply is None or decision.src.ofport is None:
+        return NOTHING
+    return Response(packet_outs=((meta.dpid, wire.packet_out_to_port(decision.src.ofport, reply)),))
 
 
 def _time_exceeded(decision: TimeExceeded, frame: bytes, view: View) -> Response:
