@@ -25,7 +25,7 @@ from daolinet.agent.bootstrap import (
 from daolinet.agent.service import HostInfo
 from daolinet.errors import SystemFailure, Unauthorized
 from daolinet.flows import render
-from daolinet.flows.base import flows_for_host, flows_for_switch
+from daolinet.flows.proactive import flows_for_host, flows_for_switch
 from daolinet.model import Host
 from daolinet.ofp.codec import DP, ofp, parser
 from daolinet.pipeline import OFPP_LOCAL, Cookie

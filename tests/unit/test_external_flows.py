@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from daolinet.flows.base import flows_for_switch
 from daolinet.flows.external import flows_for_external
+from daolinet.flows.proactive import flows_for_switch
 from daolinet.model import Endpoint, Host
 from daolinet.pipeline import GATEWAY_MAC, OFPP_LOCAL
 from daolinet.testing.factories import make_endpoint, make_host, make_network

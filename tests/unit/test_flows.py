@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daolinet.flows import route
-from daolinet.flows.base import ETH_IP, flows_for_switch
-from daolinet.flows.spec import DecTtl, FlowSpec, FlowSpecError, Match, Output, SetField
+from daolinet.flows.proactive import flows_for_switch
+from daolinet.flows.spec import ETH_IP, DecTtl, FlowSpec, FlowSpecError, Match, Output, SetField
 from daolinet.model import Endpoint, Host
 from daolinet.pipeline import (
     EID_A_MASK,

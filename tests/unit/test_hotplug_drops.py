@@ -65,7 +65,7 @@ def setup() -> tuple[HotPlug, dict[int, Recorder], Clock, Any]:
 
 def deny(hotplug: HotPlug, session: Recorder, src: Any) -> None:
     meta = PacketMeta(dpid=session.dpid, in_port=2, table_id=10, reason=NO_MATCH)
-    hotplug.act(session, meta, b"", Deny(src, "10.1.0.99", "test"), 0.0)  # type: ignore[arg-type]
+    hotplug.carry_out(Deny(src, "10.1.0.99", "test"), meta, b"", 0.0)
     assert session.take() == ["add"]
 
 

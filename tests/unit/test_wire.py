@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daolinet.flows import render, wire
-from daolinet.flows.base import flows_for_switch
+from daolinet.flows.proactive import flows_for_switch
 from daolinet.flows.route import RouteEnds, drop_flow, flows_for_route
 from daolinet.flows.spec import DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.ofp.codec import encode, ofp

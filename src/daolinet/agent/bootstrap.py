@@ -34,7 +34,7 @@ from typing import Any
 from daolinet.agent.service import AgentService, HostInfo
 from daolinet.errors import DaoliError, SystemFailure
 from daolinet.flows import render
-from daolinet.flows.base import BASE, flows_for_host
+from daolinet.flows.proactive import BASE, flows_for_host
 from daolinet.flows.spec import FlowSpec, Match, Output
 from daolinet.model import Host
 from daolinet.ofp.channel import BarrierReply, Channel, Event, MultipartDone, SwitchError, SwitchReady
@@ -94,7 +94,7 @@ def bootstrap_flows(uplink_ofport: int) -> list[FlowSpec]:
 
 
 def host_path_flows(host: Host) -> list[FlowSpec]:
-    """The controller's base flows that carry the host's own traffic (flows/base.py): what
+    """The controller's base flows that carry the host's own traffic (flows/proactive.py): what
     leaves LOCAL or arrives on the uplink in classify, and what is delivered to LOCAL."""
     def on_path(f: FlowSpec) -> bool:
         in_port = f.match.get("in_port")

@@ -1,74 +1,41 @@
-"""The hot-plug route, end to end (design.md "The hot-plug route").
+"""The hot-plug route's asyncio side (docs/architecture.md, "The hot-plug route").
 
-PacketIn -> parse -> decide (pure) -> act:
-  Plug: cross-host from an egress miss (the common case): both switches'
-        flows at once, and the packet handed straight to the destination
-        switch after its flows, as the route would deliver it (decide/direct.py):
-        no barrier on the way.  Otherwise (same host, an ingress miss, a TTL
-        about to run out) the flows switch by switch, the packet's switch last,
-        each earlier switch confirmed by a barrier before the next, so the
-        packet, re-injected through the table last, never overtakes its route;
-        concurrent PacketIns for that route ride along and are re-injected with
-        it.  No task, no future: the next step runs from the barrier reply's
-        callback, and messages are encoded by flows/wire.py.
-  Deny: a short-lived drop flow on the source switch.
-  External / MappedPort: the source's flows to the outside, or to a published
-        port mapping (flows/infra.py), on its own switch; the packet re-injected.
-  EchoReply / TimeExceeded: the distributed router answers by PacketOut.
+PacketIn -> parse -> decide (pure, decide/route.py) -> respond (pure, flows/respond.py)
+-> this module: it only sends the Response's messages, sequences its barriers,
+records its route and counts.  No task, no future: a route taking the long way
+(confirm) continues from each barrier reply's callback; concurrent PacketIns
+for a route being plugged ride along, their packets sent with the first one's.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from daolinet.controller.context import Context
-from daolinet.controller.routes import Key, Scope, scope_of_match
+from daolinet.controller.routes import Key, scope_of_match
 from daolinet.controller.switch import SwitchSession
-from daolinet.decide import icmp
-from daolinet.decide.direct import delivered
 from daolinet.decide.packet import PacketMeta, parse
-from daolinet.decide.route import (
-    Decision,
-    Deny,
-    EchoReply,
-    External,
-    Ignore,
-    MappedPort,
-    Plug,
-    RelayIcmp,
-    TimeExceeded,
-    decide,
-    still_allowed,
-)
+from daolinet.decide.route import Decision, Deny, decide, still_allowed
 from daolinet.flows import wire
-from daolinet.flows.external import flows_for_external
-from daolinet.flows.infra import flows_for_portmap_client
-from daolinet.flows.route import RouteEnds, drop_flow
-from daolinet.flows.route_wire import RouteBytes, route_bytes
-from daolinet.model import Endpoint
+from daolinet.flows.respond import Response, RouteRecord, respond
 from daolinet.ofp.channel import PacketIn
 from daolinet.ofp.codec import Encoded
-from daolinet.pipeline import EID_BITS, EID_MAX, GATEWAY_MAC, Kind, Table, kind_mask
+from daolinet.pipeline import EID_BITS, EID_MAX, Kind, kind_mask
 
 log = logging.getLogger(__name__)
-GATEWAY_MAC_BYTES = wire.mac_bytes(GATEWAY_MAC)
 
 
 @dataclass(slots=True)
 class _Plugging:
-    """A route on its way in: its steps, and the packets to re-inject once it is."""
+    """A route on its way in, step by step: what to send, and the packets to send once it is."""
 
-    plan: RouteBytes
-    steps: list[tuple[int, tuple[Encoded, ...]]]
-    names: tuple[str, str]
-    scope: Scope
-    client: int | None
+    response: Response
+    route: RouteRecord
     started: float
-    waiting: list[tuple[Any, int, bytes]]  # (session, in_port, packet)
-    counts: dict[int, int] = field(default_factory=dict)
+    packet_outs: list[tuple[int, Encoded]]  # the response's, and those of PacketIns riding along
 
 
 class HotPlug:
@@ -98,35 +65,44 @@ class HotPlug:
         started = time.perf_counter()
         dpid = session.dpid
         assert dpid is not None
-        m = self.ctx.metrics
-        self._counter(m.packet_ins, f"{dpid:#x}").inc()
+        metrics = self.ctx.metrics
+        self._counter(metrics.packet_ins, f"{dpid:#x}").inc()
         meta = parse(dpid, ev.in_port, ev.table_id, ev.reason, ev.data)
         decision = decide(meta, self.ctx.view)
-        self._counter(m.decisions, type(decision).__name__.lower()).inc()
-        self.act(session, meta, ev.data, decision, started)
+        self._counter(metrics.decisions, type(decision).__name__.lower()).inc()
+        ctx = self.ctx
+        self.send(respond(decision, meta, ev.data, ctx.view, ctx.config), started)
+        if isinstance(decision, Deny):
+            self._drops_sent[dpid] = ctx.clock()
 
-    def act(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Decision, started: float) -> None:
-        if isinstance(d, Plug):
-            self._plug(session, meta, data, d, started)
-        elif isinstance(d, Deny):
-            log.info("deny %s -> %s: %s", d.src.name, d.dst_ip, d.reason)
-            self._send(session, wire.flow_add(drop_flow(d.src, d.dst_ip, self.ctx.config.drop_timeout)))
-            if session.dpid is not None:
-                self._drops_sent[session.dpid] = self.ctx.clock()
-        elif isinstance(d, EchoReply):
-            reply = icmp.echo_reply(data, GATEWAY_MAC)
-            if reply is not None and d.src.ofport is not None:
-                session.send(wire.packet_out_to_port(d.src.ofport, reply))
-        elif isinstance(d, TimeExceeded):
-            self._time_exceeded(data, d)
-        elif isinstance(d, RelayIcmp):
-            self._relay_icmp(session, data, d)
-        elif isinstance(d, External):
-            self._external(session, meta, data, d)
-        elif isinstance(d, MappedPort):
-            self._mapped_port(session, meta, data, d)
-        elif isinstance(d, Ignore):
-            log.debug("ignore packet-in on %s port %d: %s", session.name, meta.in_port, d.reason)
+    def carry_out(self, decision: Decision, meta: PacketMeta, frame: bytes, started: float) -> None:
+        """Send what flows/respond.py says `decision` takes; remember a drop flow sent
+        (on_packet_in, after parse and decide)."""
+        self.send(respond(decision, meta, frame, self.ctx.view, self.ctx.config), started)
+        if isinstance(decision, Deny):
+            self._drops_sent[meta.dpid] = self.ctx.clock()
+
+    def send(self, response: Response, started: float) -> None:
+        """Carry out a Response: its steps (confirmed by barriers when it says so), its
+        packet-outs, and its route recorded once sent."""
+        route = response.route
+        if route is None:
+            for dpid, flows in response.steps:
+                switch = self._switch(dpid)
+                if switch is not None:
+                    self._send(switch, *flows)
+            self._packet_outs(response.packet_outs)
+            return
+        plugging = self._pending.get((route.cookie, route.scope))
+        if plugging is not None:  # someone is plugging this route right now: ride along
+            plugging.packet_outs.extend(response.packet_outs)
+            return
+        if not response.confirm:
+            self._send_at_once(response, route, started)
+            return
+        plugging = _Plugging(response, route, started, list(response.packet_outs))
+        self._pending[(route.cookie, route.scope)] = plugging
+        self._install_step(plugging, 0)
 
     def _switch(self, dpid: int) -> Any:
         """The switch to talk to: mastered here, else reached through its master (or None)."""
@@ -136,121 +112,71 @@ class HotPlug:
         session.send(*msgs)
         self._counter(self.ctx.metrics.flowmods, session.name).inc(len(msgs))
 
-    def _plug(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: Plug, started: float) -> None:
-        view = self.ctx.view
-        ha, hb = view.host_of(d.a), view.host_of(d.b)
-        na, nb = view.network_of(d.a), view.network_of(d.b)
-        if ha is None or hb is None or na is None or nb is None:
-            return
-        plan = route_bytes(RouteEnds(d.a, d.b, ha, hb, na.name == nb.name, d.scope, d.server_is_b),
-                           self.ctx.config.idle_timeout)
-        key = (plan.cookie, d.scope)
-        packet = (session, meta.in_port, data)
-        pending = self._pending.get(key)
-        if pending is not None:  # someone is plugging this route right now: ride along
-            pending.waiting.append(packet)
-            return
-        client = (d.a.id if d.server_is_b else d.b.id) if d.scope else None
-        steps = sorted(plan.steps, key=lambda s: s[0] == session.dpid)  # the packet's switch last
-        job = _Plugging(plan, steps, (d.a.name, d.b.name), d.scope, client, started, [packet])
-        if meta.table_id == Table.EGRESS and self._deliver_directly(session, data, d.b, job):
-            return
-        self._pending[key] = job
-        self._install_step(job, 0)
+    def _packet_outs(self, packet_outs: Any) -> None:
+        for dpid, packet_out in packet_outs:
+            switch = self._switch(dpid)
+            if switch is not None:
+                switch.send(packet_out)
 
-    def _deliver_directly(self, session: SwitchSession, data: bytes, dst: Endpoint, job: _Plugging) -> bool:
-        """A cross-host route from an egress miss: both switches' flows at once, and the
-        packet handed to the destination switch after its flows (decide/direct.py), so
-        nothing waits for a barrier.  False: take the long way (a TTL about to run out,
-        a same-host route, a frame that is not plain IPv4)."""
-        if len(job.steps) != 2 or job.steps[1][0] != session.dpid or dst.ofport is None:
-            return False
-        frame = delivered(data, GATEWAY_MAC_BYTES, wire.mac_bytes(dst.mac))
-        far_dpid, far_flows = job.steps[0]
-        far = self._switch(far_dpid)
-        if frame is None or far is None:
-            return False
-        self._send(far, *far_flows)
-        far.send(wire.packet_out_to_port(dst.ofport, frame))
-        self._send(session, *job.steps[1][1])
-        job.counts.update({far_dpid: len(far_flows), session.dpid: len(job.steps[1][1])})
-        job.waiting.clear()  # delivered already
-        self._finish(job, True)
-        return True
+    def _send_at_once(self, response: Response, route: RouteRecord, started: float) -> None:
+        """Every step's flows without waiting for a barrier, then the packet-outs (the
+        first packet handed to its destination's port: decide/direct.py)."""
+        switches = {}
+        for dpid, _ in response.steps:
+            switch = self._switch(dpid)
+            if switch is None:
+                log.warning("route %#x: switch %#x is not connected", route.cookie, dpid)
+                return
+            switches[dpid] = switch
+        for dpid, flows in response.steps:
+            self._send(switches[dpid], *flows)
+        for dpid, packet_out in response.packet_outs:
+            switch = switches.get(dpid) or self._switch(dpid)
+            if switch is not None:
+                switch.send(packet_out)
+        self._recorded(response, route, started)
 
-    def _install_step(self, job: _Plugging, i: int) -> None:
+    def _install_step(self, plugging: _Plugging, i: int) -> None:
         """Send step i's flows; confirm them by a barrier before step i+1 (the
         packet never overtakes its route), then finish."""
-        dpid, flows = job.steps[i]
-        session = self._switch(dpid)
-        if session is None:
-            log.warning("route %#x: switch %#x is not connected", job.plan.cookie, dpid)
-            self._finish(job, False)
+        steps = plugging.response.steps
+        dpid, flows = steps[i]
+        switch = self._switch(dpid)
+        if switch is None:
+            log.warning("route %#x: switch %#x is not connected", plugging.route.cookie, dpid)
+            self._finish(plugging, False)
             return
-        self._send(session, *flows)
-        job.counts[dpid] = len(flows)
-        if i == len(job.steps) - 1:
-            self._finish(job, True)
+        self._send(switch, *flows)
+        if i == len(steps) - 1:
+            self._finish(plugging, True)
             return
 
         def confirmed(ok: bool) -> None:
             if ok:
-                self._install_step(job, i + 1)
+                self._install_step(plugging, i + 1)
             else:
-                log.warning("route %#x: switch %#x did not confirm its flows", job.plan.cookie, dpid)
-                self._finish(job, False)
+                log.warning("route %#x: switch %#x did not confirm its flows", plugging.route.cookie, dpid)
+                self._finish(plugging, False)
 
-        session.barrier_then(confirmed)
+        switch.barrier_then(confirmed)
 
-    def _finish(self, job: _Plugging, installed: bool) -> None:
-        self._pending.pop((job.plan.cookie, job.scope), None)
+    def _finish(self, plugging: _Plugging, installed: bool) -> None:
+        route = plugging.route
+        self._pending.pop((route.cookie, route.scope), None)
         if not installed:  # re-injected, the packets would only come straight back to us
             return
-        self.ctx.routes.plugged(job.plan.cookie, job.names, job.counts, self.ctx.clock(), job.scope,
-                                job.client)
-        for session, in_port, data in job.waiting:
-            session.send(wire.packet_out_to_table(in_port, data))
-        m = self.ctx.metrics
-        m.live_routes.set(len(self.ctx.routes))
-        took = time.perf_counter() - job.started
-        m.route_setup.observe(took)
+        self._packet_outs(plugging.packet_outs)
+        self._recorded(plugging.response, route, plugging.started)
+
+    def _recorded(self, response: Response, route: RouteRecord, started: float) -> None:
+        """The route's flows are sent: into the routes table, and into the metrics."""
+        flows = {dpid: len(step_flows) for dpid, step_flows in response.steps}
+        self.ctx.routes.plugged(route.cookie, route.names, flows, self.ctx.clock(), route.scope, route.client)
+        metrics = self.ctx.metrics
+        metrics.live_routes.set(len(self.ctx.routes))
+        took = time.perf_counter() - started
+        metrics.route_setup.observe(took)
         self.ctx.setup_samples.append(took)
-
-    def _time_exceeded(self, data: bytes, d: TimeExceeded) -> None:
-        embedded = icmp.original_header(data, d.to.ip, d.orig_dst.ip)
-        host = self.ctx.view.host_of(d.to)
-        session = self.ctx.sessions.get(host.dpid) if host else None
-        if embedded is None or session is None or d.to.ofport is None:
-            return
-        frame = icmp.time_exceeded(embedded, d.router_ip, GATEWAY_MAC, d.to.ip, d.to.mac)
-        session.send(wire.packet_out_to_port(d.to.ofport, frame))
-
-    def _external(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: External) -> None:
-        host = self.ctx.view.host_of(d.src)
-        if host is None:
-            return
-        flows = flows_for_external(d.src, host, d.dst_ip, self.ctx.config.idle_timeout)
-        self._send(session, *[wire.flow_add(f) for f in flows])
-        session.send(wire.packet_out_to_table(meta.in_port, data))
-
-    def _mapped_port(self, session: SwitchSession, meta: PacketMeta, data: bytes, d: MappedPort) -> None:
-        host = self.ctx.view.host_of(d.src)
-        if host is None:
-            return
-        flows = flows_for_portmap_client(d.src, host, d.pm, d.host, self.ctx.config.idle_timeout)
-        self._send(session, *[wire.flow_add(f) for f in flows])
-        session.send(wire.packet_out_to_table(meta.in_port, data))
-
-    def _relay_icmp(self, session: SwitchSession, data: bytes, d: RelayIcmp) -> None:
-        by_pip = self.ctx.view.by_pip
-
-        def logical(addr: str) -> str:
-            e = by_pip.get(addr)
-            return e.ip if e is not None and e.tenant == d.to.tenant else addr
-
-        frame = icmp.relay_error(data, d.to.ip, d.to.mac, GATEWAY_MAC, logical)
-        if frame is not None and d.to.ofport is not None:
-            session.send(wire.packet_out_to_port(d.to.ofport, frame))
 
     def on_flow_removed(self, session: SwitchSession, msg: Any) -> None:
         assert session.dpid is not None
@@ -297,7 +223,7 @@ class HotPlug:
                 self._send(session, wire.flow_delete_cookie(drops, mask))
                 self._cleared[dpid] = touched[dpid] = session
                 self._drops_sent.pop(dpid, None)
-        for dpid in [d for d, sent in self._drops_sent.items() if sent < since]:
+        for dpid in [dpid for dpid, sent in self._drops_sent.items() if sent < since]:
             del self._drops_sent[dpid]
         return touched
 
@@ -314,11 +240,11 @@ class HotPlug:
         failover knows only its half on the adopted switch, while the other half was
         put on a switch mastered elsewhere by the controller that died.  Returns the
         switches sent the deletion (mastered here, or reached through their master)."""
-        dpids = {d for route in self.ctx.routes.remove_pair(cookie) for d in route.flows}
+        dpids = {dpid for route in self.ctx.routes.remove_pair(cookie) for dpid in route.flows}
         view = self.ctx.view
         for eid in ((cookie >> EID_BITS) & EID_MAX, cookie & EID_MAX):
-            e = view.endpoints.get(eid)
-            host = view.host_of(e) if e is not None else None
+            endpoint = view.endpoints.get(eid)
+            host = view.host_of(endpoint) if endpoint is not None else None
             if host is not None:
                 dpids.add(host.dpid)
         touched: dict[int, Any] = {}

@@ -17,11 +17,11 @@ from typing import Any
 from daolinet.controller.context import Context
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide.route import still_allowed
-from daolinet.flows import base, render
+from daolinet.flows import render
 from daolinet.flows.external import external_cookie
 from daolinet.flows.infra import infra_change
 from daolinet.flows.portmap import portmap_cookie
-from daolinet.flows.proactive import flows_for_host_switch, portmap_flows, to_portmap
+from daolinet.flows.proactive import flows_for_endpoint, flows_for_host_switch, portmap_flows, to_portmap
 from daolinet.flows.spec import FlowSpec
 from daolinet.model import ControllerRecord, Endpoint, Host, Portmap
 from daolinet.model.index import infra_addresses
@@ -129,13 +129,13 @@ class FlowSync:
         host = self.ctx.view.host_of(e)
         session = self._session_for(host) if host else None
         if session is not None and e.ofport is not None:
-            session.send(*[render.flow_add(f) for f in base.flows_for_endpoint(e)])
+            session.send(*[render.flow_add(f) for f in flows_for_endpoint(e)])
 
     def endpoint_unplugged(self, e: Endpoint) -> None:
         host = self.ctx.view.host_of(e)
         session = self._session_for(host) if host else None
         if session is not None and e.ofport is not None:
-            session.send(*[render.flow_delete_strict(f) for f in base.flows_for_endpoint(e)])
+            session.send(*[render.flow_delete_strict(f) for f in flows_for_endpoint(e)])
             # Stale drop flows and its SNAT flows go too.
             session.send(render.flow_delete_cookie(Cookie(Kind.DROP, 0, e.id).value, ALL, Table.EGRESS))
             session.send(render.flow_delete_cookie(external_cookie(e.id), ALL))

@@ -13,8 +13,7 @@ only A has.
 
 from __future__ import annotations
 
-from daolinet.flows.base import ETH_IP
-from daolinet.flows.spec import Action, Conntrack, DecTtl, FlowSpec, Match, Output, SetField
+from daolinet.flows.spec import ETH_IP, Action, Conntrack, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host
 from daolinet.pipeline import (
     CT_ESTABLISHED,

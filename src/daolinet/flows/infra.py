@@ -27,12 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from daolinet.flows.base import BASE, ETH_IP
 from daolinet.flows.portmap import PROTO, portmap_cookie
 from daolinet.flows.route import next_hop_mac
-from daolinet.flows.spec import Action, DecTtl, FlowSpec, Match, Output, SetField
+from daolinet.flows.spec import ETH_IP, Action, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host, Portmap
 from daolinet.pipeline import GATEWAY_MAC, OFPP_IN_PORT, Cookie, Kind, Priority, Table
+
+BASE = Cookie(Kind.BASE).value  # the guard's drops are part of the pipeline (flows/proactive.py)
 
 
 def flows_for_infra(addresses: Iterable[str]) -> list[FlowSpec]:

@@ -20,9 +20,8 @@ connections from CP keep using their routes.
 
 from __future__ import annotations
 
-from daolinet.flows.base import ETH_IP
 from daolinet.flows.route import next_hop_mac
-from daolinet.flows.spec import Action, Conntrack, FlowSpec, Match, Output, SetField
+from daolinet.flows.spec import ETH_IP, Action, Conntrack, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host, Portmap
 from daolinet.pipeline import (
     CT_ESTABLISHED,

@@ -1,20 +1,130 @@
 """Everything proactive a host's switch holds, decided from the View alone (pure):
-its pipeline and per-port classify flows (flows/base.py), the guard's drops to
-every infrastructure address (flows/infra.py), and the port mappings' flows
+its pipeline and per-port classify flows (here: O(1) per host plus O(1) per
+container on it; nothing grows with the cluster), the guard's drops to every
+infrastructure address (flows/infra.py), and the port mappings' flows
 (flows/portmap.py) with what lets containers reach them.  controller/sync.py
-sends these and reconciles them with what the switch reports."""
+sends these and reconciles them with what the switch reports; the agent's
+bootstrap puts the pipeline in before any controller is reached."""
 
 from __future__ import annotations
 
-from daolinet.flows import base
 from daolinet.flows.infra import flow_for_mapped_replies, flow_to_portmap, flows_for_infra
 from daolinet.flows.portmap import flows_for_portmap
-from daolinet.flows.spec import FlowSpec
-from daolinet.model import Host, Portmap, View
+from daolinet.flows.spec import (
+    ETH_ARP,
+    ETH_IP,
+    Action,
+    Conntrack,
+    FlowSpec,
+    Match,
+    Move,
+    Output,
+    SetField,
+    ToController,
+)
+from daolinet.model import Endpoint, Host, Portmap, View
+from daolinet.pipeline import (
+    CT_TRACKED,
+    GATEWAY_MAC,
+    NAT_ZONE,
+    OFPP_IN_PORT,
+    OFPP_LOCAL,
+    Cookie,
+    Kind,
+    Priority,
+    Table,
+)
+
+ARP_REQUEST = 1
+ARP_REPLY = 2
+
+BASE = Cookie(Kind.BASE).value
+
+
+def arp_reply(mac: str) -> tuple[Action, ...]:
+    """Turn an ARP request around in place: "tpa is at `mac`", out the port it came in."""
+    return (
+        Move("eth_src", "eth_dst", 48),
+        SetField("eth_src", mac),
+        SetField("arp_op", ARP_REPLY),
+        Move("arp_sha", "arp_tha", 48),
+        SetField("arp_sha", mac),
+        Move("arp_tpa", "reg0", 32),
+        Move("arp_spa", "arp_tpa", 32),
+        Move("reg0", "arp_spa", 32),
+        Output(OFPP_IN_PORT),
+    )
+
+
+def flows_for_host(host: Host) -> list[FlowSpec]:
+    up = host.uplink_ofport
+
+    def flow(table: Table, prio: int, match: Match, actions: tuple[Action, ...] = (),
+             goto: Table | None = None) -> FlowSpec:
+        return FlowSpec(table, prio, match, actions, goto=goto, cookie=BASE)
+
+    return [
+        # classify: the host's own traffic leaves by the uplink; the uplink's splits by type
+        flow(Table.CLASSIFY, Priority.HOST, Match.of(in_port=OFPP_LOCAL), (Output(up),)),
+        flow(Table.CLASSIFY, Priority.HOST, Match.of(in_port=up, eth_type=ETH_IP), goto=Table.INGRESS),
+        flow(Table.CLASSIFY, Priority.HOST, Match.of(in_port=up, eth_type=ETH_ARP), goto=Table.ARP),
+        flow(Table.CLASSIFY, Priority.MISS, Match.of()),
+        # guard: what flows/infra.py does not drop or let pass goes on to the routes
+        flow(Table.GUARD, Priority.MISS, Match.of(), goto=Table.EGRESS),
+        # egress: no route yet -> ask the controller
+        flow(Table.EGRESS, Priority.MISS, Match.of(), (ToController(),)),
+        # ingress: the host's own address (after conntrack: NATed replies turn back to
+        # their container); anything else unknown -> controller (re-plug)
+        nat_return_flow(host, BASE),
+        flow(Table.INGRESS, Priority.HOST, Match.of(eth_type=ETH_IP, ipv4_dst=host.underlay_ip),
+             (Output(OFPP_LOCAL),)),
+        flow(Table.INGRESS, Priority.MISS, Match.of(), (ToController(),)),
+        # arp: the owning host answers for its PIPs; other uplink ARP is the host's own
+        flow(Table.ARP, Priority.SPECIFIC,
+             Match.of(in_port=up, eth_type=ETH_ARP, arp_op=ARP_REQUEST, arp_tpa=host.pip_pool),
+             arp_reply(host.underlay_mac)),
+        flow(Table.ARP, Priority.HOST, Match.of(in_port=up), (Output(OFPP_LOCAL),)),
+        # containers: every address they ask for is the gateway (they never learn real MACs)
+        flow(Table.ARP, Priority.LOW, Match.of(eth_type=ETH_ARP, arp_op=ARP_REQUEST),
+             arp_reply(GATEWAY_MAC)),
+        flow(Table.ARP, Priority.MISS, Match.of()),
+    ]
+
+
+def nat_return_flow(host: Host, base_cookie: int) -> FlowSpec:
+    """Everything for the host's own address passes conntrack first, so NATed
+    replies find their way back; the rest is the host's and goes LOCAL after."""
+    return FlowSpec(Table.INGRESS, Priority.SPECIFIC,
+                    Match.of(in_port=host.uplink_ofport, eth_type=ETH_IP, ipv4_dst=host.underlay_ip,
+                             ct_state=(0, CT_TRACKED)),
+                    (Conntrack(zone=NAT_ZONE, nat=True, table=int(Table.INGRESS)),), cookie=base_cookie)
+
+
+def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:
+    """Anti-spoofing: only (port, MAC, IP) as assigned gets past classify."""
+    assert e.ofport is not None, "an unplugged endpoint has no flows"
+    return [
+        FlowSpec(Table.CLASSIFY, Priority.PORT,
+                 Match.of(in_port=e.ofport, eth_src=e.mac, eth_type=ETH_IP, ipv4_src=e.ip),
+                 goto=Table.GUARD, cookie=BASE),
+        FlowSpec(Table.CLASSIFY, Priority.PORT,
+                 Match.of(in_port=e.ofport, eth_src=e.mac, eth_type=ETH_ARP, arp_spa=e.ip,
+                          arp_sha=e.mac),
+                 goto=Table.ARP, cookie=BASE),
+    ]
+
+
+def flows_for_switch(host: Host, endpoints: list[Endpoint]) -> list[FlowSpec]:
+    """Everything proactive a host's bridge should hold."""
+    flows = flows_for_host(host)
+    for e in endpoints:
+        if e.ofport is not None:
+            flows += flows_for_endpoint(e)
+    return flows
 
 
 def flows_for_host_switch(view: View, host: Host) -> list[FlowSpec]:
-    wanted = base.flows_for_switch(host, view.endpoints_on(host.name)) + flows_for_infra(view.infra_ips())
+    wanted = flows_for_switch(host, view.endpoints_on(host.name)) + flows_for_infra(view.infra_ips())
     for pm in view.portmaps.values():
         wanted += portmap_flows(view, pm).get(host.dpid, []) + to_portmap(view, pm)
     return wanted

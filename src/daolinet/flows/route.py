@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daolinet.flows.base import ETH_IP
-from daolinet.flows.spec import Action, DecTtl, FlowSpec, Match, Output, SetField
+from daolinet.flows.spec import ETH_IP, Action, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host
 from daolinet.pipeline import GATEWAY_MAC, Kind, Priority, Table, route_cookie
 

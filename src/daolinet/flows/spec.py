@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from daolinet.errors import DaoliError
 from daolinet.pipeline import NEXT_TABLES, Table
 
+ETH_IP = 0x0800  # the EtherTypes flows match on
+ETH_ARP = 0x0806
 MatchValue = int | str | tuple[int, int]  # (value, mask) for bit fields like ct_state
 
 

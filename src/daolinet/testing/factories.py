@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from daolinet.flows.base import flows_for_switch
+from daolinet.flows.proactive import flows_for_switch
 from daolinet.flows.route import RouteEnds, RoutePlan, flows_for_route
 from daolinet.flows.spec import FlowSpec
 from daolinet.model import Endpoint, Host, Network

@@ -13,8 +13,7 @@ import ipaddress
 from collections.abc import Mapping
 
 from daolinet.errors import DaoliError
-from daolinet.flows.base import ETH_ARP, ETH_IP
-from daolinet.flows.spec import DecTtl, FlowSpec, Match, MatchValue, Move, SetField
+from daolinet.flows.spec import ETH_ARP, ETH_IP, DecTtl, FlowSpec, Match, MatchValue, Move, SetField
 
 Packet = dict[str, MatchValue]
 
