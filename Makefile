@@ -4,6 +4,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The pure packages (no I/O; tests/unit/test_layering.py): held to mypy --strict.
+PURE := src/daolinet/model src/daolinet/decide src/daolinet/flows src/daolinet/pipeline src/daolinet/ofp
 
 .PHONY: setup demo test unit integration lint clean bench bench-first-packet bench-route-setup \
 	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots bench-hotpath bench-route-setup-tls
@@ -17,6 +19,7 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src/daolinet
+	$(VENV)/bin/mypy --strict $(PURE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup
@@ -60,6 +63,7 @@ bench-plots: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src/daolinet
+	$(VENV)/bin/mypy --strict $(PURE)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

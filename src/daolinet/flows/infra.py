@@ -56,7 +56,7 @@ def infra_change(was: frozenset[str], now: frozenset[str],
 def flow_to_portmap(pm: Portmap, h: Host) -> FlowSpec:
     """On every host: packets to mapping pm (on host h) pass the guard."""
     return _passes(pm, Match.of(eth_type=ETH_IP, ip_proto=PROTO[pm.protocol], ipv4_dst=h.underlay_ip,
-                                **{f"{pm.protocol}_dst": pm.host_port}))  # type: ignore[arg-type]
+                                **{f"{pm.protocol}_dst": pm.host_port}))
 
 
 def flow_for_mapped_replies(pm: Portmap, m: Endpoint, h: Host, s: Host) -> FlowSpec:
@@ -100,10 +100,10 @@ def flows_for_portmap_client(a: Endpoint, s: Host, pm: Portmap, h: Host, idle: i
     return [
         FlowSpec(Table.EGRESS, Priority.PORTMAP_CLIENT,
                  Match.of(in_port=a.ofport, eth_type=ETH_IP, ip_proto=proto, ipv4_src=a.ip,
-                          ipv4_dst=h.underlay_ip, **{f"{f}_dst": pm.host_port}),  # type: ignore[arg-type]
+                          ipv4_dst=h.underlay_ip, **{f"{f}_dst": pm.host_port}),
                  out, goto=goto, cookie=cookie, idle_timeout=idle),
         FlowSpec(Table.INGRESS, Priority.PORTMAP_CLIENT,
                  Match.of(eth_type=ETH_IP, ip_proto=proto, ipv4_src=h.underlay_ip, ipv4_dst=a.pip,
-                          **{f"{f}_src": pm.host_port}),  # type: ignore[arg-type]
+                          **{f"{f}_src": pm.host_port}),
                  back, cookie=cookie, idle_timeout=idle),
     ]

@@ -166,7 +166,7 @@ def _action(a: object, hole: Hole) -> list[Piece]:
         slot = hole("output", a.port)
         return [output(a.port)] if slot is None else [_OUTPUT_HEAD, slot, _OUTPUT_TAIL]
     if isinstance(a, SetField) and a.field != "in_port":  # in_port: render.py's NXM form
-        whole = set_field(a.field, a.value)  # type: ignore[arg-type]
+        whole = set_field(a.field, a.value)
         slot = hole(a.field, a.value)  # type: ignore[arg-type]
         return [whole] if slot is None else [whole[:8], slot, whole[8 + _FIELD_SIZE[a.field]:]]
     if isinstance(a, DecTtl):
