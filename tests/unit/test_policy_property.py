@@ -1,6 +1,7 @@
 """The policy decision against a brute-force reference, on random worlds
 (hypothesis): tenants, networks (some isolated), containers with labels,
-groups of networks/containers/labels, pair rules and L4 rules."""
+groups of networks/containers/labels, pair rules and group rules (allow and
+deny, priorities, any protocol, ICMP types)."""
 
 from __future__ import annotations
 
@@ -49,12 +50,14 @@ def worlds(draw: st.DrawFn) -> World:
     names = [g.name for g in groups]
     for i in range(draw(st.integers(0, 3)) if names else 0):
         g = groups[draw(st.integers(0, len(groups) - 1))]
-        proto = draw(st.sampled_from(["tcp", "udp", "icmp"]))
+        proto = draw(st.sampled_from(["tcp", "udp", "icmp", ""]))
         lo = draw(st.integers(1, 100))
-        ports = "" if proto == "icmp" else f"{lo}-{lo + draw(st.integers(0, 10))}"
-        rules.append(Rule(200 + i, g.tenant, "l4", "allow", g.name,
+        ports = "" if proto in ("icmp", "") else f"{lo}-{lo + draw(st.integers(0, 10))}"
+        icmp_type = draw(st.sampled_from([None, 0, 8])) if proto == "icmp" else None
+        rules.append(Rule(200 + i, g.tenant, "l4", draw(st.sampled_from(["allow", "deny"])), g.name,
                           draw(st.sampled_from([x.name for x in groups if x.tenant == g.tenant])),
-                          proto, ports))
+                          proto, ports, priority=draw(st.sampled_from([50, 100, 200])),
+                          icmp_type=icmp_type))
     # keep pair rules unique per pair, as the store does
     seen, unique = set(), []
     for r in rules:
@@ -86,16 +89,28 @@ def reference(w: World, src: Endpoint, dst: Endpoint, l4: L4 | None) -> bool:  #
         return (r.kind == "l4" and r.tenant == src.tenant and r.a in groups and r.b in groups
                 and member(client, groups[r.a]) and member(server, groups[r.b]))
 
-    l4_rules = [(r, fwd) for r in w.rules for fwd in (True, False)
-                if covers(r, src, dst) if fwd] + [(r, False) for r in w.rules if covers(r, dst, src)]
-    if l4_rules:
+    def order(r: Rule) -> tuple[int, int, int]:
+        return (-r.priority, 0 if r.action == "deny" else 1, r.id)
+
+    covering = sorted(([(r, True) for r in w.rules if covers(r, src, dst)]
+                       + [(r, False) for r in w.rules if covers(r, dst, src)]), key=lambda rf: order(rf[0]))
+    for r, fwd in covering:  # the first rule that matches decides
         if l4 is None:
-            return False
-        for r, fwd in l4_rules:
+            return r.action == "allow" and not r.protocol
+        if not r.protocol:
+            return r.action == "allow"
+        if PROTOCOLS[r.protocol] != l4.proto:
+            continue
+        if r.protocol == "icmp":
+            hit = not fwd or r.icmp_type is None or r.icmp_type == l4.icmp_type
+        else:
             port = l4.dport if fwd else l4.sport
-            if PROTOCOLS[r.protocol] == l4.proto and (
-                    r.protocol == "icmp" or r.port_range()[0] <= port <= r.port_range()[1]):
-                return True
+            hit = r.port_range()[0] <= port <= r.port_range()[1]
+        if hit:
+            return r.action == "allow"
+    if any(r.action == "allow" for r, _ in covering):
+        return False
+    if covering and l4 is None:
         return False
     net = w.networks[(src.tenant, src.network)]
     if src.network == dst.network:
@@ -110,7 +125,7 @@ def test_policy_matches_the_reference(w: World, data: st.DataObject) -> None:
     src = data.draw(st.sampled_from(w.endpoints))
     dst = data.draw(st.sampled_from(w.endpoints))
     l4 = data.draw(st.one_of(st.none(), st.builds(L4, st.sampled_from([1, 6, 17]), st.integers(0, 120),
-                                                  st.integers(0, 120))))
+                                                  st.integers(0, 120), st.sampled_from([-1, 0, 8]))))
     v = policy.decide(src, dst, w.networks[(src.tenant, src.network)],
                       w.networks[(dst.tenant, dst.network)], l4)
     assert v.allowed == reference(w, src, dst, l4), v.reason

@@ -41,11 +41,15 @@ class Plug:
 
 @dataclass(frozen=True)
 class Deny:
-    """A short-lived drop flow on the source for (src, dst_ip)."""
+    """A short-lived drop flow on the source for (src, dst_ip), or only for that
+    traffic (scope: protocol, destination port) when a rule's answer was about it."""
 
     src: Endpoint
     dst_ip: str
     reason: str
+    scope: tuple[int, int] | None = None
+    rule: str = ""  # the label of the rule that denied, if one did
+    dst: Endpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,13 @@ class TimeExceeded:
 
 @dataclass(frozen=True)
 class External:
-    """src may reach dst_ip outside every network: SNAT through its host."""
+    """src may reach dst_ip outside every network: SNAT through its host.  With a
+    scope (protocol, port) only that traffic (a "cidr:" rule allowed it)."""
 
     src: Endpoint
     dst_ip: str
+    scope: tuple[int, int] | None = None
+    reason: str = "external network"
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ def verdict(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Verdict 
 
 
 def l4_of(meta: PacketMeta) -> L4:
-    return L4(meta.ip_proto, meta.l4_src, meta.l4_dst)
+    return L4(meta.ip_proto, meta.l4_src, meta.l4_dst, meta.icmp_type)
 
 
 def decide(meta: PacketMeta, view: View) -> Decision:
@@ -162,7 +169,7 @@ def _egress_miss(meta: PacketMeta, view: View) -> Decision:
         return Deny(src, meta.ip_dst, f"{meta.ip_dst} is the gateway of {gw_net.name}")
     dst = view.by_ip.get((src.tenant, meta.ip_dst))
     if dst is None or dst.id == src.id:
-        return _outside(src, meta.ip_dst, view)
+        return _outside(src, meta.ip_dst, view, l4_of(meta))
     return _allowed(src, dst, view, l4_of(meta))
 
 
@@ -177,7 +184,7 @@ def _to_mapping(src: Endpoint, meta: PacketMeta, view: View, host: Host) -> Deci
     return MappedPort(src, pm, host)
 
 
-def _outside(src: Endpoint, dst_ip: str, view: View) -> Decision:
+def _outside(src: Endpoint, dst_ip: str, view: View, l4: L4) -> Decision:
     """A destination that is no container of the tenant: the outside world, if
     the source's network is external and the address is outside every network
     of the tenant and is not the underlay's own (hosts, PIPs)."""
@@ -194,7 +201,10 @@ def _outside(src: Endpoint, dst_ip: str, view: View) -> Decision:
     host = view.host_of(src)
     if host is None or not host.underlay_gateway_mac:
         return Deny(src, dst_ip, f"host {src.host} has no underlay gateway")
-    return External(src, dst_ip)
+    v = policy_of(view).decide_outside(src, dst_ip, l4)
+    if not v.allowed:
+        return Deny(src, dst_ip, v.reason, _narrowed(v, l4), v.rule.label if v.rule else "")
+    return External(src, dst_ip, v.scope, v.reason)
 
 
 def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Decision:
@@ -210,8 +220,15 @@ def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Decisio
     if v is None:
         return Deny(src, dst.ip, "destination's network is gone")
     if not v.allowed:
-        return Deny(src, dst.ip, v.reason)
+        return Deny(src, dst.ip, v.reason, _narrowed(v, l4), v.rule.label if v.rule else "", dst)
     return Plug(src, dst, v.reason, v.scope, server_is_b=not v.reply)
+
+
+def _narrowed(v: Verdict, l4: L4 | None) -> tuple[int, int] | None:
+    """The traffic a denial is about, when only that traffic was judged."""
+    if not v.narrow or l4 is None:
+        return None
+    return (l4.proto, 0 if l4.proto == ICMP else l4.dport)
 
 
 def _ingress_miss(meta: PacketMeta, view: View, host: Host) -> Decision:
@@ -252,5 +269,6 @@ def still_allowed(a: Endpoint, b: Endpoint, view: View, scope: tuple[int, int] |
         return v is not None and v.allowed and v.scope is None
     opener, server = (a, b) if client == a.id else (b, a)
     proto, port = scope
-    v = verdict(opener, server, view, L4(proto, 0, port))
+    l4 = L4(proto, 0, 0, port) if proto == ICMP else L4(proto, 0, port)
+    v = verdict(opener, server, view, l4)
     return v is not None and v.allowed and v.scope == scope and not v.reply

@@ -98,7 +98,7 @@ def respond(decision: Decision, meta: PacketMeta, frame: bytes, view: View, conf
         return _plug(decision, meta, frame, view, config.idle_timeout)
     if isinstance(decision, Deny):
         log.info("deny %s -> %s: %s", decision.src.name, decision.dst_ip, decision.reason)
-        drop = wire.flow_add(drop_flow(decision.src, decision.dst_ip, config.drop_timeout))
+        drop = wire.flow_add(drop_flow(decision.src, decision.dst_ip, config.drop_timeout, decision.scope))
         return Response(steps=((meta.dpid, (drop,)),))
     if isinstance(decision, EchoReply):
         return _echo_reply(decision, meta, frame)

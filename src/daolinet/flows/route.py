@@ -134,9 +134,17 @@ def flows_for_route(ends: RouteEnds, idle_timeout: int) -> RoutePlan:
     return RoutePlan(cookie, ((hb.dpid, dst_flows), (ha.dpid, src_flows)))
 
 
-def drop_flow(src: Endpoint, dst_ip: str, hard_timeout: int) -> FlowSpec:
-    """Damp repeats of a denied or unknown destination for a few seconds."""
+def drop_flow(src: Endpoint, dst_ip: str, hard_timeout: int,
+              scope: tuple[int, int] | None = None) -> FlowSpec:
+    """Damp repeats of a denied or unknown destination for a few seconds; with a
+    scope (protocol, destination port) only that traffic, above the routes."""
     assert src.ofport is not None
-    match = Match.of(in_port=src.ofport, eth_type=ETH_IP, ipv4_src=src.ip, ipv4_dst=dst_ip)
-    return FlowSpec(Table.EGRESS, Priority.ROUTE, match, (),
+    l4: dict[str, int] = {}
+    if scope is not None:
+        proto, port = scope
+        l4["ip_proto"] = proto
+        if proto in L4_FIELD and port:
+            l4[f"{L4_FIELD[proto]}_dst"] = port
+    match = Match.of(in_port=src.ofport, eth_type=ETH_IP, ipv4_src=src.ip, ipv4_dst=dst_ip, **l4)
+    return FlowSpec(Table.EGRESS, _prio(l4), match, (),
                     cookie=route_cookie(src.id, 0, Kind.DROP).value, hard_timeout=hard_timeout)

@@ -12,6 +12,9 @@ from functools import lru_cache
 from typing import Any
 
 DEFAULT_TENANT = "default"
+DEFAULT_RULE_PRIORITY = 100
+RULE_PRIORITY_MAX = 1000
+CIDR_PREFIX = "cidr:"
 
 
 @dataclass(frozen=True)
@@ -134,22 +137,29 @@ class Group:
 
 @dataclass(frozen=True)
 class Rule:
-    """A policy rule of a tenant.
+    """A policy rule of a tenant (docs/policy.md).
 
     kind "pair": `connect` (ACCEPT) or `disconnect` (DROP) between containers
     a and b (names, a < b), overriding everything else.
-    kind "l4": `allow` protocol/ports from group a to group b; for the pairs
-    it covers, only what such rules allow may pass.
+    kind "l4": `allow` or `deny` traffic from selector a to selector b, where a
+    selector is a group name or "cidr:NETWORK" (addresses outside daolinet);
+    protocol "" means any, ports "" any port, icmp_type None any type.  Rules
+    are evaluated first-match by priority (higher first; at equal priority deny
+    before allow, then the older rule); for the pairs a group's allow rules
+    cover, only what some rule allows passes.
     """
 
     id: int
     tenant: str
     kind: str  # "pair" | "l4"
-    action: str  # pair: "connect" | "disconnect"; l4: "allow"
+    action: str  # pair: "connect" | "disconnect"; l4: "allow" | "deny"
     a: str
     b: str
-    protocol: str = ""  # l4: "tcp" | "udp" | "icmp"
-    ports: str = ""  # l4: "80" or "8000-8100"; "" for icmp
+    protocol: str = ""  # l4: "tcp" | "udp" | "icmp" | "" (any)
+    ports: str = ""  # l4: "80" or "8000-8100"; "" for any port, and for icmp
+    name: str = ""  # l4: unique within the tenant when set
+    priority: int = DEFAULT_RULE_PRIORITY
+    icmp_type: int | None = None  # l4, icmp only
 
     def port_range(self) -> tuple[int, int]:
         if not self.ports:
@@ -157,8 +167,22 @@ class Rule:
         lo, _, hi = self.ports.partition("-")
         return (int(lo), int(hi or lo))
 
+    @property
+    def label(self) -> str:
+        """How logs, traces and errors name the rule."""
+        return f"rule {self.name or self.id}"
+
+    def order_key(self) -> tuple[int, int, int]:
+        """Evaluation order: higher priority first; deny before allow; older first."""
+        return (-self.priority, 0 if self.action == "deny" else 1, self.id)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def cidr_of(selector: str) -> str | None:
+    """The network of a "cidr:NETWORK" rule selector, None for a group name."""
+    return selector[5:] if selector.startswith(CIDR_PREFIX) else None
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS rules (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant TEXT NOT NULL REFERENCES tenants (name), kind TEXT NOT NULL, action TEXT NOT NULL,
     a TEXT NOT NULL, b TEXT NOT NULL, protocol TEXT NOT NULL, ports TEXT NOT NULL,
-    UNIQUE (tenant, kind, a, b, protocol, ports));
+    name TEXT NOT NULL DEFAULT '', priority INTEGER NOT NULL DEFAULT 100, icmp_type INTEGER);
 CREATE UNIQUE INDEX IF NOT EXISTS rules_one_per_pair ON rules (tenant, a, b) WHERE kind = 'pair';
 CREATE TABLE IF NOT EXISTS tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -89,6 +89,28 @@ def upgrade(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE hosts ADD COLUMN alive INTEGER NOT NULL DEFAULT 1")
     if "host" not in {row[1] for row in db.execute("PRAGMA table_info(tokens)")}:
         db.execute("ALTER TABLE tokens ADD COLUMN host TEXT")  # host tokens (issue 12)
+    if "priority" not in {row[1] for row in db.execute("PRAGMA table_info(rules)")}:
+        _upgrade_rules(db)  # names, priorities, ICMP types; overlapping rules (issue 15)
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS rules_by_name ON rules (tenant, name) WHERE name != ''")
+
+
+def _upgrade_rules(db: sqlite3.Connection) -> None:
+    """Rebuild `rules` without its old one-rule-per-(groups, ports) constraint."""
+    db.executescript("""
+BEGIN;
+DROP INDEX IF EXISTS rules_one_per_pair;
+ALTER TABLE rules RENAME TO rules_old;
+CREATE TABLE rules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL REFERENCES tenants (name), kind TEXT NOT NULL, action TEXT NOT NULL,
+    a TEXT NOT NULL, b TEXT NOT NULL, protocol TEXT NOT NULL, ports TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '', priority INTEGER NOT NULL DEFAULT 100, icmp_type INTEGER);
+INSERT INTO rules (id, tenant, kind, action, a, b, protocol, ports)
+    SELECT id, tenant, kind, action, a, b, protocol, ports FROM rules_old;
+DROP TABLE rules_old;
+CREATE UNIQUE INDEX rules_one_per_pair ON rules (tenant, a, b) WHERE kind = 'pair';
+COMMIT;
+""")
 
 
 FREE_ID = """
