@@ -27,7 +27,8 @@ def test_a_higher_priority_deny_beats_an_allow_and_is_named() -> None:
 
 
 def test_at_equal_priority_deny_wins_and_lower_priority_deny_loses() -> None:
-    assert not Policy(GROUPS, [rule(1, "allow"), rule(2, "deny")]).decide(FRONT, BACK, NET, NET, TCP80).allowed
+    tie = Policy(GROUPS, [rule(1, "allow"), rule(2, "deny")])
+    assert not tie.decide(FRONT, BACK, NET, NET, TCP80).allowed
     v = Policy(GROUPS, [rule(1, "allow", priority=200), rule(2, "deny")]).decide(FRONT, BACK, NET, NET, TCP80)
     assert v.allowed and v.scope == (6, 80) and not v.reply
 

@@ -155,8 +155,8 @@ class Policy:
         rules = [r for g in self.groups_of(src) for r in self._to_cidrs.get((src.tenant, g), ())]
         ordered = sorted(rules, key=Rule.order_key)
         for r in ordered:
-            if addr in _network(r.b) and (l4 is None and not r.protocol or
-                                          l4 is not None and matches(r, l4, l4.dport)):
+            if addr in _network(r.b) and ((l4 is None and not r.protocol) or
+                                          (l4 is not None and matches(r, l4, l4.dport))):
                 scope = None if not r.protocol or l4 is None else _scope(l4, l4.dport, r)
                 return Verdict(r.action == "allow", f"{r.label} {r.action}s {describe_rule(r)} "
                                                     f"from {r.a} to {r.b}", scope, rule=r,
