@@ -159,9 +159,7 @@ class Controller:
             # the API call that made it answers once the switches confirm (confirmed()).
             touched = self.hotplug.revalidate(changed.tenant)
             if isinstance(changed, Group | Rule):  # rules about addresses outside: flows to and from there
-                group = isinstance(changed, Group)
-                outward = group or cidr_of(changed.b) is not None  # type: ignore[union-attr]
-                inward = group or cidr_of(changed.a) is not None  # type: ignore[union-attr]
+                outward, inward = _address_rules_touched(view, changed)
                 if outward or inward:
                     touched.update(self.sync.addresses_policy_changed(changed.tenant, outward, inward))
             self.effects.track(change.rev, touched)
@@ -383,6 +381,15 @@ def _host_moved(old: Host | None, new: Host) -> bool:
     def placed(host: Host) -> Host:
         return dataclasses.replace(host, last_seen=0.0, alive=True)
     return placed(old) != placed(new)
+
+
+def _address_rules_touched(view: View, changed: Group | Rule) -> tuple[bool, bool]:
+    """Does a group or rule change concern rules about addresses outside daolinet: to
+    them (egress of external networks), from them (port mappings' sources)?"""
+    if isinstance(changed, Rule):
+        return cidr_of(changed.b) is not None, cidr_of(changed.a) is not None
+    rules = [r for r in view.rules.values() if r.tenant == changed.tenant]
+    return (any(cidr_of(r.b) is not None for r in rules), any(cidr_of(r.a) is not None for r in rules))
 
 
 def _previous(view: View, changed: object) -> Any:

@@ -127,8 +127,9 @@ class FlowSync:
         Returns the switches sent deletions."""
         view, touched = self.ctx.view, dict[int, Any]()
         for e in view.endpoints.values() if outward else ():
-            host = view.host_of(e)
-            session = self._session_for(host) if e.tenant == tenant and host else None
+            net = view.network_of(e) if e.tenant == tenant else None
+            host = view.host_of(e) if net is not None and net.external else None
+            session = self._session_for(host) if host else None
             if host is not None and session is not None and e.ofport is not None:
                 session.send(render.flow_delete_cookie(external_cookie(e.id), ALL))
                 touched[host.dpid] = session
