@@ -142,14 +142,14 @@ async def create_rule(request: Request, caller: Auth, body: L4RuleIn) -> dict[st
     return r.to_json()
 
 
-@router.get("/rules/{tenant}/{ref}", tags=["rules"])
+@router.get("/rules/{tenant}/{ref:path}", tags=["rules"])  # a name with "/" is not found, by name
 async def get_rule(request: Request, caller: Auth, tenant: str, ref: str) -> dict[str, Any]:
     """A rule by id, or an l4 rule by name."""
     caller.see(tenant, f"rule {ref} of tenant {tenant} not found")
     return (await _store(request).get_rule(tenant, rule_ref(ref))).to_json()
 
 
-@router.delete("/rules/{tenant}/{ref}", tags=["rules"])
+@router.delete("/rules/{tenant}/{ref:path}", tags=["rules"])
 async def delete_rule(request: Request, caller: Auth, tenant: str, ref: str) -> dict[str, Any]:
     """Delete a rule by id, or an l4 rule by name; answers once the routes it no longer
     allows are revoked on every switch."""
