@@ -159,8 +159,9 @@ def check_rule_name(name: object) -> str:
     """An l4 rule's optional name: like a tenant's, and never all digits (those are ids)."""
     if name == "":
         return ""
-    check_name("rule", name)  # type: ignore[arg-type]
-    assert isinstance(name, str)
+    if not isinstance(name, str):
+        raise InvalidInput(f"invalid rule name {name!r}: must match {NAME_RE.pattern}")
+    check_name("rule", name)
     if name.isdigit():
         raise InvalidInput(f"invalid rule name {name!r}: all digits would read as a rule id")
     return name
