@@ -17,6 +17,7 @@ from daolinet.errors import Conflict, InvalidInput, NotFound
 from daolinet.model.objects import Rule
 from daolinet.model.view import Change
 from daolinet.store import SqliteStore, Store
+from daolinet.store.etcd_keys import Keys
 from daolinet.store.sqlite_schema import SCHEMA
 
 __all__ = ["acme", "backend", "etcd_server", "open_new", "opener", "store"]  # fixtures, used by name
@@ -243,3 +244,13 @@ async def test_an_old_sqlite_file_keeps_its_rules(tmp_path: Path) -> None:
         await s.delete_rule("acme", 1)
         first = Rule(1, "acme", "l4", "allow", "front", "back", "tcp", "80")
         assert seen == [Change(rev=seen[0].rev, obj=first, deleted=True)]
+
+
+def test_etcd_claims_of_rules_stored_before_issue_15_are_unchanged() -> None:
+    keys = Keys("/daolinet/")
+    old = Rule(1, "acme", "l4", "allow", "front", "back", "tcp", "80")
+    assert keys.claims_of(old) == {b"/daolinet/claim/l4/acme/front/back/tcp/80": keys.key_of(old)}
+    new = Rule(2, "acme", "l4", "deny", "front", "cidr:10.0.0.0/8", "icmp", "", name="x", priority=7,
+               icmp_type=8)
+    assert set(keys.claims_of(new)) == {b"/daolinet/claim/l4/acme/front/cidr:10.0.0.0_8/icmp//deny/7/8",
+                                        b"/daolinet/claim/rule-name/acme/x"}
