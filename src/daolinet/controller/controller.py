@@ -24,10 +24,9 @@ from daolinet.controller.metrics import Metrics
 from daolinet.controller.ofserver import log_refusal
 from daolinet.controller.routes import scope_of_match
 from daolinet.controller.switch import SwitchSession
-from daolinet.controller.sync import FlowSync
+from daolinet.controller.sync import FlowSync, address_rules_touched
 from daolinet.flows import render
 from daolinet.model import ControllerRecord, Endpoint, Group, Host, Network, Portmap, Rule, View
-from daolinet.model.objects import cidr_of
 from daolinet.model.view import Change
 from daolinet.ofp import channel as ch
 from daolinet.ofp.codec import ProtocolError, ofp
@@ -159,7 +158,7 @@ class Controller:
             # the API call that made it answers once the switches confirm (confirmed()).
             touched = self.hotplug.revalidate(changed.tenant)
             if isinstance(changed, Group | Rule):  # rules about addresses outside: flows to and from there
-                outward, inward = _address_rules_touched(view, changed)
+                outward, inward = address_rules_touched(view, changed)
                 if outward or inward:
                     touched.update(self.sync.addresses_policy_changed(changed.tenant, outward, inward))
             self.effects.track(change.rev, touched)
@@ -381,15 +380,6 @@ def _host_moved(old: Host | None, new: Host) -> bool:
     def placed(host: Host) -> Host:
         return dataclasses.replace(host, last_seen=0.0, alive=True)
     return placed(old) != placed(new)
-
-
-def _address_rules_touched(view: View, changed: Group | Rule) -> tuple[bool, bool]:
-    """Does a group or rule change concern rules about addresses outside daolinet: to
-    them (egress of external networks), from them (port mappings' sources)?"""
-    if isinstance(changed, Rule):
-        return cidr_of(changed.b) is not None, cidr_of(changed.a) is not None
-    rules = [r for r in view.rules.values() if r.tenant == changed.tenant]
-    return (any(cidr_of(r.b) is not None for r in rules), any(cidr_of(r.a) is not None for r in rules))
 
 
 def _previous(view: View, changed: object) -> Any:

@@ -23,8 +23,9 @@ from daolinet.flows.infra import infra_change
 from daolinet.flows.portmap import portmap_cookie
 from daolinet.flows.proactive import flows_for_endpoint, flows_for_host_switch, portmap_flows, to_portmap
 from daolinet.flows.spec import FlowSpec
-from daolinet.model import ControllerRecord, Endpoint, Host, Portmap
+from daolinet.model import ControllerRecord, Endpoint, Group, Host, Portmap, Rule, View
 from daolinet.model.index import infra_addresses
+from daolinet.model.objects import cidr_of
 from daolinet.ofp.channel import MultipartDone
 from daolinet.pipeline import EID_A_MASK, EID_B_MASK, KIND_MASK, Cookie, Kind, Table
 
@@ -171,3 +172,12 @@ class FlowSync:
         msgs = [render.flow_add(f) for f in adds] + [render.flow_delete_strict(f) for f in deletes]
         for session in self.ctx.sessions.values() if msgs else ():
             session.send(*msgs)
+
+
+def address_rules_touched(view: View, changed: Group | Rule) -> tuple[bool, bool]:
+    """Does a group or rule change concern rules about addresses outside daolinet: to
+    them (egress of external networks), from them (port mappings' sources)?"""
+    if isinstance(changed, Rule):
+        return cidr_of(changed.b) is not None, cidr_of(changed.a) is not None
+    rules = [r for r in view.rules.values() if r.tenant == changed.tenant]
+    return (any(cidr_of(r.b) is not None for r in rules), any(cidr_of(r.a) is not None for r in rules))
