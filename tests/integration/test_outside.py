@@ -142,3 +142,56 @@ def test_port_mappings_refuse_bad_input_and_change_nothing(outside_lab: cluster.
         with pytest.raises(DaoliError, match=words):
             api(lab, "POST", "/portmaps", json=body)
     assert [m["name"] for m in api(lab, "GET", "/portmaps")] == ["http"]
+
+
+def test_an_external_network_limited_to_one_address_and_port(outside_lab: cluster.Lab) -> None:
+    lab = outside_lab
+    http = lab.popen("outside", [*STREAM, "whoami", "80"], stdout=subprocess.PIPE)
+    try:
+        assert http.stdout is not None and "listening" in http.stdout.readline()
+        api(lab, "POST", "/networks", json={"name": "ext", "subnet": "10.7.0.0/24", "external": True})
+        lab.add_container("e1", host="h1", network="ext")
+        router = str(plan.OUTSIDE_GW)  # another address of the block, answering pings
+        assert ping(lab, "e1", router).returncode == 0  # reachable before the rule
+        api(lab, "POST", "/groups", json={"name": "egress", "members": ["network:ext"]})
+        api(lab, "POST", "/rules", json={"from": "egress", "to": f"cidr:{OUTSIDE}/32", "protocol": "tcp",
+                                         "ports": "80", "name": "api-only"})
+        done = lab.exec("e1", [*STREAM, "fetch", OUTSIDE, "80"])
+        assert done.returncode == 0 and done.stdout.strip() == lab.host("h1").underlay_ip, done.stderr
+        assert lab.exec("e1", [*STREAM, "fetch", OUTSIDE, "8080", "--timeout", "1"]).returncode != 0
+        assert ping(lab, "e1", OUTSIDE, wait=1).returncode != 0
+        assert ping(lab, "e1", router, wait=1).returncode != 0
+        api(lab, "DELETE", "/rules/default/api-only")
+        assert fetch(lab, "e1").returncode == 0  # the rest of the outside again, at once
+    finally:
+        http.kill()
+        http.wait()
+
+
+def test_who_outside_may_use_a_port_mapping(outside_lab: cluster.Lab) -> None:
+    lab = outside_lab
+    api(lab, "POST", "/networks", json={"name": "n", "subnet": "10.5.0.0/24"})
+    lab.add_container("web", host="h2", network="n")
+    server = lab.popen("web", [*STREAM, "whoami", "80"], stdout=subprocess.PIPE)
+    h1 = lab.host("h1").underlay_ip
+    try:
+        assert server.stdout is not None and "listening" in server.stdout.readline()
+        api(lab, "POST", "/portmaps", json={"name": "http", "container": "web", "rule": "8080:80/tcp",
+                                            "host": "h1"})
+        outside_fetch = [*STREAM, "fetch", h1, "8080", "--timeout", "1"]
+        assert lab.exec("outside", outside_fetch).returncode == 0
+        api(lab, "POST", "/groups", json={"name": "web", "members": ["container:web"]})
+        api(lab, "POST", "/rules", json={"from": "cidr:198.19.0.0/16", "to": "web", "protocol": "tcp",
+                                         "ports": "80", "name": "office"})
+        assert lab.exec("outside", outside_fetch).returncode == 0  # in the allowed block
+        api(lab, "POST", "/rules", json={"from": f"cidr:{OUTSIDE}/32", "to": "web", "protocol": "tcp",
+                                         "ports": "80", "action": "deny", "priority": 200, "name": "one"})
+        assert lab.exec("outside", outside_fetch).returncode != 0  # the deny comes first
+        api(lab, "DELETE", "/rules/default/one")
+        api(lab, "DELETE", "/rules/default/office")
+        api(lab, "POST", "/rules", json={"from": "cidr:203.0.113.0/24", "to": "web", "protocol": "tcp",
+                                         "ports": "80", "name": "elsewhere"})
+        assert lab.exec("outside", outside_fetch).returncode != 0  # an allow elsewhere shuts the rest out
+    finally:
+        server.kill()
+        server.wait()
