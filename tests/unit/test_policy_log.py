@@ -61,7 +61,8 @@ def test_a_deny_rule_s_record_names_the_rule_as_trace_does() -> None:
     record = deny_record(decision, meta, view, NOW)
     assert record == {
         "time": NOW, "tenant": "default", "decision": "deny",
-        "src": {"name": "web", "ip": WEB.ip, "pip": WEB.pip}, "dst": {"name": "db", "ip": DB.ip, "pip": DB.pip},
+        "src": {"name": "web", "ip": WEB.ip, "pip": WEB.pip},
+        "dst": {"name": "db", "ip": DB.ip, "pip": DB.pip},
         "proto": "tcp", "sport": 40000, "dport": 5432, "rule": "rule lockdown", "reason": decision.reason}
     assert record["reason"].startswith("rule lockdown denies tcp/5432")
     traced = verdict(WEB, DB, view, L4(6, 40000, 5432))  # what `daolinet trace` reports
