@@ -38,8 +38,9 @@ async def seeded(clock: float) -> Controller:
     store = open_store("sqlite://:memory:")
     for tenant in TENANTS:
         await store.create_tenant(tenant)
-    for name, tenant, secret in (("admin", None, ADMIN), ("one", "t1", T1), ("two", "t2", T2)):
-        await store.create_token(name, tenant, hash_token(secret), clock)
+    tokens: list[tuple[str, str | None, str]] = [("admin", None, ADMIN), ("one", "t1", T1), ("two", "t2", T2)]
+    for name, owner, secret in tokens:
+        await store.create_token(name, owner, hash_token(secret), clock)
     for i in (1, 2):
         await store.register_host(Host(f"h{i}", i, f"198.18.0.{i}", f"02:00:00:00:00:0{i}",
                                        f"198.18.{i}.0/24", last_seen=clock))
