@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -134,3 +135,47 @@ def test_two_tenants_with_the_same_addresses_and_rule_names_see_only_their_own_r
         assert refused.returncode != 0 and f"tenant {other} not found" in refused.stderr
     every = log_lines(lab)  # the admin sees both
     assert {r["tenant"] for r in every} == set(TENANTS)
+
+
+def test_every_controller_answers_with_every_controllers_records_and_follow_pushes_them(
+        lab_factory: LabFactory) -> None:
+    """Two controllers (etcd), each master of some switches, each logging what it decides:
+    asking either gives both hosts' denials (peers over mutual TLS), and `policy log
+    --follow` streams them as they happen."""
+    lab = lab_factory(hosts=2, controllers=2, store="etcd")
+    api(lab, "POST", "/networks", json={"name": "iso", "subnet": "10.3.0.0/24", "isolated": True})
+    lab.add_container("x1", host="h1", network="iso")
+    lab.add_container("x2", host="h2", network="iso")
+    masters = {}
+    for i in (0, 1):
+        with lab.api(index=i) as c:
+            masters[i] = c.call("GET", "/health")["switches"]
+    print(f"switches mastered: {masters}")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DAOLINET_")},
+           "DAOLINET_LAB": lab.name, "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "daolinet.cli.main", "policy", "log", "--follow", "--json"]
+    follow = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for src, dst in (("x1", "x2"), ("x2", "x1")):
+            assert ping(lab, src, lab.container(dst).ip or "", wait=1).returncode != 0
+        seen: set[str] = set()
+        deadline = time.monotonic() + 10
+        assert follow.stdout is not None
+        while seen != {"x1", "x2"}:
+            assert time.monotonic() < deadline, f"follow showed only {seen}"
+            ready, _, _ = select.select([follow.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            line = follow.stdout.readline() if ready else ""
+            assert line, follow.stderr.read() if follow.poll() is not None and follow.stderr else "no line"
+            record = json.loads(line)
+            if record["decision"] == "deny" and record["reason"] == "network iso is isolated":
+                seen.add(record["src"]["name"])
+    finally:
+        follow.kill()
+        follow.wait(timeout=10)
+        for pipe in (follow.stdout, follow.stderr):
+            if pipe is not None:
+                pipe.close()
+    for i in (0, 1):  # either controller answers with both controllers' records
+        with lab.api(index=i) as c:
+            records = c.call("GET", "/policy/log", params={"container": "x1"})
+        assert {r["src"]["name"] for r in records if r["decision"] == "deny"} == {"x1", "x2"}, i

@@ -9,6 +9,7 @@ is both controllers' records merged by time."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from daolinet.controller.api import create_app
+from daolinet.controller.api import create_app, log_routes
 from daolinet.controller.api.auth import hash_token
 from daolinet.controller.context import Config
 from daolinet.controller.controller import Controller
@@ -158,3 +159,46 @@ async def test_records_of_every_controller_are_merged(ctrl: Controller) -> None:
         await peers.close()
         await asyncio.gather(*list(other._tasks))
         await other.store.close()
+
+
+class FakePeers:
+    """Another controller's log, as controller/peers.py reaches it: its backlog and its stream."""
+
+    def __init__(self, backlog: list[dict[str, Any]]) -> None:
+        self.backlog = backlog
+        self.stream: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.asked: list[dict[str, Any]] = []
+
+    def others(self) -> list[str]:
+        return ["http://c2"]
+
+    async def gather(self, path: str, params: dict[str, Any]) -> list[Any]:
+        assert path == "/internal/policy/log"
+        return [self.backlog]
+
+    async def follow(self, url: str, path: str, params: dict[str, Any]) -> AsyncIterator[Any]:
+        self.asked.append(params)
+        while True:
+            yield await self.stream.get()
+
+
+async def test_follow_merges_the_backlogs_then_pushes_own_and_peers_records(ctrl: Controller) -> None:
+    deny(ctrl, "t1", "a", "b", 5432)
+    deny(ctrl, "t2", "a", "b", 5432)  # another tenant's: never in t1's stream
+    own = ctrl.ctx.policy_log.query("t1")[0]
+    theirs = {**own, "time": own["time"] - 1, "seq": 1, "src": {"name": "b"}}
+    peers = FakePeers([theirs])
+    lines = log_routes._stream(ctrl.ctx.policy_log, peers, {"tenant": "t1", "limit": 10})
+    got = [json.loads(await anext(lines)) for _ in range(2)]
+    assert got == [theirs, own]  # the backlog, merged by time
+    pending = asyncio.ensure_future(anext(lines))
+    deny(ctrl, "t2", "b", "a", 80)  # not t1's
+    deny(ctrl, "t1", "b", "a", 80)
+    pushed = json.loads(await asyncio.wait_for(pending, 2))
+    assert (pushed["tenant"], pushed["src"]["name"], pushed["dport"]) == ("t1", "b", 80)
+    await peers.stream.put({**theirs, "seq": 2})
+    assert json.loads(await asyncio.wait_for(anext(lines), 2)) == {**theirs, "seq": 2}
+    assert peers.asked == [{"tenant": "t1", "limit": 10, "follow": "true", "backlog": "false"}]
+    ctrl.ctx.policy_log.close()  # the controller stops: the stream ends
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(lines), 2)
