@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
@@ -145,7 +146,8 @@ def log(
     params = {k: v for k, v in (("container", container), ("tenant", tenant), ("limit", limit)) if v}
     with api_client() as api:
         if follow:
-            _print(_stream(api, params), as_json)
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a follow ends
+                _print(_stream(api, params), as_json)
             return
         records = api.call("GET", "/policy/log", params=params)
     if not _print(records, as_json) and not as_json:
