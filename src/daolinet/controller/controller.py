@@ -27,6 +27,7 @@ from daolinet.controller.switch import SwitchSession
 from daolinet.controller.sync import FlowSync
 from daolinet.flows import render
 from daolinet.model import ControllerRecord, Endpoint, Group, Host, Network, Portmap, Rule, View
+from daolinet.model.objects import cidr_of
 from daolinet.model.view import Change
 from daolinet.ofp import channel as ch
 from daolinet.ofp.codec import ProtocolError, ofp
@@ -156,7 +157,14 @@ class Controller:
         elif isinstance(changed, Group | Rule | Network):
             # A policy change takes effect at once: revoke what it no longer allows, and
             # the API call that made it answers once the switches confirm (confirmed()).
-            self.effects.track(change.rev, self.hotplug.revalidate(changed.tenant))
+            touched = self.hotplug.revalidate(changed.tenant)
+            if isinstance(changed, Group | Rule):  # rules about addresses outside: flows to and from there
+                group = isinstance(changed, Group)
+                outward = group or cidr_of(changed.b) is not None  # type: ignore[union-attr]
+                inward = group or cidr_of(changed.a) is not None  # type: ignore[union-attr]
+                if outward or inward:
+                    touched.update(self.sync.addresses_policy_changed(changed.tenant, outward, inward))
+            self.effects.track(change.rev, touched)
 
     def _host_changed(self, old: Host | None, host: Host) -> None:
         if old is None or old.dpid != host.dpid:

@@ -120,6 +120,28 @@ class FlowSync:
 
     # -- reactions to model changes ------------------------------------------------
 
+    def addresses_policy_changed(self, tenant: str, outward: bool, inward: bool) -> dict[int, Any]:
+        """Rules about addresses outside daolinet changed (or groups, which they name):
+        `outward` forgets the tenant's flows to the outside (they re-plug on their next
+        packet, judged anew), `inward` re-installs its port mappings' source flows.
+        Returns the switches sent deletions."""
+        view, touched = self.ctx.view, dict[int, Any]()
+        for e in view.endpoints.values() if outward else ():
+            host = view.host_of(e)
+            session = self._session_for(host) if e.tenant == tenant and host else None
+            if host is not None and session is not None and e.ofport is not None:
+                session.send(render.flow_delete_cookie(external_cookie(e.id), ALL))
+                touched[host.dpid] = session
+        for pm in view.portmaps.values() if inward else ():
+            if pm.tenant == tenant:
+                for dpid, flows in portmap_flows(view, pm).items():
+                    session = self.ctx.sessions.get(dpid)
+                    if session is not None:  # the mapping's own flows only: its clients keep theirs
+                        session.send(render.flow_delete_cookie(portmap_cookie(pm.id), ALL, Table.INGRESS),
+                                     *[render.flow_add(f) for f in flows])
+                        touched[dpid] = session
+        return touched
+
     async def host_changed(self, host: Host) -> None:
         session = self._session_for(host)
         if session is not None:
