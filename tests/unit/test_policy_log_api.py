@@ -172,12 +172,13 @@ class FakePeers:
     def others(self) -> list[str]:
         return ["http://c2"]
 
-    async def gather(self, path: str, params: dict[str, Any]) -> list[Any]:
+    async def gather(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         assert path == "/internal/policy/log"
-        return [self.backlog]
+        return {"http://c2": self.backlog}
 
     async def follow(self, url: str, path: str, params: dict[str, Any]) -> AsyncIterator[Any]:
         self.asked.append(params)
+        yield None  # subscribed
         while True:
             yield await self.stream.get()
 
@@ -189,6 +190,8 @@ async def test_follow_merges_the_backlogs_then_pushes_own_and_peers_records(ctrl
     theirs = {**own, "time": own["time"] - 1, "seq": 1, "src": {"name": "b"}}
     peers = FakePeers([theirs])
     lines = log_routes._stream(ctrl.ctx.policy_log, peers, {"tenant": "t1", "limit": 10})
+    assert await anext(lines) == b"\n"  # subscribed
+    await peers.stream.put(theirs)  # it came while the backlog was read: not sent twice
     got = [json.loads(await anext(lines)) for _ in range(2)]
     assert got == [theirs, own]  # the backlog, merged by time
     pending = asyncio.ensure_future(anext(lines))

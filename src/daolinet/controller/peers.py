@@ -128,10 +128,10 @@ class Peers:
     def others(self) -> list[str]:
         return sorted(set(self._others()))
 
-    async def gather(self, path: str, params: dict[str, Any]) -> list[Any]:
+    async def gather(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """GET `path` (an /internal route) from every other live controller: their JSON
-        answers.  One that fails or refuses is logged and left out: its part is missing,
-        the answer is not held up."""
+        answers by URL.  One that fails or refuses is logged and left out: its part is
+        missing, the answer is not held up."""
         async def one(url: str) -> Any:
             try:
                 reply = await self._client.get(f"{url}{path}", params=params, headers=self._headers,
@@ -145,16 +145,17 @@ class Peers:
                 return None
             return reply.json()
 
-        answers = await asyncio.gather(*(one(url) for url in self.others()))
-        return [a for a in answers if a is not None]
+        urls = self.others()
+        answers = await asyncio.gather(*(one(url) for url in urls))
+        return {url: a for url, a in zip(urls, answers, strict=True) if a is not None}
 
     async def follow(self, url: str, path: str, params: dict[str, Any]) -> AsyncIterator[Any]:
         """The objects another controller streams (newline-delimited JSON) from `path`, until
-        it ends the stream; blank lines (its keep-alives) are skipped."""
+        it ends the stream; None for a blank line (a keep-alive; the first one says the
+        stream is subscribed)."""
         async with self._client.stream("GET", f"{url}{path}", params=params, headers=self._headers,
                                        timeout=httpx.Timeout(TIMEOUT, read=None)) as reply:
             if reply.status_code != 200:
                 raise ConnectionError(f"controller {url} answered {reply.status_code}")
             async for line in reply.aiter_lines():
-                if line.strip():
-                    yield json.loads(line)
+                yield json.loads(line) if line.strip() else None

@@ -8,15 +8,18 @@ newest `limit` by time.  A tenant token reads its tenant's records only, whateve
 it asks; the tenant filter is applied here, before asking the peers, and peers
 apply it again.
 
-`follow=true` answers a stream of newline-delimited JSON (application/x-ndjson): the
-backlog wanted, then each record as it happens, pushed (nobody polls), with an empty
-line as a keep-alive every KEEPALIVE seconds; the peers' streams are merged in.  It
+`follow=true` answers a stream of newline-delimited JSON (application/x-ndjson): an
+empty line once subscribed, the backlog wanted, then each record as it happens, pushed
+(nobody polls), with an empty line as a keep-alive every KEEPALIVE seconds; the peers'
+streams (/internal/policy/log?follow=true&backlog=false) are merged in, without gap or
+repeat.  A peer that joins later is not; one that fails is logged and left out.  It
 ends when the client goes or the controller stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -32,6 +35,7 @@ router = APIRouter()
 log = logging.getLogger(__name__)
 INTERNAL = "/internal/policy/log"
 KEEPALIVE = 15.0  # seconds between keep-alive lines of a quiet stream
+PEER_WAIT = 5.0  # seconds a stream waits for the peers' streams before sending its backlog
 
 Container = Annotated[str | None, Query(description="Only records with this container at either end.")]
 Since = Annotated[float | None, Query(description="Only records newer than this (Unix time, seconds).")]
@@ -68,7 +72,8 @@ async def policy_log(request: Request, caller: Auth, tenant: str | None = None, 
                                  media_type="application/x-ndjson")
     parts = [ctx.policy_log.query(tenant, container, since, limit)]
     if ctx.peers is not None:
-        parts += [part for part in await ctx.peers.gather(INTERNAL, params) if isinstance(part, list)]
+        parts += [part for part in (await ctx.peers.gather(INTERNAL, params)).values()
+                  if isinstance(part, list)]
     return merge(parts, limit)
 
 
@@ -88,31 +93,47 @@ async def internal_policy_log(request: Request, caller: PeerAuth, tenant: str | 
 
 async def _stream(own: PolicyLog, peers: Any, params: dict[str, Any],
                   backlog: bool = True) -> AsyncIterator[bytes]:
-    """The backlog, then every new record wanted (own and the peers'), as lines."""
+    """An empty line once subscribed, the backlog, then every new record wanted (own and
+    the peers'), as lines.  No gap and no repeat between a peer's backlog and its stream:
+    its stream is subscribed (its first line came) before its backlog is read, and what
+    the stream brings up to the backlog's newest `seq` is dropped."""
     tenant, container = params.get("tenant"), params.get("container")
     with own.follow() as queue:  # subscribed before the backlog is read: nothing falls between
+        yield b"\n"  # subscribed: a controller merging this stream may read the backlog now
         urls = peers.others() if peers is not None else []
-        if backlog:
-            parts = [own.query(tenant, container, params.get("since"), params["limit"])]
-            if urls:
-                parts += [p for p in await peers.gather(INTERNAL, params) if isinstance(p, list)]
-            for record in merge(parts, params["limit"]):
-                yield _line(record)
-        # The peers' new records join ours in one queue (they filtered theirs already).
+        ready = {url: asyncio.Event() for url in urls}
         live = {**params, "follow": "true", "backlog": "false"}
-        pumps = [asyncio.ensure_future(_pump(peers, url, live, queue)) for url in urls]
+        pumps = [asyncio.ensure_future(_pump(peers, url, live, queue, ready[url])) for url in urls]
         try:
+            with contextlib.suppress(TimeoutError):  # a peer slow to answer joins when it can
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready.values())), PEER_WAIT)
+            sent: dict[str, int] = {}  # peer -> the newest seq its backlog held
+            if backlog:
+                for record in await _backlog(own, peers if urls else None, params, sent):
+                    yield _line(record)
             async for record in _records(queue):
                 if not record:
                     yield b"\n"  # keep-alive: a client or proxy that went away is noticed
                 elif "_peer" in record:  # a peer's: filtered there
-                    yield _line({k: v for k, v in record.items() if k != "_peer"})
+                    if record.get("seq", 0) > sent.get(record["_peer"], 0):
+                        yield _line({k: v for k, v in record.items() if k != "_peer"})
                 elif matches(record, tenant, container, None):
                     yield _line(record)
         finally:
             for pump in pumps:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
+
+
+async def _backlog(own: PolicyLog, peers: Any, params: dict[str, Any], sent: dict[str, int]) -> list[Record]:
+    """Own and the peers' records wanted, merged; `sent` learns each peer's newest seq among them."""
+    parts = [own.query(params.get("tenant"), params.get("container"), params.get("since"), params["limit"])]
+    if peers is not None:
+        for url, part in (await peers.gather(INTERNAL, params)).items():
+            if isinstance(part, list):
+                parts.append(part)
+                sent[url] = max((r.get("seq", 0) for r in part), default=0)
+    return merge(parts, params["limit"])
 
 
 async def _records(queue: asyncio.Queue[Record | None]) -> AsyncIterator[Record]:
@@ -128,15 +149,19 @@ async def _records(queue: asyncio.Queue[Record | None]) -> AsyncIterator[Record]
         yield record
 
 
-async def _pump(peers: Any, url: str, params: dict[str, Any], queue: asyncio.Queue[Record | None]) -> None:
-    """Another controller's stream into ours, each record marked with the peer it came from."""
+async def _pump(peers: Any, url: str, params: dict[str, Any], queue: asyncio.Queue[Record | None],
+                ready: asyncio.Event) -> None:
+    """Another controller's stream into ours, each record marked with the peer it came from;
+    `ready` once its first line (subscribed) came, or it failed."""
     try:
         async for record in peers.follow(url, INTERNAL, params):
-            if isinstance(record, dict):
+            if record is None:
+                ready.set()
+            elif isinstance(record, dict):
                 if queue.full():
                     queue.get_nowait()
                 queue.put_nowait({**record, "_peer": url})
-    except (ConnectionError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 -- httpx errors too: one peer's loss is logged, ours goes on
         log.warning("policy log of controller %s: %r", url, e)
-    except Exception as e:  # noqa: BLE001 -- httpx errors: one peer's loss is logged, ours goes on
-        log.warning("policy log of controller %s: %r", url, e)
+    finally:
+        ready.set()
