@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import queue
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -32,9 +35,11 @@ from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
 from daolinet.controller.context import Config
 from daolinet.controller.controller import Controller
+from daolinet.decide.packet import NO_MATCH, PacketMeta
+from daolinet.decide.route import decide
 from daolinet.lab import cluster
 from daolinet.model import ControllerRecord
-from daolinet.pipeline import route_cookie
+from daolinet.pipeline import Table, route_cookie
 from daolinet.store import open_store
 
 ADMIN = "dl_cli-test-admin-token"
@@ -355,6 +360,17 @@ def test_operator_session(server: ApiServer, cli: Cli) -> None:
     assert cli.json("policy", "disconnect", "web1", "db1")["action"] == "disconnect"
     cut = cli.json("trace", "web1", "db1", "--proto", "tcp", "--port", "5432")
     assert not cut["allowed"] and cut["reason"] == "policy disconnect db1 web1"
+    assert cut["rule"].startswith("rule ") and f"({cut['rule']})" in cli("trace", "web1", "db1").ok()
+    # the policy log: web1's first packet to db1, denied by that rule, named as trace names it
+    assert cli("policy", "log", "--json").ok() == "" and "no policy log records" in cli("policy", "log").ok()
+    server.in_loop(lambda c: deny_first_packet(c, "web1", "db1", 5432))
+    records = [json.loads(line) for line in cli("policy", "log", "--json").ok().splitlines()]
+    assert [(r["decision"], r["src"]["name"], r["dst"]["name"], r["dport"], r["rule"], r["reason"])
+            for r in records] == [("deny", "web1", "db1", 5432, cut["rule"], cut["reason"])]
+    out = cli("policy", "log", "--container", "db1").ok()
+    assert (f"default deny web1 (10.1.0.2) -> db1 (10.2.0.10) tcp 40000->5432: {cut['rule']}: "
+            "policy disconnect db1 web1") in out
+    assert cli("policy", "log", "--container", "web2").ok().strip() == "no policy log records"
     assert cli.json("policy", "connect", "web1", "web2")["action"] == "connect"
     assert ": connect web1 web2 (tenant default)" in cli("policy", "connect", "web1", "web2").ok()
     assert len(cli.json("policy", "show")) == 2
@@ -402,6 +418,8 @@ def test_operator_session(server: ApiServer, cli: Cli) -> None:
     assert red.json("tenant", "ls") == [{"name": "red"}]
     assert red.json("container", "shownet", "r1", "-t", "red")["ip"] == "10.1.0.2"
     assert red.json("route", "ls") == []
+    assert red("policy", "log", "--json").ok() == ""  # default's records are not red's
+    red("policy", "log", "-t", "default").error("tenant default not found")
     red("container", "show", "web1").error("web1", "not found")
     red("network", "ls", "-t", "default").error("tenant default not found")
     red("host", "ls").error("admin token")
@@ -436,6 +454,55 @@ def test_operator_session(server: ApiServer, cli: Cli) -> None:
     # (`host init` changes the machine, not the API: tests/integration/test_host_init.py runs its --json)
     missing = json_commands() - JSON_RUN - {"host rm", "network rm", "host init"}
     assert not missing, f"--json never exercised for: {sorted(missing)}"
+
+
+def deny_first_packet(ctrl: Controller, src_name: str, dst_name: str, port: int,
+                      tenant: str = "default") -> None:
+    """src's first TCP packet to dst reaches the controller (a PacketIn): decided, answered."""
+    view = ctrl.view
+    src, dst = view.endpoint_named(tenant, src_name), view.endpoint_named(tenant, dst_name)
+    assert src is not None and dst is not None and src.ofport is not None
+    meta = PacketMeta(dpid=view.hosts[src.host].dpid, in_port=src.ofport, table_id=Table.EGRESS,
+                      reason=NO_MATCH, eth_src=src.mac, eth_type=0x0800, ip_src=src.ip, ip_dst=dst.ip,
+                      ip_proto=6, ttl=64, l4_src=40000, l4_dst=port)
+    ctrl.hotplug.carry_out(decide(meta, view), meta, b"", 0.0)
+
+
+def test_policy_log_follow_streams_new_records(server: ApiServer, cli: Cli) -> None:
+    """`policy log --follow --json`, a real process: the backlog, then a new denial as it happens."""
+    server.api("POST", "/tenants", json={"name": "follow"})
+    net = server.api("POST", "/networks", json={"name": "f", "subnet": "10.9.0.0/24", "tenant": "follow",
+                                               "isolated": True})
+    for name, ofport in (("f1", 7), ("f2", 8)):
+        e = server.api("POST", "/endpoints", json={"name": name, "network": net["name"], "host": "h1",
+                                                   "tenant": "follow"})
+        server.api("PATCH", f"/endpoints/{e['id']}", json={"port": f"dl{e['id']}", "ofport": ofport})
+    server.in_loop(lambda c: deny_first_packet(c, "f1", "f2", 80, "follow"))
+    env = {**os.environ, **{k: v for k, v in cli.env.items() if v is not None}}
+    for k in (k for k, v in cli.env.items() if v is None):
+        env.pop(k, None)
+    proc = subprocess.Popen([sys.executable, "-m", "daolinet.cli.main", "policy", "log", "--follow",
+                             "--json", "-t", "follow"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=env, text=True)
+    lines: queue.Queue[str] = queue.Queue()  # a reader thread: no buffer hides a line from select
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        first = json.loads(lines.get(timeout=20))
+        assert (first["tenant"], first["dport"], first["reason"]) == ("follow", 80, "network f is isolated")
+        server.in_loop(lambda c: deny_first_packet(c, "f2", "f1", 443, "follow"))
+        second = json.loads(lines.get(timeout=5))  # pushed: nobody polls
+        assert (second["src"]["name"], second["dport"]) == ("f2", 443)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def test_host_rm(server: ApiServer, cli: Cli) -> None:

@@ -60,7 +60,9 @@ def trace(
         emit_json(out)
         return
     what = f" ({proto}{'/' + str(port) if port else ''})" if proto else ""
-    say(f"{src} -> {dst}{what}: {'allowed' if out['allowed'] else 'denied'}: {out['reason']}")
+    rule, reason = out.get("rule"), out["reason"]
+    named = f" ({rule})" if rule and not reason.startswith(rule + " ") else ""  # as `policy log` names it
+    say(f"{src} -> {dst}{what}: {'allowed' if out['allowed'] else 'denied'}: {reason}{named}")
     if out["flows"]:
         say("flows a route plugs:")
         for host, flows in out["flows"].items():

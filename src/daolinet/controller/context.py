@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daolinet.controller.metrics import Metrics
+from daolinet.controller.policy_log import PolicyLog
 from daolinet.controller.routes import RouteTable
 from daolinet.controller.switch import SwitchSession
 from daolinet.model import View
@@ -37,3 +38,6 @@ class Context:
     # Recent PacketIn -> route-installed-and-packet-re-injected times (seconds).
     setup_samples: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     clock: Callable[[], float] = time.time
+    # The other controllers' APIs (controller/peers.py's Peers); None: the only controller.
+    peers: Any = None
+    policy_log: PolicyLog = field(default_factory=PolicyLog)  # denials and revocations decided here

@@ -73,14 +73,20 @@ class HotPlug:
         ctx = self.ctx
         self.send(respond(decision, meta, ev.data, ctx.view, ctx.config), started)
         if isinstance(decision, Deny):
-            self._drops_sent[dpid] = ctx.clock()
+            self._denied(decision, meta)
 
     def carry_out(self, decision: Decision, meta: PacketMeta, frame: bytes, started: float) -> None:
         """Send what flows/respond.py says `decision` takes; remember a drop flow sent
         (on_packet_in, after parse and decide)."""
         self.send(respond(decision, meta, frame, self.ctx.view, self.ctx.config), started)
         if isinstance(decision, Deny):
-            self._drops_sent[meta.dpid] = self.ctx.clock()
+            self._denied(decision, meta)
+
+    def _denied(self, decision: Deny, meta: PacketMeta) -> None:
+        """A drop flow was sent: remember it, and log the denial (controller/policy_log.py)."""
+        now = self.ctx.clock()
+        self._drops_sent[meta.dpid] = now
+        self.ctx.policy_log.denied(decision, meta, self.ctx.view, now)
 
     def send(self, response: Response, started: float) -> None:
         """Carry out a Response: its steps (confirmed by barriers when it says so), its
@@ -192,7 +198,7 @@ class HotPlug:
         effect on the next packet.  Returns the switches sent deletions (dpid -> switch),
         for the caller to confirm by a barrier."""
         view = self.ctx.view
-        doomed = set()
+        doomed, revoked = set(), []
         for route in self.ctx.routes.all():
             a, b = view.endpoints.get(route.a), view.endpoints.get(route.b)
             if a is None or b is None:
@@ -201,6 +207,10 @@ class HotPlug:
             mine = tenant is None or a.tenant == tenant
             if mine and not still_allowed(a, b, view, route.scope, route.client):
                 doomed.add(route.cookie)
+                revoked.append(route)
+        now = self.ctx.clock()
+        for route in revoked:  # into the policy log (the pair's other scopes go along unlogged)
+            self.ctx.policy_log.revoked(route, view, now)
         touched: dict[int, Any] = {}
         for cookie in doomed:
             touched.update(self.revoke(cookie))

@@ -132,6 +132,7 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
     await stop.wait()
     notify("STOPPING=1")
     server.should_exit = True
+    ctrl.ctx.policy_log.close()  # its followers' streams end: the API's shutdown waits on none
     for of_server in of_servers:
         of_server.close()
     await api_task
@@ -167,8 +168,10 @@ class Shared:
         if store_url.startswith("etcd://"):
             self.mastership = EtcdMastership(store_url, me, api_url, etcd_tls=security.etcd)
             # With TLS a peer is known by its controller certificate: the admin token stays home.
-            self.peers = Peers(self.mastership.owner_url, secret if security.tls is None else None,
-                               tls=security.tls)
+            mastership = self.mastership
+            self.peers = Peers(mastership.owner_url, secret if security.tls is None else None,
+                               tls=security.tls, others=lambda: [url for c, url in mastership.peers.items()
+                                                                 if c != mastership.me and url])
 
     def attach(self, ctrl: Controller) -> None:
         mastership, peers = self.mastership, self.peers
@@ -177,6 +180,7 @@ class Shared:
         ctrl.held = {}
         ctrl.generation = lambda: mastership.last_rev
         ctrl.ctx.remote = peers.remote
+        ctrl.ctx.peers = peers
         self._task = asyncio.create_task(mastership.run(lambda: list(ctrl.ctx.connected), ctrl.set_held))
 
     async def close(self) -> None:

@@ -15,8 +15,9 @@ changed the policy answers only then).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -96,10 +97,13 @@ class RemoteSwitch:
 
 
 class Peers:
-    """The other controllers, by the switches they master."""
+    """The other controllers, by the switches they master; and all of them, for what each
+    keeps of its own (the policy log: `gather`, `follow`)."""
 
-    def __init__(self, owner_of: OwnerOf, token: str | None, tls: TlsFiles | None = None) -> None:
+    def __init__(self, owner_of: OwnerOf, token: str | None, tls: TlsFiles | None = None,
+                 others: Callable[[], Iterable[str]] = tuple) -> None:
         self._owner_of = owner_of
+        self._others = others  # the API URLs of the other live controllers
         self._token = token
         # Peers verify each other against the installation's CA; ours is a controller certificate.
         self._client = httpx.AsyncClient(verify=client_context(tls) if tls is not None else True)
@@ -116,3 +120,42 @@ class Peers:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    @property
+    def _headers(self) -> dict[str, str] | None:
+        return {"Authorization": f"Bearer {self._token}"} if self._token else None
+
+    def others(self) -> list[str]:
+        return sorted(set(self._others()))
+
+    async def gather(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET `path` (an /internal route) from every other live controller: their JSON
+        answers by URL.  One that fails or refuses is logged and left out: its part is
+        missing, the answer is not held up."""
+        async def one(url: str) -> Any:
+            try:
+                reply = await self._client.get(f"{url}{path}", params=params, headers=self._headers,
+                                               timeout=TIMEOUT)
+            except httpx.HTTPError as e:
+                log.warning("controller %s did not answer GET %s: %r", url, path, e)
+                return None
+            if reply.status_code != 200:
+                log.warning("controller %s answered GET %s with %d: %s", url, path, reply.status_code,
+                            reply.text[:200])
+                return None
+            return reply.json()
+
+        urls = self.others()
+        answers = await asyncio.gather(*(one(url) for url in urls))
+        return {url: a for url, a in zip(urls, answers, strict=True) if a is not None}
+
+    async def follow(self, url: str, path: str, params: dict[str, Any]) -> AsyncIterator[Any]:
+        """The objects another controller streams (newline-delimited JSON) from `path`, until
+        it ends the stream; None for a blank line (a keep-alive; the first one says the
+        stream is subscribed)."""
+        async with self._client.stream("GET", f"{url}{path}", params=params, headers=self._headers,
+                                       timeout=httpx.Timeout(TIMEOUT, read=None)) as reply:
+            if reply.status_code != 200:
+                raise ConnectionError(f"controller {url} answered {reply.status_code}")
+            async for line in reply.aiter_lines():
+                yield json.loads(line) if line.strip() else None

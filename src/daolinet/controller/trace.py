@@ -37,6 +37,8 @@ def trace(ctrl: Controller, src: Endpoint, dst: Endpoint, protocol: str | None,
     out: dict[str, Any] = {
         "src": src.name, "dst": dst.name, "allowed": bool(decided and decided.allowed),
         "reason": decided.reason if decided else "a network is gone",
+        # the deciding rule's label, as the policy log names it (controller/policy_log.py)
+        "rule": decided.rule.label if decided and decided.rule else None,
         "scope": list(decided.scope) if decided and decided.scope else None,
         "flows": {}, "live": [], "probe": {},
     }

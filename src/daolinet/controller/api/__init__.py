@@ -14,6 +14,7 @@ from daolinet.controller.api import (
     errors,
     health_routes,
     infra_routes,
+    log_routes,
     model_routes,
     ops_routes,
     policy_routes,
@@ -34,6 +35,7 @@ def create_app(ctrl: Controller, *, tls: bool = False) -> FastAPI:
     app.state.ctrl = ctrl
     app.state.tls = tls
     errors.install(app)
-    for module in (health_routes, model_routes, policy_routes, portmap_routes, ops_routes, infra_routes):
+    for module in (health_routes, model_routes, policy_routes, log_routes, portmap_routes, ops_routes,
+                   infra_routes):
         app.include_router(module.router)
     return app
