@@ -3,9 +3,8 @@ within a second, naming the rule that denied it as `daolinet trace` does; a revo
 is logged too; and two tenants with the same addresses and the same rule names never
 see each other's records.
 
-The deny comes from a rule named "lockdown" (`POST /rules` with action deny) where the
-rule API takes one; else from a pair rule `disconnect` (its label "rule ID").  Either way
-the record's rule is the label trace reports."""
+The deny comes from a rule named "lockdown" (`POST /rules` with action deny, above the
+group that lets the pair talk); the record's rule is the label trace reports."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from daolinet.errors import DaoliError
 from daolinet.lab import cluster
 from daolinet.testing.labtools import api, ping, wait_for
 
@@ -73,16 +71,11 @@ def tenant_lab(lab_factory: LabFactory) -> cluster.Lab:
 
 
 def deny_pair(lab: cluster.Lab, tenant: str, a: str, b: str) -> str:
-    """Deny a -> b: by a rule named lockdown (higher priority than the group's default allow)
-    if the rule API makes deny rules, else by a pair disconnect.  The rule's label."""
-    try:
-        rule = api(lab, "POST", "/rules", json={"tenant": tenant, "from_group": "app", "to_group": "app",
-                                                "protocol": "icmp", "action": "deny", "name": "lockdown",
-                                                "priority": 500})
-        return f"rule {rule.get('name') or rule['id']}"
-    except DaoliError:  # no deny rules through the API yet: a pair rule denies
-        rule = api(lab, "POST", "/policy/disconnect", json={"tenant": tenant, "a": a, "b": b})
-        return f"rule {rule['id']}"
+    """Deny a -> b (ICMP) by a rule named lockdown, above the group that joins them.  Its label."""
+    rule = api(lab, "POST", "/rules", json={"tenant": tenant, "from": "app", "to": "app", "protocol": "icmp",
+                                            "action": "deny", "name": "lockdown", "priority": 500})
+    assert rule["name"] == "lockdown" and rule["action"] == "deny"
+    return "rule lockdown"
 
 
 def denied_within(lab: cluster.Lab, tenant: str, src: str, dst: str, deadline: float) -> dict[str, Any]:
