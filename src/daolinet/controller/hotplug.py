@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.controller.context import Context
-from daolinet.controller.routes import Key, scope_of_match
+from daolinet.controller.routes import Key, LiveRoute, route_flushes, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide.packet import PacketMeta, parse
 from daolinet.decide.route import Decision, Deny, decide, still_allowed
@@ -238,9 +238,11 @@ class HotPlug:
         """Delete every flow of the pair's routes (all scopes), on every switch holding one,
         and on both ends' switches whatever the table says: a route adopted after a
         failover knows only its half on the adopted switch, while the other half was
-        put on a switch mastered elsewhere by the controller that died.  Returns the
+        put on a switch mastered elsewhere by the controller that died.  An L4 route's
+        connections go from its client's conntrack too (flows/conntrack.py).  Returns the
         switches sent the deletion (mastered here, or reached through their master)."""
-        dpids = {dpid for route in self.ctx.routes.remove_pair(cookie) for dpid in route.flows}
+        routes = self.ctx.routes.remove_pair(cookie)
+        dpids = {dpid for route in routes for dpid in route.flows}
         view = self.ctx.view
         for eid in ((cookie >> EID_BITS) & EID_MAX, cookie & EID_MAX):
             endpoint = view.endpoints.get(eid)
@@ -253,6 +255,16 @@ class HotPlug:
             if session is not None:
                 self._send(session, wire.flow_delete_cookie(cookie, (1 << 64) - 1))
                 touched[dpid] = session
+        self._flush(routes)
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))
         return touched
 
+    def _flush(self, routes: list[LiveRoute]) -> None:
+        """Forget the scoped routes' connections: right after their flows' deletion, and
+        once more when the switch confirms it (a packet may still have met a flow the
+        datapath had cached, and committed its connection again)."""
+        for dpid, flush in route_flushes(routes, self.ctx.view):
+            switch = self._switch(dpid)
+            if switch is not None:
+                self._send(switch, flush)
+                switch.barrier_then(lambda ok, switch=switch, flush=flush: ok and switch.send(flush))

@@ -23,9 +23,7 @@ barrier after each, and re-injects the packet on the source last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from daolinet.flows.spec import ETH_IP, Action, Conntrack, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host
@@ -158,9 +156,9 @@ def flows_for_route(ends: RouteEnds, idle_timeout: int) -> RoutePlan:
                  _egress_local(b, a, routed, cookie, idle_timeout, to_a))
         mine = 0 if ends.server_is_b else 1  # the client's flow
         return RoutePlan(cookie, ((ha.dpid, _stateful(ends, flows, mine, 1 - mine)),))
-    dst_flows = (_ingress_cross(a, b, hb, cookie, idle_timeout, to_b),
+    dst_flows: tuple[FlowSpec, ...] = (_ingress_cross(a, b, hb, cookie, idle_timeout, to_b),
                  _egress_cross(b, a, hb, ha, cookie, idle_timeout, to_a))
-    src_flows = (_ingress_cross(b, a, ha, cookie, idle_timeout, to_a),
+    src_flows: tuple[FlowSpec, ...] = (_ingress_cross(b, a, ha, cookie, idle_timeout, to_a),
                  _egress_cross(a, b, ha, hb, cookie, idle_timeout, to_b))
     if ends.scope is not None and not ends.server_is_b:  # b is the client: its host is stateful
         dst_flows = _stateful(ends, dst_flows, 1, 0)
@@ -169,7 +167,7 @@ def flows_for_route(ends: RouteEnds, idle_timeout: int) -> RoutePlan:
     return RoutePlan(cookie, ((hb.dpid, dst_flows), (ha.dpid, src_flows)))
 
 
-def _stateful(ends: RouteEnds, flows: tuple[FlowSpec, FlowSpec], out: int,
+def _stateful(ends: RouteEnds, flows: tuple[FlowSpec, ...], out: int,
               back: int) -> tuple[FlowSpec, ...]:
     """The client's host's flows of a scoped route: flows[out] (the client's) commits,
     flows[back] (towards the client) only passes conntrack, and its copy in table

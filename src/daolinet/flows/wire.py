@@ -8,8 +8,9 @@ field, one packer per action.  Addresses are converted once and cached.
 Conntrack without NAT (an L4 route's ct(commit) and ct(table=21)) and a
 ct_state match are in the vocabulary too.
 
-Anything outside it (prefix matches, NAT, reg moves, ...) falls back to os-ken, so every FlowSpec encodes; tests/unit/test_wire.py
-proves the fast bytes identical to os-ken's over hypothesis-generated routes.
+Anything outside it (prefix matches, NAT, reg moves, ...) falls back to
+os-ken, so every FlowSpec encodes; tests/unit/test_wire.py proves the fast
+bytes identical to os-ken's over hypothesis-generated routes.
 Everything is encoded with xid 0: `Channel.send` stamps the xid in.
 """
 
@@ -112,7 +113,8 @@ def _u64(v: int | str) -> bytes:
 def packer(name: str) -> Callable[[int | str], bytes]:
     """How a hole is filled: the value of match field / set-field `name`, of an
     output port ("output"), of a FlowMod's "cookie" or "idle_timeout"."""
-    return {"output": _u32, "cookie": _u64, "idle_timeout": _u16, "ct_zone": _u16}.get(name) or _FIELDS[name][1]
+    holes = {"output": _u32, "cookie": _u64, "idle_timeout": _u16, "ct_zone": _u16}
+    return holes.get(name) or _FIELDS[name][1]
 
 
 def _tlv(name: str, value: int | str | tuple[int, int], hole: Hole) -> list[Piece]:
@@ -264,7 +266,8 @@ def packet_out_commit(in_port: int, src: str, dst: str, zone: int, data: bytes) 
     """Commit a packet's connection to conntrack, its addresses rewritten to src and dst
     first (an L4 route's PIPs), and send it nowhere: the first packet of a connection
     delivered straight to its destination still leaves its entry on its client's host."""
-    actions = set_field("ipv4_src", src) + set_field("ipv4_dst", dst) + conntrack(Conntrack(zone, commit=True))
+    actions = set_field("ipv4_src", src) + set_field("ipv4_dst", dst)
+    actions += conntrack(Conntrack(zone, commit=True))
     return packet_out(in_port, actions, data, f"packet-out in_port={in_port} ct(commit,zone={zone})")
 
 

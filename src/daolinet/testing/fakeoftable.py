@@ -261,7 +261,7 @@ class FakeSwitch:
     def packet_out(self, actions: Iterable[Action], packet: Mapping[str, MatchValue]) -> Result:
         """A PacketOut's actions on `packet` (not through the tables)."""
         result = Result()
-        flow = FlowSpec(Table.CLASSIFY, 1, Match.of(), tuple(actions))
+        flow = FlowSpec(Table.EGRESS, 1, Match.of(), tuple(actions))  # (may set addresses)
         self._run(flow, dict(packet), result)
         return result
 
