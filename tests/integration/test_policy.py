@@ -170,6 +170,28 @@ def test_removing_an_l4_rule_revokes_its_routes(two_nets: cluster.Lab,
     assert not connects(lab, "a", ip(lab, "b"), 85)
 
 
+def test_a_higher_deny_blocks_a_live_pair_at_once(two_nets: cluster.Lab) -> None:
+    lab = two_nets
+    api(lab, "POST", "/groups", json={"name": "front", "members": ["container:a"]})
+    api(lab, "POST", "/groups", json={"name": "back", "members": ["container:b"]})
+    api(lab, "POST", "/rules", json={"from": "front", "to": "back", "name": "all"})  # any protocol
+    assert ping(lab, "a", ip(lab, "b")).returncode == 0
+    assert pair_flows(lab, "a", "b")
+    api(lab, "POST", "/rules", json={"from": "front", "to": "back", "action": "deny", "priority": 50})
+    assert pair_flows(lab, "a", "b") and ping(lab, "a", ip(lab, "b"), count=1).returncode == 0  # below
+    api(lab, "POST", "/rules", json={"from": "front", "to": "back", "action": "deny", "priority": 200,
+                                     "name": "stop"})
+    assert pair_flows(lab, "a", "b") == []  # gone by the time the call returned
+    assert ping(lab, "a", ip(lab, "b"), wait=0.5).returncode != 0
+    traced = api(lab, "POST", "/trace", json={"src": "a", "dst": "b"})
+    assert not traced["allowed"] and "rule stop" in traced["reason"]
+    ordered = api(lab, "GET", "/rules", params={"tenant": "default"})
+    assert [(r["order"], r["name"], r["action"]) for r in ordered] == [
+        (1, "stop", "deny"), (2, "all", "allow"), (3, "", "deny")]
+    api(lab, "DELETE", "/rules/default/stop")
+    assert ping(lab, "a", ip(lab, "b"), count=1).returncode == 0
+
+
 def test_trace_names_the_group_and_the_rule(two_nets: cluster.Lab) -> None:
     lab = two_nets
     denied = api(lab, "POST", "/trace", json={"src": "a", "dst": "b"})

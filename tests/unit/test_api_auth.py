@@ -48,7 +48,7 @@ async def app() -> AsyncIterator[Any]:
     await store.close()
 
 
-PARAMS = {"tenant": "alpha", "name": "alphanet", "eid": "eid", "rule_id": "rule_id",
+PARAMS = {"tenant": "alpha", "name": "alphanet", "eid": "eid", "ref": "rule_id",
           "token_id": "token_id"}
 NAMES_BY_PREFIX = {"/groups": "alphagroup", "/containers": "alphabox", "/hosts": "h1",
                    "/tenants": "alpha"}

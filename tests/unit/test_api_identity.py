@@ -139,7 +139,7 @@ def operations(app: Any) -> list[tuple[str, str]]:
 def concrete(template: str, ids: dict[str, int]) -> str:
     """Any object of alpha's will do for a refused call: it must be refused before a look."""
     values = {"tenant": "alpha", "name": "h1" if template.startswith("/hosts") else "g",
-              "eid": str(ids["mine"]), "rule_id": str(ids["rule_id"]), "token_id": "1", "dpid": "1"}
+              "eid": str(ids["mine"]), "ref": str(ids["rule_id"]), "token_id": "1", "dpid": "1"}
     return re.sub(r"{(\w+)}", lambda m: values[m[1]], template)
 
 

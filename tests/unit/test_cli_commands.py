@@ -337,7 +337,7 @@ def test_operator_session(server: ApiServer, cli: Cli) -> None:
     assert cli.json("group", "add", "back", "container:db1")["members"] == ["container:db1"]
     rule = cli.json("rule", "create", "--from", "front", "--to", "back", "--proto", "tcp", "--port", "5432")
     assert (rule["a"], rule["b"], rule["protocol"], rule["ports"]) == ("front", "back", "tcp", "5432")
-    assert "allow udp/8000-8100 from group front to group back" in cli(
+    assert "allow udp/8000-8100 from front to back at priority 100" in cli(
         "rule", "create", "--from", "front", "--to", "back", "--proto", "udp", "--port", "8000-8100").ok()
     assert len(cli.json("rule", "ls")) == 2 and cli.json("rule", "show", str(rule["id"]))["id"] == rule["id"]
     assert "5432" in cli("rule", "ls").ok()
@@ -519,7 +519,7 @@ def test_trace_runs_ofproto_trace_on_a_lab(cli: Cli, monkeypatch: pytest.MonkeyP
     (("rule", "create", "--from", "a", "--to", "b", "--proto", "tcp", "--port", "80-70"), ("80-70",)),
     (("rule", "create", "--from", "a", "--to", "b", "--proto", "gre"), ("protocol 'gre'",)),
     (("rule", "rm", "999"), ("rule 999",)),
-    (("rule", "rm", "notanumber"), ("ID",)),
+    (("rule", "rm", "notanumber"), ("rule notanumber of tenant default not found",)),
     (("policy", "connect", "a", "a"), ("two different containers",)),
     (("trace", "nosuch", "other"), ("no container nosuch",)),
     (("trace", "a", "b", "--port", "70000"), ("--port", "65535")),

@@ -257,9 +257,8 @@ async def test_clear_with_one_container_takes_its_pairs(acme: Store) -> None:
 
 
 @pytest.mark.parametrize(("protocol", "ports", "match"), [
-    ("tcp", "", r"tcp rules need ports"),
-    ("udp", "", r"udp rules need ports"),
-    ("icmp", "80", r"icmp rules take no ports, got '80'"),
+    ("icmp", "80", r"ports '80' need protocol tcp or udp, not icmp"),
+    ("any", "80", r"ports '80' need protocol tcp or udp, not any"),
     ("tcp", "0", r"port 0 in '0' is out of range: ports are 1 to 65535"),
     ("tcp", "70000", r"port 70000 in '70000' is out of range"),
     ("udp", "0-80", r"port 0 in '0-80' is out of range"),
@@ -272,7 +271,7 @@ async def test_clear_with_one_container_takes_its_pairs(acme: Store) -> None:
     ("tcp", "80,443", r"ports '80,443' of a tcp rule must be"),
     ("tcp", "99999999999999999999", r"must be"),
     ("tcp", 80, r"ports 80 must be a string"),
-    ("sctp", "80", r"protocol 'sctp' must be one of: tcp, udp, icmp"),
+    ("sctp", "80", r"protocol 'sctp' must be one of: tcp, udp, icmp, any"),
     ("TCP", "80", r"protocol 'TCP' must be one of"),
 ])
 async def test_bad_l4_rules_are_refused(acme: Store, protocol: str, ports: Any, match: str) -> None:
@@ -285,7 +284,7 @@ async def test_bad_l4_rules_are_refused(acme: Store, protocol: str, ports: Any, 
 @pytest.mark.parametrize(("protocol", "ports", "stored"), [
     ("tcp", "80", "80"), ("udp", "53", "53"), ("tcp", "8000-8100", "8000-8100"),
     ("tcp", "1-65535", "1-65535"),
-    ("tcp", "080", "80"), ("tcp", "443-443", "443"), ("icmp", "", ""),
+    ("tcp", "080", "80"), ("tcp", "443-443", "443"), ("icmp", "", ""), ("tcp", "", ""),
 ])
 async def test_good_l4_rules_are_stored_in_canonical_form(acme: Store, protocol: str, ports: str,
                                                           stored: str) -> None:
@@ -302,8 +301,8 @@ async def test_l4_rules_need_their_groups_and_are_unique(acme: Store) -> None:
     await acme.create_group("acme", "front")
     await acme.create_group("acme", "back")
     r = await acme.create_l4_rule("acme", "front", "back", "tcp", "80")
-    await refused(acme, Conflict, rf"l4 rule {r.id} of tenant acme already allows tcp 80 from group front to "
-                                  r"group back",
+    await refused(acme, Conflict, rf"^rule {r.id} of tenant acme already allows tcp/80 from front to back at "
+                                  r"priority 100$",
                   lambda: acme.create_l4_rule("acme", "front", "back", "tcp", "080"))
     await refused(acme, NotFound, "group nope of tenant acme not found",
                   lambda: acme.create_l4_rule("acme", "front", "nope", "tcp", "80"))

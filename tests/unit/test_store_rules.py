@@ -7,6 +7,7 @@ what to write or raises the error (and message) a user sees; the store suites
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -177,9 +178,9 @@ def test_clearing_pair_rules_picks_the_pair_one_container_or_all() -> None:
 
 def test_l4_rules_tokens_and_port_mappings_are_unique() -> None:
     same = Rule(id=5, tenant="acme", kind="l4", action="allow", a="f", b="b", protocol="tcp", ports="80")
-    with pytest.raises(Conflict, match=r"^l4 rule 5 of tenant acme already allows tcp 80 from group f to "
-                                       "group b$"):
-        rules.check_l4_free("acme", same)
+    with pytest.raises(Conflict, match=r"^rule 5 of tenant acme already allows tcp/80 from f to b at "
+                                       "priority 100$"):
+        rules.check_l4_free(dataclasses.replace(same, id=0), [same])
     token = Token(id=1, name="ci", tenant="acme", hash="0" * 64, created=1.0)
     with pytest.raises(Conflict, match=r"^token ci already exists$"):
         rules.check_token_free("token ci", token, None)

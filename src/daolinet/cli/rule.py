@@ -1,39 +1,73 @@
-"""`daolinet rule ...`: L4 rules from one group to another."""
+"""`daolinet rule ...`: l4 rules between groups, and between a group and addresses
+outside daolinet (cidr:NETWORK), allowing or denying, by priority."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
 from daolinet.cli.api import api_client
 from daolinet.cli.output import JsonOpt, TenantFilterOpt, TenantOpt, details, emit_json, say, table
+from daolinet.decide.policy import describe_rule
+from daolinet.model.objects import DEFAULT_RULE_PRIORITY, RULE_PRIORITY_MAX, Rule
 
-app = typer.Typer(help="L4 rules: what a group's clients may open to another group's servers; "
-                       "for the pairs they cover, nothing else passes.", no_args_is_help=True)
+app = typer.Typer(
+    help="L4 rules: what may go from a group (or cidr:NETWORK, addresses outside daolinet) to "
+         "another.  Rules are evaluated first-match: higher --priority first, at equal priority "
+         "deny before allow, then the older rule (see: daolinet rule ls).  For the pairs a group's "
+         "allow rules cover, nothing else passes; pairs no rule covers keep the defaults.",
+    no_args_is_help=True)
 
-IdArg = Annotated[int, typer.Argument(metavar="ID", help="Rule id (see: daolinet rule ls).")]
+RefArg = Annotated[str, typer.Argument(metavar="RULE", help="Rule id or name (see: daolinet rule ls).")]
+SIDE = "A group of the tenant, or cidr:NETWORK (e.g. cidr:198.19.0.0/16)"
+
+
+def rule_of(r: dict[str, Any]) -> Rule:
+    """The API's JSON of a rule as a Rule (extra keys such as `order` left out)."""
+    return Rule(**{f.name: r[f.name] for f in dataclasses.fields(Rule) if f.name in r})
+
+
+def path(tenant: str, ref: str) -> str:
+    return f"/rules/{quote(tenant, safe='')}/{quote(ref, safe='')}"
+
+
+def ref_of(r: dict[str, Any]) -> str:
+    return f"{r['name']} ({r['id']})" if r.get("name") else str(r["id"])
 
 
 def describe(r: dict[str, Any]) -> str:
-    what = f"{r['protocol']}/{r['ports']}" if r["ports"] else r["protocol"]
-    return f"rule {r['id']}: allow {what} from group {r['a']} to group {r['b']} (tenant {r['tenant']})"
+    return (f"rule {ref_of(r)}: {r['action']} {describe_rule(rule_of(r))} from {r['a']} to {r['b']} "
+            f"at priority {r['priority']} (tenant {r['tenant']})")
 
 
 @app.command("create")
 def create(
-    from_group: Annotated[str, typer.Option("--from", help="Group of the clients.")],
-    to_group: Annotated[str, typer.Option("--to", help="Group of the servers.")],
-    proto: Annotated[str, typer.Option("--proto", help="tcp, udp or icmp.")],
+    from_: Annotated[str, typer.Option("--from", help=f"{SIDE}: where packets come from (the clients).")],
+    to: Annotated[str, typer.Option("--to", help=f"{SIDE}: where they go (the servers).")],
+    proto: Annotated[str, typer.Option("--proto", help="tcp, udp, icmp or any.")] = "any",
     port: Annotated[str | None, typer.Option(
-        help="Server port N or range N-M (tcp and udp only).")] = None,
+        help="Server port N or range N-M, 1-65535 (tcp and udp only; default: any port).")] = None,
+    icmp_type: Annotated[int | None, typer.Option(
+        "--icmp-type", help="ICMP type 0-255, e.g. 8 for echo requests (icmp only; default: any).")] = None,
+    action: Annotated[str, typer.Option(help="allow or deny.")] = "allow",
+    priority: Annotated[int, typer.Option(
+        help=f"0-{RULE_PRIORITY_MAX}; higher is evaluated first.")] = DEFAULT_RULE_PRIORITY,
+    name: Annotated[str, typer.Option(help="A name, unique in the tenant (not all digits).")] = "",
     tenant: TenantOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Allow PROTO (to PORT) from group --from to group --to."""
+    """Allow or deny PROTO (to PORT, or of ICMP type) from --from to --to.
+
+    Overlapping and contradictory rules are accepted: the evaluation order settles them."""
+    body: dict[str, Any] = {"from": from_, "to": to, "protocol": proto, "ports": port or "",
+                            "action": action, "priority": priority, "name": name, "tenant": tenant}
+    if icmp_type is not None:
+        body["icmp_type"] = icmp_type
     with api_client() as api:
-        r = api.call("POST", "/rules", json={"from_group": from_group, "to_group": to_group,
-                                             "protocol": proto, "ports": port or "", "tenant": tenant})
+        r = api.call("POST", "/rules", json=body)
     if as_json:
         emit_json(r)
     else:
@@ -42,35 +76,38 @@ def create(
 
 @app.command("ls")
 def ls(tenant: TenantFilterOpt = None, as_json: JsonOpt = False) -> None:
-    """List L4 rules."""
+    """List l4 rules in evaluation order (per tenant): the first that matches a packet decides."""
     with api_client() as api:
         rules = api.call("GET", "/rules", params={"tenant": tenant} if tenant else None)
     if as_json:
         emit_json(rules)
         return
-    table(("id", "tenant", "from", "to", "proto", "ports"),
-          ((r["id"], r["tenant"], r["a"], r["b"], r["protocol"], r["ports"]) for r in rules),
+    table(("tenant", "order", "rule", "priority", "action", "from", "to", "what"),
+          ((r["tenant"], r["order"], ref_of(r), r["priority"], r["action"], r["a"], r["b"],
+            describe_rule(rule_of(r))) for r in rules),
           empty="no l4 rules")
 
 
 @app.command("show")
-def show(rule_id: IdArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -> None:
-    """Show one rule."""
+def show(ref: RefArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -> None:
+    """Show one rule, by id or name."""
     with api_client() as api:
-        r = api.call("GET", f"/rules/{tenant}/{rule_id}")
+        r = api.call("GET", path(tenant, ref))
     if as_json:
         emit_json(r)
         return
-    details([("tenant", r["tenant"]), ("kind", r["kind"]), ("action", r["action"]), ("from", r["a"]),
-             ("to", r["b"]), ("proto", r["protocol"]), ("ports", r["ports"])], title=f"rule {r['id']}")
+    details([("tenant", r["tenant"]), ("name", r.get("name")), ("kind", r["kind"]), ("action", r["action"]),
+             ("priority", r.get("priority")), ("from", r["a"]), ("to", r["b"]),
+             ("what", describe_rule(rule_of(r)) if r["kind"] == "l4" else "everything")],
+            title=f"rule {r['id']}")
 
 
 @app.command("rm")
-def rm(rule_id: IdArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -> None:
-    """Delete a rule; routes it no longer allows are revoked."""
+def rm(ref: RefArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -> None:
+    """Delete a rule, by id or name; what it no longer allows is revoked before this returns."""
     with api_client() as api:
-        r = api.call("DELETE", f"/rules/{tenant}/{rule_id}")
+        r = api.call("DELETE", path(tenant, ref))
     if as_json:
         emit_json(r)
     else:
-        say(f"rule {r['id']} of tenant {r['tenant']} removed")
+        say(f"rule {ref_of(r)} of tenant {r['tenant']} removed")

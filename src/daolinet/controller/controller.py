@@ -24,7 +24,7 @@ from daolinet.controller.metrics import Metrics
 from daolinet.controller.ofserver import log_refusal
 from daolinet.controller.routes import scope_of_match
 from daolinet.controller.switch import SwitchSession
-from daolinet.controller.sync import FlowSync
+from daolinet.controller.sync import FlowSync, address_rules_touched
 from daolinet.flows import render
 from daolinet.model import ControllerRecord, Endpoint, Group, Host, Network, Portmap, Rule, View
 from daolinet.model.view import Change
@@ -156,7 +156,12 @@ class Controller:
         elif isinstance(changed, Group | Rule | Network):
             # A policy change takes effect at once: revoke what it no longer allows, and
             # the API call that made it answers once the switches confirm (confirmed()).
-            self.effects.track(change.rev, self.hotplug.revalidate(changed.tenant))
+            touched = self.hotplug.revalidate(changed.tenant)
+            if isinstance(changed, Group | Rule):  # rules about addresses outside: flows to and from there
+                outward, inward = address_rules_touched(view, changed)
+                if outward or inward:
+                    touched.update(self.sync.addresses_policy_changed(changed.tenant, outward, inward))
+            self.effects.track(change.rev, touched)
 
     def _host_changed(self, old: Host | None, host: Host) -> None:
         if old is None or old.dpid != host.dpid:

@@ -24,8 +24,9 @@ from daolinet.flows.infra import infra_change
 from daolinet.flows.portmap import portmap_cookie
 from daolinet.flows.proactive import flows_for_endpoint, flows_for_host_switch, portmap_flows, to_portmap
 from daolinet.flows.spec import FlowSpec
-from daolinet.model import ControllerRecord, Endpoint, Host, Portmap, View
+from daolinet.model import ControllerRecord, Endpoint, Group, Host, Portmap, Rule, View
 from daolinet.model.index import infra_addresses
+from daolinet.model.objects import cidr_of
 from daolinet.ofp.channel import MultipartDone
 from daolinet.pipeline import EID_A_MASK, EID_B_MASK, KIND_MASK, Cookie, Kind, Table
 
@@ -157,6 +158,29 @@ class FlowSync:
 
     # -- reactions to model changes ------------------------------------------------
 
+    def addresses_policy_changed(self, tenant: str, outward: bool, inward: bool) -> dict[int, Any]:
+        """Rules about addresses outside daolinet changed (or groups, which they name):
+        `outward` forgets the tenant's flows to the outside (they re-plug on their next
+        packet, judged anew), `inward` re-installs its port mappings' source flows.
+        Returns the switches sent deletions."""
+        view, touched = self.ctx.view, dict[int, Any]()
+        for e in view.endpoints.values() if outward else ():
+            net = view.network_of(e) if e.tenant == tenant else None
+            host = view.host_of(e) if net is not None and net.external else None
+            session = self._session_for(host) if host else None
+            if host is not None and session is not None and e.ofport is not None:
+                session.send(render.flow_delete_cookie(external_cookie(e.id), ALL))
+                touched[host.dpid] = session
+        for pm in view.portmaps.values() if inward else ():
+            if pm.tenant == tenant:
+                for dpid, flows in portmap_flows(view, pm).items():
+                    session = self.ctx.sessions.get(dpid)
+                    if session is not None:  # the mapping's own flows only: its clients keep theirs
+                        session.send(render.flow_delete_cookie(portmap_cookie(pm.id), ALL, Table.INGRESS),
+                                     *[render.flow_add(f) for f in flows])
+                        touched[dpid] = session
+        return touched
+
     async def host_changed(self, host: Host) -> None:
         session = self._session_for(host)
         if session is not None:
@@ -185,3 +209,12 @@ class FlowSync:
         msgs = [render.flow_add(f) for f in adds] + [render.flow_delete_strict(f) for f in deletes]
         for session in self.ctx.sessions.values() if msgs else ():
             session.send(*msgs)
+
+
+def address_rules_touched(view: View, changed: Group | Rule) -> tuple[bool, bool]:
+    """Does a group or rule change concern rules about addresses outside daolinet: to
+    them (egress of external networks), from them (port mappings' sources)?"""
+    if isinstance(changed, Rule):
+        return cidr_of(changed.b) is not None, cidr_of(changed.a) is not None
+    rules = [r for r in view.rules.values() if r.tenant == changed.tenant]
+    return (any(cidr_of(r.b) is not None for r in rules), any(cidr_of(r.a) is not None for r in rules))

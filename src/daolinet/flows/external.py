@@ -13,6 +13,7 @@ only A has.
 
 from __future__ import annotations
 
+from daolinet.flows.route import L4_FIELD
 from daolinet.flows.spec import ETH_IP, Action, Conntrack, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host
 from daolinet.pipeline import (
@@ -31,8 +32,16 @@ def external_cookie(eid: int) -> int:
     return Cookie(Kind.EXTERNAL, 0, eid).value
 
 
-def flows_for_external(a: Endpoint, host: Host, dst_ip: str, idle: int) -> list[FlowSpec]:
+def flows_for_external(a: Endpoint, host: Host, dst_ip: str, idle: int,
+                       scope: tuple[int, int] | None = None) -> list[FlowSpec]:
+    """With a scope (protocol, port) only that traffic goes out ("cidr:" rules); replies
+    come back by conntrack either way."""
     assert a.ofport is not None
+    l4: dict[str, int] = {}
+    if scope is not None:
+        l4["ip_proto"] = scope[0]
+        if scope[0] in L4_FIELD:
+            l4[f"{L4_FIELD[scope[0]]}_dst"] = scope[1]
     cookie = external_cookie(a.id)
     egress: tuple[Action, ...] = (
         DecTtl(), SetField("ipv4_src", a.pip),
@@ -49,7 +58,7 @@ def flows_for_external(a: Endpoint, host: Host, dst_ip: str, idle: int) -> list[
         FlowSpec(Table.INGRESS, Priority.ROUTE,
                  Match.of(eth_type=ETH_IP, ct_state=tracked, ipv4_dst=a.pip), back,
                  cookie=cookie, idle_timeout=idle),
-        FlowSpec(Table.EGRESS, Priority.ROUTE,
-                 Match.of(in_port=a.ofport, eth_type=ETH_IP, ipv4_src=a.ip, ipv4_dst=dst_ip), egress,
+        FlowSpec(Table.EGRESS, Priority.PORT if l4 else Priority.ROUTE,
+                 Match.of(in_port=a.ofport, eth_type=ETH_IP, ipv4_src=a.ip, ipv4_dst=dst_ip, **l4), egress,
                  cookie=cookie, idle_timeout=idle),
     ]

@@ -45,8 +45,17 @@ def portmap_cookie(pm_id: int) -> int:
     return Cookie(Kind.PORTMAP, 0, pm_id).value
 
 
-def flows_for_portmap(pm: Portmap, a: Endpoint, h: Host, s: Host) -> dict[int, list[FlowSpec]]:
-    """{dpid: flows} of one mapping; A must be plugged."""
+# Who outside may use a mapping (decide/policy.Policy.sources_of): the "cidr:" rules that
+# match it, in evaluation order, as (network, allowed), and whether any other source may.
+Sources = tuple[tuple[tuple[str, bool], ...], bool]
+ANYONE: Sources = ((), True)
+
+
+def flows_for_portmap(pm: Portmap, a: Endpoint, h: Host, s: Host,
+                      sources: Sources = ANYONE) -> dict[int, list[FlowSpec]]:
+    """{dpid: flows} of one mapping; A must be plugged.  `sources` become one inbound
+    flow per rule above the default one (first match = highest priority): DNAT for
+    an allowed network, drop for a denied one."""
     assert a.ofport is not None
     proto, f = PROTO[pm.protocol], pm.protocol
 
@@ -69,7 +78,7 @@ def flows_for_portmap(pm: Portmap, a: Endpoint, h: Host, s: Host) -> dict[int, l
                     (*out_h, Output(OFPP_IN_PORT)))
     if s.dpid == h.dpid:
         return {h.dpid: [
-            _with(inbound, (dnat, *to_a)),
+            *_inbound(inbound, (dnat, *to_a), sources),
             flow(Table.EGRESS, ip(in_port=a.ofport, ipv4_src=a.ip, **{f"{f}_src": pm.container_port}),
                  (SetField("ipv4_src", a.pip), undo)),
             flow(Table.INGRESS, ip(in_port=a.ofport, ct_state=ESTABLISHED, ipv4_src=h.underlay_ip,
@@ -84,8 +93,8 @@ def flows_for_portmap(pm: Portmap, a: Endpoint, h: Host, s: Host) -> dict[int, l
     from_a = {"in_port": h.uplink_ofport, "ipv4_src": a.pip, f"{f}_src": pm.container_port}
     return {
         h.dpid: [
-            _with(inbound, (Conntrack(zone=PORTMAP_ZONE, commit=True, nat_dst=a.pip,
-                                      nat_port=pm.container_port, table=int(Table.INGRESS)),)),
+            *_inbound(inbound, (Conntrack(zone=PORTMAP_ZONE, commit=True, nat_dst=a.pip,
+                                          nat_port=pm.container_port, table=int(Table.INGRESS)),), sources),
             flow(Table.INGRESS, ip(in_port=h.uplink_ofport, ct_state=TRACKED, ipv4_dst=a.pip,
                                    **{f"{f}_dst": pm.container_port}), to_s),
             _above(flow(Table.INGRESS, ip(ct_state=TRACKED, ipv4_dst=h.underlay_ip, **from_a),
@@ -99,6 +108,15 @@ def flows_for_portmap(pm: Portmap, a: Endpoint, h: Host, s: Host) -> dict[int, l
             flow(Table.EGRESS, ip(in_port=a.ofport, ipv4_src=a.ip, **{f"{f}_src": pm.container_port}), to_h),
         ],
     }
+
+
+def _inbound(spec: FlowSpec, dnat: tuple[Action, ...], sources: Sources) -> list[FlowSpec]:
+    ordered, others = sources
+    flows = [FlowSpec(spec.table, spec.priority + len(ordered) - i,
+                      Match.of(**spec.match.as_dict(), ipv4_src=net), dnat if allowed else (),
+                      cookie=spec.cookie)
+             for i, (net, allowed) in enumerate(ordered)]
+    return [*flows, _with(spec, dnat if others else ())]
 
 
 def _with(spec: FlowSpec, actions: tuple[Action, ...]) -> FlowSpec:

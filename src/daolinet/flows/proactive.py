@@ -8,8 +8,9 @@ bootstrap puts the pipeline in before any controller is reached."""
 
 from __future__ import annotations
 
+from daolinet.decide.route import policy_of
 from daolinet.flows.infra import flow_for_mapped_replies, flow_to_portmap, flows_for_infra
-from daolinet.flows.portmap import flows_for_portmap
+from daolinet.flows.portmap import PROTO, flows_for_portmap
 from daolinet.flows.spec import (
     ETH_ARP,
     ETH_IP,
@@ -140,7 +141,8 @@ def portmap_flows(view: View, pm: Portmap) -> dict[int, list[FlowSpec]]:
     s = view.host_of(a) if a else None
     if a is None or a.ofport is None or h is None or s is None:
         return {}
-    flows = flows_for_portmap(pm, a, h, s)
+    ordered, others = policy_of(view).sources_of(a, PROTO[pm.protocol], pm.container_port)
+    flows = flows_for_portmap(pm, a, h, s, (tuple((net, r.action == "allow") for net, r in ordered), others))
     flows.setdefault(s.dpid, []).append(flow_for_mapped_replies(pm, a, h, s))
     return flows
 

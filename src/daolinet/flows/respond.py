@@ -153,7 +153,7 @@ def _to_the_outside(decision: External | MappedPort, meta: PacketMeta, frame: by
     if host is None:
         return NOTHING
     if isinstance(decision, External):
-        flows = flows_for_external(src, host, decision.dst_ip, idle_timeout)
+        flows = flows_for_external(src, host, decision.dst_ip, idle_timeout, decision.scope)
     else:
         flows = flows_for_portmap_client(src, host, decision.pm, decision.host, idle_timeout)
     return Response(steps=((meta.dpid, tuple([wire.flow_add(f) for f in flows])),),

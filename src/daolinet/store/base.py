@@ -21,6 +21,7 @@ from typing import Self
 
 from daolinet.errors import Conflict, SystemFailure
 from daolinet.model.objects import (
+    DEFAULT_RULE_PRIORITY,
     ControllerRecord,
     Endpoint,
     Group,
@@ -244,17 +245,24 @@ class Store(ABC):
         the tenant (both None); return what was deleted."""
 
     @abstractmethod
-    async def create_l4_rule(self, tenant: str, from_group: str, to_group: str, protocol: str,
-                             ports: str = "") -> Rule: ...
+    async def create_l4_rule(self, tenant: str, from_group: str, to_group: str, protocol: str = "any",
+                             ports: str = "", *, icmp_type: int | None = None, action: str = "allow",
+                             priority: int = DEFAULT_RULE_PRIORITY, name: str = "") -> Rule:
+        """An l4 rule `action` (allow|deny) `protocol` (tcp|udp|icmp|any) to `ports` ("N" or
+        "N-M", tcp and udp) or of `icmp_type`, from a group or "cidr:NETWORK" to another, at
+        `priority` (0..RULE_PRIORITY_MAX), optionally named (unique in the tenant).  Groups
+        must be the tenant's; the same rule twice is refused, overlapping ones are fine."""
 
     @abstractmethod
-    async def get_rule(self, tenant: str, id: int) -> Rule: ...
+    async def get_rule(self, tenant: str, ref: int | str) -> Rule:
+        """A rule by id, or an l4 rule by name."""
 
     @abstractmethod
     async def list_rules(self, tenant: str | None = None, kind: str | None = None) -> list[Rule]: ...
 
     @abstractmethod
-    async def delete_rule(self, tenant: str, id: int) -> Rule: ...
+    async def delete_rule(self, tenant: str, ref: int | str) -> Rule:
+        """Delete a rule by id, or an l4 rule by name."""
 
     # -- tokens -------------------------------------------------------------------
 

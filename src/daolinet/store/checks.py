@@ -5,6 +5,7 @@ The rules that need what a transaction read are in `rules`."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import math
@@ -12,7 +13,15 @@ import re
 from collections.abc import Mapping, Sequence
 
 from daolinet.errors import InvalidInput
-from daolinet.model.objects import MEMBER_KINDS, Host
+from daolinet.model.objects import (
+    CIDR_PREFIX,
+    DEFAULT_RULE_PRIORITY,
+    MEMBER_KINDS,
+    RULE_PRIORITY_MAX,
+    Host,
+    Rule,
+    cidr_of,
+)
 from daolinet.store import ipam
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")  # tenants and networks
@@ -23,7 +32,8 @@ MAX_OFPORT = 0xFFFFFF00  # OFPP_MAX
 LABEL_PART_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")  # KEY and VALUE of a "label:KEY=VALUE" member
 TOKEN_HASH_RE = re.compile(r"^[0-9a-f]{64}$")  # sha256, lowercase hex
 PAIR_ACTIONS = ("connect", "disconnect")
-L4_PROTOCOLS = ("tcp", "udp", "icmp")
+L4_PROTOCOLS = ("tcp", "udp", "icmp", "any")  # "any" is stored as ""
+L4_ACTIONS = ("allow", "deny")
 RULE_KINDS = ("pair", "l4")
 PORTMAP_PROTOCOLS = ("tcp", "udp")
 _PORTS_RE = re.compile(r"^([0-9]{1,10})(?:-([0-9]{1,10}))?$")
@@ -107,16 +117,14 @@ def check_choice(what: str, value: object, choices: Sequence[str]) -> str:
 
 
 def check_ports(protocol: str, ports: object) -> str:
-    """`ports` of an l4 rule in canonical form: "N" or "N-M" for tcp and udp, "" for icmp."""
-    check_choice("protocol", protocol, L4_PROTOCOLS)
+    """`ports` of an l4 rule in canonical form: "N" or "N-M" for tcp and udp ("" any port);
+    "" for icmp and any protocol.  `protocol` is canonical already ("" for any)."""
     if not isinstance(ports, str):
         raise InvalidInput(f"ports {ports!r} must be a string like \"80\" or \"8000-8100\"")
-    if protocol == "icmp":
-        if ports:
-            raise InvalidInput(f"icmp rules take no ports, got {ports!r}")
-        return ""
     if not ports:
-        raise InvalidInput(f"{protocol} rules need ports: \"N\" or \"N-M\" between 1 and 65535")
+        return ""
+    if protocol not in ("tcp", "udp"):
+        raise InvalidInput(f"ports {ports!r} need protocol tcp or udp, not {protocol or 'any'}")
     match = _PORTS_RE.match(ports)
     if match is None:
         raise InvalidInput(f"ports {ports!r} of a {protocol} rule must be \"N\" or \"N-M\"")
@@ -128,6 +136,59 @@ def check_ports(protocol: str, ports: object) -> str:
     if lo > hi:
         raise InvalidInput(f"port range {ports!r} is empty: {lo} is above {hi}")
     return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def check_selector(side: str, selector: object) -> str:
+    """One side ("from", "to") of an l4 rule: a group name, or "cidr:NETWORK" with NETWORK an
+    IPv4 network (no host bits set), in canonical form."""
+    if not isinstance(selector, str):
+        raise InvalidInput(f"{side} {selector!r} must be a group name or cidr:NETWORK")
+    network = cidr_of(selector)
+    if network is None:
+        return check_name(f"{side} group", selector)
+    try:
+        return CIDR_PREFIX + str(ipaddress.IPv4Network(network, strict=True))
+    except ValueError as e:
+        hint = ""
+        with contextlib.suppress(ValueError):
+            hint = f" (its network is {CIDR_PREFIX}{ipaddress.IPv4Network(network, strict=False)})"
+        raise InvalidInput(f"{side} {selector!r} is not a network: {e}{hint}") from None
+
+
+def check_rule_name(name: object) -> str:
+    """An l4 rule's optional name: like a tenant's, and never all digits (those are ids)."""
+    if name == "":
+        return ""
+    if not isinstance(name, str):
+        raise InvalidInput(f"invalid rule name {name!r}: must match {NAME_RE.pattern}")
+    check_name("rule", name)
+    if name.isdigit():
+        raise InvalidInput(f"invalid rule name {name!r}: all digits would read as a rule id")
+    return name
+
+
+def check_icmp_type(protocol: str, icmp_type: object) -> int | None:
+    if icmp_type is None:
+        return None
+    if protocol != "icmp":
+        raise InvalidInput(f"icmp type {icmp_type!r} needs protocol icmp, not {protocol or 'any'}")
+    return check_int("icmp type", icmp_type, 0, 255)
+
+
+def check_l4_rule(tenant: str, a: object, b: object, protocol: object = "any", ports: object = "",
+                  icmp_type: object = None, action: object = "allow",
+                  priority: object = DEFAULT_RULE_PRIORITY, name: object = "") -> Rule:
+    """A new l4 rule's input, checked and in canonical form: the Rule to store, id 0 until the
+    store gives it one.  Protocol "any" (or "") is stored as ""."""
+    a, b = check_selector("from", a), check_selector("to", b)
+    if cidr_of(a) is not None and cidr_of(b) is not None:
+        raise InvalidInput(f"a rule from {a} to {b} names no group: one side must be a group")
+    proto = check_choice("protocol", "any" if protocol == "" else protocol, L4_PROTOCOLS)
+    proto = "" if proto == "any" else proto
+    return Rule(id=0, tenant=tenant, kind="l4", action=check_choice("action", action, L4_ACTIONS), a=a, b=b,
+                protocol=proto, ports=check_ports(proto, ports), name=check_rule_name(name),
+                priority=check_int("priority", priority, 0, RULE_PRIORITY_MAX),
+                icmp_type=check_icmp_type(proto, icmp_type))
 
 
 def check_token(name: str, hash: str, created: float, tenant: str | None = None,

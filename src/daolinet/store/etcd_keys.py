@@ -26,7 +26,10 @@ store URL (etcd://h1:2379,h2:2379/site-b puts everything under /site-b/).
     claim/dpid/<dpid:016x>          -> key of the host with that datapath id
     claim/underlay/<ip:08x>         -> key of the host with that underlay IP
     claim/pair/<tenant>/<a>/<b>     -> key of the pair rule of containers a < b
-    claim/l4/<tenant>/<a>/<b>/<protocol>/<ports>  -> key of that l4 rule
+    claim/l4/<tenant>/<a>/<b>/<protocol>/<ports>[/<action>/<priority>/<icmp type>]  -> key of that l4 rule
+                                    (a cidr: selector's "/" as "_"; the bracketed part only when not
+                                    allow/100/any, so rules stored before issue 15 keep their claims)
+    claim/rule-name/<tenant>/<name> -> key of the l4 rule of that name
     claim/token-name/<tenant|_>/<name>            -> key of the token (_ : admin tokens)
     claim/token-hash/<sha256>       -> key of the token with that secret
     claim/hostport/<host>/<protocol>/<port>       -> key of the port mapping holding that host port
@@ -46,6 +49,7 @@ import json
 from ipaddress import IPv4Address, IPv4Network
 
 from daolinet.model.objects import (
+    DEFAULT_RULE_PRIORITY,
     ControllerRecord,
     Endpoint,
     Group,
@@ -192,8 +196,17 @@ class Keys:
     def pair(self, tenant: str, a: str, b: str) -> bytes:
         return self._k("claim", "pair", tenant, a, b)
 
-    def l4(self, tenant: str, a: str, b: str, protocol: str, ports: str) -> bytes:
-        return self._k("claim", "l4", tenant, a, b, protocol, ports)
+    def l4(self, rule: Rule) -> bytes:
+        """The claim that makes an l4 rule unique: everything but its id and name."""
+        parts = [rule.tenant, rule.a.replace("/", "_"), rule.b.replace("/", "_"), rule.protocol or "any",
+                 rule.ports]
+        if (rule.action, rule.priority, rule.icmp_type) != ("allow", DEFAULT_RULE_PRIORITY, None):
+            icmp = "any" if rule.icmp_type is None else str(rule.icmp_type)
+            parts += [rule.action, str(rule.priority), icmp]
+        return self._k("claim", "l4", *parts)
+
+    def rule_name(self, tenant: str, name: str) -> bytes:
+        return self._k("claim", "rule-name", tenant, name)
 
     def token_name(self, tenant: str | None, name: str) -> bytes:
         return self._k("claim", "token-name", "_" if tenant is None else tenant, name)
@@ -216,7 +229,7 @@ class Keys:
             case Rule() if obj.kind == "pair":
                 keys = [self.pair(obj.tenant, obj.a, obj.b)]
             case Rule():
-                keys = [self.l4(obj.tenant, obj.a, obj.b, obj.protocol, obj.ports)]
+                keys = [self.l4(obj), *([self.rule_name(obj.tenant, obj.name)] if obj.name else [])]
             case Token():
                 keys = [self.token_name(obj.tenant, obj.name), self.token_hash(obj.hash)]
             case Portmap():

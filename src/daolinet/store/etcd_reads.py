@@ -143,8 +143,8 @@ class EtcdReads:
     async def pair_rule(self, tenant: str, a: str, b: str) -> Rule | None:
         return await self._owner(self.keys.pair(tenant, a, b), Rule)
 
-    async def l4_rule(self, tenant: str, a: str, b: str, protocol: str, ports: str) -> Rule | None:
-        return await self._owner(self.keys.l4(tenant, a, b, protocol, ports), Rule)
+    async def rule_named(self, tenant: str, name: str) -> Rule | None:
+        return await self._owner(self.keys.rule_name(tenant, name), Rule)
 
     async def token(self, id: int) -> Token | None:
         return await self._get(self.keys.token(id), Token)

@@ -103,7 +103,7 @@ class EtcdTx(EtcdReads):
 
     def drop_tenant_policy(self, tenant: str) -> None:
         """Tenant-scoped keys go by prefix: one operation each, whatever their number."""
-        for kind in ("rule", "group", "claim/pair", "claim/l4", "claim/token-name"):
+        for kind in ("rule", "group", "claim/pair", "claim/l4", "claim/rule-name", "claim/token-name"):
             self.delete_prefix(self.keys.all(kind, tenant))
 
     def drop_pair_rules(self, tenant: str) -> None:

@@ -9,6 +9,7 @@ from typing import TypeVar
 from daolinet.errors import NotFound
 from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant
 from daolinet.store.backend import Reads
+from daolinet.store.checks import NAME_RE
 
 T = TypeVar("T")
 
@@ -57,8 +58,13 @@ async def must_group(r: Reads, tenant: str, name: str) -> Group:
     return await _in_tenant(r, tenant, await r.group(tenant, name), f"group {name}")
 
 
-async def must_rule(r: Reads, tenant: str, id: int) -> Rule:
-    return await _in_tenant(r, tenant, await r.rule(tenant, id), f"rule {id}")
+async def must_rule(r: Reads, tenant: str, ref: int | str) -> Rule:
+    """A rule by id, or an l4 rule by name (names are never all digits)."""
+    if isinstance(ref, str):
+        found = await r.rule_named(tenant, ref) if NAME_RE.match(ref) else None
+    else:
+        found = await r.rule(tenant, ref)
+    return await _in_tenant(r, tenant, found, f"rule {ref}")
 
 
 async def must_portmap(r: Reads, tenant: str, name: str) -> Portmap:

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
+from daolinet.decide.policy import describe_rule
 from daolinet.errors import Conflict, InvalidInput, NotFound
 from daolinet.model.objects import Endpoint, Group, Host, Network, Portmap, Rule, Tenant, Token
 from daolinet.model.view import Obj
@@ -233,11 +234,23 @@ def doomed_pair_rules(rules: Sequence[Rule], a: str | None, b: str | None) -> li
     return sorted((r for r in rules if r.kind == "pair" and doomed(r)), key=lambda r: r.id)
 
 
-def check_l4_free(tenant: str, same: Rule | None) -> None:
-    if same is not None:
-        what = f"{same.protocol} {same.ports}".rstrip()
-        raise Conflict(f"l4 rule {same.id} of tenant {tenant} already allows {what} from group "
-                       f"{same.a} to group {same.b}")
+def _match(rule: Rule) -> tuple[object, ...]:
+    """What makes two l4 rules the same rule, whatever their names and ids."""
+    return (rule.a, rule.b, rule.protocol, rule.ports, rule.icmp_type, rule.action, rule.priority)
+
+
+def check_l4_free(new: Rule, existing: Sequence[Rule]) -> None:
+    """`new`'s name is free in its tenant and no rule there is the same rule.  Overlapping and
+    contradictory rules are fine: priorities and the evaluation order settle them."""
+    for other in sorted(existing, key=lambda r: r.id):
+        if other.kind != "l4":
+            continue
+        if new.name and other.name == new.name:
+            raise Conflict(f"rule name {new.name} of tenant {new.tenant} is already taken (rule {other.id})")
+        if _match(other) == _match(new):
+            verb = "denies" if other.action == "deny" else "allows"
+            raise Conflict(f"{other.label} of tenant {new.tenant} already {verb} "
+                           f"{describe_rule(other)} from {other.a} to {other.b} at priority {other.priority}")
 
 
 # -- tokens and port mappings ----------------------------------------------------------------

@@ -10,10 +10,19 @@ deleting those does not touch policy: a re-created container is covered again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from daolinet.model.objects import ControllerRecord, Group, Portmap, Rule, Token
+from daolinet.model.objects import (
+    DEFAULT_RULE_PRIORITY,
+    ControllerRecord,
+    Group,
+    Portmap,
+    Rule,
+    Token,
+    cidr_of,
+)
 from daolinet.store import lookups, rules
 from daolinet.store.backend import Backend, Reads, Writes
 from daolinet.store.base import Store
@@ -21,11 +30,11 @@ from daolinet.store.checks import (
     PAIR_ACTIONS,
     RULE_KINDS,
     check_choice,
+    check_l4_rule,
     check_member,
     check_members,
     check_name,
     check_portmap,
-    check_ports,
     check_token,
     token_what,
 )
@@ -166,32 +175,33 @@ class PolicyService(Store):
             return doomed
         return await self._write(write)
 
-    async def create_l4_rule(self, tenant: str, from_group: str, to_group: str, protocol: str,
-                             ports: str = "") -> Rule:
-        ports = check_ports(protocol, ports)
+    async def create_l4_rule(self, tenant: str, from_group: str, to_group: str, protocol: str = "any",
+                             ports: str = "", *, icmp_type: int | None = None, action: str = "allow",
+                             priority: int = DEFAULT_RULE_PRIORITY, name: str = "") -> Rule:
+        new = check_l4_rule(tenant, from_group, to_group, protocol, ports, icmp_type, action, priority, name)
 
         async def write(tx: Writes) -> Rule:
-            await lookups.must_group(tx, tenant, from_group)
-            await lookups.must_group(tx, tenant, to_group)
-            rules.check_l4_free(tenant, await tx.l4_rule(tenant, from_group, to_group, protocol, ports))
-            rule = Rule(id=await tx.next_id("rule"), tenant=tenant, kind="l4", action="allow", a=from_group,
-                        b=to_group, protocol=protocol, ports=ports)
+            for selector in (new.a, new.b):
+                if cidr_of(selector) is None:  # a group of this tenant (one side at least is one)
+                    await lookups.must_group(tx, tenant, selector)
+            rules.check_l4_free(new, await tx.rules(tenant, "l4"))
+            rule = dataclasses.replace(new, id=await tx.next_id("rule"))
             tx.put(rule)
             tx.record(rule)
             return rule
         return await self._write(write)
 
-    async def get_rule(self, tenant: str, id: int) -> Rule:
-        return await self._read(lambda r: lookups.must_rule(r, tenant, id))
+    async def get_rule(self, tenant: str, ref: int | str) -> Rule:
+        return await self._read(lambda r: lookups.must_rule(r, tenant, ref))
 
     async def list_rules(self, tenant: str | None = None, kind: str | None = None) -> list[Rule]:
         if kind is not None:
             check_choice("rule kind", kind, RULE_KINDS)
         return await self._read(lambda r: r.rules(tenant, kind))
 
-    async def delete_rule(self, tenant: str, id: int) -> Rule:
+    async def delete_rule(self, tenant: str, ref: int | str) -> Rule:
         async def write(tx: Writes) -> Rule:
-            rule = await lookups.must_rule(tx, tenant, id)
+            rule = await lookups.must_rule(tx, tenant, ref)
             tx.remove(rule)
             return rule
         return await self._write(write)

@@ -131,9 +131,9 @@ class SqliteReads:
         return self._one(rule_of, "SELECT * FROM rules WHERE tenant = ? AND kind = 'pair' "
                          "AND a = ? AND b = ?", tenant, a, b)
 
-    async def l4_rule(self, tenant: str, a: str, b: str, protocol: str, ports: str) -> Rule | None:
-        return self._one(rule_of, "SELECT * FROM rules WHERE tenant = ? AND kind = 'l4' AND a = ? AND b = ? "
-                         "AND protocol = ? AND ports = ?", tenant, a, b, protocol, ports)
+    async def rule_named(self, tenant: str, name: str) -> Rule | None:
+        return self._one(rule_of, "SELECT * FROM rules WHERE tenant = ? AND kind = 'l4' AND name = ?",
+                         tenant, name)
 
     async def token(self, id: int) -> Token | None:
         return self._one(token_of, "SELECT * FROM tokens WHERE id = ?", id)

@@ -92,6 +92,8 @@ def upgrade(db: sqlite3.Connection) -> None:
     if "priority" not in {row[1] for row in db.execute("PRAGMA table_info(rules)")}:
         _upgrade_rules(db)  # names, priorities, ICMP types; overlapping rules (issue 15)
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS rules_by_name ON rules (tenant, name) WHERE name != ''")
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS rules_l4_once ON rules (tenant, a, b, protocol, ports, "
+               "ifnull(icmp_type, -1), action, priority) WHERE kind = 'l4'")
 
 
 def _upgrade_rules(db: sqlite3.Connection) -> None:

@@ -30,6 +30,8 @@ async def populate(store: Store) -> None:
     await store.create_group("default", "fronts", ["label:app=w"])
     await store.set_pair_rule("default", "w0", "d0", "disconnect")
     await store.create_l4_rule("default", "fronts", "app", "tcp", "80-90")
+    await store.create_l4_rule("default", "fronts", "cidr:198.19.0.0/16", "icmp", icmp_type=8, action="deny",
+                               priority=700, name="no-ping")
     await store.create_token("ops", "red", "a" * 64, 1.5)
     await store.create_portmap("default", "http", "w0", "tcp", 8080, 80)
     await store.record_controller(ControllerRecord(

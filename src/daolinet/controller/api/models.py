@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from daolinet.api_common import Strict
-from daolinet.model.objects import DEFAULT_TENANT
+from daolinet.model.objects import DEFAULT_RULE_PRIORITY, DEFAULT_TENANT
 
 OFPORT_MAX = 0xFFFFFF00
 
@@ -79,10 +79,19 @@ class PairIn(Strict):
 
 
 class L4RuleIn(Strict):
-    from_group: str
-    to_group: str
-    protocol: str
-    ports: str = ""
+    """An l4 rule: "from" and "to" are group names or "cidr:NETWORK" (the older names
+    from_group and to_group are accepted too).  The store checks every value."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    from_group: str = Field(alias="from")
+    to_group: str = Field(alias="to")
+    protocol: str = "any"  # tcp | udp | icmp | any
+    ports: str = ""  # "N" or "N-M", tcp and udp only; "" any port
+    icmp_type: int | None = None  # icmp only; None any type
+    action: str = "allow"  # allow | deny
+    priority: int = DEFAULT_RULE_PRIORITY  # 0..RULE_PRIORITY_MAX, higher first
+    name: str = ""  # unique in the tenant, never all digits
     tenant: str = DEFAULT_TENANT
 
 

@@ -6,14 +6,16 @@ confirmed by barrier replies (Controller.confirmed)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from daolinet.controller.api.auth import Auth
-from daolinet.controller.api.models import GroupIn, L4RuleIn, MemberIn, PairIn, RowId, TraceIn
+from daolinet.controller.api.models import GroupIn, L4RuleIn, MemberIn, PairIn, TraceIn
 from daolinet.controller.trace import trace
 from daolinet.errors import NotFound
+from daolinet.model.objects import Rule
 from daolinet.store.base import Store
 
 router = APIRouter()
@@ -106,30 +108,53 @@ async def clear_policy(request: Request, caller: Auth, tenant: str = "default", 
     return changed
 
 
+def in_order(rules: list[Rule]) -> list[dict[str, Any]]:
+    """L4 rules in evaluation order (Rule.order_key) within each tenant, each with its
+    place in that order ("order", from 1): the first that matches a packet decides."""
+    out: list[dict[str, Any]] = []
+    for _, of_tenant in itertools.groupby(sorted(rules, key=lambda r: (r.tenant, r.order_key())),
+                                          key=lambda r: r.tenant):
+        out += [{**r.to_json(), "order": n} for n, r in enumerate(of_tenant, start=1)]
+    return out
+
+
+def rule_ref(ref: str) -> int | str:
+    """A rule's id (digits) or an l4 rule's name (never all digits)."""
+    if ref.isascii() and ref.isdigit() and len(ref) <= 18:  # below 2**62: a store integer
+        return int(ref)
+    return ref
+
+
 @router.get("/rules", tags=["rules"])
 async def list_rules(request: Request, caller: Auth, tenant: str | None = None) -> list[dict[str, Any]]:
-    return [r.to_json() for r in await _store(request).list_rules(caller.tenant_filter(tenant), kind="l4")]
+    """L4 rules in evaluation order: first by tenant, then as `order` says (higher priority
+    first; at equal priority deny before allow, then the older rule)."""
+    return in_order(await _store(request).list_rules(caller.tenant_filter(tenant), kind="l4"))
 
 
 @router.post("/rules", status_code=201, tags=["rules"])
 async def create_rule(request: Request, caller: Auth, body: L4RuleIn) -> dict[str, Any]:
     caller.see(body.tenant, f"tenant {body.tenant} not found")
-    r = await _store(request).create_l4_rule(body.tenant, body.from_group, body.to_group,
-                                             body.protocol, body.ports)
+    r = await _store(request).create_l4_rule(
+        body.tenant, body.from_group, body.to_group, body.protocol, body.ports, icmp_type=body.icmp_type,
+        action=body.action, priority=body.priority, name=body.name)
     await _in_effect(request)
     return r.to_json()
 
 
-@router.get("/rules/{tenant}/{rule_id}", tags=["rules"])
-async def get_rule(request: Request, caller: Auth, tenant: str, rule_id: RowId) -> dict[str, Any]:
-    caller.see(tenant, f"rule {rule_id} of tenant {tenant} not found")
-    return (await _store(request).get_rule(tenant, rule_id)).to_json()
+@router.get("/rules/{tenant}/{ref:path}", tags=["rules"])  # a name with "/" is not found, by name
+async def get_rule(request: Request, caller: Auth, tenant: str, ref: str) -> dict[str, Any]:
+    """A rule by id, or an l4 rule by name."""
+    caller.see(tenant, f"rule {ref} of tenant {tenant} not found")
+    return (await _store(request).get_rule(tenant, rule_ref(ref))).to_json()
 
 
-@router.delete("/rules/{tenant}/{rule_id}", tags=["rules"])
-async def delete_rule(request: Request, caller: Auth, tenant: str, rule_id: RowId) -> dict[str, Any]:
-    caller.see(tenant, f"rule {rule_id} of tenant {tenant} not found")
-    changed = await _store(request).delete_rule(tenant, rule_id)
+@router.delete("/rules/{tenant}/{ref:path}", tags=["rules"])
+async def delete_rule(request: Request, caller: Auth, tenant: str, ref: str) -> dict[str, Any]:
+    """Delete a rule by id, or an l4 rule by name; answers once the routes it no longer
+    allows are revoked on every switch."""
+    caller.see(tenant, f"rule {ref} of tenant {tenant} not found")
+    changed = await _store(request).delete_rule(tenant, rule_ref(ref))
     await _in_effect(request)
     return changed.to_json()
 
