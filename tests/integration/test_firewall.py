@@ -163,6 +163,11 @@ def test_removing_the_rule_stops_a_transfer_and_flushes_its_connections(firewall
     assert result["bytes"] > 1_000_000
     assert stopped_after < 0.1, f"traffic went on {stopped_after:.3f}s after revocation"
     assert pair_flows(lab, "front", "back") == []
-    wait_for(lambda: not conntrack(lab, "h1", *pips) and not conntrack(lab, "h2", *pips), timeout=2,
-             what="no conntrack entry of the route left on either host")
+    def left() -> list[str]:
+        return conntrack(lab, "h1", *pips) + conntrack(lab, "h2", *pips)
+
+    try:
+        wait_for(lambda: not left(), timeout=2, what="no conntrack entry of the route left on either host")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {left()}") from None
     assert not connects(lab, "front", addr(lab, "back"), 80)

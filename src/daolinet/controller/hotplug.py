@@ -9,8 +9,10 @@ for a route being plugged ride along, their packets sent with the first one's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,13 @@ from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import EID_BITS, EID_MAX, Kind, kind_mask
 
 log = logging.getLogger(__name__)
+# OVS revalidates its datapath flows at once when its flow tables change, and at the latest
+# every max-revalidator ms (500 by default): after that no cached flow of a deleted route is left.
+REFLUSH_AFTER = 0.6
+
+
+def _call_later(delay: float, fn: Callable[..., None], *args: Any) -> None:
+    asyncio.get_running_loop().call_later(delay, fn, *args)
 
 
 @dataclass(slots=True)
@@ -45,6 +54,7 @@ class HotPlug:
         self._counters: dict[tuple[int, str], Any] = {}  # (metric, label) -> its child
         self._drops_sent: dict[int, float] = {}  # dpid -> when it was last sent a drop flow
         self._cleared: dict[int, Any] = {}  # dpid -> its session at the last clear_drops
+        self.call_later = _call_later  # (a seam for tests)
 
     def _counter(self, metric: Any, label: str) -> Any:
         """A metric's child for one label, made once (prometheus' labels() costs a lock)."""
@@ -260,11 +270,17 @@ class HotPlug:
         return touched
 
     def _flush(self, routes: list[LiveRoute]) -> None:
-        """Forget the scoped routes' connections: right after their flows' deletion, and
-        once more when the switch confirms it (a packet may still have met a flow the
-        datapath had cached, and committed its connection again)."""
+        """Forget the scoped routes' connections: right after their flows' deletion (the
+        caller's barrier confirms both), and once more when OVS has surely dropped the
+        datapath flows it cached from the deleted ones (a packet meeting one meanwhile
+        commits its connection again; no barrier waits for that, only time does)."""
         for dpid, flush in route_flushes(routes, self.ctx.view):
             switch = self._switch(dpid)
             if switch is not None:
                 self._send(switch, flush)
-                switch.barrier_then(lambda ok, switch=switch, flush=flush: ok and switch.send(flush))
+                self.call_later(REFLUSH_AFTER, self._reflush, dpid, flush)
+
+    def _reflush(self, dpid: int, flush: Encoded) -> None:
+        switch = self._switch(dpid)
+        if switch is not None:
+            self._send(switch, flush)
