@@ -171,3 +171,28 @@ def test_removing_the_rule_stops_a_transfer_and_flushes_its_connections(firewall
     except AssertionError as e:
         raise AssertionError(f"{e}: {left()}") from None
     assert not connects(lab, "front", addr(lab, "back"), 80)
+
+
+def test_a_restarted_controller_adopts_the_stateful_route_and_still_revokes_it(firewall: cluster.Lab) -> None:
+    lab = firewall
+    rule = web_rule(lab)
+    pips = (addr(lab, "front", "pip"), addr(lab, "back", "pip"))
+    web = lab.popen("back", [*STREAM, "listen", "80"], stdout=subprocess.PIPE)
+    try:
+        assert web.stdout is not None and "listening" in web.stdout.readline()
+        assert connects(lab, "front", addr(lab, "back"), 80)
+        before = sorted(pair_flows(lab, "front", "back"))
+        assert len(before) == 5 and conntrack(lab, "h1", *pips)
+        lab.stop_controller(signal.SIGKILL)
+        lab.start_controller()
+        lab.wait_synced([1, 2])
+        routes = [r for r in api(lab, "GET", "/routes") if r["names"] == ["front", "back"]]
+        assert [r["scope"] for r in routes] == [[6, 80]] and routes[0]["flows"] == 5, routes
+        assert sorted(pair_flows(lab, "front", "back")) == before  # adopted, not deleted
+        assert connects(lab, "front", addr(lab, "back"), 80)
+        api(lab, "DELETE", f"/rules/default/{rule['id']}")
+        assert pair_flows(lab, "front", "back") == []
+        wait_for(lambda: not conntrack(lab, "h1", *pips), timeout=2, what="the route's connections flushed")
+    finally:
+        web.kill()
+        web.wait()

@@ -25,7 +25,8 @@ from daolinet.testing.factories import make_endpoint, make_host, make_network
 
 H1, H2 = make_host(1), make_host(2)
 NET = make_network(1)
-FRONT, BACK = make_endpoint(1, H1, NET, 2, "front"), make_endpoint(2, H2, NET, 3, "back")
+FRONT = make_endpoint(1, H1, NET, 2, "front")
+BACK = make_endpoint(2, H2, NET, 2, "back")  # the same ofport: on another switch
 GROUPS = [Group(1, DEFAULT_TENANT, "fe", ("container:front",)),
           Group(2, DEFAULT_TENANT, "be", ("container:back",))]
 WEB = Rule(1, DEFAULT_TENANT, "l4", "allow", "fe", "be", "tcp", "80", name="web")

@@ -42,28 +42,31 @@ def match_key(table: int, priority: int, match: Any) -> MatchKey:
     return (int(table), int(priority), tuple(sorted((k, str(v)) for k, v in match.items())))
 
 
-def _client_of(flows: list[Any], a: Endpoint, b: Endpoint) -> int | None:
+def _client_of(flows: list[Any], a: Endpoint, b: Endpoint, local: list[Endpoint]) -> int | None:
     """Which end opens an L4 route's connections, read off its flows on one switch: the
     destination of its STATEFUL flow (client's host), or which end sends its egress flow
-    here, to the server's port or from it (not for ICMP).  None if these flows do not tell."""
+    here, to the server's port or from it (not for ICMP; `local`: the ends on this
+    switch, ofports being per switch).  None if these flows do not tell."""
     for st in flows:
         m = st.match
         if st.table_id == Table.STATEFUL:
             return next((e.id for e in (a, b) if m.get("ipv4_dst") in (e.ip, e.pip)), None)
         if st.table_id == Table.EGRESS and m.get("ip_proto") in (6, 17):  # sent by the client or the server
-            sender = next((e for e in (a, b) if m.get("in_port") == e.ofport), None)
+            sender = next((e for e in local if m.get("in_port") == e.ofport), None)
             if sender is not None:
                 to_server = m.get("tcp_dst") is not None or m.get("udp_dst") is not None
                 return sender.id if to_server else (b if sender is a else a).id
     return None
 
 
-def _valid(flows: list[Any], a: Endpoint, b: Endpoint, scope: Scope, view: View) -> tuple[bool, int | None]:
+def _valid(flows: list[Any], a: Endpoint, b: Endpoint, scope: Scope, view: View,
+           dpid: int) -> tuple[bool, int | None]:
     """(would the policy install this route today, its client): an L4 route whose flows
     here do not tell its client stands if either end may open it."""
     if scope is None:
         return still_allowed(a, b, view), None
-    told = _client_of(flows, a, b)
+    local = [e for e in (a, b) if (h := view.host_of(e)) is not None and h.dpid == dpid]
+    told = _client_of(flows, a, b, local)
     for client in (told,) if told is not None else (a.id, b.id):
         if still_allowed(a, b, view, scope, client):
             return True, client
@@ -124,7 +127,8 @@ class FlowSync:
         assert c is not None
         view = self.ctx.view
         a, b = view.endpoints.get(c.a), view.endpoints.get(c.b)
-        found = {scope: _valid(st, a, b, scope, view) for scope, st in scopes.items()} if a and b else {}
+        found = {scope: _valid(st, a, b, scope, view, dpid) for scope, st in scopes.items()} if a and b \
+            else {}
         if a is None or b is None or not all(ok for ok, _ in found.values()):
             session = self.ctx.sessions.get(dpid)
             if session is not None:
