@@ -8,7 +8,12 @@ and request/response latency between two namespaces on two lab hosts, three ways
   two ovs-vswitchd, joined by an in_port -> output flow pair per bridge (priority
   above daolinet's pipeline, a cookie that is not daolinet's) over the same uplinks
   and fabric: what OVS forwarding costs with no route logic at all;
-- veth: a direct veth pair between two namespaces (no OVS).
+- veth: a direct veth pair between two namespaces (no OVS);
+- hot-plug route through conntrack: two more containers c (h1) and d (h2) whose pair an L4
+  rule covers ("c -> d tcp/5201-5202" and "c -> d icmp"): every route is scoped, stateful on
+  c's host (ct(commit) out, ct(table=21) back, docs/pipeline.md), in the same run as hot-plug.
+  For both hot-plug cases also the first-packet cost: a TCP connect's time right after the
+  pair's routes were revoked (a pair rule set and cleared), so the SYN waits for the controller.
 
 Each host bridge carries the same ports in both OVS cases (uplink, one container
 port, one plain port). Latency: ping RTT p50 (ICMP echo, 100 per round) and TCP
@@ -57,6 +62,13 @@ while True:
     if not b:
         break
     c.sendall(b)
+"""
+
+CONNECT = """
+import socket, sys, time
+t = time.perf_counter()
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+print((time.perf_counter() - t) * 1000)
 """
 
 RR_CLIENT = f"""
@@ -184,6 +196,30 @@ def measure(client: str, server: str, server_ip: str, seconds: float) -> dict[st
             "tcp_rr_p99_ms": round(pct(rr, 0.99), 4), "ping_samples_ms": icmp, "tcp_rr_samples_ms": rr}
 
 
+def first_connects(lab: cluster.Lab, pair: tuple[str, str], server_ns: str, server_ip: str,
+                   count: int) -> list[float]:
+    """TCP connect times (ms) from pair[0] to server_ip:RR_PORT, each just after the pair's
+    routes were revoked: the SYN waits for the controller to plug its route."""
+    srv = subprocess.Popen(procs.in_netns(server_ns, [sys.executable, "-m", "daolinet.lab.stream", "listen",
+                                                      str(RR_PORT)]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client_ns = lab.container(pair[0]).netns
+    try:
+        wait_for(lambda: listening(server_ns, RR_PORT), what=f"listener in {server_ns}")
+        out = []
+        for _ in range(count):
+            api(lab, "POST", "/policy/disconnect", json={"a": pair[0], "b": pair[1]})
+            api(lab, "DELETE", "/policy", params={"tenant": "default", "a": pair[0], "b": pair[1]})
+            done = in_ns(client_ns, [sys.executable, "-c", CONNECT, server_ip, str(RR_PORT)])
+            if done.returncode != 0:
+                raise ToolFailed(f"connect {pair[0]} -> {server_ip}: {done.stderr.strip()[-200:]}")
+            out.append(float(done.stdout))
+        return out
+    finally:
+        srv.kill()
+        srv.wait()
+
+
 def run(runs: int, seconds: float) -> dict[str, object]:
     name = lab_name = new_lab_name()
     lab = cluster.Lab.up(name, hosts=2)
@@ -191,23 +227,41 @@ def run(runs: int, seconds: float) -> dict[str, object]:
         api(lab, "POST", "/networks", json={"name": "bench", "subnet": "10.60.0.0/24"})
         a = lab.add_container("a", host="h1", network="bench")
         b = lab.add_container("b", host="h2", network="bench")
-        assert b.ip is not None
-        wait_for(lambda: ping(lab, "a", str(b.ip), count=1, wait=1).returncode == 0, timeout=20,
-                 what="hot-plug route a -> b")
+        c = lab.add_container("c", host="h1", network="bench")
+        d = lab.add_container("d", host="h2", network="bench")
+        assert b.ip is not None and d.ip is not None
+        for group, member in (("ct-client", "c"), ("ct-server", "d")):
+            api(lab, "POST", "/groups", json={"name": group, "members": [f"container:{member}"]})
+        for proto, ports in (("tcp", f"{PORT}-{RR_PORT}"), ("icmp", "")):
+            api(lab, "POST", "/rules", json={"from_group": "ct-client", "to_group": "ct-server",
+                                             "protocol": proto, "ports": ports})
+        for x, y in ((a, b), (c, d)):
+            wait_for(lambda x=x, y=y: ping(lab, x.name, str(y.ip), count=1, wait=1).returncode == 0,
+                     timeout=20, what=f"hot-plug route {x.name} -> {y.name}")
         pa, pb = plain_ovs(lab)
         wait_for(lambda: in_ns(pa, ["ping", "-c", "1", "-W", "1", PLAIN_IPS[1]]).returncode == 0,
                  timeout=20, what="plain OVS path pa -> pb")
         va, vb = direct_veth(lab)
         cases = {"hot-plug": (a.netns, b.netns, str(b.ip)), "plain-ovs": (pa, pb, PLAIN_IPS[1]),
-                 "veth": (va, vb, VETH_IPS[1])}
+                 "veth": (va, vb, VETH_IPS[1]), CT: (c.netns, d.netns, str(d.ip))}
+        pairs = {"hot-plug": ("a", "b"), CT: ("c", "d")}
+
+        def one_run() -> dict[str, dict[str, object]]:
+            got = {case: measure(*where, seconds) for case, where in cases.items()}
+            for case, pair in pairs.items():
+                connects = first_connects(lab, pair, cases[case][1], cases[case][2], FIRST_CONNECTS)
+                got[case]["first_connect_p50_ms"] = round(statistics.median(connects), 4)
+                got[case]["first_connect_samples_ms"] = connects
+            return got
+
         # One run measures every case in turn, so slow drift of the shared machine hits every case alike.
-        done = repeat(lambda: {case: measure(*where, seconds) for case, where in cases.items()}, runs,
-                      "dataplane")
+        done = repeat(one_run, runs, "dataplane")
         medians, spreads = done["median"], done["spread"]
         results: dict[str, object] = {}
         for case in cases:
-            results[case] = {key: medians[case][key] for key in FIGURES}
-            results[case]["spread"] = {key: spreads[case][key] for key in FIGURES}  # type: ignore[index]
+            keys = FIGURES + (("first_connect_p50_ms",) if case in pairs else ())
+            results[case] = {key: medians[case][key] for key in keys}
+            results[case]["spread"] = {key: spreads[case][key] for key in keys}  # type: ignore[index]
             results[case]["rounds"] = [r[case] for r in done["runs"]]  # type: ignore[index]
         hp, po = medians["hot-plug"], medians["plain-ovs"]
         results["ratio_hotplug_over_plain"] = {
@@ -219,16 +273,25 @@ def run(runs: int, seconds: float) -> dict[str, object]:
              "ping_rtt": round(r["hot-plug"]["ping_p50_ms"] / r["plain-ovs"]["ping_p50_ms"], 3),
              "tcp_rr": round(r["hot-plug"]["tcp_rr_p50_ms"] / r["plain-ovs"]["tcp_rr_p50_ms"], 3)}
             for r in done["runs"]]
+        ct, hp_runs = medians[CT], [(r[CT], r["hot-plug"]) for r in done["runs"]]
+        results["ratio_conntrack_over_hotplug"] = {
+            "throughput": round(ct["gbps"] / hp["gbps"], 3),
+            "tcp_rr": round(ct["tcp_rr_p50_ms"] / hp["tcp_rr_p50_ms"], 3),
+            "first_connect": round(ct["first_connect_p50_ms"] / hp["first_connect_p50_ms"], 3),
+            "throughput_per_run": [round(x["gbps"] / y["gbps"], 3) for x, y in hp_runs]}
         results["ports_per_bridge"] = {h.name: len(h.ofctl("dump-ports-desc").split(" addr:")) - 1
                                        for h in lab.hosts}
         results["route_flows_on_h1"] = [f for f in h_flows(lab, "h1") if "cookie=0xd1" in f]
+        results["conntrack_on_h1"] = lab.host("h1").ovs.appctl("ovs-vswitchd", "dpctl/dump-conntrack")
         results["lab"] = lab_name
         return results
     finally:
         cluster.down(name)
 
 
-FIGURES = ("gbps", "ping_p50_ms", "tcp_rr_p50_ms", "tcp_rr_p99_ms")
+FIGURES: tuple[str, ...] = ("gbps", "ping_p50_ms", "tcp_rr_p50_ms", "tcp_rr_p99_ms")
+CT = "hot-plug-ct"  # the hot-plug route through conntrack
+FIRST_CONNECTS = 15  # per hot-plug case and run
 
 
 def h_flows(lab: cluster.Lab, host: str) -> list[str]:
@@ -243,16 +306,20 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     results = run(args.runs, args.seconds)
-    print(f"{'case':<10} {'Gbit/s':>24} {'ping p50 ms':>24} {'tcp rr p50 ms':>24}   "
+    print(f"{'case':<11} {'Gbit/s':>24} {'ping p50 ms':>24} {'tcp rr p50 ms':>24}   "
           f"(median (min–max) of {args.runs} runs)")
-    for case in ("hot-plug", "plain-ovs", "veth"):
+    for case in ("hot-plug", CT, "plain-ovs", "veth"):
         r = results[case]
         assert isinstance(r, dict)
         sp = r["spread"]
-        print(f"{case:<10} {show(sp['gbps']):>24} {show(sp['ping_p50_ms']):>24} "
-              f"{show(sp['tcp_rr_p50_ms']):>24}")
+        first = sp.get("first_connect_p50_ms")
+        first = f"   first connect p50 ms {show(first)}" if first else ""
+        print(f"{case:<11} {show(sp['gbps']):>24} {show(sp['ping_p50_ms']):>24} "
+              f"{show(sp['tcp_rr_p50_ms']):>24}{first}")
     print(f"hot-plug / plain OVS (of the medians): {results['ratio_hotplug_over_plain']}; per run: "
           f"{results['ratio_per_run']} (ports per bridge: {results['ports_per_bridge']})")
+    print("through conntrack / hot-plug (target: throughput >= 0.9):",
+          results["ratio_conntrack_over_hotplug"])
     write("dataplane", {"params": {"runs": args.runs, "seconds": args.seconds}, "results": results}, started)
 
 

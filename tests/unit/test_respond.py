@@ -176,15 +176,19 @@ def answer(at: Host, in_port: int, data: bytes, table: Table = Table.EGRESS,
 
 def carry_out(net: FakeNetwork, response: Response) -> Trip:
     """What the controller does with a Response, on the fake switches: every step's
-    FlowMods in order, then the PacketOuts (to a port: out it; to the table: through it)."""
+    FlowMods in order, then the PacketOuts (to a port: out it; to the table: through it;
+    with no output: its actions, a conntrack commit, on that switch)."""
     for dpid, flows in response.steps:
         net.apply(dpid, [spec_of(f.data) for f in flows])
     trip = Trip()
     for dpid, packet_out in response.packet_outs:
         msg = decode_request(packet_out.data)
         assert isinstance(msg, parser.OFPPacketOut), msg
-        (action,) = msg.actions
-        if action.port == OFPP_TABLE:
+        action = msg.actions[-1]
+        if not isinstance(action, parser.OFPActionOutput):  # an L4 route's commit: actions, no output
+            done = net[dpid].packet_out([action_of(a) for a in msg.actions], packet_of(msg.data, msg.in_port))
+            assert done.dropped
+        elif action.port == OFPP_TABLE:
             through = net.trace(dpid, packet_of(msg.data, msg.in_port))
             trip.deliveries += through.deliveries
             trip.controller += through.controller

@@ -9,13 +9,15 @@ for a route being plugged ride along, their packets sent with the first one's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from daolinet.controller.context import Context
-from daolinet.controller.routes import Key, scope_of_match
+from daolinet.controller.routes import Key, LiveRoute, route_flushes, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide.packet import PacketMeta, parse
 from daolinet.decide.route import Decision, Deny, decide, still_allowed
@@ -26,6 +28,13 @@ from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import EID_BITS, EID_MAX, Kind, kind_mask
 
 log = logging.getLogger(__name__)
+# OVS revalidates its datapath flows at once when its flow tables change, and at the latest
+# every max-revalidator ms (500 by default): after that no cached flow of a deleted route is left.
+REFLUSH_AFTER = 0.6
+
+
+def _call_later(delay: float, fn: Callable[..., None], *args: Any) -> None:
+    asyncio.get_running_loop().call_later(delay, fn, *args)
 
 
 @dataclass(slots=True)
@@ -45,6 +54,7 @@ class HotPlug:
         self._counters: dict[tuple[int, str], Any] = {}  # (metric, label) -> its child
         self._drops_sent: dict[int, float] = {}  # dpid -> when it was last sent a drop flow
         self._cleared: dict[int, Any] = {}  # dpid -> its session at the last clear_drops
+        self.call_later = _call_later  # (a seam for tests)
 
     def _counter(self, metric: Any, label: str) -> Any:
         """A metric's child for one label, made once (prometheus' labels() costs a lock)."""
@@ -248,9 +258,11 @@ class HotPlug:
         """Delete every flow of the pair's routes (all scopes), on every switch holding one,
         and on both ends' switches whatever the table says: a route adopted after a
         failover knows only its half on the adopted switch, while the other half was
-        put on a switch mastered elsewhere by the controller that died.  Returns the
+        put on a switch mastered elsewhere by the controller that died.  An L4 route's
+        connections go from its client's conntrack too (flows/conntrack.py).  Returns the
         switches sent the deletion (mastered here, or reached through their master)."""
-        dpids = {dpid for route in self.ctx.routes.remove_pair(cookie) for dpid in route.flows}
+        routes = self.ctx.routes.remove_pair(cookie)
+        dpids = {dpid for route in routes for dpid in route.flows}
         view = self.ctx.view
         for eid in ((cookie >> EID_BITS) & EID_MAX, cookie & EID_MAX):
             endpoint = view.endpoints.get(eid)
@@ -263,6 +275,22 @@ class HotPlug:
             if session is not None:
                 self._send(session, wire.flow_delete_cookie(cookie, (1 << 64) - 1))
                 touched[dpid] = session
+        self._flush(routes)
         self.ctx.metrics.live_routes.set(len(self.ctx.routes))
         return touched
 
+    def _flush(self, routes: list[LiveRoute]) -> None:
+        """Forget the scoped routes' connections: right after their flows' deletion (the
+        caller's barrier confirms both), and once more when OVS has surely dropped the
+        datapath flows it cached from the deleted ones (a packet meeting one meanwhile
+        commits its connection again; no barrier waits for that, only time does)."""
+        for dpid, flush in route_flushes(routes, self.ctx.view):
+            switch = self._switch(dpid)
+            if switch is not None:
+                self._send(switch, flush)
+                self.call_later(REFLUSH_AFTER, self._reflush, dpid, flush)
+
+    def _reflush(self, dpid: int, flush: Encoded) -> None:
+        switch = self._switch(dpid)
+        if switch is not None:
+            self._send(switch, flush)

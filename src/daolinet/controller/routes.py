@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from daolinet.flows.conntrack import flush_route
+from daolinet.model import View
+from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import EID_BITS, EID_MAX
 
 Scope = tuple[int, int] | None  # (ip_proto, server port) of an L4-specific route
@@ -134,3 +137,19 @@ class RouteTable:
 
     def on_switch(self, dpid: int) -> list[LiveRoute]:
         return [route for route in self._routes.values() if route.flows.get(dpid, 0) > 0]
+
+
+def route_flushes(routes: list[LiveRoute], view: View) -> list[tuple[int, Encoded]]:
+    """(dpid, NXT_CT_FLUSH) for each scoped route's connections, on its client's host.
+    A route whose client is unknown is flushed both ways; one whose end left the view
+    has no address to name (its entries idle out of conntrack)."""
+    out = []
+    for route in routes:
+        a, b = view.endpoints.get(route.a), view.endpoints.get(route.b)
+        if route.scope is None or a is None or b is None:
+            continue
+        for client, server in ((a, b), (b, a)):
+            hc, hs = view.host_of(client), view.host_of(server)
+            if route.client in (None, client.id) and hc is not None and hs is not None:
+                out.append(flush_route(client, server, hc, hs, route.scope))
+    return out

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from daolinet.controller.context import Context
+from daolinet.controller.routes import LiveRoute, Scope, route_flushes, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide.route import still_allowed
 from daolinet.flows import render
@@ -39,6 +40,37 @@ MatchKey = tuple[int, int, tuple[tuple[str, str], ...]]
 def match_key(table: int, priority: int, match: Any) -> MatchKey:
     """A flow's identity, comparable between our OFPMatch and a switch's."""
     return (int(table), int(priority), tuple(sorted((k, str(v)) for k, v in match.items())))
+
+
+def _client_of(flows: list[Any], a: Endpoint, b: Endpoint, local: list[Endpoint]) -> int | None:
+    """Which end opens an L4 route's connections, read off its flows on one switch: the
+    destination of its STATEFUL flow (client's host), or which end sends its egress flow
+    here, to the server's port or from it (not for ICMP; `local`: the ends on this
+    switch, ofports being per switch).  None if these flows do not tell."""
+    for st in flows:
+        m = st.match
+        if st.table_id == Table.STATEFUL:
+            return next((e.id for e in (a, b) if m.get("ipv4_dst") in (e.ip, e.pip)), None)
+        if st.table_id == Table.EGRESS and m.get("ip_proto") in (6, 17):  # sent by the client or the server
+            sender = next((e for e in local if m.get("in_port") == e.ofport), None)
+            if sender is not None:
+                to_server = m.get("tcp_dst") is not None or m.get("udp_dst") is not None
+                return sender.id if to_server else (b if sender is a else a).id
+    return None
+
+
+def _valid(flows: list[Any], a: Endpoint, b: Endpoint, scope: Scope, view: View,
+           dpid: int) -> tuple[bool, int | None]:
+    """(would the policy install this route today, its client): an L4 route whose flows
+    here do not tell its client stands if either end may open it."""
+    if scope is None:
+        return still_allowed(a, b, view), None
+    local = [e for e in (a, b) if (h := view.host_of(e)) is not None and h.dpid == dpid]
+    told = _client_of(flows, a, b, local)
+    for client in (told,) if told is not None else (a.id, b.id):
+        if still_allowed(a, b, view, scope, client):
+            return True, client
+    return False, told
 
 
 def _keyed(flows: list[FlowSpec]) -> set[MatchKey]:
@@ -69,7 +101,7 @@ class FlowSync:
     def _reconcile(self, session: SwitchSession, wanted: list[FlowSpec], stats: list[Any]) -> None:
         assert session.dpid is not None
         keep: set[MatchKey] | None = None  # an os-ken match per wanted flow: only if needed
-        routes: dict[int, int] = {}
+        routes: dict[int, dict[Scope, list[Any]]] = {}  # cookie -> scope -> its flows here
         for st in stats:
             c = Cookie.decode(int(st.cookie))
             if c is None:
@@ -83,25 +115,34 @@ class FlowSync:
                         priority=st.priority, out_port=render.ofp.OFPP_ANY,
                         out_group=render.ofp.OFPG_ANY, match=st.match))
             elif c.kind is Kind.ROUTE:
-                routes[int(st.cookie)] = routes.get(int(st.cookie), 0) + 1
-        for cookie, count in routes.items():
-            self._adopt(session.dpid, cookie, count)
+                routes.setdefault(int(st.cookie), {}).setdefault(scope_of_match(st.match), []).append(st)
+        for cookie, scopes in routes.items():
+            self._adopt(session.dpid, cookie, scopes)
 
-    def _adopt(self, dpid: int, cookie: int, count: int) -> None:
-        """A route found on a switch: keep it if it is still valid, else delete it."""
+    def _adopt(self, dpid: int, cookie: int, scopes: dict[Scope, list[Any]]) -> None:
+        """A pair's routes found on a switch: keep them if each is still valid (an L4
+        route: for its client, read off its flows), else delete the pair's flows there
+        and forget the connections of its L4 routes (they re-plug if still allowed)."""
         c = Cookie.decode(cookie)
         assert c is not None
         view = self.ctx.view
         a, b = view.endpoints.get(c.a), view.endpoints.get(c.b)
-        if a is None or b is None or not still_allowed(a, b, view):  # scoped routes re-plug
+        found = {scope: _valid(st, a, b, scope, view, dpid) for scope, st in scopes.items()} if a and b \
+            else {}
+        if a is None or b is None or not all(ok for ok, _ in found.values()):
             session = self.ctx.sessions.get(dpid)
             if session is not None:
                 session.send(render.flow_delete_cookie(cookie, ALL))
+                gone = [LiveRoute(cookie, c.a, c.b, ("", ""), {}, 0.0, scope=scope, client=client)
+                        for scope, (_, client) in found.items() if scope is not None]
+                session.send(*[msg for at, msg in route_flushes(gone, view) if at == dpid])
             return
-        route = self.ctx.routes.get(cookie)
-        flows = dict(route.flows) if route else {}
-        flows[dpid] = count
-        self.ctx.routes.plugged(cookie, (a.name, b.name), flows, self.ctx.clock())
+        for scope, flows in scopes.items():
+            route = self.ctx.routes.get(cookie, scope)
+            counts = dict(route.flows) if route else {}
+            counts[dpid] = len(flows)
+            client = found[scope][1]
+            self.ctx.routes.plugged(cookie, (a.name, b.name), counts, self.ctx.clock(), scope, client)
 
     # -- port mappings ---------------------------------------------------------------
 

@@ -80,6 +80,8 @@ def flows_for_host(host: Host) -> list[FlowSpec]:
         flow(Table.INGRESS, Priority.HOST, Match.of(eth_type=ETH_IP, ipv4_dst=host.underlay_ip),
              (Output(OFPP_LOCAL),)),
         flow(Table.INGRESS, Priority.MISS, Match.of(), (ToController(),)),
+        # stateful: an L4 route's replies not of a connection its client opened
+        flow(Table.STATEFUL, Priority.MISS, Match.of()),
         # arp: the owning host answers for its PIPs; other uplink ARP is the host's own
         flow(Table.ARP, Priority.SPECIFIC,
              Match.of(in_port=up, eth_type=ETH_ARP, arp_op=ARP_REQUEST, arp_tpa=host.pip_pool),

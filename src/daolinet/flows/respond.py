@@ -10,7 +10,11 @@ flow table.
     Plug      cross-host from an egress miss (the common case): both switches'
               flows at once, then the packet handed straight to the destination
               container's port as the route would deliver it (decide/direct.py):
-              no barrier.  Otherwise (same host, an ingress miss, a TTL about to
+              no barrier.  For an L4 route (stateful on its client's host,
+              flows/route.py) only when the packet is its client's: a PacketOut
+              on the client's switch commits the connection there (no output);
+              a server's packet must pass its client's conntrack, so it takes
+              the long way.  Otherwise (same host, an ingress miss, a TTL about to
               run out, a frame that is not plain IPv4) the flows switch by switch,
               the packet's switch last, each earlier step confirmed by a barrier,
               and the packet re-injected through the table after: it never
@@ -118,8 +122,8 @@ def _plug(plug: Plug, meta: PacketMeta, frame: bytes, view: View, idle_timeout: 
     na, nb = view.network_of(plug.a), view.network_of(plug.b)
     if ha is None or hb is None or na is None or nb is None:
         return NOTHING
-    plan = route_bytes(RouteEnds(plug.a, plug.b, ha, hb, na.name == nb.name, plug.scope, plug.server_is_b),
-                       idle_timeout)
+    ends = RouteEnds(plug.a, plug.b, ha, hb, na.name == nb.name, plug.scope, plug.server_is_b)
+    plan = route_bytes(ends, idle_timeout)
     client = (plug.a.id if plug.server_is_b else plug.b.id) if plug.scope else None
     route = RouteRecord(plan.cookie, (plug.a.name, plug.b.name), plug.scope, client)
     here = meta.dpid
@@ -127,11 +131,16 @@ def _plug(plug: Plug, meta: PacketMeta, frame: bytes, view: View, idle_timeout: 
     if steps[-1][0] != here:  # the packet's switch last
         steps = tuple(sorted(steps, key=lambda step: step[0] == here))
     dst = plug.b
-    if meta.table_id == Table.EGRESS and len(steps) == 2 and steps[1][0] == here and dst.ofport is not None:
+    if (meta.table_id == Table.EGRESS and len(steps) == 2 and steps[1][0] == here and dst.ofport is not None
+            and plug.server_is_b):
         straight = delivered(frame, GATEWAY_MAC_BYTES, wire.mac_bytes(dst.mac))
         if straight is not None:
             far = steps[0][0]
-            return Response(steps, ((far, wire.packet_out_to_port(dst.ofport, straight)),), False, route)
+            outs: tuple[tuple[int, Encoded], ...] = ((far, wire.packet_out_to_port(dst.ofport, straight)),)
+            if plug.scope is not None:
+                commit = wire.packet_out_commit(meta.in_port, plug.a.pip, plug.b.pip, ends.ct_zone(), frame)
+                outs = ((here, commit), *outs)
+            return Response(steps, outs, False, route)
     return Response(steps, ((here, wire.packet_out_to_table(meta.in_port, frame)),), True, route)
 
 

@@ -7,6 +7,14 @@ Cross-host, four flows, both directions at once:
     D egress   B->A  and  S ingress PIP(B)->PIP(A): the mirror pair
 
 Same host, two flows: MAC rewrite, out port (dec_ttl when subnets differ).
+
+An L4 route (a scope) is stateful on its client's host, and there only: the
+client's flow commits each packet to conntrack (after the PIP rewrite), the
+flow towards the client only sends the packet through ct() to table STATEFUL,
+where a copy of it matching ct_state=+trk+est delivers: only the connections
+the client opened are answered, the rest miss and drop.  The server's host,
+and every route without a scope, stay conntrack-free.
+
 dec_ttl comes first, so a packet whose TTL runs out reaches the controller
 as it arrived at that hop (logical IPs on S, PIPs on D): never ambiguous.
 Steps come destination first: the shell installs them in order, with a
@@ -15,11 +23,20 @@ barrier after each, and re-injects the packet on the source last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from daolinet.flows.spec import ETH_IP, Action, DecTtl, FlowSpec, Match, Output, SetField
+from daolinet.flows.spec import ETH_IP, Action, Conntrack, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host
-from daolinet.pipeline import GATEWAY_MAC, Kind, Priority, Table, route_cookie
+from daolinet.pipeline import (
+    CT_ESTABLISHED,
+    CT_TRACKED,
+    GATEWAY_MAC,
+    Kind,
+    Priority,
+    Table,
+    route_cookie,
+    route_zone,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,17 @@ class RouteEnds:
             towards_server = towards_b == self.server_is_b
             fields[f"{L4_FIELD[proto]}_{'dst' if towards_server else 'src'}"] = port
         return fields
+
+    @property
+    def client(self) -> Endpoint:
+        """The end that opens the connections of a scoped route."""
+        return self.a if self.server_is_b else self.b
+
+    def ct_zone(self) -> int:
+        """The conntrack zone of a scoped route's connections (pipeline.route_zone)."""
+        assert self.scope is not None
+        same_host = self.ha.dpid == self.hb.dpid
+        return route_zone(self.scope[0], self.client.ofport if same_host else None)
 
 
 L4_FIELD = {6: "tcp", 17: "udp"}
@@ -126,12 +154,34 @@ def flows_for_route(ends: RouteEnds, idle_timeout: int) -> RoutePlan:
         routed = not ends.same_network
         flows = (_egress_local(a, b, routed, cookie, idle_timeout, to_b),
                  _egress_local(b, a, routed, cookie, idle_timeout, to_a))
-        return RoutePlan(cookie, ((ha.dpid, flows),))
-    dst_flows = (_ingress_cross(a, b, hb, cookie, idle_timeout, to_b),
+        mine = 0 if ends.server_is_b else 1  # the client's flow
+        return RoutePlan(cookie, ((ha.dpid, _stateful(ends, flows, mine, 1 - mine)),))
+    dst_flows: tuple[FlowSpec, ...] = (_ingress_cross(a, b, hb, cookie, idle_timeout, to_b),
                  _egress_cross(b, a, hb, ha, cookie, idle_timeout, to_a))
-    src_flows = (_ingress_cross(b, a, ha, cookie, idle_timeout, to_a),
+    src_flows: tuple[FlowSpec, ...] = (_ingress_cross(b, a, ha, cookie, idle_timeout, to_a),
                  _egress_cross(a, b, ha, hb, cookie, idle_timeout, to_b))
+    if ends.scope is not None and not ends.server_is_b:  # b is the client: its host is stateful
+        dst_flows = _stateful(ends, dst_flows, 1, 0)
+    else:
+        src_flows = _stateful(ends, src_flows, 1, 0)
     return RoutePlan(cookie, ((hb.dpid, dst_flows), (ha.dpid, src_flows)))
+
+
+def _stateful(ends: RouteEnds, flows: tuple[FlowSpec, ...], out: int,
+              back: int) -> tuple[FlowSpec, ...]:
+    """The client's host's flows of a scoped route: flows[out] (the client's) commits,
+    flows[back] (towards the client) only passes conntrack, and its copy in table
+    STATEFUL delivers established connections (installed first).  Unscoped: as they are."""
+    if ends.scope is None:
+        return flows
+    zone = ends.ct_zone()
+    mine, theirs = flows[out], flows[back]
+    at = next(i for i, act in enumerate(mine.actions) if isinstance(act, SetField) and act.field == "eth_src")
+    commit = replace(mine, actions=(*mine.actions[:at], Conntrack(zone, commit=True), *mine.actions[at:]))
+    established = Match.of(**theirs.match.as_dict(), ct_state=(CT_TRACKED | CT_ESTABLISHED,) * 2)
+    deliver = replace(theirs, table=Table.STATEFUL, match=established)
+    guard = replace(theirs, actions=(Conntrack(zone, table=int(Table.STATEFUL)),))
+    return (deliver, guard, commit)
 
 
 def drop_flow(src: Endpoint, dst_ip: str, hard_timeout: int,

@@ -4,7 +4,7 @@ byte templates: the hot path's encoder.
 Building a route's FlowSpecs and encoding them costs more than the rest of a
 PacketIn together, yet every route of one *shape* (same host or not, routed,
 L4 scope, which way each next hop goes) has the same bytes but for a few
-values: addresses, ports, the cookie, the idle timeout.  So, once per shape,
+values: addresses, ports, the cookie, the idle timeout, a conntrack zone.  So, once per shape,
 `flows_for_route` runs on stand-in ends whose every value is a distinct
 sentinel, and flows/wire.py encodes the result leaving a hole wherever a
 sentinel lands; a route of that shape is then its values packed once and the
@@ -60,8 +60,9 @@ _VALUES: dict[str, Getter] = {
         "a.ip", "a.pip", "a.mac", "a.ofport", "b.ip", "b.pip", "b.mac", "b.ofport",
         "ha.underlay_mac", "ha.underlay_gateway_mac", "ha.uplink_ofport",
         "hb.underlay_mac", "hb.underlay_gateway_mac", "hb.uplink_ofport")},
-    "port": lambda ends: ends.scope[1],  # type: ignore[index]  # only in scoped shapes
-}
+    "port": lambda ends: ends.scope[1] if ends.scope else None,  # only in scoped shapes
+    "zone": lambda ends: ends.ct_zone() if ends.scope and ends.ha.dpid == ends.hb.dpid else None,
+}  # (a scoped route's conntrack zone is a value only on one host: the client's port's zone)
 _COOKIE, _IDLE = "cookie", "idle_timeout"
 
 
@@ -108,7 +109,7 @@ _COOKIE_BYTES, _IDLE_BYTES = wire.packer(_COOKIE), wire.packer(_IDLE)
 def _compile(shape: Shape) -> _Template:
     ends, idle = _stand_in(shape, 1)
     sentinels: dict[object, str] = {get(ends): name for name, get in _VALUES.items()
-                                    if (name != "port" or ends.scope is not None) and get(ends) != ""}
+                                    if get(ends) not in ("", None)}
     sentinels.update({cookie_of(ends): _COOKIE, idle: _IDLE})
     slots: dict[tuple[str, Callable[[Any], bytes]], int] = {(_COOKIE, _COOKIE_BYTES): 0,
                                                             (_IDLE, _IDLE_BYTES): 1}

@@ -94,6 +94,8 @@ MATCH_FIELDS: dict[Table, frozenset[str]] = {
                              "tcp_src", "tcp_dst", "udp_src", "udp_dst"}),
     Table.INGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
                               "tcp_src", "tcp_dst", "udp_src", "udp_dst", "ct_state", "ct_mark"}),
+    Table.STATEFUL: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
+                               "tcp_src", "tcp_dst", "udp_src", "udp_dst", "ct_state"}),
     Table.ARP: frozenset({"in_port", "eth_type", "arp_op", "arp_tpa"}),
 }
 SET_FIELDS: dict[Table, frozenset[str]] = {
@@ -101,6 +103,7 @@ SET_FIELDS: dict[Table, frozenset[str]] = {
     Table.GUARD: frozenset(),
     Table.EGRESS: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst", "in_port"}),
     Table.INGRESS: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst"}),
+    Table.STATEFUL: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst"}),
     Table.ARP: frozenset({"eth_src", "eth_dst", "arp_op", "arp_sha", "arp_tha", "arp_spa", "arp_tpa"}),
 }
 

@@ -5,10 +5,12 @@ correct, but ~150 µs a FlowMod.  Here the messages of the hot path (route
 FlowMods, PacketOuts, cookie deletes) are packed straight with `struct` from
 precompiled pieces: the fixed FlowMod header, one OXM header per match
 field, one packer per action.  Addresses are converted once and cached.
+Conntrack without NAT (an L4 route's ct(commit) and ct(table=21)) and a
+ct_state match are in the vocabulary too.
 
-Anything outside that vocabulary (prefix matches, conntrack, reg moves, ...)
-falls back to os-ken, so every FlowSpec encodes; tests/unit/test_wire.py
-proves the fast bytes identical to os-ken's over hypothesis-generated routes.
+Anything outside it (prefix matches, NAT, reg moves, ...) falls back to
+os-ken, so every FlowSpec encodes; tests/unit/test_wire.py proves the fast
+bytes identical to os-ken's over hypothesis-generated routes.
 Everything is encoded with xid 0: `Channel.send` stamps the xid in.
 """
 
@@ -22,7 +24,7 @@ from functools import lru_cache
 from os_ken.lib import addrconv
 
 from daolinet.flows import render
-from daolinet.flows.spec import DecTtl, FlowSpec, Output, SetField
+from daolinet.flows.spec import Conntrack, DecTtl, FlowSpec, Output, SetField
 from daolinet.ofp.codec import Encoded, encode, ofp
 
 OFP_VERSION = ofp.OFP_VERSION
@@ -74,6 +76,9 @@ _FIELD_SIZE = {"in_port": 4, "eth_dst": 6, "eth_src": 6, "eth_type": 2, "ip_prot
                "ipv4_dst": 4, "tcp_src": 2, "tcp_dst": 2, "udp_src": 2, "udp_dst": 2}
 _OXM_HEADERS = {name: _OXM_HDR.pack(_oxm(num, _FIELD_SIZE[name])) for name, (num, _) in _FIELDS.items()}
 _ORDER = {name: num for name, (num, _) in _FIELDS.items()}
+# ct_state: NXM_NX_CT_STATE (class 1, field 105), always with a mask; os-ken writes it first.
+_CT_STATE_HDR = _OXM_HDR.pack((0x0001 << 16) | (105 << 9) | (1 << 8) | 8)
+_ORDER["ct_state"] = -1
 
 
 class Unsupported(Exception):
@@ -92,8 +97,10 @@ def _no_hole(name: str, value: int | str) -> int | None:
 
 
 @lru_cache(maxsize=1 << 18)
-def tlv(name: str, value: int | str) -> bytes:
+def tlv(name: str, value: int | str | tuple[int, int]) -> bytes:
     """One OXM field, header and value (cached: route flows repeat the same few)."""
+    if name == "ct_state" and isinstance(value, tuple):
+        return _CT_STATE_HDR + struct.pack("!II", *value)
     if name not in _FIELDS or isinstance(value, tuple) or (isinstance(value, str) and "/" in value):
         raise Unsupported(name)
     return _OXM_HEADERS[name] + _FIELDS[name][1](value)
@@ -106,11 +113,12 @@ def _u64(v: int | str) -> bytes:
 def packer(name: str) -> Callable[[int | str], bytes]:
     """How a hole is filled: the value of match field / set-field `name`, of an
     output port ("output"), of a FlowMod's "cookie" or "idle_timeout"."""
-    return {"output": _u32, "cookie": _u64, "idle_timeout": _u16}.get(name) or _FIELDS[name][1]
+    holes = {"output": _u32, "cookie": _u64, "idle_timeout": _u16, "ct_zone": _u16}
+    return holes.get(name) or _FIELDS[name][1]
 
 
-def _tlv(name: str, value: int | str, hole: Hole) -> list[Piece]:
-    slot = hole(name, value)
+def _tlv(name: str, value: int | str | tuple[int, int], hole: Hole) -> list[Piece]:
+    slot = None if isinstance(value, tuple) else hole(name, value)
     if slot is None:
         return [tlv(name, value)]
     tlv(name, value)  # the same checks
@@ -131,7 +139,7 @@ def _length(pieces: list[Piece]) -> int:
         else:
             head = pieces[i - 1]
             assert isinstance(head, bytes)
-            total += 4 if head == _OUTPUT_HEAD else head[-1]  # an OXM header's last byte: its length
+            total += 4 if head == _OUTPUT_HEAD else 2 if head in _CT_HEADS else head[-1]  # OXM: its length
     return total
 
 
@@ -139,7 +147,7 @@ def _match(items: tuple[tuple[str, int | str | tuple[int, int]], ...], hole: Hol
     """An ofp_match (OXM), fields in OXM order as os-ken writes them, padded to 8."""
     body: list[Piece] = []
     for k, v in sorted(items, key=lambda kv: _ORDER.get(kv[0], 99)):
-        body += _tlv(k, v, hole)  # type: ignore[arg-type]
+        body += _tlv(k, v, hole)
     length = 4 + _length(body)
     return [_MATCH_HDR.pack(ofp.OFPMT_OXM, length), *body, bytes(_pad8(length) - length)]
 
@@ -161,6 +169,19 @@ def set_field(name: str, value: int | str) -> bytes:
     return struct.pack("!HH", ofp.OFPAT_SET_FIELD, length) + field + bytes(length - 4 - len(field))
 
 
+_NXAST_CT = struct.Struct("!HHIHHIHB3xH")  # vendor action: type, len, vendor, subtype, flags,
+# zone_src, zone, recirc_table, pad, alg (OVS nx_action_conntrack; no nested NAT here)
+_CT_HEADS: set[bytes] = set()  # a ct action's bytes up to its zone: a hole of 2 follows
+
+
+def conntrack(ct: Conntrack) -> bytes:
+    """ct(zone, [commit], [table]) without NAT, as os-ken's NXActionCT writes it."""
+    if ct.nat or ct.nat_src or ct.nat_dst:
+        raise Unsupported("nat")
+    table = 0xFF if ct.table is None else ct.table
+    return _NXAST_CT.pack(0xFFFF, 24, 0x2320, 35, int(ct.commit), 0, ct.zone, table, 0)
+
+
 def _action(a: object, hole: Hole) -> list[Piece]:
     if isinstance(a, Output):
         slot = hole("output", a.port)
@@ -171,6 +192,13 @@ def _action(a: object, hole: Hole) -> list[Piece]:
         return [whole] if slot is None else [whole[:8], slot, whole[8 + _FIELD_SIZE[a.field]:]]
     if isinstance(a, DecTtl):
         return [DEC_TTL]
+    if isinstance(a, Conntrack):
+        whole = conntrack(a)
+        slot = hole("ct_zone", a.zone)
+        if slot is None:
+            return [whole]
+        _CT_HEADS.add(whole[:16])
+        return [whole[:16], slot, whole[18:]]
     raise Unsupported(type(a).__name__)
 
 
@@ -224,10 +252,23 @@ def flow_delete_cookie(cookie: int, mask: int, table: int | None = None) -> Enco
 
 
 def _packet_out(in_port: int, out_port: int, data: bytes) -> Encoded:
-    action = output(out_port)
-    head = _PACKET_OUT.pack(OFP_VERSION, ofp.OFPT_PACKET_OUT, 24 + 16 + len(data), 0,
-                            ofp.OFP_NO_BUFFER, in_port, 16)
-    return Encoded(head + action + data, f"packet-out in_port={in_port} output={out_port}")
+    return packet_out(in_port, output(out_port), data, f"packet-out in_port={in_port} output={out_port}")
+
+
+def packet_out(in_port: int, actions: bytes, data: bytes, what: str) -> Encoded:
+    """A PacketOut of `data` with these (encoded) actions."""
+    head = _PACKET_OUT.pack(OFP_VERSION, ofp.OFPT_PACKET_OUT, 24 + len(actions) + len(data), 0,
+                            ofp.OFP_NO_BUFFER, in_port, len(actions))
+    return Encoded(head + actions + data, what)
+
+
+def packet_out_commit(in_port: int, src: str, dst: str, zone: int, data: bytes) -> Encoded:
+    """Commit a packet's connection to conntrack, its addresses rewritten to src and dst
+    first (an L4 route's PIPs), and send it nowhere: the first packet of a connection
+    delivered straight to its destination still leaves its entry on its client's host."""
+    actions = set_field("ipv4_src", src) + set_field("ipv4_dst", dst)
+    actions += conntrack(Conntrack(zone, commit=True))
+    return packet_out(in_port, actions, data, f"packet-out in_port={in_port} ct(commit,zone={zone})")
 
 
 def packet_out_to_table(in_port: int, data: bytes) -> Encoded:

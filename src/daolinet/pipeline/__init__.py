@@ -10,6 +10,8 @@ the fixed addresses every host shares.  See docs/pipeline.md.
 | 10    | egress   | hot-plug routes per (source port, source IP, destination IP)  | controller |
 | 20    | ingress  | hot-plug routes per (source PIP, destination PIP);           | controller |
 |       |          | the host's own underlay IP -> LOCAL                           |            |
+| 21    | stateful | an L4 route's replies on its client's host, after ct():       | drop       |
+|       |          | only +trk+est pass (the rule's client opened the connection)  |            |
 | 30    | arp      | uplink: proxy replies for this host's PIP pool, rest -> LOCAL;| drop       |
 |       |          | containers: every request answered with the gateway MAC      |            |
 """
@@ -25,6 +27,7 @@ class Table(IntEnum):
     GUARD = 5
     EGRESS = 10
     INGRESS = 20
+    STATEFUL = 21  # reached by ct(table=21) only, never by goto
     ARP = 30
 
 
@@ -34,6 +37,7 @@ NEXT_TABLES: dict[Table, frozenset[Table]] = {
     Table.GUARD: frozenset({Table.EGRESS}),
     Table.EGRESS: frozenset({Table.INGRESS}),  # a container's packet to a mapping on its own host
     Table.INGRESS: frozenset(),
+    Table.STATEFUL: frozenset(),
     Table.ARP: frozenset(),
 }
 
@@ -87,6 +91,22 @@ PORTMAP_ZONE = 2  # DNAT of port mappings, on the mapping's host
 PORTMAP_SNAT_ZONE = 3  # and SNAT to that host when the container runs elsewhere
 CT_TRACKED = 0x20
 CT_ESTABLISHED = 0x02
+# An L4 route's connections, committed on its client's host (flows/route.py, "stateful").
+# Cross-host the tuple holds PIPs (unique across tenants): one zone, and one more for ICMP so
+# that flushing an ICMP route (whose entries can only be named by addresses) spares the pair's
+# TCP/UDP connections.  Same host the tuple holds logical addresses, which tenants may share:
+# a zone per client port, 0x8000 | ofport << 1 | icmp (ofports below 0x4000).
+ROUTE_ZONE = 4
+ROUTE_ICMP_ZONE = 5
+LOCAL_ROUTE_ZONES = 0x8000
+
+
+def route_zone(proto: int, client_ofport: int | None) -> int:
+    """The conntrack zone of an L4 route's connections (client_ofport: same host only)."""
+    icmp = int(proto == 1)
+    if client_ofport is None:
+        return ROUTE_ICMP_ZONE if icmp else ROUTE_ZONE
+    return LOCAL_ROUTE_ZONES | (client_ofport << 1 & 0x7FFE) | icmp
 
 
 EID_BITS = 24

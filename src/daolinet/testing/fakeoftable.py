@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from daolinet.flows.spec import (
+    Action,
     Conntrack,
     DecTtl,
     FlowSpec,
@@ -74,6 +75,16 @@ class Result:
         return not self.outputs and not self.to_controller
 
 
+Tuple5 = tuple[int, str, str, int, int]
+
+
+def _tuple(pkt: Packet) -> Tuple5:
+    proto = as_int(pkt.get("ip_proto", 0))
+    l4 = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}.get(proto)
+    ports = (as_int(pkt[f"{l4}_src"]), as_int(pkt[f"{l4}_dst"])) if l4 and f"{l4}_src" in pkt else (0, 0)
+    return (proto, str(pkt["ipv4_src"]), str(pkt["ipv4_dst"]), *ports)
+
+
 def _visible(packet: Packet) -> Packet:
     """The packet as it leaves the pipeline: registers stay behind."""
     return {k: v for k, v in packet.items() if k not in REGISTERS}
@@ -90,6 +101,7 @@ class FakeSwitch:
     def __init__(self, dpid: int, invalid_ttl_to_controller: bool = True) -> None:
         # (zone, a reply's source, a reply's destination) -> the fields that undo the NAT
         self._connections: dict[tuple[int, str, str], Packet] = {}
+        self._tracked: set[tuple[int, Tuple5]] = set()  # (zone, 5-tuple) committed without NAT
         self._recirculate: Table | None = None
         self.dpid = dpid
         self.invalid_ttl_to_controller = invalid_ttl_to_controller
@@ -213,7 +225,9 @@ class FakeSwitch:
     def _conntrack(self, ct: Conntrack, pkt: Packet) -> None:
         """Enough of OVS conntrack for SNAT and DNAT: commit+nat(src or dst) rewrites
         the packet and remembers, per zone, how to undo that on its replies; nat alone
-        undoes it on a reply of a known connection."""
+        undoes it on a reply of a known connection.  Without NAT, commit remembers the
+        packet's 5-tuple in its zone, and a packet is established if its tuple, or its
+        reverse, was committed there (a first packet is +new even as it commits)."""
         if ct.commit and (ct.nat_src or ct.nat_dst):
             self._commit(ct, pkt)
             pkt["ct_state"] = CT_TRACKED | CT_ESTABLISHED
@@ -221,9 +235,35 @@ class FakeSwitch:
             undo = self._connections.get((ct.zone, str(pkt["ipv4_src"]), str(pkt["ipv4_dst"])))
             if undo is not None and ct.nat:
                 pkt.update(undo)
-            pkt["ct_state"] = CT_TRACKED | (CT_ESTABLISHED if undo is not None else CT_NEW)
+            known = undo is not None or self.tracked(ct.zone, pkt)
+            if ct.commit:
+                self._tracked.add((ct.zone, _tuple(pkt)))
+            pkt["ct_state"] = CT_TRACKED | (CT_ESTABLISHED if known else CT_NEW)
         if ct.table is not None:
             self._recirculate = Table(ct.table)
+
+    def tracked(self, zone: int, pkt: Packet) -> bool:
+        """Is `pkt` of a connection committed (without NAT) in `zone`, either way?"""
+        t = _tuple(pkt)
+        return (zone, t) in self._tracked or (zone, (t[0], t[2], t[1], t[4], t[3])) in self._tracked
+
+    def connections(self) -> set[tuple[int, Tuple5]]:
+        """The committed (zone, (proto, src, dst, sport, dport)) entries, as dump-conntrack lists them."""
+        return set(self._tracked)
+
+    def flush_conntrack(self, zone: int, proto: int, src: str, dst: str, dport: int = 0) -> int:
+        """NXT_CT_FLUSH as OVS does it for a partial original tuple; returns the entries gone."""
+        gone = {(z, t) for z, t in self._tracked
+                if z == zone and t[0] == proto and (t[1], t[2]) == (src, dst) and dport in (0, t[4])}
+        self._tracked -= gone
+        return len(gone)
+
+    def packet_out(self, actions: Iterable[Action], packet: Mapping[str, MatchValue]) -> Result:
+        """A PacketOut's actions on `packet` (not through the tables)."""
+        result = Result()
+        flow = FlowSpec(Table.EGRESS, 1, Match.of(), tuple(actions))  # (may set addresses)
+        self._run(flow, dict(packet), result)
+        return result
 
     def _commit(self, ct: Conntrack, pkt: Packet) -> None:
         """Keyed by (zone, a reply's source, a reply's destination)."""
