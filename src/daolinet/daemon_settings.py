@@ -144,6 +144,9 @@ class AgentSettings(DaemonSettings):
     netns: str | None = Field(None, description="Host network namespace (lab).")
     datapath_id: int | None = Field(None, ge=0, lt=1 << 64, description="Force the bridge's datapath id.")
     listen: str = Field("/run/daolinet/agent.sock", description="Unix socket of the local API.")
+    trace_port: int = Field(8651, ge=0, le=65535, description=(
+        "TCP port of the controllers' read-only traces of this bridge, HTTPS on the underlay address "
+        "(mutual TLS: a controller or operator certificate); 0: none. Not served with --insecure."))
     heartbeat: float = Field(heartbeat_interval(DEFAULT_HOST_TTL), gt=0, description=(
         "Seconds between heartbeats: at most the controllers' --host-ttl / 3."))
     ready_file: str | None = Field(None, description="Write {listen, host, pid} here when ready.")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -30,7 +30,6 @@ import uvicorn
 from typer.testing import CliRunner
 
 from daolinet.cli import main as cli_main
-from daolinet.cli import trace as trace_cli
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
 from daolinet.controller.context import Config
@@ -317,7 +316,7 @@ def test_operator_session(server: ApiServer, cli: Cli) -> None:
     # trace: different networks, no group: denied, and why
     denied = cli.json("trace", "web1", "db1")
     assert denied["allowed"] is False and "share no group" in denied["reason"]
-    assert denied["flows"] == {} and denied["ofproto_trace"] is None
+    assert denied["flows"] == {} and set(denied["hosts"]) == {"h1", "h2"}  # a denied packet is traced too
     out = cli("trace", "web1", "db1").ok()
     assert "web1 -> db1: denied: networks web and db share no group or rule" in out
 
@@ -329,12 +328,14 @@ def test_operator_session(server: ApiServer, cli: Cli) -> None:
     assert allowed["allowed"] is True and allowed["reason"] == "group app holds both"
     assert set(allowed["flows"]) == {"h1", "h2"} and all(allowed["flows"].values())
     assert set(allowed["probe"]) == {"h1"} and "nw_dst=10.2.0.10" in allowed["probe"]["h1"]
-    assert allowed["ofproto_trace"]["lab"] is None and "needs a lab" in allowed["ofproto_trace"]["note"]
+    # an --insecure controller asks no agent (they serve traces over TLS only): said per host
+    assert set(allowed["hosts"]) == {"h1", "h2"}
+    assert all("--insecure" in got["error"] for got in allowed["hosts"].values())
     out = cli("trace", "web1", "db1").ok()
     assert "web1 -> db1: allowed: group app holds both" in out
     flow_lines = [ln for ln in out.splitlines() if ln.startswith("    cookie=")]
     assert len(flow_lines) == sum(len(f) for f in allowed["flows"].values())  # one flow a line
-    assert "host h1:" in out and "host h2:" in out and "needs a lab" in out
+    assert "host h1:" in out and "host h2: no answer: this controller runs --insecure" in out
 
     # L4 rules: only tcp/5432 from front to back
     cli("group", "create", "front", "-m", "network:web").ok()
@@ -519,48 +520,54 @@ def test_host_rm(server: ApiServer, cli: Cli) -> None:
 # -- the live trace on a lab -----------------------------------------------------------------------
 
 
-class FakeOvs:
-    def __init__(self, calls: list[tuple[str, ...]]) -> None:
-        self.calls = calls
-
-    def appctl(self, daemon: str, *args: str) -> str:
-        self.calls.append((daemon, *args))
-        return ("Flow: tcp,in_port=3\n\nbridge(\"daolinet\")\n 0. priority 0\n    controller\n\n"
-                "Final flow: unchanged\nMegaflow: recirc_id=0,ip,in_port=3\n"
-                "Datapath actions: userspace(pid=0,controller(reason=1))\n")
+TRACE_OUT = ("Flow: tcp,in_port=7\n\nbridge(\"daolinet\")\n 0. priority 0\n    controller\n\n"
+             "Final flow: unchanged\nMegaflow: recirc_id=0,ip,in_port=7\n"
+             "Datapath actions: userspace(pid=0,controller(reason=1))\n")
 
 
-class FakeLab:
-    name = "fake"
+class FakeAgents:
+    """Stands for the hosts' agents (controller/agent_trace.py's AgentCaller): h2's never answers."""
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-        self.hosts_asked: list[str] = []
+    calls: ClassVar[list[tuple[str, str, str, Any]]] = []
 
-    def host(self, name: str) -> Any:
-        self.hosts_asked.append(name)
-        return type("H", (), {"ovs": FakeOvs(self.calls)})()
+    def __init__(self, tls: Any) -> None:
+        pass
+
+    async def __call__(self, host: Any, method: str, path: str, body: Any) -> Any:
+        FakeAgents.calls.append((host.name, method, path, body))
+        if host.name == "h2":
+            await asyncio.Event().wait()  # no answer: the controller's deadline must cut it
+        if path == "/trace/ofproto":
+            return {"host": host.name, "probe": "tcp,in_port=7", "verdict": "to the controller (userspace)",
+                    "output": TRACE_OUT}
+        return {"host": host.name, "flows": ["cookie=0xd100000000000001, priority=300 actions=drop"]}
+
+    async def close(self) -> None:
+        pass
 
 
-def test_trace_runs_ofproto_trace_on_a_lab(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trace_shows_each_hosts_verdict_from_its_agent(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from daolinet.controller import agent_trace
+    from daolinet.controller import trace as ctrl_trace
     cli("network", "create", "lt", "--subnet", "10.50.0.0/24", "-t", "default").ok()
     for name, host, port in (("lt1", "h1", 7), ("lt2", "h2", 8)):
         e = cli.json("container", "create", name, "--network", "lt", "--host", host)
         httpx.patch(f"{cli.env['DAOLINET_API']}/endpoints/{e['id']}",
                     json={"port": f"p{port}", "ofport": port},
                     headers={"Authorization": f"Bearer {ADMIN}"}).raise_for_status()
-    lab = FakeLab()
-    monkeypatch.setattr(trace_cli, "lab_of", lambda t: lab)
+    monkeypatch.setattr(ctrl_trace, "AgentCaller", FakeAgents)
+    monkeypatch.setattr(agent_trace, "TIMEOUT", 0.3)
+    FakeAgents.calls.clear()
     out = cli("trace", "lt1", "lt2", "--proto", "tcp", "--port", "443").ok()
-    assert "ovs-appctl ofproto/trace on lab fake:" in out
-    assert "Final flow: unchanged" in out and "Datapath actions: userspace(pid=0,controller(reason=1))" in out
-    assert "Megaflow" not in out and lab.hosts_asked == ["h1"]
-    daemon, cmd, bridge, flow = lab.calls[0]
-    assert (daemon, cmd, bridge) == ("ovs-vswitchd", "ofproto/trace", "daolinet")
-    assert flow.startswith("tcp,in_port=7,") and "tp_dst=443" in flow
+    assert "host h1: to the controller (userspace)" in out
+    assert "Datapath actions: userspace(pid=0,controller(reason=1))" in out and "Megaflow" not in out
+    assert "route flow: cookie=0xd100000000000001" in out
+    assert "host h2: no answer: the agent of h2 did not answer within 0.3 s" in out
+    probes = {host: body for host, method, path, body in FakeAgents.calls if method == "POST"}
+    assert (probes["h1"]["in_port"], probes["h1"]["tp_dst"], probes["h1"]["protocol"]) == (7, 443, "tcp")
+    assert probes["h2"]["in_port"] == 1 and probes["h2"]["nw_ttl"] == 63  # on h2's uplink, PIPs
     got = cli.json("trace", "lt1", "lt2")
-    assert got["ofproto_trace"]["lab"] == "fake"
-    assert "Datapath actions:" in got["ofproto_trace"]["hosts"]["h1"]["output"]
+    assert got["hosts"]["h1"]["source"] == "agent" and got["hosts"]["h2"]["verdict"] is None
     for name in ("lt1", "lt2"):
         cli("container", "rm", name).ok()
     cli("network", "rm", "lt").ok()

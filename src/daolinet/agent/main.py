@@ -24,6 +24,7 @@ from typing import Any
 import uvicorn
 
 from daolinet.agent import bootstrap
+from daolinet.agent import trace as agent_trace
 from daolinet.agent.api import create_app
 from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_api import PLUGIN_NAME
@@ -33,6 +34,7 @@ from daolinet.agent.docker_plugin import create_app as create_plugin_app
 from daolinet.agent.failover import parse_urls
 from daolinet.agent.plumbing import Plumber
 from daolinet.agent.service import AgentService, HostInfo
+from daolinet.controller.api.transport import PeerIdentityProtocol
 from daolinet.errors import InvalidInput, SystemFailure
 from daolinet.security.settings import Security
 from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
@@ -66,6 +68,7 @@ class AgentConfig:
     api_file: str | None = None  # API URLs, one a line (wins over `api`), read again when a controller fails
     security: Security = field(default_factory=lambda: Security(tls=None, insecure=True))  # the CLI's: TLS
     datapath: str = "auto"  # auto, system (the kernel's) or netdev (userspace): system/datapath.py
+    trace_port: int = agent_trace.DEFAULT_PORT  # HTTPS on the underlay address, for controllers (0: off)
 
 
 def read_token(path: str) -> str:
@@ -151,6 +154,7 @@ def _unix_server(app: Any, path: str) -> uvicorn.Server:
 
 async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) -> None:
     sockets = {cfg.listen: _unix_server(create_app(service), cfg.listen)}
+    tracing = _trace_server(cfg, service)
     docker = DockerClient(cfg.docker_host) if cfg.docker_plugin_dir and cfg.docker_host else None
     plugin = (DockerPlugin(service, service.client, docker, cfg.docker_sync, cfg.docker_state or None)
               if cfg.docker_plugin_dir else None)
@@ -162,7 +166,8 @@ async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     serving = [asyncio.create_task(server.serve()) for server in sockets.values()]
-    background = [asyncio.create_task(service.heartbeat_forever(cfg.heartbeat))]
+    background = [asyncio.create_task(service.heartbeat_forever(cfg.heartbeat)),
+                  *([asyncio.create_task(_serve_traces(tracing, cfg.trace_port))] if tracing else [])]
     for server, task in zip(sockets.values(), serving, strict=True):
         while not server.started and not task.done():
             await asyncio.sleep(0.01)  # uvicorn offers no readiness event; poll its flag
@@ -182,6 +187,28 @@ async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) ->
     await asyncio.gather(*serving, return_exceptions=True)
     if docker is not None:
         await docker.close()
+
+
+def _trace_server(cfg: AgentConfig, service: AgentService) -> uvicorn.Server | None:
+    """The controllers' read-only traces of this bridge (agent/trace.py): HTTPS with the host's
+    certificate, a controller's or operator's certificate required; none with --insecure."""
+    if not cfg.trace_port or cfg.security.tls is None:
+        log.info("no trace listener (%s)", "--trace-port 0" if not cfg.trace_port else "--insecure")
+        return None
+    tracer = agent_trace.BridgeTracer.of(cfg.ovsdb, cfg.bridge)
+    app = agent_trace.create_app(tracer, service.host.name)
+    return uvicorn.Server(uvicorn.Config(app, host=service.host.underlay_ip, port=cfg.trace_port,
+                                        log_level="warning", lifespan="off", access_log=False,
+                                        http=PeerIdentityProtocol,
+                                        **agent_trace.server_ssl(cfg.security.tls)))
+
+
+async def _serve_traces(server: uvicorn.Server, port: int) -> None:
+    """The trace listener is optional: its failure (the port taken, say) is logged, never fatal."""
+    try:
+        await server.serve()
+    except (OSError, SystemExit) as e:  # uvicorn exits when it cannot bind
+        log.warning("trace listener on port %d stopped: %s", port, e)
 
 
 def _write_ready(cfg: AgentConfig, service: AgentService, sockets: list[str], underlay: Underlay) -> None:

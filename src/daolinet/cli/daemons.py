@@ -88,6 +88,7 @@ def agent(
     netns: Annotated[str | None, _opt(A, "netns")] = None,
     datapath_id: Annotated[int | None, _opt(A, "datapath_id")] = None,
     listen: Annotated[str | None, _opt(A, "listen")] = None,
+    trace_port: Annotated[int | None, _opt(A, "trace_port")] = None,
     heartbeat: Annotated[float | None, _opt(A, "heartbeat")] = None,
     ready_file: Annotated[str | None, _opt(A, "ready_file")] = None,
     token_file: Annotated[str | None, _opt(A, "token_file")] = None,
@@ -124,5 +125,5 @@ def agent(
                       underlay_gateway_mac=s.underlay_gateway_mac, docker_plugin_dir=s.docker_plugin_dir,
                       docker_host=s.docker_host, docker_sync=s.docker_sync, docker_state=s.docker_state,
                       api_file=s.api_file,
-                      security=security, datapath=s.datapath)
+                      security=security, datapath=s.datapath, trace_port=s.trace_port)
     asyncio.run(run(cfg))

@@ -1,5 +1,7 @@
-"""`daolinet trace SRC DST`: may SRC reach DST, why, and with which flows;
-on a lab, also what OVS itself does with SRC's first packet (ofproto/trace)."""
+"""`daolinet trace SRC DST`: may SRC reach DST, why, and with which flows; and
+what OVS itself does with SRC's first packet on each of the two hosts: the
+controller asks their agents (ofproto/trace, the route's flows).  The CLI runs
+no OVS tool: it works wherever the API is reachable."""
 
 from __future__ import annotations
 
@@ -7,30 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
-from daolinet.cli.api import api_client, lab_of
+from daolinet.cli.api import api_client
 from daolinet.cli.output import JsonOpt, TenantOpt, emit_json, say, table
 from daolinet.cli.route import COLUMNS, row
-from daolinet.errors import DaoliError
-from daolinet.lab import cluster
-from daolinet.lab.plan import BRIDGE
 
 KEEP = ("Final flow:", "Datapath actions:")
-
-
-def ofproto_trace(lab: cluster.Lab | None, probes: dict[str, str]) -> dict[str, Any]:
-    """Run ovs-appctl ofproto/trace for each host's probe flow on the lab."""
-    if lab is None:
-        return {"lab": None, "hosts": {},
-                "note": "the live trace (ovs-appctl ofproto/trace) needs a lab running this controller: "
-                        "set DAOLINET_LAB or start one with: daolinet lab up"}
-    hosts: dict[str, Any] = {}
-    for host, flow in probes.items():
-        try:
-            text = lab.host(host).ovs.appctl("ovs-vswitchd", "ofproto/trace", BRIDGE, flow)
-            hosts[host] = {"probe": flow, "output": text, "error": None}
-        except DaoliError as e:
-            hosts[host] = {"probe": flow, "output": None, "error": str(e)}
-    return {"lab": lab.name, "hosts": hosts, "note": None}
 
 
 def trace(
@@ -44,8 +27,8 @@ def trace(
 ) -> None:
     """Why SRC may or may not reach DST, the flows a route would plug, the live routes.
 
-    On a lab running this controller, also what OVS does with SRC's first packet
-    (ovs-appctl ofproto/trace on SRC's host)."""
+    Also what each host's bridge does with SRC's first packet (ofproto/trace, run by
+    the hosts' agents for the controller)."""
     body: dict[str, Any] = {"src": src, "dst": dst, "tenant": tenant}
     if proto is not None:
         body["protocol"] = proto
@@ -53,9 +36,6 @@ def trace(
         body["port"] = port
     with api_client() as api:
         out = api.call("POST", "/trace", json=body)
-        probes: dict[str, str] = out.get("probe") or {}
-        live = ofproto_trace(lab_of(api.target), probes) if probes else None
-    out["ofproto_trace"] = live
     if as_json:
         emit_json(out)
         return
@@ -70,20 +50,23 @@ def trace(
             for flow in flows:
                 say(f"    {flow}")
     table(COLUMNS, (row(r) for r in out["live"]), title="live routes", empty="none")
-    if live is not None:
-        _print_live(live)
+    print_hosts(out.get("hosts") or {})
 
 
-def _print_live(live: dict[str, Any]) -> None:
-    if live["note"]:
-        say(live["note"])
+def print_hosts(hosts: dict[str, Any]) -> None:
+    """Each host's verdict, as its agent traced it (or why there is none)."""
+    if not hosts:
+        say("on the hosts: no trace (a container is not plugged on a live host)")
         return
-    say(f"ovs-appctl ofproto/trace on lab {live['lab']}:")
-    for host, got in live["hosts"].items():
-        say(f"  host {host}: {got['probe']}")
-        if got["error"]:
-            say(f"    failed: {got['error']}")
+    say("on the hosts (ofproto/trace by each host's agent):")
+    for host, got in hosts.items():
+        if got.get("error"):
+            say(f"  host {host}: no answer: {got['error']}")
             continue
-        lines = [ln.strip() for ln in got["output"].splitlines() if ln.strip().startswith(KEEP)]
-        for line in lines or ["(no Final flow or Datapath actions line in its output)"]:
+        say(f"  host {host}: {got['verdict']}")
+        say(f"    probe: {got['probe']}")
+        lines = [ln.strip() for ln in (got.get("output") or "").splitlines() if ln.strip().startswith(KEEP)]
+        for line in lines:
             say(f"    {line}")
+        for flow in got.get("flows") or []:
+            say(f"    route flow: {flow}")

@@ -41,3 +41,4 @@ class Context:
     # The other controllers' APIs (controller/peers.py's Peers); None: the only controller.
     peers: Any = None
     policy_log: PolicyLog = field(default_factory=PolicyLog)  # denials and revocations decided here
+    agent_tls: Any = None  # this controller's TlsFiles: it calls agents' trace listeners (trace.py)

@@ -107,6 +107,7 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
     await store.record_controller(own_record(controller_id or socket.gethostname(), of_listen, listens,
                                              advertise, store_url))
     ctrl = Controller(store, config)
+    ctrl.ctx.agent_tls = security.tls  # its certificate calls the agents' trace listeners
     await ctrl.start()
     url = api_url(socks, https=security.tls is not None)
     shared = Shared(store_url, controller_id or f"{socket.gethostname()}-{os.getpid()}", url, secret,

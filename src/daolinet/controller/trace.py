@@ -1,10 +1,15 @@
 """`trace SRC DST`: the decision with its reason, the flows a route would have
-on each host, and what is live now.  Reads the controller's view; sends nothing."""
+on each host, and what is live now (the controller's view), then what each of
+the two hosts' bridges does with SRC's first packet: the controller asks their
+agents (agent/trace.py) for `ofproto/trace` and the route's flows, in parallel,
+over mutual TLS with its own certificate.  A host whose agent does not answer in
+time is reported as such: the rest of the answer stands."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from daolinet.controller.agent_trace import AgentCaller, Call, fan_out
 from daolinet.decide.policy import L4, PROTOCOLS
 from daolinet.decide.route import verdict
 from daolinet.errors import InvalidInput
@@ -57,6 +62,22 @@ def trace(ctrl: Controller, src: Endpoint, dst: Endpoint, protocol: str | None,
     return out
 
 
+async def trace_on_hosts(ctrl: Controller, src: Endpoint, dst: Endpoint, protocol: str | None,
+                         port: int | None, call: Call | None = None) -> dict[str, Any]:
+    """`trace`, plus each host's own verdict from its agent (`hosts`: {name: answer})."""
+    out = trace(ctrl, src, dst, protocol, port)
+    view = ctrl.view
+    hosts = {h.name: h for h in (view.host_of(src), view.host_of(dst)) if h is not None}
+    targets = [(hosts[name], probe) for name, probe in probes(src, dst, view, l4_for(protocol, port)).items()]
+    caller = AgentCaller(ctrl.ctx.agent_tls) if call is None else None
+    try:
+        out["hosts"] = await fan_out(targets, route_cookie(src.id, dst.id).value, call or caller)  # type: ignore[arg-type]
+    finally:
+        if caller is not None:
+            await caller.close()
+    return out
+
+
 def _probe(src: Endpoint, dst: Endpoint, l4: L4 | None) -> str:
     """An ovs-appctl ofproto/trace flow for src's first packet on its host."""
     base = (f"in_port={src.ofport},dl_src={src.mac},dl_dst={GATEWAY_MAC},"
@@ -65,3 +86,24 @@ def _probe(src: Endpoint, dst: Endpoint, l4: L4 | None) -> str:
         return "icmp," + base
     name = "tcp" if l4.proto == PROTOCOLS["tcp"] else "udp"
     return f"{name},{base},tp_src={l4.sport},tp_dst={l4.dport}"
+
+
+def probes(src: Endpoint, dst: Endpoint, view: Any, l4: L4 | None) -> dict[str, dict[str, Any]]:
+    """Per host, SRC's first packet as it arrives on that host's bridge (agent/trace.py's
+    ProbeIn): from SRC's port on its host; on DST's host (another one), from the uplink
+    with PIPs, as the source host's route flow sends it (flows/route.py)."""
+    src_host, dst_host = view.host_of(src), view.host_of(dst)
+    if src_host is None or dst_host is None or not src.ofport:
+        return {}
+    proto = "icmp" if l4 is None or l4.proto == PROTOCOLS["icmp"] else (
+        "tcp" if l4.proto == PROTOCOLS["tcp"] else "udp")
+    ports = {} if proto == "icmp" or l4 is None else {"tp_src": l4.sport, "tp_dst": l4.dport}
+    out = {src_host.name: {"in_port": src.ofport, "dl_src": src.mac, "dl_dst": GATEWAY_MAC,
+                           "nw_src": src.ip, "nw_dst": dst.ip, "nw_ttl": 64, "protocol": proto, **ports}}
+    if dst_host.name != src_host.name:
+        via = src_host.underlay_mac if src_host.same_segment(dst_host) else (
+            src_host.underlay_gateway_mac or src_host.underlay_mac)
+        out[dst_host.name] = {"in_port": dst_host.uplink_ofport, "dl_src": via,
+                              "dl_dst": dst_host.underlay_mac, "nw_src": src.pip, "nw_dst": dst.pip,
+                              "nw_ttl": 63, "protocol": proto, **ports}
+    return out

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 
 from daolinet.controller.api.auth import Auth
 from daolinet.controller.api.models import GroupIn, L4RuleIn, MemberIn, PairIn, TraceIn
-from daolinet.controller.trace import trace
+from daolinet.controller.trace import trace_on_hosts
 from daolinet.errors import NotFound
 from daolinet.model.objects import Rule
 from daolinet.store.base import Store
@@ -161,11 +161,12 @@ async def delete_rule(request: Request, caller: Auth, tenant: str, ref: str) -> 
 
 @router.post("/trace", tags=["policy"])
 async def trace_pair(request: Request, caller: Auth, body: TraceIn) -> dict[str, Any]:
-    """Why src may or may not reach dst, the flows a route would have, and the live route."""
+    """Why src may or may not reach dst, the flows a route would have, the live route, and
+    what each of the two hosts' bridges does with src's first packet (asked of their agents)."""
     caller.see(body.tenant, f"tenant {body.tenant} not found")
     view = request.app.state.ctrl.view
     src = next((e for e in view.endpoints.values() if e.tenant == body.tenant and e.name == body.src), None)
     dst = next((e for e in view.endpoints.values() if e.tenant == body.tenant and e.name == body.dst), None)
     if src is None or dst is None:
         raise NotFound(f"no container {body.src if src is None else body.dst} in tenant {body.tenant}")
-    return trace(request.app.state.ctrl, src, dst, body.protocol, body.port)
+    return await trace_on_hosts(request.app.state.ctrl, src, dst, body.protocol, body.port)
