@@ -4,21 +4,27 @@ fan-out (controller/agent_trace.py), with fakes for the agents and for OVS's too
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from pydantic import ValidationError
 
-from daolinet.agent.trace import BridgeTracer, ProbeIn, create_app, probe_text, verdict_of
-from daolinet.controller.agent_trace import fan_out
+from daolinet.agent.trace import BridgeTracer, ProbeIn, create_app, probe_text, server_config, verdict_of
+from daolinet.controller.agent_trace import AgentCaller, fan_out
 from daolinet.errors import SystemFailure
 from daolinet.model import Host
+from daolinet.security import pki
 from daolinet.security.identity import Identity
+from daolinet.security.tls import TlsFiles, client_context
 
 PROBE = {"in_port": 7, "dl_src": "02:00:00:00:00:01", "dl_dst": "02:00:00:00:00:fe",
          "nw_src": "10.1.0.10", "nw_dst": "10.1.0.20", "protocol": "tcp", "tp_src": 40000, "tp_dst": 443}
@@ -192,3 +198,69 @@ def test_fan_out_reports_an_agents_error_in_its_entry() -> None:
 
     got = asyncio.run(fan_out([(host("h1"), PROBE)], 5, call))
     assert got["h1"]["error"].endswith("is unreachable: refused") and got["h1"]["flows"] == []
+
+
+# -- over real TLS: the controller's caller and the agent's listener -------------------------------
+
+@pytest.fixture
+def ca(tmp_path: Path) -> str:
+    d = str(tmp_path / "pki")
+    pki.init_ca(d)
+    for role, name in (("host", "h1"), ("host", "h2"), ("controller", "c1")):
+        pki.issue(d, role, name)  # type: ignore[arg-type]
+    return d
+
+
+@contextlib.asynccontextmanager
+async def agent_listener(ca: str) -> AsyncIterator[int]:
+    """h1's trace listener as `daolinet agent` serves it (server_config), on 127.0.0.1."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = uvicorn.Server(server_config(create_app(FakeTracer(), "h1"), TlsFiles.of(ca, "host", "h1")))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not server.started:
+            assert not task.done() and asyncio.get_running_loop().time() < deadline, "uvicorn did not start"
+            await asyncio.sleep(0.01)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def at_localhost(name: str) -> Host:
+    return Host(name=name, dpid=1, underlay_ip="127.0.0.1", underlay_mac="02:00:00:00:00:01",
+                pip_pool="198.18.1.0/24")
+
+
+async def test_controller_certificate_reaches_the_agent_over_mutual_tls(ca: str) -> None:
+    async with agent_listener(ca) as port:
+        caller = AgentCaller(TlsFiles.of(ca, "controller", "c1"), port=port)
+        try:
+            got = await fan_out([(at_localhost("h1"), PROBE)], 5, caller)
+            assert got["h1"]["error"] is None and got["h1"]["verdict"] == "drop"
+            assert got["h1"]["flows"] == ["cookie=0x5"]
+            # the agent at that address is h1, not the host asked for: refused, said in its entry
+            wrong = await fan_out([(at_localhost("h2"), PROBE)], 5, caller)
+            assert "certificate of h1 is not valid for host h2" in wrong["h2"]["error"]
+        finally:
+            await caller.close()
+        host_cert = AgentCaller(TlsFiles.of(ca, "host", "h2"), port=port)  # another host's agent
+        try:
+            refused = await fan_out([(at_localhost("h1"), PROBE)], 5, host_cert)
+            assert "answered 403" in refused["h1"]["error"] and "may not trace" in refused["h1"]["error"]
+        finally:
+            await host_cert.close()
+        no_cert = httpx.AsyncClient(verify=client_context(TlsFiles(pki.ca_pair(ca).cert)), timeout=5)
+        async with no_cert:  # trusts the CA, shows no certificate: no handshake
+            with pytest.raises(httpx.HTTPError):
+                await no_cert.post(f"https://127.0.0.1:{port}/trace/ofproto", json=PROBE)
+
+
+def test_the_agent_reads_the_identity_where_the_protocol_puts_it() -> None:
+    from daolinet.agent import trace as agent_trace
+    from daolinet.controller.api import transport
+    assert agent_trace.IDENTITY == transport.IDENTITY

@@ -34,7 +34,6 @@ from daolinet.agent.docker_plugin import create_app as create_plugin_app
 from daolinet.agent.failover import parse_urls
 from daolinet.agent.plumbing import Plumber
 from daolinet.agent.service import AgentService, HostInfo
-from daolinet.controller.api.transport import PeerIdentityProtocol
 from daolinet.errors import InvalidInput, SystemFailure
 from daolinet.security.settings import Security
 from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
@@ -197,10 +196,8 @@ def _trace_server(cfg: AgentConfig, service: AgentService) -> uvicorn.Server | N
         return None
     tracer = agent_trace.BridgeTracer.of(cfg.ovsdb, cfg.bridge)
     app = agent_trace.create_app(tracer, service.host.name)
-    return uvicorn.Server(uvicorn.Config(app, host=service.host.underlay_ip, port=cfg.trace_port,
-                                        log_level="warning", lifespan="off", access_log=False,
-                                        http=PeerIdentityProtocol,
-                                        **agent_trace.server_ssl(cfg.security.tls)))
+    return uvicorn.Server(agent_trace.server_config(app, cfg.security.tls, host=service.host.underlay_ip,
+                                                    port=cfg.trace_port))
 
 
 async def _serve_traces(server: uvicorn.Server, port: int) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Annotated, Any, Literal
 
+import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -37,7 +38,7 @@ IPV4 = Annotated[str, AfterValidator(lambda v: str(IPv4Address(v)))]  # ValueErr
 DEFAULT_PORT = 8651  # the agent's trace listener, on its underlay address
 TOOL_TIMEOUT = 5.0  # seconds ovs-appctl / ovs-ofctl may take
 ALLOWED_ROLES = ("controller", "user")  # a controller, or an operator (admin) certificate
-IDENTITY = "peer_identity"  # controller/api/transport.py's key
+IDENTITY = "peer_identity"  # where PeerIdentityProtocol (controller/api/transport.py) puts the peer
 
 
 class ProbeIn(Strict):
@@ -168,7 +169,11 @@ def create_app(tracer: Any, host: str) -> FastAPI:
     return app
 
 
-def server_ssl(files: TlsFiles) -> dict[str, Any]:
-    """uvicorn's TLS settings: the host's pair; a client certificate required (mutual TLS)."""
-    return {"ssl_certfile": files.cert, "ssl_keyfile": files.key, "ssl_ca_certs": files.ca,
-            "ssl_cert_reqs": ssl.CERT_REQUIRED}
+def server_config(app: Any, files: TlsFiles, **where: Any) -> uvicorn.Config:
+    """uvicorn for the trace listener: the host's pair, a client certificate required (mutual
+    TLS), each request told its peer's verified identity (controller/api/transport.py)."""
+    from daolinet.controller.api.transport import PeerIdentityProtocol  # not at import: a cycle
+
+    return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                          http=PeerIdentityProtocol, ssl_certfile=files.cert, ssl_keyfile=files.key,
+                          ssl_ca_certs=files.ca, ssl_cert_reqs=ssl.CERT_REQUIRED, **where)
