@@ -143,6 +143,41 @@ def running_labs() -> list[str]:
     return [n for n in names if _has_api(n)]
 
 
+def pick_lab(given: str | None, env: str | None, labs: Sequence[str]) -> str:
+    """Which lab a `daolinet lab` command means: --name, else $DAOLINET_LAB, else the only
+    lab there is (as the API is found: cli/api.py's `target`); several: say which."""
+    if given:
+        return given
+    if env:
+        return env
+    if len(labs) == 1:
+        return labs[0]
+    if not labs:
+        raise NotFound("no lab runs: start one with: daolinet lab up (or give --name)")
+    raise NotFound(f"several labs run ({', '.join(labs)}): give --name or set DAOLINET_LAB")
+
+
+def lab_name(given: str | None, *, broken_too: bool = False) -> str:
+    """`pick_lab` over the labs that can be opened (`broken_too`: every lab with a trace left,
+    for `lab down`)."""
+    env = os.environ.get("DAOLINET_LAB", "").strip() or None
+    if given or env:
+        return pick_lab(given, env, ())
+    try:
+        names = cluster.list_labs()
+    except UNREADABLE_LAB:
+        names = []
+    return pick_lab(None, None, names if broken_too else [n for n in names if lab_opens(n)])
+
+
+def lab_opens(name: str) -> bool:
+    try:
+        cluster.Lab.open(name)
+    except UNREADABLE_LAB:
+        return False
+    return True
+
+
 def _has_api(name: str) -> bool:
     try:
         return cluster.Lab.open(name).has_controller
@@ -309,20 +344,3 @@ def api_client() -> ApiClient:
         raise Unauthorized(f"no API token for {t.url} (from {t.url_from}): set DAOLINET_TOKEN or "
                            f'"token" in {config_path()}{cert}')
     return ApiClient(t)
-
-
-def lab_of(t: Target) -> cluster.Lab | None:
-    """The running lab whose controllers are the API in use (for live OVS traces), or None."""
-    name = t.lab or os.environ.get("DAOLINET_LAB", "").strip() or None
-    if name is None:
-        running = running_labs()
-        name = running[0] if len(running) == 1 else None
-    if name is None:
-        return None
-    try:
-        lab = cluster.Lab.open(name)
-        if not lab.has_controller or not set(lab.api_urls) & set(t.urls):
-            return None
-    except UNREADABLE_LAB:
-        return None
-    return lab

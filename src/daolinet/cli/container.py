@@ -16,8 +16,26 @@ app = typer.Typer(help="Containers: an endpoint (logical IP, PIP, MAC) on a netw
 NameArg = Annotated[str, typer.Argument(help="Container name (unique per tenant).")]
 
 
-def find(api: ApiClient, tenant: str, name: str) -> dict[str, Any]:
-    """A container's endpoint with its network's subnet and gateway."""
+FindTenantOpt = Annotated[str | None, typer.Option(
+    "--tenant", "-t", envvar="DAOLINET_TENANT",
+    help="Tenant the container belongs to (default: the only tenant the token sees with that name).")]
+
+
+def tenant_of(name: str, visible: list[dict[str, Any]]) -> str:
+    """Which tenant NAME means when none was given: default where it has one, else the only
+    tenant among the containers the caller sees (an admin: every tenant's) that has it."""
+    tenants = sorted({e["tenant"] for e in visible if e["name"] == name})
+    if "default" in tenants or not tenants:
+        return "default"  # not found: the API says so, in its words
+    if len(tenants) > 1:
+        raise InvalidInput(f"container {name} is in tenants {', '.join(tenants)}: give --tenant")
+    return tenants[0]
+
+
+def find(api: ApiClient, tenant: str | None, name: str) -> dict[str, Any]:
+    """A container's endpoint with its network's subnet and gateway (`tenant` None: tenant_of)."""
+    if tenant is None:
+        tenant = tenant_of(name, api.call("GET", "/endpoints"))
     found: dict[str, Any] = api.call("GET", f"/containers/{tenant}/{name}")
     return found
 
@@ -56,7 +74,7 @@ def ls(
 
 
 @app.command("show")
-def show(name: NameArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -> None:
+def show(name: NameArg, tenant: FindTenantOpt = None, as_json: JsonOpt = False) -> None:
     """Show everything about a container's endpoint."""
     with api_client() as api:
         e = find(api, tenant, name)
@@ -71,7 +89,7 @@ def show(name: NameArg, tenant: TenantOpt = "default", as_json: JsonOpt = False)
 
 
 @app.command("shownet")
-def shownet(name: NameArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -> None:
+def shownet(name: NameArg, tenant: FindTenantOpt = None, as_json: JsonOpt = False) -> None:
     """Show a container's network identity: logical IP, PIP, MAC, host, gateway, subnet."""
     with api_client() as api:
         e = find(api, tenant, name)
@@ -116,7 +134,7 @@ def create(
 def move(
     name: NameArg,
     host: Annotated[str, typer.Option(help="The host to move to.")],
-    tenant: TenantOpt = "default",
+    tenant: FindTenantOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Move a container's endpoint to another host: same logical IP and MAC, a new PIP;
@@ -136,7 +154,7 @@ def move(
 
 
 @app.command("rm")
-def rm(name: NameArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -> None:
+def rm(name: NameArg, tenant: FindTenantOpt = None, as_json: JsonOpt = False) -> None:
     """Release a container's endpoint; its routes are revoked."""
     with api_client() as api:
         e = find(api, tenant, name)
@@ -144,4 +162,4 @@ def rm(name: NameArg, tenant: TenantOpt = "default", as_json: JsonOpt = False) -
     if as_json:
         emit_json(gone)
     else:
-        say(f"container {name} of tenant {tenant} removed")
+        say(f"container {name} of tenant {e['tenant']} removed")

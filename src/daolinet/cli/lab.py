@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from daolinet.cli.api import UNREADABLE_LAB
+from daolinet.cli.api import lab_name, lab_opens
 from daolinet.errors import InvalidInput, NotFound, SystemFailure
 from daolinet.lab import cluster, docker, docker_move
 
@@ -21,8 +21,10 @@ app = typer.Typer(help="A local multi-host cluster of network namespaces with re
 container_app = typer.Typer(help="Containers (network namespaces) in the lab.", no_args_is_help=True)
 app.add_typer(container_app, name="container")
 
-DEFAULT_LAB = os.environ.get("DAOLINET_LAB", "lab")
-LabName = Annotated[str, typer.Option("--name", "-n", help="Lab name (env DAOLINET_LAB).")]
+LabName = Annotated[str | None, typer.Option(
+    "--name", "-n", help="Lab name (default: $DAOLINET_LAB, else the only running lab).")]
+NewLabName = Annotated[str | None, typer.Option("--name", "-n", help="Lab name (default: $DAOLINET_LAB, "
+                                                                    "else lab).")]
 console = Console()
 
 
@@ -30,7 +32,7 @@ console = Console()
 def up(
     hosts: Annotated[int, typer.Option(help="Number of container hosts.")] = 3,
     racks: Annotated[int, typer.Option(help="L2 segments joined by a router.")] = 1,
-    name: LabName = DEFAULT_LAB,
+    name: NewLabName = None,
     controller: Annotated[bool, typer.Option(help="Run daolinet (controller + agents) on it.")] = True,
     idle_timeout: Annotated[int, typer.Option(help="Seconds before an unused route idles out.")] = 30,
     controllers: Annotated[int, typer.Option(help="Controllers (more than one needs --store etcd).")] = 1,
@@ -52,6 +54,7 @@ def up(
     plus daolinet's controller(s) and an agent per host."""
     if with_docker and not controller:
         raise InvalidInput("--docker needs daolinet running on the lab (drop --no-controller)")
+    name = name or os.environ.get("DAOLINET_LAB", "").strip() or "lab"
     start = time.monotonic()
     lab = cluster.Lab.up(name, hosts=hosts, racks=racks, controller=controller,
                          idle_timeout=idle_timeout, controllers=controllers, store=store, host_ttl=host_ttl,
@@ -69,8 +72,9 @@ def up(
 
 
 @app.command()
-def down(name: LabName = DEFAULT_LAB) -> None:
+def down(name: LabName = None) -> None:
     """Remove everything the lab created (idempotent; works after a crash)."""
+    name = lab_name(name, broken_too=True)
     found = cluster.down(name)
     console.print(f"lab {name} {'removed' if found else 'was not there'}")
 
@@ -82,7 +86,7 @@ def ls(
 ) -> None:
     """List labs, their hosts and containers."""
     labs = [cluster.Lab.open(name)] if name else [cluster.Lab.open(n) for n in cluster.list_labs()
-                                                   if _is_open(n)]
+                                                   if lab_opens(n)]
     if as_json:
         print(json.dumps([lab.describe() for lab in labs], indent=2))
         return
@@ -90,14 +94,6 @@ def ls(
         console.print("no labs")
     for lab in labs:
         _print_lab(lab)
-
-
-def _is_open(name: str) -> bool:
-    try:
-        cluster.Lab.open(name)
-    except UNREADABLE_LAB:
-        return False
-    return True
 
 
 def _print_lab(lab: cluster.Lab) -> None:
@@ -115,10 +111,10 @@ def _print_lab(lab: cluster.Lab) -> None:
 def exec_(
     target: Annotated[str, typer.Argument(help="A container or host (h1, h2, ...).")],
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
-    name: LabName = DEFAULT_LAB,
+    name: LabName = None,
 ) -> None:
     """Run a command inside a container's (or host's) network namespace."""
-    argv = cluster.Lab.open(name).exec_argv(target, command)
+    argv = cluster.Lab.open(lab_name(name)).exec_argv(target, command)
     os.execvp(argv[0], argv)
 
 
@@ -126,14 +122,14 @@ def exec_(
 def docker_(
     host: Annotated[str, typer.Argument(help="The host whose dockerd to talk to (h1, h2, ...).")],
     args: Annotated[list[str], typer.Argument(help="The docker command's arguments, after --.")],
-    name: LabName = DEFAULT_LAB,
+    name: LabName = None,
 ) -> None:
     """Run the docker client against HOST's dockerd (started by `lab up --docker`);
     its exit status is this command's."""
-    lab = cluster.Lab.open(name)
+    lab = cluster.Lab.open(lab_name(name))
     url = lab.dockerd_url(host)
     if url is None:
-        raise NotFound(f"host {host} of lab {name} runs no dockerd (bring the lab up with --docker)")
+        raise NotFound(f"host {host} of lab {lab.name} runs no dockerd (bring the lab up with --docker)")
     if not os.path.exists(docker.DOCKER):
         raise SystemFailure(f"no docker client at {docker.DOCKER} (install Debian's docker.io)")
     h = lab.host(host).plan
@@ -149,10 +145,10 @@ def container_add(
     tenant: Annotated[str, typer.Option(help="Tenant owning the network.")] = "default",
     ip: Annotated[str | None, typer.Option(
         help="Logical IP (default: next free); without a controller, address/prefix.")] = None,
-    name: LabName = DEFAULT_LAB,
+    name: LabName = None,
 ) -> None:
     """Create a container namespace and attach it through HOST's agent."""
-    lab = cluster.Lab.open(name)
+    lab = cluster.Lab.open(lab_name(name))
     if lab.has_controller:
         c = lab.add_container(container, host=host, network=network, tenant=tenant, ip=ip)
         console.print(f"container {c.name} on {c.host}: {c.address} pip {c.pip} mac {c.mac} "
@@ -166,13 +162,13 @@ def container_add(
 def container_move(
     container: Annotated[str, typer.Argument(help="Container name.")],
     host: Annotated[str, typer.Option(help="Host to move to (h1, h2, ...).")],
-    name: LabName = DEFAULT_LAB,
+    name: LabName = None,
 ) -> None:
     """Move a running container to another host: same logical IP and MAC, new PIP;
     its processes and connections keep running.  A Docker container (of a host's
     dockerd) is re-created there instead, with the same IP, MAC and -p; its state
     is not carried over."""
-    lab = cluster.Lab.open(name)
+    lab = cluster.Lab.open(lab_name(name))
     if container not in [c.name for c in lab.containers]:
         m = docker_move.move(lab, container, host)
         console.print(f"Docker container {m.name} re-created on {m.target} (was on {m.source}): "
@@ -185,16 +181,16 @@ def container_move(
 @container_app.command("rm")
 def container_rm(
     container: Annotated[str, typer.Argument(help="Container name.")],
-    name: LabName = DEFAULT_LAB,
+    name: LabName = None,
 ) -> None:
     """Remove a container: its processes, namespace and OVS port."""
-    cluster.Lab.open(name).remove_container(container)
+    cluster.Lab.open(lab_name(name)).remove_container(container)
     console.print(f"container {container} removed")
 
 
 @app.command()
 def demo(
-    name: LabName = "demo",
+    name: Annotated[str, typer.Option("--name", "-n", help="Lab name.")] = "demo",
     as_json: Annotated[bool, typer.Option("--json", help="Print every check and what it measured as JSON "
                                           "on stdout (the running commentary goes to stderr).")] = False,
 ) -> None:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+from typing import Annotated
 
 import typer
 
+import daolinet
 from daolinet.cli import cni as cni_cli
 from daolinet.cli import (
     container,
@@ -43,8 +46,30 @@ app = typer.Typer(
          "or the only running lab.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, powershell)
 )
+
+
+def version() -> str:
+    """The installed package's version (the source tree's when not installed)."""
+    try:
+        return metadata.version("daolinet")
+    except metadata.PackageNotFoundError:
+        return daolinet.__version__
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"daolinet {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                           callback=_print_version, is_eager=True)] = False,
+) -> None:
+    """daolinet: hot-plug routes for containers on Open vSwitch."""
 app.add_typer(lab_cli.app, name="lab")
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(network_cli.app, name="network")

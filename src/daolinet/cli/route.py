@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-from daolinet.cli.api import api_client
+from daolinet.cli.api import ApiClient, api_client
 from daolinet.cli.output import JsonOpt, TenantFilterOpt, emit_json, scope, table
+from daolinet.errors import NotFound
 
 app = typer.Typer(help="Live hot-plug routes.", no_args_is_help=True)
 
@@ -31,7 +32,17 @@ def ls(
                                                 ("tenant", tenant)) if v}
     with api_client() as api:
         routes = api.call("GET", "/routes", params={**params, "stats": "true"})
+        if container and not routes:
+            _known(api, container, tenant)
     if as_json:
         emit_json(routes)
         return
     table(COLUMNS, (row(r) for r in routes), empty="no live routes")
+
+
+def _known(api: ApiClient, container: str, tenant: str | None) -> None:
+    """No route of CONTAINER: say "not found" when the caller sees no container of that name."""
+    seen = api.call("GET", "/endpoints", params={"tenant": tenant} if tenant else None)
+    if not any(e["name"] == container for e in seen):
+        where = f" in tenant {tenant}" if tenant else ""
+        raise NotFound(f"container {container} not found{where}")
