@@ -87,10 +87,10 @@ def test_tracer_runs_ovs_tools_with_an_argument_list(fake_tools: Path) -> None:
     argv, env_rundir = json.loads((fake_tools / "ovs-appctl.json").read_text())
     assert argv == ["-t", f"{rundir}/ovs-vswitchd.ctl", "ofproto/trace", "daolinet", got["probe"]]
     assert env_rundir == str(rundir)
-    flows = asyncio.run(tracer.dump_flows(0xD1 << 56 | 5))
+    flows = asyncio.run(tracer.dump_flows(0xD1 << 56 | 0x07 << 48 | 5))  # generation 7: any matches
     assert flows == ["cookie=0xd1, table=5, actions=output:2"]
     argv, _ = json.loads((fake_tools / "ovs-ofctl.json").read_text())
-    assert argv[-2:] == [f"unix:{rundir}/daolinet.mgmt", "cookie=0xd100000000000005/-1"]
+    assert argv[-2:] == [f"unix:{rundir}/daolinet.mgmt", "cookie=0xd100000000000005/0xff00ffffffffffff"]
 
 
 def test_tracer_without_a_fixed_control_socket_asks_by_name(tmp_path: Path) -> None:

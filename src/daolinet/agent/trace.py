@@ -27,9 +27,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field
 
-from daolinet.agent.bootstrap import DEFAULT_OVS_RUNDIR
+from daolinet.agent.bootstrap import ALL_BITS, DEFAULT_OVS_RUNDIR
 from daolinet.api_common import Strict, validation_message
 from daolinet.errors import SystemFailure
+from daolinet.pipeline import GEN_MASK
 from daolinet.security.identity import Identity
 from daolinet.security.tls import TlsFiles
 
@@ -76,7 +77,8 @@ def verdict_of(output: str) -> str:
 
 
 def cookie_filter(cookie: int) -> str:
-    return f"cookie={cookie:#x}/-1"
+    """A route's flows whatever the generation that installed them (pipeline's cookie layout)."""
+    return f"cookie={cookie & ~GEN_MASK:#x}/{ALL_BITS & ~GEN_MASK:#x}"
 
 
 @dataclass(frozen=True)
