@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from daolinet.controller.agent_trace import AgentCaller, Call, fan_out
+from daolinet.controller.agent_trace import AgentCaller, fan_out
 from daolinet.decide.policy import L4, PROTOCOLS
 from daolinet.decide.route import verdict
 from daolinet.errors import InvalidInput
@@ -63,18 +63,17 @@ def trace(ctrl: Controller, src: Endpoint, dst: Endpoint, protocol: str | None,
 
 
 async def trace_on_hosts(ctrl: Controller, src: Endpoint, dst: Endpoint, protocol: str | None,
-                         port: int | None, call: Call | None = None) -> dict[str, Any]:
+                         port: int | None) -> dict[str, Any]:
     """`trace`, plus each host's own verdict from its agent (`hosts`: {name: answer})."""
     out = trace(ctrl, src, dst, protocol, port)
     view = ctrl.view
     hosts = {h.name: h for h in (view.host_of(src), view.host_of(dst)) if h is not None}
     targets = [(hosts[name], probe) for name, probe in probes(src, dst, view, l4_for(protocol, port)).items()]
-    caller = AgentCaller(ctrl.ctx.agent_tls) if call is None else None
+    caller = AgentCaller(ctrl.ctx.agent_tls)
     try:
-        out["hosts"] = await fan_out(targets, route_cookie(src.id, dst.id).value, call or caller)  # type: ignore[arg-type]
+        out["hosts"] = await fan_out(targets, route_cookie(src.id, dst.id).value, caller)
     finally:
-        if caller is not None:
-            await caller.close()
+        await caller.close()
     return out
 
 
