@@ -7,10 +7,17 @@ the controller (tests/unit/test_layering.py keeps it so)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from daolinet.errors import Conflict, DaoliError, Forbidden, InvalidInput, NotFound, Unauthorized
+from daolinet.security.tls import peer_identity
+
+IDENTITY = "peer_identity"  # key in a TLS connection's request state: Identity | None
+AGENT_TRACE_PORT = 8651  # agents' trace listener (agent/trace.py), called by controllers
 
 STATUS: dict[type[DaoliError], int] = {
     InvalidInput: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
@@ -41,3 +48,20 @@ class Strict(BaseModel):
     """A request body that refuses unknown keys and wrong types by name."""
 
     model_config = ConfigDict(extra="forbid", strict=True)  # no "5" -> 5, true -> 1, "yes" -> True
+
+
+class PeerIdentityProtocol(H11Protocol):
+    """uvicorn's h11 protocol, telling the app who is at the other end of each TLS connection.
+
+    uvicorn hands every request of a connection a copy of the protocol's `app_state`
+    as scope["state"] (FastAPI's `request.state`).  Once the TLS handshake is done —
+    asyncio calls `connection_made` only then — this protocol gives its connection a
+    state of its own holding the verified peer certificate's `Identity` (None: no
+    certificate, or plain HTTP), so the app reads it without trusting anything the
+    client wrote.  The controller's API (controller/api/auth.py) and the agent's trace
+    listener (agent/trace.py) both use it."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        identity = peer_identity(transport.get_extra_info("ssl_object"))
+        self.app_state = {**self.app_state, IDENTITY: identity}  # this connection's, not shared
+        super().connection_made(transport)

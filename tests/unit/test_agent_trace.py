@@ -260,7 +260,9 @@ async def test_controller_certificate_reaches_the_agent_over_mutual_tls(ca: str)
                 await no_cert.post(f"https://127.0.0.1:{port}/trace/ofproto", json=PROBE)
 
 
-def test_the_agent_reads_the_identity_where_the_protocol_puts_it() -> None:
-    from daolinet.agent import trace as agent_trace
-    from daolinet.controller.api import transport
-    assert agent_trace.IDENTITY == transport.IDENTITY
+def test_agent_and_controller_agree_on_the_port() -> None:
+    from daolinet.agent import main as agent_main
+    from daolinet.controller import agent_trace
+    from daolinet.daemon_settings import AgentSettings
+    port = AgentSettings.model_fields["trace_port"].default
+    assert port == agent_main.AgentConfig.trace_port == AgentCaller(None).port == agent_trace.AGENT_TRACE_PORT

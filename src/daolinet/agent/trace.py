@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field
 
 from daolinet.agent.bootstrap import ALL_BITS, DEFAULT_OVS_RUNDIR
-from daolinet.api_common import Strict, validation_message
+from daolinet.api_common import AGENT_TRACE_PORT, IDENTITY, PeerIdentityProtocol, Strict, validation_message
 from daolinet.errors import SystemFailure
 from daolinet.pipeline import GEN_MASK
 from daolinet.security.identity import Identity
@@ -36,10 +36,9 @@ from daolinet.security.tls import TlsFiles
 
 MAC = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")]
 IPV4 = Annotated[str, AfterValidator(lambda v: str(IPv4Address(v)))]  # ValueError: one-line 422
-DEFAULT_PORT = 8651  # the agent's trace listener, on its underlay address
+DEFAULT_PORT = AGENT_TRACE_PORT  # the agent's trace listener, on its underlay address
 TOOL_TIMEOUT = 5.0  # seconds ovs-appctl / ovs-ofctl may take
 ALLOWED_ROLES = ("controller", "user")  # a controller, or an operator (admin) certificate
-IDENTITY = "peer_identity"  # where PeerIdentityProtocol (controller/api/transport.py) puts the peer
 
 
 class ProbeIn(Strict):
@@ -173,9 +172,7 @@ def create_app(tracer: Any, host: str) -> FastAPI:
 
 def server_config(app: Any, files: TlsFiles, **where: Any) -> uvicorn.Config:
     """uvicorn for the trace listener: the host's pair, a client certificate required (mutual
-    TLS), each request told its peer's verified identity (controller/api/transport.py)."""
-    from daolinet.controller.api.transport import PeerIdentityProtocol  # not at import: a cycle
-
+    TLS), each request told its peer's verified identity (api_common.PeerIdentityProtocol)."""
     return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                           http=PeerIdentityProtocol, ssl_certfile=files.cert, ssl_keyfile=files.key,
                           ssl_ca_certs=files.ca, ssl_cert_reqs=ssl.CERT_REQUIRED, **where)

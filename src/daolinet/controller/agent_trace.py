@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from daolinet.agent.trace import DEFAULT_PORT
+from daolinet.api_common import AGENT_TRACE_PORT
 from daolinet.errors import DaoliError, SystemFailure
 from daolinet.model import Host
 from daolinet.security.identity import identity_of
@@ -57,7 +57,7 @@ async def _one(host: Host, probe: dict[str, Any], cookie: int, call: Call, timeo
 class AgentCaller:
     """httpx to the agents' trace listeners, with the controller's certificate."""
 
-    def __init__(self, tls: TlsFiles | None, port: int = DEFAULT_PORT) -> None:
+    def __init__(self, tls: TlsFiles | None, port: int = AGENT_TRACE_PORT) -> None:
         self.port = port
         self.tls = tls
         self._client: httpx.AsyncClient | None = None

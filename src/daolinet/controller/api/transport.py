@@ -11,17 +11,6 @@ installed); `api_config` names this class explicitly, so it is the one used."""
 
 from __future__ import annotations
 
-import asyncio
+from daolinet.api_common import IDENTITY, PeerIdentityProtocol  # shared with the agent's trace listener
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
-from daolinet.security.tls import peer_identity
-
-IDENTITY = "peer_identity"  # key in the connection's state: Identity | None
-
-
-class PeerIdentityProtocol(H11Protocol):
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        identity = peer_identity(transport.get_extra_info("ssl_object"))
-        self.app_state = {**self.app_state, IDENTITY: identity}  # this connection's, not shared
-        super().connection_made(transport)
+__all__ = ["IDENTITY", "PeerIdentityProtocol"]
