@@ -103,6 +103,17 @@ def test_lab_commands_name_the_labs_when_several_run(cli: Cli, labs: dict[str, F
 
 def test_lab_commands_without_a_lab_say_how_to_start_one(cli: Cli, labs: dict[str, FakeLab]) -> None:
     cli("lab", "exec", "h1", "--", "true").error("no lab runs: start one with: daolinet lab up")
+    assert "no lab to remove" in cli("lab", "down").ok()  # idempotent
+
+
+def test_lab_down_finds_the_only_lab(cli: Cli, labs: dict[str, FakeLab],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    downed: list[str] = []
+    monkeypatch.setattr(cluster, "down", lambda name: downed.append(name) or True)
+    labs["blue"] = FakeLab("blue")
+    assert "lab blue removed" in cli("lab", "down").ok() and downed == ["blue"]
+    labs["green"] = FakeLab("green")
+    cli("lab", "down").error("several labs run (blue, green)")
 
 
 # -- a container across tenants --------------------------------------------------------------------

@@ -74,6 +74,9 @@ def up(
 @app.command()
 def down(name: LabName = None) -> None:
     """Remove everything the lab created (idempotent; works after a crash)."""
+    if name is None and not os.environ.get("DAOLINET_LAB", "").strip() and not cluster.list_labs():
+        console.print("no lab to remove")  # idempotent: nothing is there
+        return
     name = lab_name(name, broken_too=True)
     found = cluster.down(name)
     console.print(f"lab {name} {'removed' if found else 'was not there'}")
