@@ -61,6 +61,7 @@ def test_trace_shows_both_hosts_verdicts_through_their_agents(lab_factory: LabFa
 
     text = daolinet(lab, empty, "trace", "a", "b")
     assert text.returncode == 0, text.stderr
+    print(text.stdout)
     assert "on the hosts (ofproto/trace by each host's agent):" in text.stdout
     assert "host h1: forwarded" in text.stdout and "host h2: forwarded" in text.stdout
 
