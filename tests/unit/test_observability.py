@@ -13,16 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from daolinet import logformat, metrics_server
-from daolinet.agent.metrics import tables_of
+from daolinet.agent.metrics import AgentMetrics, Reading, tables_of
 from daolinet.controller.context import Config, Context
 from daolinet.controller.metrics import FastHistogram, Metrics
 from daolinet.controller.policy_log import PolicyLog, RateLimit
 from daolinet.daemon_settings import AgentSettings, ControllerSettings, load
 from daolinet.errors import BadConfig, InvalidInput
 from daolinet.model import View
+from daolinet.testing import promql
 
 NOW = 1_765_000_000.0
 
@@ -174,3 +175,29 @@ def test_both_daemons_take_log_format_and_metrics_listen(monkeypatch: pytest.Mon
     assert a.log_format == "json" and a.metrics_listen is None
     with pytest.raises(BadConfig, match=r"^--log-format: expected one of text, json, got \"yaml\"$"):
         load(ControllerSettings, {"log_format": "yaml"}, "")
+
+
+def test_every_dashboard_query_parses_and_reads_metrics_the_daemons_define() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.watch(Context(view=View(), config=Config(), metrics=metrics))
+    service = SimpleNamespace(heartbeats={"sent": 0, "failed": 0}, attached=None)
+    agent = AgentMetrics(service, None, "", "eth0")  # type: ignore[arg-type]
+    agent.reading = Reading(1, {"classify": (3, 1, 1)}, {"rx_packets": 1, "tx_packets": 2, "rx_bytes": 3,
+                                                          "tx_bytes": 4, "rx_dropped": 0, "tx_dropped": 0,
+                                                          "rx_errors": 0, "tx_errors": 0})
+    defined = promql.exposed(generate_latest(registry).decode() + generate_latest(agent.registry).decode())
+    found = promql.queries()
+    assert len(found) >= 20
+    for title, expr in found:
+        wanted = promql.metrics_of(expr)
+        assert wanted and all(name.startswith("daolinet_") for name in wanted), (title, expr)
+        assert wanted <= defined, f"panel {title!r} queries {sorted(wanted - defined)}"
+
+
+def test_promql_parsing_tells_metrics_from_functions_labels_and_keywords() -> None:
+    expr = ('histogram_quantile(0.99, sum by (le, call) (rate(daolinet_store_call_seconds_bucket'
+            '{job="x", call=~"a|b"}[5m]))) / on (instance) group_left 2 * daolinet_live_routes offset 5m')
+    assert promql.metrics_of(expr) == {"daolinet_store_call_seconds_bucket", "daolinet_live_routes"}
+    with pytest.raises(ValueError, match="unbalanced"):
+        promql.metrics_of("sum(rate(daolinet_x[1m])))")
