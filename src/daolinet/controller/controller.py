@@ -359,7 +359,6 @@ class Controller:
             session.request_role(ch.ROLE_MASTER, generation)
             log.info("switch %s: master (generation %d)", session.name, generation)
         self.ctx.sessions[session.dpid] = session
-        self.hotplug.warm(session)
         await self.sync.sync_switch(session)
 
     def _become_slave(self, session: SwitchSession) -> None:

@@ -55,9 +55,6 @@ class HotPlug:
         self._cleared: dict[int, Any] = {}  # dpid -> its session at the last clear_drops
         self.call_later = _call_later  # (a seam for tests)
 
-    def warm(self, session: Any) -> None:
-        """Nothing to make ahead any more: the metrics are plain ints (controller/metrics.py)."""
-
     def on_packet_in(self, session: SwitchSession, ev: PacketIn) -> None:
         """Synchronous on purpose: no task per packet.  A route taking the long way
         continues from the barrier reply's callback (_install_step)."""
