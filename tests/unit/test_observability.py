@@ -66,6 +66,8 @@ def test_an_exception_stays_on_the_line() -> None:
 
 
 def test_the_policy_log_writes_json_lines_with_its_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     logformat.setup("info", "json")
     try:
         plog = PolicyLog(limit=RateLimit(burst=1, rate=0.001))
@@ -73,7 +75,9 @@ def test_the_policy_log_writes_json_lines_with_its_fields(capsys: pytest.Capture
             plog.add(7, lambda: {"time": NOW, "tenant": "t1", "decision": "deny", "src": {"name": "a"},
                                  "dst": {"ip": "10.0.0.9"}, "rule": None, "reason": "isolated"}, NOW)
     finally:
-        logformat.setup("warning", "text")
+        logging.captureWarnings(False)
+        root.handlers[:] = handlers
+        root.setLevel(level)
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if "daolinet.policy" in line]
     assert len(lines) == 1 and lines[0]["logger"] == "daolinet.policy"
     assert lines[0]["tenant"] == "t1" and lines[0]["reason"] == "isolated" and lines[0]["seq"] == 1
