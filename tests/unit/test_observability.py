@@ -115,7 +115,7 @@ def test_counters_are_plain_ints_published_at_scrape_time() -> None:
     for kind in ("plug", "plug", "deny", "echoreply", "ignore", "external"):
         metrics.bump(metrics.decisions, kind)
     metrics.bump(metrics.packet_ins, 0x2a, 6)
-    metrics.bump(metrics.flowmods, "0x2a", 4)
+    metrics.bump(metrics.flowmods, 0x2a, 4)
     metrics.route_setup.observe(0.0007)
     metrics.route_setup.observe(3.0)
     metrics.revocations += 1

@@ -288,7 +288,7 @@ class Controller:
             # A newer generation was seen first (a SLAVE request racing a new master): harmless.
             log.info("switch %s: role request refused: %s", session.name, event.describe())
         elif isinstance(event, ch.SwitchError):
-            self.ctx.metrics.bump(self.ctx.metrics.switch_errors, session.name)
+            self.ctx.metrics.bump(self.ctx.metrics.switch_errors, session.dpid)
             log.error("switch %s: %s", session.name, event.describe())
         elif isinstance(event, ch.PortStatus):
             log.debug("switch %s: port %s reason %d", session.name, event.port, event.reason)

@@ -113,7 +113,7 @@ class HotPlug:
 
     def _send(self, session: Any, *msgs: Any) -> None:  # a SwitchSession or a RemoteSwitch
         session.send(*msgs)
-        self.ctx.metrics.bump(self.ctx.metrics.flowmods, session.name, len(msgs))
+        self.ctx.metrics.bump(self.ctx.metrics.flowmods, session.dpid, len(msgs))
 
     def _packet_outs(self, packet_outs: Any) -> None:
         for dpid, packet_out in packet_outs:
@@ -181,7 +181,7 @@ class HotPlug:
 
     def on_flow_removed(self, session: SwitchSession, msg: Any) -> None:
         assert session.dpid is not None
-        self.ctx.metrics.bump(self.ctx.metrics.flows_removed, session.name)
+        self.ctx.metrics.bump(self.ctx.metrics.flows_removed, session.dpid)
         gone = self.ctx.routes.flow_removed(session.dpid, int(msg.cookie), scope_of_match(msg.match))
         if gone is not None:
             log.debug("route %#x idled out", gone.cookie)

@@ -56,9 +56,9 @@ class Metrics:
         self.registry = registry
         self.packet_ins: dict[int, int] = {}  # dpid -> PacketIns
         self.decisions: dict[str, int] = {}  # decision kind -> PacketIns
-        self.flowmods: dict[str, int] = {}  # switch name -> messages sent
-        self.flows_removed: dict[str, int] = {}
-        self.switch_errors: dict[str, int] = {}
+        self.flowmods: dict[int, int] = {}  # dpid -> messages sent (mastered here, or through its master)
+        self.flows_removed: dict[int, int] = {}  # dpid -> FlowRemoved received
+        self.switch_errors: dict[int | None, int] = {}  # dpid (None: still handshaking) -> errors
         self.route_setup = FastHistogram(SETUP_BUCKETS)
         self.revocations = 0  # route pairs revoked (policy change, container gone, host down)
         self.switch_connections = 0  # OpenFlow handshakes completed
@@ -121,8 +121,7 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Any]:
         m = self.m
-        yield _labelled("daolinet_packet_ins", "PacketIns received, per switch", "dpid",
-                        {f"{dpid:#x}": n for dpid, n in m.packet_ins.items()})
+        yield _labelled("daolinet_packet_ins", "PacketIns received, per switch", "dpid", m.packet_ins)
         outcomes: dict[str, int] = dict.fromkeys(("route", "deny", "icmp", "ignored"), 0)
         for kind, n in m.decisions.items():
             outcomes[OUTCOMES.get(kind, kind)] = outcomes.get(OUTCOMES.get(kind, kind), 0) + n
@@ -166,8 +165,9 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
-def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+def _labelled(name: str, doc: str, label: str, values: dict[Any, int]) -> CounterMetricFamily:
+    """A counter per label value; a dpid (an int) as 0x-hex, as switches are named everywhere."""
     family = CounterMetricFamily(name, doc, labels=[label])
-    for key, value in sorted(values.items()):
+    for key, value in sorted(((f"{k:#x}" if isinstance(k, int) else str(k), v) for k, v in values.items())):
         family.add_metric([key], value)
     return family
