@@ -117,6 +117,7 @@ def test_metrics_listeners_need_no_token_serve_only_metrics_and_count_what_happe
         assert value(samples, "daolinet_agent_ports") == ports
         assert value(samples, "daolinet_agent_attach_seconds_count") == ports
         assert value(samples, "daolinet_agent_flows", table="classify") > 0
+        assert value(samples, "daolinet_agent_packet_ins_rate_limited_total", fate="dropped") == 0
     # The route's flows on h1; the uplink's counters (OVS refreshes them every 5 s) saw the ping.
     samples = wait_for(lambda: (s := scrape(h1)) and value(s, "daolinet_agent_uplink_packets_total",
                                                            direction="tx") > 0 and s,

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from daolinet import logformat, metrics_server
-from daolinet.agent.metrics import AgentMetrics, Reading, tables_of
+from daolinet.agent.metrics import AgentMetrics, Reading, rate_limited, tables_of
 from daolinet.controller.context import Config, Context
 from daolinet.controller.metrics import FastHistogram, Metrics
 from daolinet.controller.policy_log import PolicyLog, RateLimit
@@ -205,3 +205,10 @@ def test_promql_parsing_tells_metrics_from_functions_labels_and_keywords() -> No
     assert promql.metrics_of(expr) == {"daolinet_store_call_seconds_bucket", "daolinet_live_routes"}
     with pytest.raises(ValueError, match="unbalanced"):
         promql.metrics_of("sum(rate(daolinet_x[1m])))")
+
+
+def test_ovs_rate_limit_counts_are_summed_over_controllers_and_reasons() -> None:
+    statuses = [{"packet-in-miss-queued": "7", "packet-in-miss-dropped": "2", "packet-in-action-dropped": "1",
+                 "packet-in-miss-backlog": "5", "sec_since_connect": "9", "state": "ACTIVE"},
+                {"packet-in-miss-queued": "3"}, {}]
+    assert rate_limited(statuses) == {"queued": 10, "dropped": 3}

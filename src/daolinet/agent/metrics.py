@@ -42,6 +42,20 @@ class Reading:
     ports: int = 0
     tables: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> flows, lookups, matched
     uplink: dict[str, int] = field(default_factory=dict)  # Interface statistics key -> value
+    packet_ins: dict[str, int] = field(default_factory=dict)  # queued, dropped by OVS's rate limit
+
+
+def rate_limited(statuses: list[Any]) -> dict[str, int]:
+    """OVS's PacketIn rate limit (controller_rate_limit), summed over the bridge's controllers
+    and PacketIn reasons: packets it queued, and those it dropped (its Controller rows' status
+    keys packet-in-TYPE-queued and -dropped)."""
+    out = {"queued": 0, "dropped": 0}
+    for status in statuses:
+        for key, value in dict(status).items():
+            kind = key.rpartition("-")[2]
+            if key.startswith("packet-in-") and kind in out and str(value).isdigit():
+                out[kind] += int(value)
+    return out
 
 
 def tables_of(stats: list[Any]) -> dict[str, tuple[int, int, int]]:
@@ -64,16 +78,22 @@ class AgentMetrics:
         self.registry.register(_Collector(self))
 
     async def refresh(self) -> None:
-        plugged, interfaces = await asyncio.gather(
+        plugged, interfaces, controllers = await asyncio.gather(
             asyncio.to_thread(self.service.plumber.plugged),
-            asyncio.to_thread(self.ovsdb.interfaces, ["name", "statistics"]))
+            asyncio.to_thread(self.ovsdb.interfaces, ["name", "statistics"]),
+            asyncio.to_thread(self._controller_status))
         link = await BridgeLink.open(self.mgmt)
         try:
             stats = await link.multipart(parser.OFPTableStatsRequest(DP, 0))
         finally:
             link.close()
         uplink: Any = next((row["statistics"] for row in interfaces if row["name"] == self.uplink), {})
-        self.reading = Reading(len(plugged), tables_of(stats), {k: int(v) for k, v in dict(uplink).items()})
+        self.reading = Reading(len(plugged), tables_of(stats), {k: int(v) for k, v in dict(uplink).items()},
+                               rate_limited(controllers))
+
+    def _controller_status(self) -> list[Any]:
+        rows = self.ovsdb.api.db_list("Controller", columns=["status"]).execute(check_error=True)
+        return [row["status"] for row in rows]
 
 
 class _Collector(Collector):
@@ -101,6 +121,12 @@ class _Collector(Collector):
                 if key in r.uplink:
                     family.add_metric([direction], r.uplink[key])
             yield family
+        limited = CounterMetricFamily("daolinet_agent_packet_ins_rate_limited", "PacketIns OVS's rate "
+                                      "limit queued, and dropped (never reaching a controller)",
+                                      labels=["fate"])
+        for fate in ("queued", "dropped"):
+            limited.add_metric([fate], r.packet_ins.get(fate, 0))
+        yield limited
         beats = service.heartbeats
         yield CounterMetricFamily("daolinet_agent_heartbeats_sent", "Heartbeats the controller took",
                                   value=beats["sent"])
