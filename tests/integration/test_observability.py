@@ -98,15 +98,18 @@ def test_metrics_listeners_need_no_token_serve_only_metrics_and_count_what_happe
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert delta("daolinet_route_setups_total") == 1
-    assert delta("daolinet_route_setup_seconds_count") == 1
-    assert delta("daolinet_packet_in_outcomes_total", outcome="route") == 1
+    # The ping's first packet plugs the route; its reply may come back to h1 before h1's
+    # switch has applied the route's flows (they are sent at once, unconfirmed), and the
+    # controller plugs the same route again: every plug is a PacketIn routed and a setup.
+    setups = delta("daolinet_route_setups_total")
+    assert setups in (1, 2) and delta("daolinet_live_routes") == 1
+    assert delta("daolinet_route_setup_seconds_count") == setups
+    assert delta("daolinet_packet_in_outcomes_total", outcome="route") == setups
     assert delta("daolinet_packet_in_outcomes_total", outcome="deny") == 1
-    assert delta("daolinet_decisions_total", kind="plug") == 1 and delta("daolinet_decisions_total",
-                                                                        kind="deny") == 1
+    assert delta("daolinet_decisions_total", kind="plug") == setups
+    assert delta("daolinet_decisions_total", kind="deny") == 1
     assert delta("daolinet_policy_log_records_total", decision="deny") == 1
-    assert delta("daolinet_live_routes") == 1
-    assert delta("daolinet_packet_ins_total", dpid=dpid1) >= 2  # a's two first packets, on h1
+    assert delta("daolinet_packet_ins_total", dpid=dpid1) == setups + 1  # a's first packets (and the reply)
     assert delta("daolinet_flowmods_sent_total", dpid=dpid1) >= 2  # the route's flows and the drop
     assert value(after, "daolinet_switches_connected") == value(after, "daolinet_switches_mastered") == 2
     assert value(after, "daolinet_route_revocations_total") == 0
@@ -118,9 +121,10 @@ def test_metrics_listeners_need_no_token_serve_only_metrics_and_count_what_happe
         assert value(samples, "daolinet_agent_attach_seconds_count") == ports
         assert value(samples, "daolinet_agent_flows", table="classify") > 0
         assert value(samples, "daolinet_agent_packet_ins_rate_limited_total", fate="dropped") == 0
-    # The route's flows on h1; the uplink's counters (OVS refreshes them every 5 s) saw the ping.
+    # The route's flows on h1; the uplink's counters move (OVS refreshes them every 5 s).
+    sent = value(h1_before, "daolinet_agent_uplink_packets_total", direction="tx")
     samples = wait_for(lambda: (s := scrape(h1)) and value(s, "daolinet_agent_uplink_packets_total",
-                                                           direction="tx") > 0 and s,
+                                                           direction="tx") > sent and s,
                        timeout=15, what="h1's uplink statistics")
     flows = [sum(v for (name, _), v in s.items() if name == "daolinet_agent_flows")
              for s in (h1_before, samples)]
