@@ -54,6 +54,13 @@ class DaemonSettings(BaseSettings):
     tls_ca: str | None = Field(f"{PKI_DIR}/ca.crt", description="The installation's CA certificate.")
     insecure: bool = Field(False, description="Plaintext channels, no certificates: only for trials.")
     log_level: LogLevel = Field("info", description="debug, info, warning, error.")
+    log_format: Literal["text", "json"] = Field("text", description=(
+        "text (a line for people) or json (one JSON object a line: time, level, logger, message and "
+        "the event's fields)."))
+    metrics_listen: str | None = Field(None, description=(
+        "HOST:PORT of a separate Prometheus listener serving only /metrics, without a token (default: "
+        "none; the API's /metrics stays, for the admin). Conventionally 9650 on a controller, 9651 "
+        "on an agent."))
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -78,7 +85,7 @@ class DaemonSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value

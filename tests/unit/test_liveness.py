@@ -147,8 +147,8 @@ async def test_the_loop_marks_lapsed_hosts_down_on_each_tick_and_survives_store_
 class Recorder:
     """A switch as the controller's handlers see it: what was sent, nothing else."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, dpid: int) -> None:
+        self.dpid, self.name = dpid, f"{dpid:#x}"
         self.sent: list[Any] = []
 
     def send(self, *msgs: Any) -> None:
@@ -177,7 +177,7 @@ async def controller(path: Path) -> Controller:
 
 def attach_recorders(ctrl: Controller) -> None:
     for dpid in (1, 2, 3):
-        ctrl.ctx.sessions[dpid] = Recorder(f"s{dpid}")  # type: ignore[assignment]
+        ctrl.ctx.sessions[dpid] = Recorder(dpid)  # type: ignore[assignment]
 
 
 async def caught_up(ctrl: Controller, rev: int) -> None:

@@ -179,10 +179,15 @@ class BridgeLink:
                         return event
 
     async def flows(self, cookie: int, mask: int) -> list[SeenFlow]:
-        xid = self.channel.send(render.flow_stats_request(cookie, mask))
+        return [SeenFlow.from_stats(stats) for stats in await self.multipart(
+            render.flow_stats_request(cookie, mask))]
+
+    async def multipart(self, request: Any) -> list[Any]:
+        """A multipart request's reply bodies, every part's (agent/metrics.py reads table stats)."""
+        xid = self.channel.send(request)
         reply = await self._until(lambda event: isinstance(event, MultipartDone) and event.xid == xid, [xid])
         assert isinstance(reply, MultipartDone)
-        return [SeenFlow.from_stats(stats) for stats in reply.body]
+        return reply.body
 
     async def apply(self, msgs: list[Any]) -> None:
         """Send, then wait for a barrier: the switch refused none of them."""

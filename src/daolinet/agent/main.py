@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from daolinet.agent import bootstrap
 from daolinet.agent import trace as agent_trace
@@ -32,9 +33,11 @@ from daolinet.agent.docker_client import DockerClient
 from daolinet.agent.docker_plugin import DockerPlugin
 from daolinet.agent.docker_plugin import create_app as create_plugin_app
 from daolinet.agent.failover import parse_urls
+from daolinet.agent.metrics import AgentMetrics
 from daolinet.agent.plumbing import Plumber
 from daolinet.agent.service import AgentService, HostInfo
 from daolinet.errors import InvalidInput, SystemFailure
+from daolinet.metrics_server import MetricsServer
 from daolinet.security.settings import Security
 from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
 from daolinet.system import datapath, links
@@ -68,6 +71,7 @@ class AgentConfig:
     security: Security = field(default_factory=lambda: Security(tls=None, insecure=True))  # the CLI's: TLS
     datapath: str = "auto"  # auto, system (the kernel's) or netdev (userspace): system/datapath.py
     trace_port: int = agent_trace.DEFAULT_PORT  # HTTPS on the underlay address, for controllers (0: off)
+    metrics_listen: str | None = None  # HOST:PORT of the token-less /metrics listener (None: none)
 
 
 def read_token(path: str) -> str:
@@ -123,6 +127,7 @@ def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb, decision: datapath.Decision) 
 
 async def run(cfg: AgentConfig) -> None:
     check(cfg)
+    exporter = MetricsServer(cfg.metrics_listen, CollectorRegistry()) if cfg.metrics_listen else None
     ovsdb = await asyncio.to_thread(Ovsdb, cfg.ovsdb)
     cfg.security.warn("agent")
     token = read_token(cfg.token_file) if cfg.token_file else None
@@ -137,8 +142,15 @@ async def run(cfg: AgentConfig) -> None:
         await bootstrap.start(cfg.ovsdb, cfg.bridge, host)  # a path to the controllers, kept
         await bootstrap.register(service)  # again, while the bootstrapped path settles
         await service.reconcile()
+        if exporter is not None:
+            metrics = AgentMetrics(service, ovsdb, bootstrap.mgmt_socket(cfg.ovsdb, cfg.bridge), cfg.uplink,
+                                   exporter.registry)
+            exporter.refresh = metrics.refresh
+            await exporter.start()
         await _serve(cfg, service, underlay)
     finally:
+        if exporter is not None:
+            await exporter.stop()
         await client.close()
         ovsdb.close()
 
@@ -148,7 +160,7 @@ def _unix_server(app: Any, path: str) -> uvicorn.Server:
     if os.path.exists(path):
         os.unlink(path)
     return uvicorn.Server(uvicorn.Config(app, uds=path, log_level="warning", lifespan="off",
-                                        access_log=False))
+                                        access_log=False, log_config=None))
 
 
 async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) -> None:
@@ -214,5 +226,6 @@ def _write_ready(cfg: AgentConfig, service: AgentService, sockets: list[str], un
     tmp = cfg.ready_file + ".tmp"
     with open(tmp, "w") as f:
         json.dump({"listen": cfg.listen, "sockets": sockets, "host": service.host.to_json(),
-                   "datapath": underlay.datapath.datapath, "mtu": underlay.mtu, "pid": os.getpid()}, f)
+                   "datapath": underlay.datapath.datapath, "mtu": underlay.mtu, "pid": os.getpid(),
+                   "metrics": cfg.metrics_listen}, f)
     os.replace(tmp, cfg.ready_file)

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,9 @@ class AgentService:
         self.plumber = plumber
         self.mtu = mtu
         self._lock = asyncio.Lock()  # one plumbing change at a time
+        # Read by agent/metrics.py: heartbeats sent and failed, and each attach's duration.
+        self.heartbeats = {"sent": 0, "failed": 0}
+        self.attached: Callable[[float], None] = lambda seconds: None
 
     async def register(self) -> None:
         await self.client.register_host(self.host.to_json())
@@ -57,14 +62,18 @@ class AgentService:
             try:
                 # An attempt may take one period: one hung controller still leaves time for another.
                 await self.client.heartbeat(self.host.name, timeout=every)
+                self.heartbeats["sent"] += 1
             except NotFound:
+                self.heartbeats["failed"] += 1
                 await self.register()  # the controller forgot us: join again
             except DaoliError as e:
+                self.heartbeats["failed"] += 1
                 log.warning("heartbeat failed: %s", e)
 
     async def attach(self, name: str, netns: str, network: str, tenant: str,
                      ip: str | None = None, mac: str | None = None,
                      labels: dict[str, str] | None = None, ifname: str = "eth0") -> dict[str, Any]:
+        started = time.perf_counter()
         async with self._lock:
             net = await self.client.network(tenant, network)
             endpoint = await self.client.create_endpoint({
@@ -75,8 +84,10 @@ class AgentService:
                                 prefixlen=ipaddress.IPv4Network(net["subnet"]).prefixlen,
                                 gateway=net["gateway"], mtu=self.mtu, ifname=ifname)
                 plugged = await asyncio.to_thread(self.plumber.plug, spec)
-                return await self.client.patch_endpoint(endpoint["id"], port=plugged.port,
+                done = await self.client.patch_endpoint(endpoint["id"], port=plugged.port,
                                                         ofport=plugged.ofport)
+                self.attached(time.perf_counter() - started)
+                return done
             except BaseException:
                 await asyncio.to_thread(self.plumber.unplug, endpoint["id"], netns, ifname)
                 with contextlib.suppress(DaoliError):
@@ -92,15 +103,18 @@ class AgentService:
 
     async def plug_docker(self, endpoint: dict[str, Any], sandbox: str, docker_eid: str) -> dict[str, Any]:
         """Plug an endpoint for Docker (which then moves its peer into `sandbox`)."""
+        started = time.perf_counter()
         async with self._lock:
             plugged = await asyncio.to_thread(self.plumber.plug_docker, endpoint["id"], endpoint["mac"],
                                               self.mtu, sandbox, docker_eid)
             try:
-                return await self.client.patch_endpoint(endpoint["id"], port=plugged.port,
+                done = await self.client.patch_endpoint(endpoint["id"], port=plugged.port,
                                                         ofport=plugged.ofport)
             except BaseException:
                 await asyncio.to_thread(self.plumber.unplug, endpoint["id"])
                 raise
+            self.attached(time.perf_counter() - started)
+            return done
 
     async def release(self, eid: int, netns: str | None = None,
                       ifname: str = "eth0") -> dict[str, Any] | None:

@@ -7,12 +7,12 @@ flags over $DAOLINET_* over the TOML file."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from typing import Annotated, Any
 
 import typer
 
+from daolinet import logformat
 from daolinet.controller.context import Config
 from daolinet.daemon_settings import AgentSettings, ControllerSettings, DaemonSettings, load
 from daolinet.security.settings import Security
@@ -30,8 +30,8 @@ def _config_opt(model: type[DaemonSettings]) -> Any:
         f"$DAOLINET_<KEY> override it. (default: {model.default_file}, if present; '' : none)"))
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def _logging(s: DaemonSettings) -> None:
+    logformat.setup(s.log_level, s.log_format)
 
 
 def _untouched_tls(s: DaemonSettings, model: type[DaemonSettings]) -> bool:
@@ -59,6 +59,8 @@ def controller(
     etcd_key: Annotated[str | None, _opt(C, "etcd_key")] = None,
     insecure: Annotated[bool | None, _opt(C, "insecure", "--insecure")] = None,
     log_level: Annotated[str | None, _opt(C, "log_level")] = None,
+    log_format: Annotated[str | None, _opt(C, "log_format")] = None,
+    metrics_listen: Annotated[str | None, _opt(C, "metrics_listen")] = None,
     config: Annotated[str | None, _config_opt(C)] = None,
 ) -> None:
     """Run the OpenFlow controller and its REST API."""
@@ -67,14 +69,14 @@ def controller(
     from daolinet.controller.main import serve
 
     s = load(ControllerSettings, flags, config)
-    _logging(s.log_level)
+    _logging(s)
     tls = (None, None, None) if _untouched_tls(s, C) else (s.tls_cert, s.tls_key, s.tls_ca)
     security = Security.from_options(cert=tls[0], key=tls[1], ca=tls[2], insecure=s.insecure,
                                      etcd_ca=s.etcd_ca, etcd_cert=s.etcd_cert, etcd_key=s.etcd_key)
     security.check_targets(s.of_listen, "--of-listen")
     cfg = Config(idle_timeout=s.idle_timeout, drop_timeout=s.drop_timeout, host_ttl=s.host_ttl)
     asyncio.run(serve(s.store, list(s.of_listen), list(s.api_listen), cfg, s.ready_file, s.admin_token_file,
-                      s.id, security, s.advertise))
+                      s.id, security, s.advertise, s.metrics_listen))
 
 
 def agent(
@@ -104,6 +106,8 @@ def agent(
     api: Annotated[list[str] | None, _opt(A, "api")] = None,
     api_file: Annotated[str | None, _opt(A, "api_file")] = None,
     log_level: Annotated[str | None, _opt(A, "log_level")] = None,
+    log_format: Annotated[str | None, _opt(A, "log_format")] = None,
+    metrics_listen: Annotated[str | None, _opt(A, "metrics_listen")] = None,
     config: Annotated[str | None, _config_opt(A)] = None,
 ) -> None:
     """Run the host agent: own the bridge, join the cluster, attach containers."""
@@ -114,7 +118,7 @@ def agent(
     from daolinet.agent.main import AgentConfig, run
 
     s = load(AgentSettings, flags, config)
-    _logging(s.log_level)
+    _logging(s)
     tls = (None, None, None) if _untouched_tls(s, A) else (s.tls_cert, s.tls_key, s.tls_ca)
     security = Security.from_options(cert=tls[0], key=tls[1], ca=tls[2], insecure=s.insecure)
     security.check_targets(s.controller, "--controller")
@@ -125,5 +129,6 @@ def agent(
                       underlay_gateway_mac=s.underlay_gateway_mac, docker_plugin_dir=s.docker_plugin_dir,
                       docker_host=s.docker_host, docker_sync=s.docker_sync, docker_state=s.docker_state,
                       api_file=s.api_file,
-                      security=security, datapath=s.datapath, trace_port=s.trace_port)
+                      security=security, datapath=s.datapath, trace_port=s.trace_port,
+                      metrics_listen=s.metrics_listen)
     asyncio.run(run(cfg))

@@ -40,6 +40,7 @@ class Controller:
     def __init__(self, store: Store, config: Config, registry: CollectorRegistry | None = None) -> None:
         self.store = store
         self.ctx = Context(view=View(), config=config, metrics=Metrics(registry or CollectorRegistry()))
+        self.ctx.metrics.watch(self.ctx)
         self.hotplug = HotPlug(self.ctx)
         self.sync = FlowSync(self.ctx)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -270,7 +271,6 @@ class Controller:
         if session.dpid is not None and self.ctx.sessions.get(session.dpid) is session:
             del self.ctx.sessions[session.dpid]
             self.ctx.synced.discard(session.dpid)
-            self.ctx.metrics.switches.set(len(self.ctx.sessions))
             return True
         return False
 
@@ -288,7 +288,7 @@ class Controller:
             # A newer generation was seen first (a SLAVE request racing a new master): harmless.
             log.info("switch %s: role request refused: %s", session.name, event.describe())
         elif isinstance(event, ch.SwitchError):
-            self.ctx.metrics.switch_errors.labels(session.name).inc()
+            self.ctx.metrics.bump(self.ctx.metrics.switch_errors, session.dpid)
             log.error("switch %s: %s", session.name, event.describe())
         elif isinstance(event, ch.PortStatus):
             log.debug("switch %s: port %s reason %d", session.name, event.port, event.reason)
@@ -309,6 +309,7 @@ class Controller:
         if old is not None and old is not session:
             old.writer.close()  # the switch reconnected; the old channel is dead
         self.ctx.connected[session.dpid] = session
+        self.ctx.metrics.switch_connections += 1
         log.info("switch %s connected from %s%s", session.name, session.peer,
                  f" ({session.identity})" if session.identity else "")
         if self.held is None:
@@ -358,8 +359,6 @@ class Controller:
             session.request_role(ch.ROLE_MASTER, generation)
             log.info("switch %s: master (generation %d)", session.name, generation)
         self.ctx.sessions[session.dpid] = session
-        self.ctx.metrics.switches.set(len(self.ctx.sessions))
-        self.hotplug.warm(session)
         await self.sync.sync_switch(session)
 
     def _become_slave(self, session: SwitchSession) -> None:
@@ -367,7 +366,6 @@ class Controller:
         if self.ctx.sessions.get(session.dpid) is session:
             del self.ctx.sessions[session.dpid]
             self.ctx.synced.discard(session.dpid)
-            self.ctx.metrics.switches.set(len(self.ctx.sessions))
         with contextlib.suppress(ProtocolError):
             session.request_role(ch.ROLE_SLAVE, self.generation())
 

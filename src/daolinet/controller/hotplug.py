@@ -51,23 +51,9 @@ class HotPlug:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._pending: dict[Key, _Plugging] = {}
-        self._counters: dict[tuple[int, str], Any] = {}  # (metric, label) -> its child
         self._drops_sent: dict[int, float] = {}  # dpid -> when it was last sent a drop flow
         self._cleared: dict[int, Any] = {}  # dpid -> its session at the last clear_drops
         self.call_later = _call_later  # (a seam for tests)
-
-    def _counter(self, metric: Any, label: str) -> Any:
-        """A metric's child for one label, made once (prometheus' labels() costs a lock)."""
-        key = (id(metric), label)
-        child = self._counters.get(key)
-        if child is None:
-            child = self._counters[key] = metric.labels(label)
-        return child
-
-    def warm(self, session: Any) -> None:
-        """Make a switch's metric children now, not on its first route's hot path."""
-        self._counter(self.ctx.metrics.packet_ins, f"{session.dpid:#x}")
-        self._counter(self.ctx.metrics.flowmods, session.name)
 
     def on_packet_in(self, session: SwitchSession, ev: PacketIn) -> None:
         """Synchronous on purpose: no task per packet.  A route taking the long way
@@ -76,10 +62,11 @@ class HotPlug:
         dpid = session.dpid
         assert dpid is not None
         metrics = self.ctx.metrics
-        self._counter(metrics.packet_ins, f"{dpid:#x}").inc()
+        metrics.packet_ins[dpid] = metrics.packet_ins.get(dpid, 0) + 1
         meta = parse(dpid, ev.in_port, ev.table_id, ev.reason, ev.data)
         decision = decide(meta, self.ctx.view)
-        self._counter(metrics.decisions, type(decision).__name__.lower()).inc()
+        kind = type(decision).__name__.lower()
+        metrics.decisions[kind] = metrics.decisions.get(kind, 0) + 1
         ctx = self.ctx
         self.send(respond(decision, meta, ev.data, ctx.view, ctx.config), started)
         if isinstance(decision, Deny):
@@ -126,7 +113,7 @@ class HotPlug:
 
     def _send(self, session: Any, *msgs: Any) -> None:  # a SwitchSession or a RemoteSwitch
         session.send(*msgs)
-        self._counter(self.ctx.metrics.flowmods, session.name).inc(len(msgs))
+        self.ctx.metrics.bump(self.ctx.metrics.flowmods, session.dpid, len(msgs))
 
     def _packet_outs(self, packet_outs: Any) -> None:
         for dpid, packet_out in packet_outs:
@@ -188,19 +175,16 @@ class HotPlug:
         """The route's flows are sent: into the routes table, and into the metrics."""
         flows = {dpid: len(step_flows) for dpid, step_flows in response.steps}
         self.ctx.routes.plugged(route.cookie, route.names, flows, self.ctx.clock(), route.scope, route.client)
-        metrics = self.ctx.metrics
-        metrics.live_routes.set(len(self.ctx.routes))
         took = time.perf_counter() - started
-        metrics.route_setup.observe(took)
+        self.ctx.metrics.route_setup.observe(took)
         self.ctx.setup_samples.append(took)
 
     def on_flow_removed(self, session: SwitchSession, msg: Any) -> None:
         assert session.dpid is not None
-        self.ctx.metrics.flows_removed.labels(session.name).inc()
+        self.ctx.metrics.bump(self.ctx.metrics.flows_removed, session.dpid)
         gone = self.ctx.routes.flow_removed(session.dpid, int(msg.cookie), scope_of_match(msg.match))
         if gone is not None:
             log.debug("route %#x idled out", gone.cookie)
-            self.ctx.metrics.live_routes.set(len(self.ctx.routes))
 
     def revalidate(self, tenant: str | None = None) -> dict[int, Any]:
         """After a policy change: revoke every live route (of `tenant`) the policy
@@ -276,7 +260,8 @@ class HotPlug:
                 self._send(session, wire.flow_delete_cookie(cookie, (1 << 64) - 1))
                 touched[dpid] = session
         self._flush(routes)
-        self.ctx.metrics.live_routes.set(len(self.ctx.routes))
+        if routes:
+            self.ctx.metrics.revocations += 1
         return touched
 
     def _flush(self, routes: list[LiveRoute]) -> None:

@@ -20,7 +20,9 @@ import ssl
 from typing import Any
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
+from daolinet import metrics_server
 from daolinet.controller import ofserver
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import ensure_admin_token
@@ -91,7 +93,7 @@ def api_url(socks: list[socket.socket], https: bool) -> str:
 async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | str, config: Config,
                 ready_file: str | None = None, admin_token_file: str | None = None,
                 controller_id: str | None = None, security: Security | None = None,
-                advertise: tuple[str, ...] = ()) -> None:
+                advertise: tuple[str, ...] = (), metrics_listen: str | None = None) -> None:
     security = security or Security(tls=None, insecure=True)
     security.warn("controller")
     for target in of_listen:
@@ -99,6 +101,8 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
     security.check_targets(of_listen, "--of-listen")
     of_tls = server_context(security.tls) if security.tls is not None else None
     socks = api_sockets(api_listen)
+    registry = CollectorRegistry()
+    metrics = metrics_server.MetricsServer(metrics_listen, registry) if metrics_listen else None
     store = open_store(store_url, host_ttl=config.host_ttl, etcd_tls=security.etcd)
     if admin_token_file is None:
         admin_token_file = default_token_file(store_url)
@@ -106,9 +110,12 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
     listens = [api_listen] if isinstance(api_listen, str) else api_listen
     await store.record_controller(own_record(controller_id or socket.gethostname(), of_listen, listens,
                                              advertise, store_url))
-    ctrl = Controller(store, config)
+    ctrl = Controller(store, config, registry)
     ctrl.ctx.agent_tls = security.tls  # its certificate calls the agents' trace listeners
+    ctrl.store = ctrl.ctx.metrics.timed_store(store)  # store latency and heartbeats, in the metrics
     await ctrl.start()
+    if metrics is not None:
+        await metrics.start()
     url = api_url(socks, https=security.tls is not None)
     shared = Shared(store_url, controller_id or f"{socket.gethostname()}-{os.getpid()}", url, secret,
                     security)
@@ -126,7 +133,8 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
         await asyncio.sleep(0.01)  # uvicorn offers no readiness event; poll its flag
     if ready_file:
         _write_ready(ready_file, {"api": url, "of": of_listen, "pid": os.getpid(),
-                                  "admin_token_file": admin_token_file})
+                                  "admin_token_file": admin_token_file,
+                                  "metrics": metrics.address if metrics else None})
     settle_gc()
     notify("READY=1")
     log.info("controller ready: api %s, openflow %s", url, ", ".join(of_listen))
@@ -137,6 +145,8 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
     for of_server in of_servers:
         of_server.close()
     await api_task
+    if metrics is not None:
+        await metrics.stop()
     liveness.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await liveness
@@ -154,7 +164,7 @@ def api_config(app: Any, security: Security) -> uvicorn.Config:
     if security.tls is not None:
         kwargs = {"ssl_certfile": security.tls.cert, "ssl_keyfile": security.tls.key,
                   "ssl_ca_certs": security.tls.ca, "ssl_cert_reqs": ssl.CERT_OPTIONAL}
-    return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+    return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, log_config=None,
                           http=PeerIdentityProtocol, **kwargs)
 
 

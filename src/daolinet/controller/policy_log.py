@@ -178,6 +178,8 @@ class PolicyLog:
         self.records: deque[Record] = deque(maxlen=size)
         self.limit = limit or RateLimit()
         self.seq = 0
+        self.counts: dict[str, int] = {}  # records written, by decision (controller/metrics.py)
+        self.suppressed = 0  # records the rate limit dropped
         self.closed = False
         self._followers: set[asyncio.Queue[Record | None]] = set()
 
@@ -193,6 +195,7 @@ class PolicyLog:
         log and push what `build` makes."""
         suppressed = self.limit.take(source, now)
         if suppressed is None:
+            self.suppressed += 1
             return None
         record = build()
         if record is None:
@@ -200,7 +203,10 @@ class PolicyLog:
         self.seq += 1
         record = {"seq": self.seq, **record, "suppressed": suppressed}
         self.records.append(record)
-        log.info("%s", json.dumps(record, separators=(",", ":")))
+        decision = record.get("decision", "other")
+        self.counts[decision] = self.counts.get(decision, 0) + 1
+        log.info("%s", json.dumps(record, separators=(",", ":")),
+                 extra={"fields": record, "event": f"policy {decision}"})
         for queue in self._followers:
             if queue.full():  # a slow follower loses its oldest, not the controller its time
                 queue.get_nowait()

@@ -34,6 +34,8 @@ class Agents:
         def host_ttl(self) -> int: ...
         @property
         def controller_paths(self) -> list[daemons.ControllerPaths]: ...
+        @property
+        def log_format(self) -> str: ...
 
         def _save(self) -> None: ...
         def host(self, name: str) -> LabHost: ...
@@ -42,6 +44,11 @@ class Agents:
 
     def agent(self, host: str) -> LabClient:
         return LabClient(uds=daemons.agent_sock(self.host(host).plan))
+
+    def agent_metrics(self, host: str) -> tuple[str, str]:
+        """(namespace, URL) of HOST's agent's token-less /metrics."""
+        h = self.host(host)
+        return h.plan.netns, f"http://{daemons.agent_metrics(h.plan)}/metrics"
 
     def start_agents(self, hosts: list[str] | None = None) -> None:
         """Start (or restart) agents; wait until their bridges are synced."""
@@ -52,7 +59,7 @@ class Agents:
             tls = credentials.host(self.name, h.name) if self.secure else None
             token = None if self.secure else self._host_token(h)
             started[h.name] = daemons.start_agent(h.plan, self.controller_paths, h.ovs.db_endpoint,
-                                                  gw_mac, self.host_ttl, tls, token)
+                                                  gw_mac, self.host_ttl, tls, token, self.log_format)
             with self._lock:
                 self._state.pids[f"{h.name}/agent"] = started[h.name].pid
                 self._save()

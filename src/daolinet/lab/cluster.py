@@ -78,7 +78,8 @@ class Lab(Containers, Agents, Controllers, Dockerds):
     @classmethod
     def up(cls, name: str, hosts: int, racks: int = 1, *, controller: bool = True,
            idle_timeout: int = 30, controllers: int = 1, store: str = "sqlite",
-           host_ttl: int = DEFAULT_HOST_TTL, insecure: bool = False, mtu: int = plan.DEFAULT_MTU) -> Lab:
+           host_ttl: int = DEFAULT_HOST_TTL, insecure: bool = False, mtu: int = plan.DEFAULT_MTU,
+           log_format: str = "text") -> Lab:
         """Build the lab; with `controller`, also start daolinet on it (`controllers`
         controllers, on an etcd cluster of the lab's with `store="etcd"`, and an agent
         per host, heartbeating every host_ttl/3 s) and wait until every bridge is synced.
@@ -94,7 +95,8 @@ class Lab(Containers, Agents, Controllers, Dockerds):
         if lab_exists(name):
             raise Conflict(f"lab {name} already exists (remove it with: daolinet lab down --name {name})")
         os.makedirs(plan.lab_dir(name), exist_ok=True)
-        lab = cls(state.LabState(name=name, hosts=hosts, racks=racks, extra={"mtu": mtu}))
+        lab = cls(state.LabState(name=name, hosts=hosts, racks=racks,
+                                 extra={"mtu": mtu, "log_format": log_format}))
         lab._save()
         try:
             lab._build_fabric(racks)

@@ -93,6 +93,16 @@ class Controllers:
                 self._save()
 
     @property
+    def log_format(self) -> str:
+        """Its daemons' --log-format: text, or json."""
+        return str(self._state.extra.get("log_format", "text"))
+
+    def controller_metrics(self, index: int = 0) -> tuple[str, str]:
+        """(namespace, URL) of controller `index`'s token-less /metrics."""
+        address = daemons.ControllerPaths(self.name, index).metrics
+        return plan.control_netns(self.name), f"http://{address}/metrics"
+
+    @property
     def host_ttl(self) -> int:
         """Seconds without a heartbeat before a host is marked down (controllers' --host-ttl)."""
         return int(self._state.extra.get("host_ttl", DEFAULT_HOST_TTL))
@@ -112,7 +122,7 @@ class Controllers:
         tls = credentials.controller(self.name, index) if self.secure else None
         proc, ready = daemons.start_controller(self.name, int(self._state.extra["idle_timeout"]), index,
                                                self._state.extra.get("store"), self.host_ttl, tls,
-                                               self.etcd_tls)
+                                               self.etcd_tls, self.log_format)
         with self._lock:
             entry = {"api": ready["api"], "pid": proc.pid}
             ctls = self._state.extra.setdefault("controllers", [])

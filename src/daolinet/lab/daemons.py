@@ -57,6 +57,11 @@ class ControllerPaths:
         return f"{'https' if tls else 'http'}://{self.ip}:{plan.API_PORT}"
 
     @property
+    def metrics(self) -> str:
+        """Its token-less /metrics listener, in the control namespace."""
+        return f"{self.ip}:{plan.METRICS_PORT}"
+
+    @property
     def store(self) -> str:
         return os.path.join(self.dir, "store.db")
 
@@ -89,6 +94,11 @@ def write_api_file(lab: str, urls: list[str]) -> None:
 
 def agent_sock(host: plan.HostPlan) -> str:
     return os.path.join(host.rundir(), "agent.sock")
+
+
+def agent_metrics(host: plan.HostPlan) -> str:
+    """HOST's agent's token-less /metrics listener, in the host's namespace."""
+    return f"{host.underlay_ip}:{plan.AGENT_METRICS_PORT}"
 
 
 def daemon_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -140,7 +150,8 @@ def _tls_args(tls: TlsFiles | None, prefix: str = "tls") -> list[str]:
 
 def start_controller(lab: str, idle_timeout: int, index: int = 0, store: str | None = None,
                      host_ttl: int = DEFAULT_HOST_TTL, tls: TlsFiles | None = None,
-                     etcd_tls: TlsFiles | None = None) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+                     etcd_tls: TlsFiles | None = None,
+                     log_format: str = "text") -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Controller `index` of the lab in the control namespace, on `store` (default: the
     lab's SQLite file); TLS with its pair `tls` (None: an --insecure lab)."""
     p = ControllerPaths(lab, index)
@@ -153,7 +164,8 @@ def start_controller(lab: str, idle_timeout: int, index: int = 0, store: str | N
             f"--of-listen={p.of_target(tls is not None)}", f"--api-listen={p.ip}:{plan.API_PORT}",
             f"--api-listen=unix:{p.api_sock}", f"--ready-file={p.ready}",
             f"--admin-token-file={p.admin_token}", f"--id=c{index}", f"--idle-timeout={idle_timeout}",
-            f"--host-ttl={host_ttl}", *_tls_args(tls), *_etcd_args(etcd_tls)]
+            f"--host-ttl={host_ttl}", f"--metrics-listen={p.metrics}", f"--log-format={log_format}",
+            *_tls_args(tls), *_etcd_args(etcd_tls)]
     proc = _spawn(argv, p.log, netns=plan.control_netns(lab))
     return proc, wait_ready(proc, p.ready, p.log)
 
@@ -166,7 +178,7 @@ def _etcd_args(etcd_tls: TlsFiles | None) -> list[str]:
 
 def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: str, gateway_mac: str,
                host_ttl: int = DEFAULT_HOST_TTL, tls: TlsFiles | None = None,
-               token_file: str | None = None) -> list[str]:
+               token_file: str | None = None, log_format: str = "text") -> list[str]:
     """HOST's agent: every controller's OpenFlow target and API, its host pair (or, in an
     --insecure lab, a host token)."""
     secure = tls is not None
@@ -180,6 +192,7 @@ def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: s
         "--datapath=netdev",  # the lab's ovs-vswitchd runs with --disable-system (lab/ovs.py)
         f"--ready-file={os.path.join(host.rundir(), 'agent.json')}",
         f"--heartbeat={heartbeat_interval(host_ttl):g}",
+        f"--metrics-listen={agent_metrics(host)}", f"--log-format={log_format}",
         *credential,
         f"--underlay-gateway-mac={gateway_mac}",
         # The host's own dockerd, when a test starts one (lab/docker.py): never the machine's.
@@ -191,13 +204,13 @@ def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: s
 
 def start_agent(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: str,
                 gateway_mac: str = "", host_ttl: int = DEFAULT_HOST_TTL, tls: TlsFiles | None = None,
-                token_file: str | None = None) -> subprocess.Popen[bytes]:
+                token_file: str | None = None, log_format: str = "text") -> subprocess.Popen[bytes]:
     """HOST's agent in the host's namespace, knowing every controller (and the lab's API
     file, for controllers started later)."""
     ready = os.path.join(host.rundir(), "agent.json")
     if os.path.exists(ready):
         os.unlink(ready)
-    return _spawn(agent_argv(host, controllers, ovsdb, gateway_mac, host_ttl, tls, token_file),
+    return _spawn(agent_argv(host, controllers, ovsdb, gateway_mac, host_ttl, tls, token_file, log_format),
                   os.path.join(host.rundir(), "agent.log"), netns=host.netns)
 
 

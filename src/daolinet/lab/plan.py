@@ -100,6 +100,8 @@ CONTROL_BASE = 200
 ETCD_OFFSET = 210
 OF_PORT = 6653
 API_PORT = 8650
+METRICS_PORT = 9650  # a controller's token-less /metrics (--metrics-listen)
+AGENT_METRICS_PORT = 9651  # an agent's, on its host's underlay address
 
 
 def control_netns(lab: str) -> str:
