@@ -84,6 +84,7 @@ class Feed:
         self._view = view  # the controller's current view (it is replaced on a reload)
         self._subs: set[Subscriber] = set()
         self._route_tenant: dict[tuple[int, Any], str | None] = {}  # live routes seen, by key
+        self._hosts_sent: dict[str, dict[str, Any]] = {}  # what maps were last told of each host
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -130,6 +131,10 @@ class Feed:
         if isinstance(obj, Endpoint):
             key, item, tenant = f"e{obj.id}", ("endpoint", obj, not change.deleted), obj.tenant
         elif isinstance(obj, Host):
+            shown = host_json(obj, True)
+            if not change.deleted and self._hosts_sent.get(obj.name) == shown:
+                return  # a heartbeat: nothing the map shows changed
+            self._hosts_sent[obj.name] = shown
             key, item, tenant = f"h{obj.name}", ("host", obj, not change.deleted), None
         else:
             return
