@@ -102,7 +102,7 @@ def test_live_map_hosts_edges_idle_trace_and_tenant(lab: cluster.Lab) -> None:
     with forwarded(lab.api_uds) as port, sync_playwright() as pw:
         url = f"https://127.0.0.1:{port}"
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        admin = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 800})
+        admin = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
         page = admin.new_page()
         sign_in(page, url, lab.admin_token)
 
@@ -142,11 +142,13 @@ def test_live_map_hosts_edges_idle_trace_and_tenant(lab: cluster.Lab) -> None:
             pinger.kill()
             pinger.wait()
 
-        # idle: the edge fades and goes after the idle timeout (not before)
+        # idle: the edge goes after the idle timeout (not before), then fades out of the page
         stopped = time.monotonic()
         page.locator(edge(page, "a", "b")).wait_for(state="detached", timeout=(IDLE + 15) * 1000)
         gone = time.monotonic() - stopped
         assert gone >= IDLE - 1, f"edge went {gone:.1f} s after the last packet, before the idle timeout"
+        expect(page.locator("#counts")).to_contain_text("0 live routes")
+        page.locator('.edge[data-names~="a"][data-names~="b"]').wait_for(state="detached", timeout=5000)
         shot(page, "4-route-idled-out")
 
         # a deny rule: the trace form names it
@@ -162,10 +164,16 @@ def test_live_map_hosts_edges_idle_trace_and_tenant(lab: cluster.Lab) -> None:
         expect(page.locator("#trace-out")).to_contain_text("freeze")
         page.click('.ctr[data-name="a"]')
         expect(page.locator("#detail-rules")).to_contain_text("rule freeze")
-        shot(page, "5-trace-denied")
+        c_pinger = lab.popen("c", ["ping", "-i", "0.2", b_ip], stdout=subprocess.DEVNULL)  # c is not frozen
+        try:
+            page.locator(edge(page, "c", "b")).wait_for(state="attached", timeout=5000)
+            shot(page, "5-trace-denied")  # the README's picture: a live route, a denied trace
+        finally:
+            c_pinger.kill()
+            c_pinger.wait()
 
         # a tenant token: its tenant only
-        tenant = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 800})
+        tenant = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
         tpage = tenant.new_page()
         sign_in(tpage, url, blue)
         expect(tpage.locator(".ctr")).to_have_count(1)
