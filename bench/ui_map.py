@@ -83,10 +83,11 @@ class Churn:
             self.plug()
 
     def plug(self) -> None:
-        (a, ha), (b, hb) = self.rng.sample(self.ends, 2)
-        cookie = route_cookie(a, b).value
-        if self.ctrl.ctx.routes.get(cookie) is not None:
-            return
+        while True:  # a pair not live yet: the live count stays put
+            (a, ha), (b, hb) = self.rng.sample(self.ends, 2)
+            cookie = route_cookie(a, b).value
+            if self.ctrl.ctx.routes.get(cookie) is None:
+                break
         flows = {ha: 2} if ha == hb else {ha: 2, hb: 2}
         self.ctrl.ctx.routes.plugged(cookie, (f"c{a}", f"c{b}"), flows, time.time())
         self.live.append(cookie)

@@ -11,6 +11,7 @@
 const SVGNS = "http://www.w3.org/2000/svg";
 const CELL_W = 124, CELL_H = 38, PAD = 10, HEAD = 24, GAP = 16, MAX_COLS = 8;
 const KEY = "daolinet-token";
+const CALM = 50;  // changes in one update up to which edges are animated
 const S = { hosts: new Map(), eps: new Map(), routes: new Map(), me: null, selected: null,
             dirty: false, zoom: 1, width: 0, height: 0, firstDone: false, abort: null };
 const $ = (id) => document.getElementById(id);
@@ -95,11 +96,14 @@ function dropEndpoint(id) {
   }
 }
 
-function setRoute(d) {
+// calm: few changes at once, so they are animated (plugged: a flash; gone: a fade); under heavy
+// churn the edges change without animation, so a thousand changes a second keep the page fluid
+function setRoute(d, calm) {
   let r = S.routes.get(d.id);
   if (r && r.gone) { r.path.remove(); r = null; }
   if (!r) {
-    const path = el("svg:path", { class: "edge" + (d.same_host ? " same" : ""), "data-route": d.id,
+    const cls = "edge" + (d.same_host ? " same" : "") + (calm === false ? " quiet" : "");
+    const path = el("svg:path", { class: cls, "data-route": d.id,
                                   "data-a": d.a, "data-b": d.b, "data-live": "1" });
     r = { data: d, path, gone: false };
     S.routes.set(d.id, r);
@@ -111,9 +115,10 @@ function setRoute(d) {
   drawEdge(r);
 }
 
-function dropRoute(id) {
+function dropRoute(id, calm) {
   const r = S.routes.get(id);
   if (!r || r.gone) return;
+  if (!calm) { r.path.remove(); S.routes.delete(id); return; }
   r.gone = true;
   r.path.setAttribute("data-live", "0");
   r.path.classList.add("gone");  // fades out (map.css), then leaves
@@ -189,7 +194,7 @@ function applySnapshot(d) {
   for (const h of d.hosts) setHost(h);
   for (const e of d.endpoints) setEndpoint(e);
   layout();
-  for (const r of d.routes) setRoute(r);
+  for (const r of d.routes) setRoute(r, false);
   counts();
   if (!S.firstDone) {
     S.firstDone = true;
@@ -199,9 +204,10 @@ function applySnapshot(d) {
 
 function applyDelta(events) {
   const t0 = performance.now();
+  const calm = events.length <= CALM;
   let relayout = false;
   for (const ev of events) {
-    if (ev.op === "route") ev.live ? setRoute(ev) : dropRoute(ev.id);
+    if (ev.op === "route") ev.live ? setRoute(ev, calm) : dropRoute(ev.id, calm);
     else if (ev.op === "endpoint") {
       relayout = true;
       if (ev.live) setEndpoint(ev); else dropEndpoint(ev.id);
