@@ -171,6 +171,12 @@ def test_live_map_hosts_edges_idle_trace_and_tenant(lab: cluster.Lab) -> None:
         finally:
             c_pinger.kill()
             c_pinger.wait()
+        page.fill("#t-src", "c")  # an allowed pair: the flows its route has on both hosts
+        page.click("#trace button[type=submit]")
+        expect(page.locator("#trace-decision")).to_contain_text("ALLOWED")
+        expect(page.locator("pre.flows")).to_have_count(2)
+        expect(page.locator('pre.flows[data-host="h1"]')).to_contain_text(b_ip)
+        expect(page.locator('pre.flows[data-host="h2"]')).to_contain_text(b_ip)
 
         # a tenant token: its tenant only
         tenant = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
