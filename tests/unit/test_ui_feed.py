@@ -169,3 +169,16 @@ async def test_page_is_served_without_data_and_the_stream_needs_a_credential(app
         assert (await c.get("/ui/static/..%2fpyproject.toml")).status_code == 404
         r = await c.get("/ui/stream")
         assert r.status_code == 401 and "missing token" in r.json()["error"]
+
+
+async def test_a_reloaded_view_sends_every_map_a_snapshot(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ui_routes, "PUSH_WINDOW", 0.01)
+    ctrl = app.state.ctrl
+    admin = ui_routes._push(ctrl, app.state.feed, None, {})
+    await next_push(admin)
+    rev, objs = await ctrl.store.snapshot()
+    ctrl._reload(rev, objs)  # as after ChangesPruned: the changes in between were never fed
+    plug(app, "a1", "a2")
+    kind, snap = await next_push(admin)
+    assert kind == "snapshot" and [r["names"] for r in snap["routes"]] == [["a1", "a2"]]
+    await admin.aclose()

@@ -85,6 +85,17 @@ class Feed:
         self._subs: set[Subscriber] = set()
         self._route_tenant: dict[tuple[int, Any], str | None] = {}  # live routes seen, by key
         self._hosts_sent: dict[str, dict[str, Any]] = {}  # what maps were last told of each host
+        self._last_view = view()
+
+    def _reloaded(self) -> None:
+        """The controller reloaded its view (its store's log was pruned past it): the changes
+        in between were never fed, so every map gets a fresh snapshot."""
+        if self._view() is not self._last_view:
+            self._last_view = self._view()
+            for sub in self._subs:
+                sub.pending.clear()
+                sub.resync = True
+                sub.wake.set()
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -116,6 +127,7 @@ class Feed:
         if not self._subs:
             self._route_tenant.pop((route.cookie, route.scope), None)
             return
+        self._reloaded()
         tenant = self._tenant_of_route(route, live)
         key = "r" + route_id(route)
         item = ("route", route, live)
@@ -126,6 +138,7 @@ class Feed:
     def model_changed(self, change: Change) -> None:
         if not self._subs:
             return
+        self._reloaded()
         obj = change.obj
         item: Pending
         if isinstance(obj, Endpoint):
