@@ -8,7 +8,8 @@ PYTEST_ARGS ?=
 PURE := src/daolinet/model src/daolinet/decide src/daolinet/flows src/daolinet/pipeline src/daolinet/ofp
 
 .PHONY: setup demo test unit integration lint clean bench bench-first-packet bench-route-setup \
-	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots bench-hotpath bench-route-setup-tls
+	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots bench-hotpath bench-route-setup-tls \
+	bench-ui-map
 
 setup:
 	@bash scripts/setup.sh
@@ -30,7 +31,7 @@ integration: setup
 
 # bench-plots last: it draws docs/img/*.png from the latest JSON of each bench.
 bench: bench-hotpath bench-route-setup bench-first-packet bench-dataplane bench-idle-cost bench-scale \
-	bench-time-to-network bench-plots
+	bench-time-to-network bench-ui-map bench-plots
 
 bench-hotpath: setup
 	$(PY) bench/hotpath.py
@@ -56,6 +57,10 @@ bench-time-to-network: setup
 
 bench-scale: setup
 	$(PY) bench/scale.py
+
+# The live map with 1,000 containers and 2,000 routes in Debian's chromium (Playwright).
+bench-ui-map: setup
+	$(PY) bench/ui_map.py
 
 bench-plots: setup
 	$(PY) bench/plots.py

@@ -3,12 +3,13 @@
 #  - Debian packages (only when one is missing), without starting the system-wide
 #    Open vSwitch service: a temporary policy-rc.d forbids service starts while apt runs.
 #  - .venv with daolinet installed editable, with its test extras (redone only when
-#    pyproject.toml changed).
+#    pyproject.toml changed); they include Playwright, which drives Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(openvswitch-switch openvswitch-common iproute2 ethtool iperf3 busybox-static docker.io
-          iputils-ping traceroute tcpdump util-linux procps python3-venv etcd-server etcd-client)
+          iputils-ping traceroute tcpdump util-linux procps python3-venv etcd-server etcd-client
+          chromium)  # chromium: the live map's browser tests (Playwright drives it; no browser download)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -53,6 +53,7 @@ class Controller:
         # Switches held here with their generation ids; None: the only controller, master of all.
         self.held: dict[int, int] | None = None
         self.generation: Callable[[], int] = lambda: 0  # for SLAVE requests: the newest known
+        self.listeners: list[Callable[[Change], None]] = []  # told of each change applied (the live map)
 
     @property
     def view(self) -> View:
@@ -136,6 +137,8 @@ class Controller:
     def on_change(self, change: Change) -> None:
         try:
             self._apply(change)
+            for listener in self.listeners:
+                listener(change)
         finally:
             self.effects.applied(change.rev)
 

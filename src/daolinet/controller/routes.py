@@ -7,6 +7,7 @@ every switch listed here); this table only does the bookkeeping.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,8 @@ class RouteTable:
         self._routes: dict[Key, LiveRoute] = {}
         self._by_endpoint: dict[int, set[Key]] = {}
         self._by_cookie: dict[int, set[Key]] = {}
+        # Told of each route (re)plugged (True) or gone (False): the live map's feed (controller/ui).
+        self.listener: Callable[[LiveRoute, bool], None] | None = None
 
     def __len__(self) -> int:
         return len(self._routes)
@@ -102,6 +105,8 @@ class RouteTable:
         else:
             route.flows = dict(flows)
             route.hits += 1
+        if self.listener is not None:
+            self.listener(route, True)
         return route
 
     def flow_removed(self, dpid: int, cookie: int, scope: Scope = None) -> LiveRoute | None:
@@ -126,6 +131,8 @@ class RouteTable:
                         keys.discard(key)
                         if not keys:
                             del index[id_]
+            if self.listener is not None:
+                self.listener(route, False)
         return route
 
     def remove_pair(self, cookie: int) -> list[LiveRoute]:

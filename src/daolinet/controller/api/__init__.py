@@ -19,6 +19,7 @@ from daolinet.controller.api import (
     ops_routes,
     policy_routes,
     portmap_routes,
+    ui_routes,
 )
 from daolinet.controller.controller import Controller
 
@@ -36,6 +37,7 @@ def create_app(ctrl: Controller, *, tls: bool = False) -> FastAPI:
     app.state.tls = tls
     errors.install(app)
     for module in (health_routes, model_routes, policy_routes, log_routes, portmap_routes, ops_routes,
-                   infra_routes):
+                   infra_routes, ui_routes):
         app.include_router(module.router)
+    ui_routes.attach(app, ctrl)  # the live map at /ui
     return app
