@@ -34,6 +34,7 @@ from daolinet.model.objects import cidr_of
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
 PROTO_NAMES = {v: k for k, v in PROTOCOLS.items()}
 ICMP = PROTOCOLS["icmp"]
+VERB = {"allow": "allows", "deny": "denies"}
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class Policy:
             if addr in _network(r.b) and ((l4 is None and not r.protocol) or
                                           (l4 is not None and matches(r, l4, l4.dport))):
                 scope = None if not r.protocol or l4 is None else _scope(l4, l4.dport, r)
-                return Verdict(r.action == "allow", f"{r.label} {r.action}s {describe_rule(r)} "
+                return Verdict(r.action == "allow", f"{r.label} {VERB[r.action]} {describe_rule(r)} "
                                                     f"from {r.a} to {r.b}", scope, rule=r,
                                narrow=bool(r.protocol))
         allows = [r for r in ordered if r.action == "allow"]
@@ -212,7 +213,7 @@ def _by_rules(forward: list[Rule], backward: list[Rule], l4: L4 | None) -> Verdi
             if r.protocol:
                 return Verdict(False, f"{r.label} covers {describe_rule(r)} from {r.a} to {r.b}: "
                                       "no port-agnostic route", rule=r)
-            return Verdict(r.action == "allow", f"{r.label} {r.action}s any traffic from {r.a} to {r.b}",
+            return Verdict(r.action == "allow", f"{r.label} {VERB[r.action]} any traffic from {r.a} to {r.b}",
                            rule=r)
         port = l4.dport if fwd else l4.sport
         if not matches(r, l4, port if l4.proto != ICMP else (0 if fwd else -1)):
