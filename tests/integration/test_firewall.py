@@ -5,11 +5,9 @@ leaves no conntrack entry of it on either host."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -17,7 +15,7 @@ import pytest
 
 from daolinet.lab import cluster
 from daolinet.pipeline import route_cookie
-from daolinet.testing.labtools import api, ping, route_flows, wait_for
+from daolinet.testing.labtools import api, connects, cut_transfer, listeners, ping, route_flows, wait_for
 
 pytestmark = pytest.mark.integration
 LabFactory = Callable[..., cluster.Lab]
@@ -62,21 +60,8 @@ def addr(lab: cluster.Lab, name: str, kind: str = "ip") -> str:
 
 @pytest.fixture
 def listener(firewall: cluster.Lab) -> Iterator[Callable[[str, list[int]], None]]:
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(container: str, ports: list[int]) -> None:
-        p = firewall.popen(container, [*STREAM, "listen", *map(str, ports)], stdout=subprocess.PIPE)
-        procs.append(p)
-        assert p.stdout is not None and "listening" in p.stdout.readline()
-
-    yield start
-    for p in procs:
-        p.kill()
-        p.wait()
-
-
-def connects(lab: cluster.Lab, src: str, dst_ip: str, port: int) -> bool:
-    return lab.exec(src, [*STREAM, "probe", dst_ip, str(port), "--timeout", "1"]).returncode == 0
+    with listeners(firewall) as start:
+        yield start
 
 
 @contextmanager
@@ -144,25 +129,18 @@ def test_removing_the_rule_stops_a_transfer_and_flushes_its_connections(firewall
     lab = firewall
     rule = web_rule(lab)
     pips = (addr(lab, "front", "pip"), addr(lab, "back", "pip"))
-    recv = lab.popen("back", [*STREAM, "recv", "80", "--idle", "2"], stdout=subprocess.PIPE)
-    assert recv.stdout is not None and "listening" in recv.stdout.readline()
-    send = lab.popen("front", [*STREAM, "send", addr(lab, "back"), "80", "--seconds", "8"])
-    try:
+
+    def under_way() -> None:
         wait_for(lambda: len(pair_flows(lab, "front", "back")) == 5, what="the transfer's route")
         wait_for(lambda: conntrack(lab, "h1", *pips), what="the transfer's connection tracked")
         wait_for(lambda: route_packets(lab, "front", "back") > 500, what="the transfer under way")
-        api(lab, "DELETE", f"/rules/default/{rule['id']}")
-        returned = time.monotonic()
-        out, _ = recv.communicate(timeout=30)
-    finally:
-        send.kill()
-        send.wait()
-    result = json.loads(out.strip().splitlines()[-1])
-    stopped_after = result["last"] - returned
-    print(f"data stopped {stopped_after * 1000:.1f} ms after the API call returned")
-    assert result["bytes"] > 1_000_000
+
+    got, stopped_after = cut_transfer(lab, "front", "back", addr(lab, "back"), 80, under_way,
+                                      lambda: api(lab, "DELETE", f"/rules/default/{rule['id']}"))
+    assert got > 1_000_000
     assert stopped_after < 0.1, f"traffic went on {stopped_after:.3f}s after revocation"
     assert pair_flows(lab, "front", "back") == []
+
     def left() -> list[str]:
         return conntrack(lab, "h1", *pips) + conntrack(lab, "h2", *pips)
 

@@ -11,7 +11,7 @@ import pytest
 
 from daolinet.errors import DaoliError
 from daolinet.lab import cluster, plan
-from daolinet.testing.labtools import api, flows, ping, route_flows, wait_for
+from daolinet.testing.labtools import api, flows, ping, route_flows, serving, wait_for
 
 pytestmark = pytest.mark.integration
 LabFactory = Callable[..., cluster.Lab]
@@ -22,11 +22,8 @@ OUTSIDE = str(plan.OUTSIDE_IP)
 @pytest.fixture
 def outside_lab(lab_factory: LabFactory) -> Iterator[cluster.Lab]:
     lab = lab_factory(hosts=2, racks=2)
-    server = lab.popen("outside", [*STREAM, "whoami", "8080"], stdout=subprocess.PIPE)
-    assert server.stdout is not None and "listening" in server.stdout.readline()
-    yield lab
-    server.kill()
-    server.wait()
+    with serving(lab, "outside", [*STREAM, "whoami", "8080"]):
+        yield lab
 
 
 def fetch(lab: cluster.Lab, container: str) -> subprocess.CompletedProcess[str]:
@@ -108,10 +105,8 @@ def test_a_port_mapping_serves_the_outside_wherever_the_container_runs(
     lab = outside_lab
     api(lab, "POST", "/networks", json={"name": "n", "subnet": "10.5.0.0/24"})
     lab.add_container("web", host="h1" if same_host else "h2", network="n")
-    server = lab.popen("web", [*STREAM, "whoami", "80"], stdout=subprocess.PIPE)
-    assert server.stdout is not None and "listening" in server.stdout.readline()
-    h1 = lab.host("h1").underlay_ip
-    try:
+    with serving(lab, "web", [*STREAM, "whoami", "80"]):
+        h1 = lab.host("h1").underlay_ip
         api(lab, "POST", "/portmaps", json={"name": "http", "container": "web", "rule": "8080:80/tcp",
                                             "host": "h1"})
         for _ in range(3):
@@ -121,9 +116,6 @@ def test_a_port_mapping_serves_the_outside_wherever_the_container_runs(
             assert done.stdout.strip() == (OUTSIDE if same_host else h1)
         api(lab, "DELETE", "/portmaps/default/http")
         assert lab.exec("outside", [*STREAM, "fetch", h1, "8080", "--timeout", "1"]).returncode != 0
-    finally:
-        server.kill()
-        server.wait()
 
 
 def test_port_mappings_refuse_bad_input_and_change_nothing(outside_lab: cluster.Lab) -> None:
@@ -146,9 +138,7 @@ def test_port_mappings_refuse_bad_input_and_change_nothing(outside_lab: cluster.
 
 def test_an_external_network_limited_to_one_address_and_port(outside_lab: cluster.Lab) -> None:
     lab = outside_lab
-    http = lab.popen("outside", [*STREAM, "whoami", "80"], stdout=subprocess.PIPE)
-    try:
-        assert http.stdout is not None and "listening" in http.stdout.readline()
+    with serving(lab, "outside", [*STREAM, "whoami", "80"]):
         api(lab, "POST", "/networks", json={"name": "ext", "subnet": "10.7.0.0/24", "external": True})
         lab.add_container("e1", host="h1", network="ext")
         router = str(plan.OUTSIDE_GW)  # another address of the block, answering pings
@@ -163,19 +153,14 @@ def test_an_external_network_limited_to_one_address_and_port(outside_lab: cluste
         assert ping(lab, "e1", router, wait=1).returncode != 0
         api(lab, "DELETE", "/rules/default/api-only")
         assert fetch(lab, "e1").returncode == 0  # the rest of the outside again, at once
-    finally:
-        http.kill()
-        http.wait()
 
 
 def test_who_outside_may_use_a_port_mapping(outside_lab: cluster.Lab) -> None:
     lab = outside_lab
     api(lab, "POST", "/networks", json={"name": "n", "subnet": "10.5.0.0/24"})
     lab.add_container("web", host="h2", network="n")
-    server = lab.popen("web", [*STREAM, "whoami", "80"], stdout=subprocess.PIPE)
-    h1 = lab.host("h1").underlay_ip
-    try:
-        assert server.stdout is not None and "listening" in server.stdout.readline()
+    with serving(lab, "web", [*STREAM, "whoami", "80"]):
+        h1 = lab.host("h1").underlay_ip
         api(lab, "POST", "/portmaps", json={"name": "http", "container": "web", "rule": "8080:80/tcp",
                                             "host": "h1"})
         outside_fetch = [*STREAM, "fetch", h1, "8080", "--timeout", "1"]
@@ -192,6 +177,3 @@ def test_who_outside_may_use_a_port_mapping(outside_lab: cluster.Lab) -> None:
         api(lab, "POST", "/rules", json={"from": "cidr:203.0.113.0/24", "to": "web", "protocol": "tcp",
                                          "ports": "80", "name": "elsewhere"})
         assert lab.exec("outside", outside_fetch).returncode != 0  # an allow elsewhere shuts the rest out
-    finally:
-        server.kill()
-        server.wait()

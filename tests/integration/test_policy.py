@@ -3,17 +3,23 @@ L4 rules, and revocation that cuts live traffic at once."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from daolinet.lab import cluster
 from daolinet.pipeline import route_cookie
-from daolinet.testing.labtools import api, flows, ping, route_flows, wait_for
+from daolinet.testing.labtools import (
+    api,
+    connects,
+    cut_transfer,
+    flows,
+    listeners,
+    ping,
+    route_flows,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 LabFactory = Callable[..., cluster.Lab]
@@ -57,21 +63,8 @@ def route_packets(lab: cluster.Lab, x: str, y: str) -> int:
 
 @pytest.fixture
 def listener(two_nets: cluster.Lab) -> Iterator[Callable[[str, list[int]], None]]:
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(container: str, ports: list[int]) -> None:
-        p = two_nets.popen(container, [*STREAM, "listen", *map(str, ports)], stdout=subprocess.PIPE)
-        procs.append(p)
-        assert p.stdout is not None and "listening" in p.stdout.readline()
-
-    yield start
-    for p in procs:
-        p.kill()
-        p.wait()
-
-
-def connects(lab: cluster.Lab, src: str, dst_ip: str, port: int) -> bool:
-    return lab.exec(src, [*STREAM, "probe", dst_ip, str(port), "--timeout", "1"]).returncode == 0
+    with listeners(two_nets) as start:
+        yield start
 
 
 def test_group_grants_and_removal_cuts_an_ongoing_transfer_at_once(two_nets: cluster.Lab) -> None:
@@ -79,22 +72,15 @@ def test_group_grants_and_removal_cuts_an_ongoing_transfer_at_once(two_nets: clu
     assert ping(lab, "a", ip(lab, "b"), wait=1).returncode != 0  # net1 and net2 share no group
     api(lab, "POST", "/groups", json={"name": "app", "members": ["network:net1", "network:net2"]})
     assert ping(lab, "a", ip(lab, "b")).returncode == 0  # granted on the next packet
-    recv = lab.popen("b", [*STREAM, "recv", "5001", "--idle", "2"], stdout=subprocess.PIPE)
-    assert recv.stdout is not None and "listening" in recv.stdout.readline()
-    send = lab.popen("a", [*STREAM, "send", ip(lab, "b"), "5001", "--seconds", "8"])
-    try:
+
+    def under_way() -> None:
         wait_for(lambda: len(pair_flows(lab, "a", "b")) == 4, what="the transfer's route")
         wait_for(lambda: route_packets(lab, "a", "b") > 500, what="the transfer under way")
-        api(lab, "DELETE", "/groups/default/app/members", params={"member": "network:net2"})
-        returned = time.monotonic()
-        out, _ = recv.communicate(timeout=30)
-    finally:
-        send.kill()
-        send.wait()
-    result = json.loads(out.strip().splitlines()[-1])
-    stopped_after = result["last"] - returned
-    print(f"data stopped {stopped_after * 1000:.1f} ms after the API call returned")
-    assert result["bytes"] > 1_000_000
+
+    got, stopped_after = cut_transfer(
+        lab, "a", "b", ip(lab, "b"), 5001, under_way,
+        lambda: api(lab, "DELETE", "/groups/default/app/members", params={"member": "network:net2"}))
+    assert got > 1_000_000
     assert stopped_after < 0.1, f"traffic went on {stopped_after:.3f}s after revocation"
     assert pair_flows(lab, "a", "b") == []
     assert ping(lab, "a", ip(lab, "b"), wait=1).returncode != 0

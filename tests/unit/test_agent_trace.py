@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import ValidationError
 
 from daolinet.agent.trace import BridgeTracer, ProbeIn, create_app, probe_text, server_config, verdict_of
@@ -25,6 +23,7 @@ from daolinet.model import Host
 from daolinet.security import pki
 from daolinet.security.identity import Identity
 from daolinet.security.tls import TlsFiles, client_context
+from daolinet.testing.uvicorn_server import serving
 
 PROBE = {"in_port": 7, "dl_src": "02:00:00:00:00:01", "dl_dst": "02:00:00:00:00:fe",
          "nw_src": "10.1.0.10", "nw_dst": "10.1.0.20", "protocol": "tcp", "tp_src": 40000, "tp_dst": 443}
@@ -214,21 +213,8 @@ def ca(tmp_path: Path) -> str:
 @contextlib.asynccontextmanager
 async def agent_listener(ca: str) -> AsyncIterator[int]:
     """h1's trace listener as `daolinet agent` serves it (server_config), on 127.0.0.1."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    server = uvicorn.Server(server_config(create_app(FakeTracer(), "h1"), TlsFiles.of(ca, "host", "h1")))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        deadline = asyncio.get_running_loop().time() + 10
-        while not server.started:
-            assert not task.done() and asyncio.get_running_loop().time() < deadline, "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serving(server_config(create_app(FakeTracer(), "h1"), TlsFiles.of(ca, "host", "h1"))) as port:
+        yield port
 
 
 def at_localhost(name: str) -> Host:

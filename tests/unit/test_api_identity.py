@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from daolinet.controller.api import create_app
 from daolinet.controller.api.auth import hash_token
@@ -34,6 +32,7 @@ from daolinet.security.identity import Identity
 from daolinet.security.settings import Security
 from daolinet.security.tls import TlsFiles, client_context
 from daolinet.store import Store, open_store
+from daolinet.testing.uvicorn_server import serving
 
 ADMIN, AGENT_H1, ALPHA = "dl_admin", "dl_agent-h1", "dl_alpha"
 H1, H2 = Identity("host", "h1"), Identity("host", "h2")
@@ -313,21 +312,8 @@ def ca(tmp_path: Path) -> str:
 @contextlib.asynccontextmanager
 async def tls_server(world: World, ca: str) -> AsyncIterator[str]:
     """The API served as `daolinet controller` serves it: api_config with the controller's pair."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    server = uvicorn.Server(api_config(world.app, Security(tls=TlsFiles.of(ca, "controller", "c0"))))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        deadline = asyncio.get_running_loop().time() + 10
-        while not server.started:
-            assert not task.done() and asyncio.get_running_loop().time() < deadline, "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serving(api_config(world.app, Security(tls=TlsFiles.of(ca, "controller", "c0")))) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def client(ca: str, role: str | None = None, name: str | None = None) -> httpx.AsyncClient:

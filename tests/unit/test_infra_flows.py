@@ -21,7 +21,7 @@ from daolinet.model.index import infra_addresses
 from daolinet.model.view import Change
 from daolinet.ofp.codec import encode
 from daolinet.pipeline import GATEWAY_MAC, Table
-from daolinet.testing.factories import make_endpoint, make_host, make_network
+from daolinet.testing.factories import make_endpoint, make_host, make_network, synced_network
 from daolinet.testing.fakeoftable import (
     IPPROTO_TCP,
     IPPROTO_UDP,
@@ -54,10 +54,7 @@ def make_view() -> View:
 
 def make_net(view: View) -> FakeNetwork:
     """Both hosts' switches with everything proactive the controller gives them."""
-    net = FakeNetwork.for_hosts([H1, H2])
-    for h in (H1, H2):
-        net.apply(h.dpid, flows_for_host_switch(view, h))
-    return net
+    return synced_network(view, [H1, H2])
 
 
 def send(e: Endpoint, dst: str, proto: int, port: int = 0, **fields: int) -> Packet:

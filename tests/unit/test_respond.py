@@ -27,7 +27,6 @@ from daolinet.decide.route import (
     TimeExceeded,
     decide,
 )
-from daolinet.flows.proactive import flows_for_host_switch
 from daolinet.flows.render import NX_NAT_F_DST, NX_NAT_F_SRC
 from daolinet.flows.respond import Response, respond
 from daolinet.flows.spec import (
@@ -45,7 +44,7 @@ from daolinet.model import Endpoint, Host, Portmap, Tenant, View
 from daolinet.model.objects import DEFAULT_TENANT
 from daolinet.ofp.codec import ofp, parser
 from daolinet.pipeline import GATEWAY_MAC, OFPP_TABLE, Table
-from daolinet.testing.factories import make_endpoint, make_host, make_network
+from daolinet.testing.factories import make_endpoint, make_host, make_network, synced_network
 from daolinet.testing.fakeoftable import Delivery, FakeNetwork, Packet, Trip
 from daolinet.testing.fakeswitch import decode_request
 
@@ -74,11 +73,7 @@ VIEW = make_view()
 
 
 def make_net() -> FakeNetwork:
-    """Both hosts' switches holding everything proactive, as after the controller's sync."""
-    net = FakeNetwork.for_hosts([H1, H2])
-    for h in (H1, H2):
-        net.apply(h.dpid, flows_for_host_switch(VIEW, h))
-    return net
+    return synced_network(VIEW, [H1, H2])
 
 
 # -- frames in, frames out ----------------------------------------------------------------------

@@ -17,12 +17,11 @@ from test_respond import CONFIG, H1, H2, NET, ROUTER_MAC, carry_out, delivered_t
 from daolinet.controller.routes import LiveRoute, route_flushes
 from daolinet.decide.packet import parse
 from daolinet.decide.route import Deny, Plug, decide
-from daolinet.flows.proactive import flows_for_host_switch
 from daolinet.flows.respond import Response, respond
 from daolinet.model import Endpoint, Group, Host, Rule, Tenant, View
 from daolinet.model.objects import DEFAULT_TENANT
 from daolinet.pipeline import GATEWAY_MAC, ROUTE_ZONE, Table, route_cookie, route_zone
-from daolinet.testing.factories import make_endpoint
+from daolinet.testing.factories import make_endpoint, synced_network
 from daolinet.testing.fakeoftable import FakeNetwork
 
 TCP = 6
@@ -47,10 +46,7 @@ VIEW = make_view()
 
 
 def make_net() -> FakeNetwork:
-    net = FakeNetwork.for_hosts([H1, H2])
-    for h in (H1, H2):
-        net.apply(h.dpid, flows_for_host_switch(VIEW, h))
-    return net
+    return synced_network(VIEW, [H1, H2])
 
 
 def syn(src: Endpoint, dst: Endpoint, sport: int, dport: int, flags: int = tcp.TCP_SYN) -> bytes:

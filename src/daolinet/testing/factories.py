@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from daolinet.flows.proactive import flows_for_switch
+from daolinet.flows.proactive import flows_for_host_switch, flows_for_switch
 from daolinet.flows.route import RouteEnds, RoutePlan, flows_for_route
 from daolinet.flows.spec import FlowSpec
-from daolinet.model import Endpoint, Host, Network
+from daolinet.model import Endpoint, Host, Network, View
 from daolinet.model.objects import DEFAULT_TENANT
 from daolinet.pipeline import GATEWAY_MAC
 from daolinet.testing.fakeoftable import FakeNetwork, Packet, arp_request, ip_packet
@@ -118,3 +118,11 @@ def arp_from(e: Endpoint, tpa: str, **changes: Any) -> Packet:
     pkt = arp_request(e.ofport, e.mac, e.ip, tpa)
     pkt.update(changes)
     return pkt
+
+
+def synced_network(view: View, hosts: Sequence[Host]) -> FakeNetwork:
+    """The hosts' switches holding everything proactive the controller gives them, as after its sync."""
+    net = FakeNetwork.for_hosts(hosts)
+    for h in hosts:
+        net.apply(h.dpid, flows_for_host_switch(view, h))
+    return net
