@@ -124,3 +124,38 @@ def test_an_adopted_half_route_is_deleted_on_both_ends() -> None:
         assert (msg.command, msg.cookie, msg.cookie_mask) == (ofp.OFPFC_DELETE, cookie, (1 << 64) - 1)
     assert switches[3].sent == []  # nobody else is bothered
     assert len(ctx.routes) == 0
+
+
+def test_a_route_plugged_moments_ago_is_handed_on_not_plugged_again() -> None:
+    """A reply that beat the route's flows to its switch comes back as a PacketIn for the
+    same route: its packet goes on through the table, after the flows, and nothing is re-sent."""
+    from daolinet.flows import wire
+    from daolinet.flows.respond import Response, RouteRecord
+    from daolinet.flows.route import drop_flow
+
+    hotplug, _, clock, a = setup()
+
+    class Raw(Recorder):  # the message types sent: FlowMod, PacketOut
+        def send(self, *msgs: Any) -> list[int]:
+            self.sent.extend({14: "add", 13: "other"}[m.data[1]] for m in msgs)
+            return [0] * len(msgs)
+
+        def take(self) -> list[str]:
+            kinds, self.sent = self.sent, []
+            return kinds
+
+    switches = {d: Raw(d) for d in (1, 2, 3)}
+    hotplug.ctx.sessions.update(switches)  # type: ignore[arg-type]
+    flows = (wire.flow_add(drop_flow(a, "10.1.0.9", 3)),)
+    packet_out = wire.packet_out_to_table(2, bytes(64))
+    record = RouteRecord(route_cookie(1, 2).value, ("a", "b"), None, None)
+    plug = Response(((2, flows), (1, flows)), ((1, packet_out),), False, record)
+    hotplug.send(plug, 0.0)
+    assert (switches[2].take(), switches[1].take()) == (["add"], ["add", "other"])
+    clock.now += 0.2
+    hotplug.send(plug, 0.0)
+    assert (switches[2].take(), switches[1].take()) == ([], ["other"])  # the packet only
+    assert hotplug.ctx.routes.get(record.cookie).hits == 1  # type: ignore[union-attr]
+    clock.now += 1.0  # long after: a miss means the flows are gone, so the route is plugged again
+    hotplug.send(plug, 0.0)
+    assert (switches[2].take(), switches[1].take()) == (["add"], ["add", "other"])

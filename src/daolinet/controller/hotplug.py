@@ -28,6 +28,7 @@ from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import EID_BITS, EID_MAX, Kind, kind_mask
 
 log = logging.getLogger(__name__)
+JUST_PLUGGED = 0.5  # s: a PacketIn for a route plugged this recently is handed on, not re-plugged
 # OVS revalidates its datapath flows at once when its flow tables change, and at the latest
 # every max-revalidator ms (500 by default): after that no cached flow of a deleted route is left.
 REFLUSH_AFTER = 0.6
@@ -99,6 +100,13 @@ class HotPlug:
         plugging = self._pending.get((route.cookie, route.scope))
         if plugging is not None:  # someone is plugging this route right now: ride along
             plugging.packet_outs.extend(response.packet_outs)
+            return
+        live = self.ctx.routes.get(route.cookie, route.scope)
+        if live is not None and self.ctx.clock() - live.plugged_at < JUST_PLUGGED:
+            # Its flows went out moments ago, each switch's on its own connection: this packet
+            # (say a reply faster than the flows reached its switch) only needs handing on
+            # after them, not the route plugged again.
+            self._packet_outs(response.packet_outs)
             return
         if not response.confirm:
             self._send_at_once(response, route, started)

@@ -45,6 +45,7 @@ class LiveRoute:
     scope: Scope = None
     client: int | None = None  # for a scoped route: the endpoint that opens connections
     extra: dict[str, Any] = field(default_factory=dict)
+    plugged_at: float = 0.0  # when its flows were last sent
 
     @property
     def key(self) -> Key:
@@ -97,7 +98,7 @@ class RouteTable:
         if route is None:
             a, b = (cookie >> EID_BITS) & EID_MAX, cookie & EID_MAX  # see pipeline.Cookie
             route = LiveRoute(cookie, a, b, names, dict(flows), now, same_host=len(flows) == 1,
-                              scope=scope, client=client)
+                              scope=scope, client=client, plugged_at=now)
             self._routes[key] = route
             self._by_cookie.setdefault(cookie, set()).add(key)
             for eid in (a, b):
@@ -105,6 +106,7 @@ class RouteTable:
         else:
             route.flows = dict(flows)
             route.hits += 1
+            route.plugged_at = now
         if self.listener is not None:
             self.listener(route, True)
         return route
