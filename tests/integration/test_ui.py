@@ -132,7 +132,9 @@ def test_live_map_hosts_edges_idle_trace_and_tenant(lab: cluster.Lab) -> None:
                 expect(details).to_contain_text(value)
 
             def counted() -> bool:
-                page.click('.ctr[data-name="a"]')  # details are read on click: click again
+                answers = details.get_attribute("data-answers")
+                page.click('.ctr[data-name="a"]')  # details are read on click: click again, wait for them
+                page.wait_for_function(f"$('detail-body').dataset.answers !== '{answers}'")
                 cells = page.locator("#detail-routes tr").nth(1).locator("td")
                 return cells.count() > 2 and cells.nth(0).inner_text() == "b" and \
                     cells.nth(2).inner_text() not in ("—", "0")

@@ -69,7 +69,7 @@ async def routes(request: Request, caller: Auth, host: str | None = None, contai
         found = [route for route in found if container in route.names]
     out = [route.to_json() for route in found]
     if stats:
-        counters = await ctrl.route_counters()
+        counters = await ctrl.route_counters(found)
         for route, row in zip(found, out, strict=True):
             row.update(counters.get((route.cookie, route.scope), {}))
     return out

@@ -115,7 +115,7 @@ async def container(request: Request, caller: Auth, eid: int, stats: bool = True
     rows = [route_json(r) for r in routes]
     if stats and routes:
         with contextlib.suppress(Exception):  # counters are best effort: a switch may be slow
-            counters = await asyncio.wait_for(ctrl.route_counters(), 2.0)
+            counters = await asyncio.wait_for(ctrl.route_counters(routes), 5.0)
             for route, row in zip(routes, rows, strict=True):
                 row.update(counters.get((route.cookie, route.scope), {}))
     for route, row in zip(routes, rows, strict=True):

@@ -13,7 +13,7 @@ const CELL_W = 124, CELL_H = 38, PAD = 10, HEAD = 24, GAP = 16, MAX_COLS = 8;
 const KEY = "daolinet-token";
 const CALM = 50;  // changes in one update up to which edges are animated
 const S = { hosts: new Map(), eps: new Map(), routes: new Map(), me: null, selected: null,
-            dirty: false, zoom: 1, width: 0, height: 0, firstDone: false, abort: null };
+            dirty: false, zoom: 1, width: 0, height: 0, firstDone: false, abort: null, asked: 0 };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, text) {
@@ -295,10 +295,16 @@ async function select(id) {
   for (const r of S.routes.values()) r.path.classList.toggle("hot", r.data.a === id || r.data.b === id);
   $("t-src").value = e.data.name; $("t-tenant").value = e.data.tenant;
   const body = $("detail-body");
-  body.replaceChildren(el("p", { class: "hint" }, "loading…"));
+  const asked = ++S.asked;  // only the newest answer is shown
+  if (body.dataset.shown !== String(id)) body.replaceChildren(el("p", { class: "hint" }, "loading…"));
   let d;
-  try { d = await api("GET", `/ui/containers/${id}`); } catch (err) { body.replaceChildren(el("p", { class: "error" }, err.message)); return; }
-  if (S.selected !== id) return;
+  try { d = await api("GET", `/ui/containers/${id}`); } catch (err) {
+    if (asked === S.asked) { body.replaceChildren(el("p", { class: "error" }, err.message)); delete body.dataset.shown; }
+    return;
+  }
+  if (asked !== S.asked) return;
+  body.dataset.shown = String(id);  // a second click refreshes in place, without "loading…"
+  body.dataset.answers = String(asked);
   const c = d.container;
   $("detail-hint").hidden = true;
   const parts = [el("h3", {}, c.name), table([["tenant", c.tenant], ["network", c.network], ["IP", c.ip],
