@@ -9,7 +9,7 @@ PURE := src/daolinet/model src/daolinet/decide src/daolinet/flows src/daolinet/p
 
 .PHONY: setup demo test unit integration lint clean bench bench-first-packet bench-route-setup \
 	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots bench-hotpath bench-route-setup-tls \
-	bench-ui-map
+	bench-ui-map bench-footprint
 
 setup:
 	@bash scripts/setup.sh
@@ -61,6 +61,10 @@ bench-scale: setup
 # The live map with 1,000 containers and 2,000 routes in Debian's chromium (Playwright).
 bench-ui-map: setup
 	$(PY) bench/ui_map.py
+
+# RSS and idle CPU of every daemon on an idle lab (3 hosts, 33 containers each).
+bench-footprint: setup
+	$(PY) bench/footprint.py
 
 bench-plots: setup
 	$(PY) bench/plots.py
