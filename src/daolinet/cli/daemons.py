@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 
 from daolinet import logformat
-from daolinet.controller.context import Config
 from daolinet.daemon_settings import AgentSettings, ControllerSettings, DaemonSettings, load
 from daolinet.security.settings import Security
 
@@ -66,6 +65,7 @@ def controller(
     """Run the OpenFlow controller and its REST API."""
     flags = dict(locals())  # every parameter: the flags given, None for the others
     del flags["config"]
+    from daolinet.controller.context import Config
     from daolinet.controller.main import serve
 
     s = load(ControllerSettings, flags, config)

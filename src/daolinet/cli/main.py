@@ -4,6 +4,7 @@ wires them together and turns every error into one line on stderr
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -11,35 +12,56 @@ from importlib import metadata
 from typing import Annotated
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 import daolinet
-from daolinet.cli import cni as cni_cli
-from daolinet.cli import (
-    container,
-    daemons,
-    group,
-    host,
-    pki,
-    policy,
-    portmap,
-    route,
-    rule,
-    store,
-    tenant,
-    token,
-)
-from daolinet.cli import lab as lab_cli
-from daolinet.cli import network as network_cli
-from daolinet.cli import trace as trace_cli
+from daolinet.cli import daemons
 from daolinet.errors import BadConfig, DaoliError
 
 try:  # recent typer carries its own copy of click
+    from typer._click import Command, Context
     from typer._click import exceptions as cx
 except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import Command, Context  # type: ignore[assignment]
     from click import exceptions as cx  # type: ignore[no-redef]
+
+# Every sub-command but the daemons', imported when it runs (or --help lists it): a daemon
+# (`daolinet agent` on every host) loads none of the client commands' libraries.
+_GROUPS = ("lab", "tenant", "network", "container", "host", "group", "policy", "rule", "route", "token",
+           "portmap", "store", "pki")
+_COMMANDS = {"trace": "daolinet.cli.trace:trace", "install-cni": "daolinet.cli.cni:install_cni"}
+LAZY = {**_COMMANDS, **{g: f"daolinet.cli.{g}:app" for g in _GROUPS}}
+
+
+def _load(name: str) -> Command:
+    module, attr = LAZY[name].split(":")
+    found = getattr(importlib.import_module(module), attr)
+    command: Command
+    if isinstance(found, typer.Typer):  # a group of commands, as add_typer makes it
+        command = typer.main.get_group(found)
+    else:  # one command (a function)
+        single = typer.Typer(add_completion=False)
+        single.command(name)(found)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class _LazyGroup(TyperGroup):
+    def list_commands(self, ctx: Context) -> list[str]:
+        eager = [n for n in super().list_commands(ctx) if n not in LAZY]
+        return [*_COMMANDS, *eager, *_GROUPS]  # as typer lists them: commands, then groups
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name in LAZY and cmd_name not in self.commands:
+            self.add_command(_load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     name="daolinet",
+    cls=_LazyGroup,
     help="daolinet: hot-plug routes for containers on Open vSwitch.  The commands that talk to the "
          "controller find it through $DAOLINET_API and $DAOLINET_TOKEN, $DAOLINET_LAB, the config file "
          "($DAOLINET_CONFIG, default ~/.config/daolinet/config.json: {\"api\": URL, \"token\": TOKEN}) "
@@ -70,21 +92,6 @@ def _root(
                                            callback=_print_version, is_eager=True)] = False,
 ) -> None:
     """daolinet: hot-plug routes for containers on Open vSwitch."""
-app.add_typer(lab_cli.app, name="lab")
-app.add_typer(tenant.app, name="tenant")
-app.add_typer(network_cli.app, name="network")
-app.add_typer(container.app, name="container")
-app.add_typer(host.app, name="host")
-app.add_typer(group.app, name="group")
-app.add_typer(policy.app, name="policy")
-app.add_typer(rule.app, name="rule")
-app.add_typer(route.app, name="route")
-app.add_typer(token.app, name="token")
-app.add_typer(portmap.app, name="portmap")
-app.add_typer(store.app, name="store")
-app.add_typer(pki.app, name="pki")
-app.command("trace")(trace_cli.trace)
-app.command("install-cni")(cni_cli.install_cni)
 app.command()(daemons.controller)
 app.command()(daemons.agent)
 

@@ -3,13 +3,18 @@ feed, behind one interface (`Store`).  `open_store(url)` picks the backend."""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from daolinet.errors import InvalidInput
-from daolinet.security.tls import TlsFiles
-from daolinet.store.base import ChangesPruned, Store
 from daolinet.store.checks import check_int
-from daolinet.store.etcd import EtcdStore
 from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
-from daolinet.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from daolinet.security.tls import TlsFiles
+    from daolinet.store.base import ChangesPruned, Store
+    from daolinet.store.etcd import EtcdStore
+    from daolinet.store.sqlite import SqliteStore
 
 __all__ = ["ChangesPruned", "EtcdStore", "SqliteStore", "Store", "open_store"]
 
@@ -29,7 +34,22 @@ def open_store(url: str, host_ttl: int = DEFAULT_HOST_TTL, etcd_tls: TlsFiles | 
     return store
 
 
+# The backends load when used: `daolinet.store.liveness` (what an agent needs) costs no
+# etcd client, gRPC or SQLite.
+_LAZY = {"ChangesPruned": "daolinet.store.base", "Store": "daolinet.store.base",
+         "EtcdStore": "daolinet.store.etcd", "SqliteStore": "daolinet.store.sqlite"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _open(url: str, etcd_tls: TlsFiles | None = None) -> Store:
+    from daolinet.store.etcd import EtcdStore
+    from daolinet.store.sqlite import SqliteStore
+
     if url == SQLITE_MEMORY:
         return SqliteStore.open(":memory:")
     if url.startswith(SQLITE_FILE) and len(url) > len(SQLITE_FILE):
