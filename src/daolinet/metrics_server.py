@@ -16,6 +16,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from daolinet.errors import DaoliError, InvalidInput
+from daolinet.quiet_server import QuietServer
 
 log = logging.getLogger("daolinet.metrics")
 REFRESH_TIMEOUT = 5.0
@@ -81,8 +82,8 @@ class MetricsServer:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     async def start(self) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app(self.registry, self.refresh), log_level="warning",
-                                                    lifespan="off", access_log=False, log_config=None))
+        self.server = QuietServer(uvicorn.Config(app(self.registry, self.refresh), log_level="warning",
+                                                 lifespan="off", access_log=False, log_config=None))
         self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
         while not self.server.started and not self.task.done():
             await asyncio.sleep(0.01)  # uvicorn offers no readiness event; poll its flag

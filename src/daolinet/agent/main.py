@@ -9,6 +9,9 @@ through the bridge (agent/bootstrap.py), register
 (plug-and-play: nothing else in the cluster changes), reconcile, then serve
 the local API and the Docker plugin, heartbeat, and keep Docker's networks in
 step with daolinet's.
+
+What only some hosts use loads only there: the Docker plugin (with a plugin directory),
+the trace listener (with TLS), the /metrics listener (with --metrics-listen).
 """
 
 from __future__ import annotations
@@ -19,30 +22,29 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from prometheus_client import CollectorRegistry
 
 from daolinet.agent import bootstrap
-from daolinet.agent import trace as agent_trace
 from daolinet.agent.api import create_app
 from daolinet.agent.client import ControllerClient
-from daolinet.agent.docker_api import PLUGIN_NAME
-from daolinet.agent.docker_client import DockerClient
-from daolinet.agent.docker_plugin import DockerPlugin
-from daolinet.agent.docker_plugin import create_app as create_plugin_app
 from daolinet.agent.failover import parse_urls
-from daolinet.agent.metrics import AgentMetrics
 from daolinet.agent.plumbing import Plumber
 from daolinet.agent.service import AgentService, HostInfo
+from daolinet.api_common import AGENT_TRACE_PORT
 from daolinet.errors import InvalidInput, SystemFailure
-from daolinet.metrics_server import MetricsServer
+from daolinet.quiet_server import QuietServer
 from daolinet.security.settings import Security
 from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
 from daolinet.system import datapath, links
 from daolinet.system.notify import notify
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
+
+if TYPE_CHECKING:
+    from daolinet.agent.docker_client import DockerClient
+    from daolinet.agent.docker_plugin import DockerPlugin
+    from daolinet.metrics_server import MetricsServer
 
 log = logging.getLogger("daolinet.agent")
 
@@ -70,7 +72,7 @@ class AgentConfig:
     api_file: str | None = None  # API URLs, one a line (wins over `api`), read again when a controller fails
     security: Security = field(default_factory=lambda: Security(tls=None, insecure=True))  # the CLI's: TLS
     datapath: str = "auto"  # auto, system (the kernel's) or netdev (userspace): system/datapath.py
-    trace_port: int = agent_trace.DEFAULT_PORT  # HTTPS on the underlay address, for controllers (0: off)
+    trace_port: int = AGENT_TRACE_PORT  # HTTPS on the underlay address, for controllers (0: off)
     metrics_listen: str | None = None  # HOST:PORT of the token-less /metrics listener (None: none)
 
 
@@ -127,7 +129,13 @@ def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb, decision: datapath.Decision) 
 
 async def run(cfg: AgentConfig) -> None:
     check(cfg)
-    exporter = MetricsServer(cfg.metrics_listen, CollectorRegistry()) if cfg.metrics_listen else None
+    exporter: MetricsServer | None = None
+    if cfg.metrics_listen:
+        from prometheus_client import CollectorRegistry
+
+        from daolinet.metrics_server import MetricsServer
+
+        exporter = MetricsServer(cfg.metrics_listen, CollectorRegistry())
     ovsdb = await asyncio.to_thread(Ovsdb, cfg.ovsdb)
     cfg.security.warn("agent")
     token = read_token(cfg.token_file) if cfg.token_file else None
@@ -143,6 +151,8 @@ async def run(cfg: AgentConfig) -> None:
         await bootstrap.register(service)  # again, while the bootstrapped path settles
         await service.reconcile()
         if exporter is not None:
+            from daolinet.agent.metrics import AgentMetrics
+
             metrics = AgentMetrics(service, ovsdb, bootstrap.mgmt_socket(cfg.ovsdb, cfg.bridge), cfg.uplink,
                                    exporter.registry)
             exporter.refresh = metrics.refresh
@@ -159,17 +169,23 @@ def _unix_server(app: Any, path: str) -> uvicorn.Server:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if os.path.exists(path):
         os.unlink(path)
-    return uvicorn.Server(uvicorn.Config(app, uds=path, log_level="warning", lifespan="off",
-                                        access_log=False, log_config=None))
+    return QuietServer(uvicorn.Config(app, uds=path, log_level="warning", lifespan="off",
+                                      access_log=False, log_config=None))
 
 
 async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) -> None:
     sockets = {cfg.listen: _unix_server(create_app(service), cfg.listen)}
     tracing = _trace_server(cfg, service)
-    docker = DockerClient(cfg.docker_host) if cfg.docker_plugin_dir and cfg.docker_host else None
-    plugin = (DockerPlugin(service, service.client, docker, cfg.docker_sync, cfg.docker_state or None)
-              if cfg.docker_plugin_dir else None)
-    if plugin is not None:
+    docker: DockerClient | None = None
+    plugin: DockerPlugin | None = None
+    if cfg.docker_plugin_dir:
+        from daolinet.agent.docker_api import PLUGIN_NAME
+        from daolinet.agent.docker_client import DockerClient
+        from daolinet.agent.docker_plugin import DockerPlugin
+        from daolinet.agent.docker_plugin import create_app as create_plugin_app
+
+        docker = DockerClient(cfg.docker_host) if cfg.docker_host else None
+        plugin = DockerPlugin(service, service.client, docker, cfg.docker_sync, cfg.docker_state or None)
         path = os.path.join(cfg.docker_plugin_dir, f"{PLUGIN_NAME}.sock")
         sockets[path] = _unix_server(create_plugin_app(plugin.handlers()), path)
     stop = asyncio.Event()
@@ -206,10 +222,12 @@ def _trace_server(cfg: AgentConfig, service: AgentService) -> uvicorn.Server | N
     if not cfg.trace_port or cfg.security.tls is None:
         log.info("no trace listener (%s)", "--trace-port 0" if not cfg.trace_port else "--insecure")
         return None
+    from daolinet.agent import trace as agent_trace
+
     tracer = agent_trace.BridgeTracer.of(cfg.ovsdb, cfg.bridge)
     app = agent_trace.create_app(tracer, service.host.name)
-    return uvicorn.Server(agent_trace.server_config(app, cfg.security.tls, host=service.host.underlay_ip,
-                                                    port=cfg.trace_port))
+    return QuietServer(agent_trace.server_config(app, cfg.security.tls, host=service.host.underlay_ip,
+                                                 port=cfg.trace_port))
 
 
 async def _serve_traces(server: uvicorn.Server, port: int) -> None:

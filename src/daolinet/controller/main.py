@@ -34,6 +34,7 @@ from daolinet.controller.mastership_etcd import EtcdMastership
 from daolinet.controller.peers import Peers
 from daolinet.controller.record import own_record
 from daolinet.errors import InvalidInput
+from daolinet.quiet_server import QuietServer
 from daolinet.security.settings import Security
 from daolinet.security.tls import server_context
 from daolinet.store import open_store
@@ -123,7 +124,7 @@ async def serve(store_url: str, of_listen: list[str], api_listen: list[str] | st
     liveness = asyncio.create_task(watch_hosts(store, ctrl.ctx.clock), name="host-liveness")
     of_servers = [await ofserver.listen(target, ctrl.on_session, of_tls, on_refused=ctrl.refused)
                   for target in of_listen]
-    server = uvicorn.Server(api_config(create_app(ctrl, tls=security.tls is not None), security))
+    server = QuietServer(api_config(create_app(ctrl, tls=security.tls is not None), security))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,12 +7,12 @@ verified handshake."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING, Literal
 
 from daolinet.errors import Forbidden, InvalidInput
+
+if TYPE_CHECKING:  # cryptography loads when a certificate is read or made, not with the daemon
+    from cryptography import x509
 
 Role = Literal["controller", "host", "user"]
 ROLES: tuple[Role, ...] = ("controller", "host", "user")
@@ -37,6 +37,9 @@ class Identity:
 
 
 def subject_for(role: Role, name: str) -> x509.Name:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
                       x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
                       x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -45,6 +48,9 @@ def subject_for(role: Role, name: str) -> x509.Name:
 def identity_of(cert: x509.Certificate | bytes) -> Identity:
     """The holder of `cert` (a certificate or its DER bytes), or InvalidInput when
     the subject is not a daolinet role and name."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     if isinstance(cert, bytes):
         try:
             cert = x509.load_der_x509_certificate(cert)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.errors import InvalidInput
-from daolinet.security import pki
 from daolinet.security.identity import Identity, Role, identity_of
 
 
@@ -25,6 +24,8 @@ class TlsFiles:
     @classmethod
     def of(cls, directory: str, role: Role, name: str) -> TlsFiles:
         """The CA and `role` `name`'s pair as `pki` lays them out in `directory`."""
+        from daolinet.security import pki  # cryptography: not for a daemon given its files
+
         pair = pki.holder_pair(directory, role, name)
         return cls(pki.ca_pair(directory).cert, pair.cert, pair.key)
 

@@ -55,7 +55,9 @@ class Store(ABC):
     subscriber after the commit, in commit order.
     """
 
-    WATCH_POLL_INTERVAL = 0.2  # seconds between two polls of the default watch_changes()
+    # Seconds between two polls of the default watch_changes(): what other writers commit
+    # (this instance's own commits reach its controller at once, through subscribe()).
+    WATCH_POLL_INTERVAL = 1.0
     host_ttl: int = DEFAULT_HOST_TTL  # seconds a host stays alive after a heartbeat (open_store sets it)
 
     def __init__(self) -> None:

@@ -1,0 +1,53 @@
+"""The daemons' uvicorn server: answers, ticks once a second (not ten times) while idle,
+and stops as soon as it is told to."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+
+import httpx
+import uvicorn
+
+from daolinet.quiet_server import QuietServer
+
+
+async def hello(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+    await send({"type": "http.response.body", "body": b"hi"})  # type: ignore[operator]
+
+
+class Counting(QuietServer):
+    ticks = 0
+
+    async def on_tick(self, counter: int) -> bool:
+        self.ticks += 1
+        return await super().on_tick(counter)
+
+
+def test_serves_ticks_once_a_second_and_stops_at_once() -> None:
+    async def scenario() -> None:
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "s.sock")
+            server = Counting(uvicorn.Config(hello, uds=path, log_level="warning", lifespan="off",
+                                             access_log=False, log_config=None))
+            task = asyncio.create_task(server.serve())
+            deadline = time.monotonic() + 10
+            while not server.started:
+                assert time.monotonic() < deadline and not task.done()
+                await asyncio.sleep(0.01)
+            async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=path)) as client:
+                resp = await client.get("http://agent/")
+            assert resp.text == "hi" and "date" in resp.headers
+            ticks = server.ticks
+            await asyncio.sleep(1.5)
+            assert server.ticks - ticks <= 2  # uvicorn's own loop: 15
+            stopped = time.monotonic()
+            server.should_exit = True
+            await asyncio.wait_for(task, 5)
+            assert time.monotonic() - stopped < 0.5  # no wait for the next tick
+
+    asyncio.run(scenario())
