@@ -7,9 +7,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import typer.main
@@ -48,15 +48,60 @@ def _load(name: str) -> Command:
     return command
 
 
-class _LazyGroup(TyperGroup):
-    def list_commands(self, ctx: Context) -> list[str]:
-        eager = [n for n in super().list_commands(ctx) if n not in LAZY]
-        return [*_COMMANDS, *eager, *_GROUPS]  # as typer lists them: commands, then groups
+class _LazyCommands(dict[str, Command]):
+    """The root's sub-commands: a lazy one is imported when looked up, all of them when listed."""
 
-    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
-        if cmd_name in LAZY and cmd_name not in self.commands:
-            self.add_command(_load(cmd_name), cmd_name)
-        return super().get_command(ctx, cmd_name)
+    def _load(self, name: object) -> None:
+        if isinstance(name, str) and name in LAZY and not super().__contains__(name):
+            self[name] = _load(name)
+
+    def eager(self) -> list[str]:
+        """The sub-commands registered as such (the daemons), in their order."""
+        return [n for n in dict.__iter__(self) if n not in LAZY]
+
+    def _load_all(self) -> None:
+        for name in LAZY:
+            self._load(name)
+
+    def __getitem__(self, name: str) -> Command:
+        self._load(name)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._load(name)
+        return super().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in LAZY or super().__contains__(name)
+
+    def __len__(self) -> int:
+        return len(set(LAZY) | set(super().keys()))
+
+    def __iter__(self) -> Iterator[str]:
+        self._load_all()
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self._load_all()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._load_all()
+        return super().values()
+
+    def items(self) -> Any:
+        self._load_all()
+        return super().items()
+
+
+class _LazyGroup(TyperGroup):
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _LazyCommands(self.commands)
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        assert isinstance(self.commands, _LazyCommands)
+        return [*_COMMANDS, *self.commands.eager(), *_GROUPS]  # as typer lists them: commands, then groups
 
 
 app = typer.Typer(
