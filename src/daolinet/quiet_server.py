@@ -1,20 +1,45 @@
-"""uvicorn's server, quiet when idle: every daemon listener (the controller's API, the
+"""uvicorn's server, asleep when idle: every daemon listener (the controller's API, the
 agent's sockets, the /metrics listeners) runs on it.
 
-uvicorn's `Server.main_loop` wakes ten times a second to look at `should_exit`; an agent
+uvicorn's `Server.main_loop` wakes ten times a second: to look at `should_exit` and, every
+tenth time, to put the current date into the headers every response carries.  An agent
 serves four listeners, so an idle host woke forty times a second for nothing.  Here the
-loop waits on an event that `should_exit` sets, and wakes once a second only for what
-uvicorn's tick does on the second (the Date header, the notify callback).
+loop waits on an event that `should_exit` sets, and the Date header is made when a response
+reads it (once per second at most).  A server given what only uvicorn's tick does (a
+request limit, a notify callback) keeps uvicorn's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
+from email.utils import formatdate
 
 import uvicorn
+from uvicorn.server import ServerState
 
-TICK = 1.0  # seconds: uvicorn refreshes its Date header every tenth 0.1 s tick, i.e. every second
+
+class _CurrentHeaders(ServerState):
+    """uvicorn's shared server state, whose default headers hold the current date when read."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._config = config
+        self._second = -1
+        self._headers: list[tuple[bytes, bytes]] = []
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        now = int(time.time())
+        if now != self._second:
+            date = [(b"date", formatdate(now, usegmt=True).encode())] if self._config.date_header else []
+            self._headers = date + self._config.encoded_headers
+            self._second = now
+        return self._headers
+
+    @default_headers.setter
+    def default_headers(self, _: list[tuple[bytes, bytes]]) -> None:
+        """uvicorn's tick sets them; the getter is always current."""
 
 
 class QuietServer(uvicorn.Server):
@@ -22,6 +47,7 @@ class QuietServer(uvicorn.Server):
         self._exit = asyncio.Event()
         self._should_exit = False
         super().__init__(config)
+        self.server_state = _CurrentHeaders(config)
 
     @property  # type: ignore[override]
     def should_exit(self) -> bool:
@@ -34,7 +60,7 @@ class QuietServer(uvicorn.Server):
             self._exit.set()
 
     async def main_loop(self) -> None:
-        counter = 0  # every call is uvicorn's once-a-second tick (counter % 10 == 0)
-        while not await self.on_tick(counter):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit.wait(), TICK)
+        if self.config.limit_max_requests is not None or self.config.callback_notify is not None:
+            await super().main_loop()
+        else:
+            await self._exit.wait()
