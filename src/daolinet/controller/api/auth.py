@@ -133,8 +133,8 @@ def peer_of(request: Request) -> Identity | None:
     return found if isinstance(found, Identity) else None
 
 
-def principal(request: Request,
-              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+async def principal(request: Request,
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     secret = creds.credentials.strip() if creds is not None else ""
     if secret:
         view: View = request.app.state.ctrl.view
@@ -152,21 +152,21 @@ def principal(request: Request,
 Anyone = Annotated[Principal, Depends(principal)]
 
 
-def people(request: Request, caller: Anyone) -> Principal:
+async def people(request: Request, caller: Anyone) -> Principal:
     """Admins and tenants: hosts and controllers are refused (the default for a route)."""
     if caller.kind in LIMITS:
         raise caller.refuse(request)
     return caller
 
 
-def agents(request: Request, caller: Anyone) -> Principal:
+async def agents(request: Request, caller: Anyone) -> Principal:
     """Admins, tenants and hosts (whose handlers confine them to their own host)."""
     if caller.kind == "controller":
         raise caller.refuse(request)
     return caller
 
 
-def peers(request: Request, caller: Anyone) -> Principal:
+async def peers(request: Request, caller: Anyone) -> Principal:
     """Controller-to-controller calls: with TLS, a controller certificate (whatever token
     comes with it); with --insecure, the admin token."""
     if not request.app.state.tls:
