@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -30,7 +30,6 @@ from daolinet.controller.api.transport import PeerIdentityProtocol
 from daolinet.controller.context import Config
 from daolinet.controller.controller import Controller
 from daolinet.controller.liveness import watch_hosts
-from daolinet.controller.mastership_etcd import EtcdMastership
 from daolinet.controller.peers import Peers
 from daolinet.controller.record import own_record
 from daolinet.errors import InvalidInput
@@ -39,6 +38,9 @@ from daolinet.security.settings import Security
 from daolinet.security.tls import server_context
 from daolinet.store import open_store
 from daolinet.system.notify import notify
+
+if TYPE_CHECKING:  # an etcd client only with an etcd store
+    from daolinet.controller.mastership_etcd import EtcdMastership
 
 log = logging.getLogger("daolinet.controller")
 
@@ -178,6 +180,8 @@ class Shared:
         self.peers: Peers | None = None
         self._task: asyncio.Task[None] | None = None
         if store_url.startswith("etcd://"):
+            from daolinet.controller.mastership_etcd import EtcdMastership
+
             self.mastership = EtcdMastership(store_url, me, api_url, etcd_tls=security.etcd)
             # With TLS a peer is known by its controller certificate: the admin token stays home.
             mastership = self.mastership

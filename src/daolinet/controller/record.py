@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from daolinet.controller.ofserver import parse_target
 from daolinet.errors import InvalidInput
 from daolinet.model import ControllerRecord
-from daolinet.store.etcd_kv import parse_url
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +26,11 @@ def own_record(id: str, of_listen: Iterable[str], api_listen: Iterable[str], adv
     api = [_listen(target.rpartition(":")[0].strip("[]"), target.rpartition(":")[2]) for target in api_listen
            if not target.startswith("unix:")]
     of = [_listen(host, str(port)) for kind, host, port in map(parse_target, of_listen) if kind != "unix"]
-    etcd = ([_listen(host, str(port)) for host, port in parse_url(store_url)[0]]
-            if store_url.startswith("etcd://") else [])
+    etcd: list[str | None] = []
+    if store_url.startswith("etcd://"):  # the etcd client loads only with an etcd store
+        from daolinet.store.etcd_kv import parse_url
+
+        etcd = [_listen(host, str(port)) for host, port in parse_url(store_url)[0]]
     record = ControllerRecord(id=id, api=_known(api), openflow=_known(of), etcd=_known(etcd),
                               advertise=tuple(sorted({_ipv4(addr) for addr in advertise})),
                               started=time.time())

@@ -47,14 +47,13 @@ def __getattr__(name: str) -> Any:
 
 
 def _open(url: str, etcd_tls: TlsFiles | None = None) -> Store:
-    from daolinet.store.etcd import EtcdStore
-    from daolinet.store.sqlite import SqliteStore
+    if url == SQLITE_MEMORY or (url.startswith(SQLITE_FILE) and len(url) > len(SQLITE_FILE)):
+        from daolinet.store.sqlite import SqliteStore
 
-    if url == SQLITE_MEMORY:
-        return SqliteStore.open(":memory:")
-    if url.startswith(SQLITE_FILE) and len(url) > len(SQLITE_FILE):
-        return SqliteStore.open(url[len(SQLITE_FILE) - 1:])
+        return SqliteStore.open(":memory:" if url == SQLITE_MEMORY else url[len(SQLITE_FILE) - 1:])
     if url.startswith(ETCD):
+        from daolinet.store.etcd import EtcdStore
+
         return EtcdStore.open(url, tls=etcd_tls)
     raise InvalidInput(f"unsupported store URL {url!r}: use sqlite:///absolute/path.db, {SQLITE_MEMORY} "
                        f"or {ETCD}host:port[,host:port...][/prefix]")
