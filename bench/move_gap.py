@@ -31,30 +31,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runs import ToolFailed, commit, repeat, runs_option, show, write
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COUNTERS = {"TcpExt": ("TCPTimeouts", "TCPLossProbes", "TCPLossProbeRecovery", "TCPSackRecovery"),
-            "Tcp": ("RetransSegs",)}
-
-
-def tcp_counters(text: str) -> dict[str, int]:
-    """The COUNTERS out of /proc/net/netstat + /proc/net/snmp (pairs of header/value lines)."""
-    lines = [line.split() for line in text.splitlines() if line.strip()]
-    out: dict[str, int] = {}
-    for head, values in zip(lines[::2], lines[1::2], strict=False):
-        group = head[0].rstrip(":")
-        for name, value in zip(head[1:], values[1:], strict=False):
-            if name in COUNTERS.get(group, ()):
-                out[name] = int(value)
-    return out
-
-
 def once(seconds: float) -> dict[str, Any]:
     """One stream and one move in a fresh lab (run in a subprocess: `--once`)."""
     from daolinet.lab import cluster
     from daolinet.testing.fixtures import new_lab_name
     from daolinet.testing.labtools import api, route_flows, wait_for
 
+    def tcp_counters(lab: cluster.Lab, target: str) -> dict[str, int]:
+        """As testing/labtools.tcp_counters (here too: the code measured may predate it)."""
+        text = lab.exec(target, ["cat", "/proc/net/netstat", "/proc/net/snmp"], check=True).stdout
+        lines = [line.split() for line in text.splitlines() if line.strip()]
+        pairs = zip(lines[::2], lines[1::2], strict=False)
+        return {head[0].rstrip(":") + name: int(value) for head, values in pairs
+                for name, value in zip(head[1:], values[1:], strict=False) if value.lstrip("-").isdigit()}
+
     stream = [sys.executable, "-m", "daolinet.testing.stream"]
-    read = ["cat", "/proc/net/netstat", "/proc/net/snmp"]
     name = new_lab_name()
     lab = cluster.Lab.up(name, hosts=3)
     try:
@@ -63,7 +54,7 @@ def once(seconds: float) -> dict[str, Any]:
         b = lab.add_container("b", host="h2", network="n")
         recv = lab.popen("b", [*stream, "recv", "5001", "--idle", "2"], stdout=subprocess.PIPE)
         assert recv.stdout is not None and "listening" in recv.stdout.readline()
-        before = tcp_counters(lab.exec("a", read, check=True).stdout)
+        before = tcp_counters(lab, "a")
         send = lab.popen("a", [*stream, "send", str(b.ip), "5001", "--seconds", str(seconds)])
         try:
             wait_for(lambda: route_flows(lab, "h2"), what="the stream's route")
@@ -77,13 +68,14 @@ def once(seconds: float) -> dict[str, Any]:
         finally:
             send.kill()
             recv.kill()
-        after = tcp_counters(lab.exec("a", read, check=True).stdout)
+        after = tcp_counters(lab, "a")
         result = json.loads(out.strip().splitlines()[-1])
         delta = {k: after[k] - before.get(k, 0) for k in after}
         return {"max_gap_ms": round(result["max_gap"] * 1e3, 3), "mbytes": round(result["bytes"] / 1e6, 1),
-                "move_call_ms": round(move_ms, 1), "rto": delta.get("TCPTimeouts", 0),
-                "retrans_segs": delta.get("RetransSegs", 0), "loss_probes": delta.get("TCPLossProbes", 0),
-                "sack_recovery": delta.get("TCPSackRecovery", 0)}
+                "move_call_ms": round(move_ms, 1), "rto": delta.get("TcpExtTCPTimeouts", 0),
+                "retrans_segs": delta.get("TcpRetransSegs", 0),
+                "loss_probes": delta.get("TcpExtTCPLossProbes", 0),
+                "sack_recovery": delta.get("TcpExtTCPSackRecovery", 0)}
     finally:
         cluster.down(name)
 

@@ -333,6 +333,8 @@ class Controller:
             log.error("switch %s: %s", session.name, event.describe())
         elif isinstance(event, ch.PortStatus):
             log.debug("switch %s: port %s reason %d", session.name, event.port, event.reason)
+            if event.reason == ofp.OFPPR_DELETE and session.dpid is not None:  # a moved container's old port
+                self.moves.port_gone(session.dpid, event.port.ofport)
         return None
 
     def _switch_ready(self, session: SwitchSession) -> Awaitable[None] | None:

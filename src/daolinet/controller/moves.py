@@ -4,9 +4,10 @@
 1. the new port's flows and the new host's half of every re-pointed route, then a barrier;
 2. the peers' halves (their packets go to the new PIP from then on) and, on the old host,
    the grace forward of what still arrives for the old PIP; a barrier on each;
-3. BREAK_AFTER later, the old routes' leftovers and the old port's flows go: until then a
-   packet the container still sends from its old port (the lab moves its addresses to
-   the new interface only once the move call returns) finds its old path.
+3. once the old port is gone from the old host's bridge (its PortStatus DELETE; at the
+   latest BREAK_AFTER later), the old routes' leftovers and the old port's flows go: until
+   then a packet the container still sends from its old port (the lab moves its addresses
+   to the new interface only once the move call returns) finds its old path.
 
 L4 routes, and routes whose other end is not placed, are revoked at once, as before.
 The API call that moved the endpoint waits for phases 1 and 2 (`made`).
@@ -30,13 +31,15 @@ from daolinet.model import Endpoint
 log = logging.getLogger(__name__)
 GRACE_IDLE = 2  # s: the old host forwards to the new PIP until nothing arrived for this long...
 GRACE_HARD = 10  # s: ...and no longer than this in any case
-BREAK_AFTER = 1.0  # s: the old path's flows stay this long after the new one is in
+BREAK_AFTER = 10.0  # s: the old path's flows stay at most this long after the new one is in
 
 
 class Moves:
     def __init__(self, ctx: Context, hotplug: HotPlug, sync: FlowSync) -> None:
         self.ctx, self.hotplug, self.sync = ctx, hotplug, sync
         self.made: dict[int, asyncio.Future[None]] = {}  # endpoint id -> phases 1-2 confirmed
+        # (old host's dpid, old ofport) -> the break waiting for that port to go, and its deadline
+        self._breaking: dict[tuple[int, int], tuple[Endpoint, list[Repoint], asyncio.TimerHandle]] = {}
 
     def on_moved(self, old: Endpoint, new: Endpoint) -> None:
         """`old` (plugged on its old host) is now `new` (plugged on another): the view holds `new`."""
@@ -94,7 +97,19 @@ class Moves:
             if route is not None:
                 self.ctx.routes.plugged(p.cookie, route.names, p.flows_per_switch(), now)
         self.hotplug.clear_drops()  # peers that tried it meanwhile may pass now
-        asyncio.get_running_loop().call_later(BREAK_AFTER, self._break, old, plans)
+        assert old.ofport is not None
+        key = (old_host.dpid, old.ofport)
+        timer = asyncio.get_running_loop().call_later(BREAK_AFTER, self.port_gone, *key)
+        self._breaking[key] = (old, plans, timer)
+
+    def port_gone(self, dpid: int, ofport: int) -> None:
+        """A port left a switch (or a break's deadline passed): if a moved container
+        left it, its old path goes now."""
+        pending = self._breaking.pop((dpid, ofport), None)
+        if pending is not None:
+            old, plans, timer = pending
+            timer.cancel()
+            self._break(old, plans)
 
     async def _send_confirmed(self, flows: dict[int, list[FlowSpec]]) -> None:
         async def one(dpid: int, specs: list[FlowSpec]) -> None:
