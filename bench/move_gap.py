@@ -2,8 +2,10 @@
 between received bytes, and whether the sender's TCP fell back to a retransmission timeout.
 
 Per run, a fresh 3-host lab: container a (h1) streams to b (h2) for `--seconds`; one second
-in, b moves to h3 (`lab.move_container`).  The receiver notes every arrival (the gap is the
-largest silence between two of them); the sender's namespace's TCP counters
+in, b moves to h3 (`lab.move_container`).  The receiver notes every silence of 10 ms or more
+and when it began: the move's gap is the longest that began while the move ran or up to 0.5 s
+after (the whole stream's longest is reported too: its tail may lose segments under load and
+recover by a timeout, move or not); the sender's namespace's TCP counters
 (/proc/net/netstat, /proc/net/snmp) say what its TCP did meanwhile: RTOs (TCPTimeouts),
 tail loss probes, retransmitted segments.
 
@@ -11,7 +13,8 @@ tail loss probes, retransmitted segments.
 
 With `--compare`, every run is a pair: one with the code under OTHER/src (say a worktree of
 the commit before), one with this tree's, alternating, so both see the same machine; the
-figures come as before / after and their ratio.  Each run is a subprocess with PYTHONPATH
+figures come as before / after and their ratio.  `--control` adds a stream with no move to
+each run (what the machine's load alone does to the stream).  Each run is a subprocess with PYTHONPATH
 set to the code it measures (the lab's daemons inherit it).
 
 Prints a table and writes bench/results/move_gap-<timestamp>.json (with the commit).
@@ -31,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runs import ToolFailed, commit, repeat, runs_option, show, write
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-def once(seconds: float) -> dict[str, Any]:
+WINDOW = 0.5  # s after the move returned in which a silence still counts as the move's
+def once(seconds: float, move: bool = True) -> dict[str, Any]:
     """One stream and one move in a fresh lab (run in a subprocess: `--once`)."""
     from daolinet.lab import cluster
     from daolinet.testing.fixtures import new_lab_name
@@ -45,7 +49,8 @@ def once(seconds: float) -> dict[str, Any]:
         return {head[0].rstrip(":") + name: int(value) for head, values in pairs
                 for name, value in zip(head[1:], values[1:], strict=False) if value.lstrip("-").isdigit()}
 
-    stream = [sys.executable, "-m", "daolinet.testing.stream"]
+    # This tree's receiver (a standalone script) whatever the code measured: it reports its gaps.
+    stream = [sys.executable, os.path.join(HERE, "src", "daolinet", "lab", "stream.py")]
     name = new_lab_name()
     lab = cluster.Lab.up(name, hosts=3)
     try:
@@ -59,9 +64,11 @@ def once(seconds: float) -> dict[str, Any]:
         try:
             wait_for(lambda: route_flows(lab, "h2"), what="the stream's route")
             time.sleep(1.0)  # a stream in full flow, not one starting (a measured delay, not a sync)
-            t = time.perf_counter()
-            lab.move_container("b", "h3")
-            move_ms = (time.perf_counter() - t) * 1e3
+            t = time.monotonic()  # the receiver's clock too (CLOCK_MONOTONIC, every namespace)
+            if move:
+                lab.move_container("b", "h3")
+            done = time.monotonic()
+            move_ms = (done - t) * 1e3
             out, _ = recv.communicate(timeout=30)
             if send.wait(timeout=30) != 0:
                 raise ToolFailed("the sender failed")
@@ -71,7 +78,10 @@ def once(seconds: float) -> dict[str, Any]:
         after = tcp_counters(lab, "a")
         result = json.loads(out.strip().splitlines()[-1])
         delta = {k: after[k] - before.get(k, 0) for k in after}
-        return {"max_gap_ms": round(result["max_gap"] * 1e3, 3), "mbytes": round(result["bytes"] / 1e6, 1),
+        # The silences while the container moved (begun before WINDOW after it): the move's gap.
+        during = [length for start, length in result["gaps"] if start + length > t and start <= done + WINDOW]
+        return {"move_gap_ms": round(max(during, default=0.0) * 1e3, 3),
+                "max_gap_ms": round(result["max_gap"] * 1e3, 3), "mbytes": round(result["bytes"] / 1e6, 1),
                 "move_call_ms": round(move_ms, 1), "rto": delta.get("TcpExtTCPTimeouts", 0),
                 "retrans_segs": delta.get("TcpRetransSegs", 0),
                 "loss_probes": delta.get("TcpExtTCPLossProbes", 0),
@@ -80,10 +90,11 @@ def once(seconds: float) -> dict[str, Any]:
         cluster.down(name)
 
 
-def subprocess_run(src: str, seconds: float) -> dict[str, Any]:
+def subprocess_run(src: str, seconds: float, move: bool = True) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": src}
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--once", "--seconds", str(seconds)],
-                          capture_output=True, text=True, env=env, timeout=180)
+    argv = [sys.executable, os.path.abspath(__file__), "--once", "--seconds", str(seconds)]
+    done = subprocess.run(argv + ([] if move else ["--no-move"]), capture_output=True, text=True, env=env,
+                          timeout=180)
     if done.returncode != 0:
         raise ToolFailed(f"run with {src} failed: {done.stderr.strip()[-600:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -94,28 +105,33 @@ def main() -> None:
     runs_option(parser)
     parser.add_argument("--seconds", type=float, default=4.0, help="length of the stream")
     parser.add_argument("--compare", metavar="SRC", help="also measure the code under SRC (before)")
+    parser.add_argument("--control", action="store_true",
+                        help="also a stream with no move (this tree's code): what the load alone causes")
     parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-move", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.once:
-        print(json.dumps(once(args.seconds)))
+        print(json.dumps(once(args.seconds, not args.no_move)))
         return
     started = time.time()
     mine = os.path.join(HERE, "src")
     trees = {"before": args.compare, "after": mine} if args.compare else {"after": mine}
+    if args.control:
+        trees["no move"] = mine
 
     def pair() -> dict[str, Any]:
-        return {label: subprocess_run(src, args.seconds) for label, src in trees.items()}
+        return {label: subprocess_run(src, args.seconds, label != "no move") for label, src in trees.items()}
 
     done = repeat(pair, args.runs, "move_gap")
     head = " ".join(f"{label:>26}" for label in trees)
     print(f"{'':<22} {head}   (median (min–max) of {args.runs})")
-    for key in ("max_gap_ms", "rto", "retrans_segs", "loss_probes", "move_call_ms", "mbytes"):
+    for key in ("move_gap_ms", "max_gap_ms", "rto", "retrans_segs", "loss_probes", "move_call_ms", "mbytes"):
         print(f"{key:<22} " + " ".join(f"{show(done['spread'][label][key], 1):>26}" for label in trees))
     record: dict[str, Any] = {"params": vars(args), "results": done["median"], "spread": done["spread"],
                               "runs": done["runs"]}
     if args.compare:
         record["before_commit"] = commit(os.path.dirname(os.path.abspath(args.compare)))
-        gaps = [r["after"]["max_gap_ms"] / r["before"]["max_gap_ms"] for r in done["runs"]]
+        gaps = [r["after"]["move_gap_ms"] / r["before"]["move_gap_ms"] for r in done["runs"]]
         record["gap_ratio_after_over_before"] = sorted(gaps)[len(gaps) // 2]
         print(f"gap after / before, median of the runs' ratios: {record['gap_ratio_after_over_before']:.3f}")
     write("move_gap", record, started)

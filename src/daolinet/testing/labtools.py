@@ -78,15 +78,3 @@ def cut_transfer(lab: cluster.Lab, client: str, server: str, server_ip: str, por
     print(f"data stopped {stopped_after * 1000:.1f} ms after the API call returned")
     return int(result["bytes"]), stopped_after
 
-
-def tcp_counters(lab: cluster.Lab, target: str) -> dict[str, int]:
-    """The TCP counters of a container's (or host's) namespace, as `nstat -a` names them
-    (TcpExtTCPTimeouts: retransmission timeouts; TcpRetransSegs; TcpExtTCPLossProbes ...)."""
-    text = lab.exec(target, ["cat", "/proc/net/netstat", "/proc/net/snmp"], check=True).stdout
-    lines = [line.split() for line in text.splitlines() if line.strip()]
-    counters: dict[str, int] = {}
-    for head, values in zip(lines[::2], lines[1::2], strict=False):
-        group = head[0].rstrip(":")
-        counters.update({group + name: int(value) for name, value in zip(head[1:], values[1:], strict=False)
-                         if value.lstrip("-").isdigit()})
-    return counters
