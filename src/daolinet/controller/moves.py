@@ -21,6 +21,7 @@ from typing import Any
 
 from daolinet.controller.context import Context
 from daolinet.controller.hotplug import HotPlug
+from daolinet.controller.routes import LiveRoute
 from daolinet.controller.sync import FlowSync
 from daolinet.flows import render
 from daolinet.flows.move import Repoint, grace_forward, repoint
@@ -55,19 +56,19 @@ class Moves:
         task = asyncio.ensure_future(self._make_then_break(old, new, plans))
         task.add_done_callback(lambda t: self._made(new.id, done, t))
 
-    def _plan(self, route: Any, old: Endpoint, new: Endpoint) -> Repoint | None:
+    def _plan(self, route: LiveRoute, old: Endpoint, new: Endpoint) -> Repoint | None:
+        """The route re-pointed at `new`; None when it cannot be (scoped, other end not placed)."""
         view = self.ctx.view
         if any(r.scope is not None for r in self.ctx.routes.of_endpoint(old.id) if r.cookie == route.cookie):
             return None
         peer = view.endpoints.get(route.b if route.a == old.id else route.a)
-        old_host, new_host = view.hosts.get(old.host), view.host_of(new)
-        peer_host = view.host_of(peer) if peer is not None else None
-        nets = (view.network_of(new), view.network_of(peer) if peer is not None else None)
-        if peer is None or peer.ofport is None or None in (old_host, new_host, peer_host) or None in nets:
+        if peer is None or peer.ofport is None:
             return None
-        assert old_host is not None and new_host is not None and peer_host is not None
-        same = nets[0].name == nets[1].name  # type: ignore[union-attr]
-        before = RouteEnds(peer, old, peer_host, old_host, same)
+        old_host, new_host, peer_host = view.hosts.get(old.host), view.host_of(new), view.host_of(peer)
+        net, peer_net = view.network_of(new), view.network_of(peer)
+        if old_host is None or new_host is None or peer_host is None or net is None or peer_net is None:
+            return None
+        before = RouteEnds(peer, old, peer_host, old_host, net.name == peer_net.name)
         return repoint(before, old, new, new_host, self.ctx.config.idle_timeout)
 
     def _switch(self, dpid: int) -> Any:
