@@ -9,7 +9,7 @@ PURE := src/daolinet/model src/daolinet/decide src/daolinet/flows src/daolinet/p
 
 .PHONY: setup demo test unit integration lint clean bench bench-first-packet bench-route-setup \
 	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots bench-hotpath bench-route-setup-tls \
-	bench-ui-map bench-footprint
+	bench-ui-map bench-footprint bench-move-gap
 
 setup:
 	@bash scripts/setup.sh
@@ -31,7 +31,7 @@ integration: setup
 
 # bench-plots last: it draws docs/img/*.png from the latest JSON of each bench.
 bench: bench-hotpath bench-route-setup bench-first-packet bench-dataplane bench-idle-cost bench-scale \
-	bench-time-to-network bench-ui-map bench-plots
+	bench-time-to-network bench-ui-map bench-move-gap bench-plots
 
 bench-hotpath: setup
 	$(PY) bench/hotpath.py
@@ -65,6 +65,10 @@ bench-ui-map: setup
 # RSS and idle CPU of every daemon on an idle lab (3 hosts, 33 containers each).
 bench-footprint: setup
 	$(PY) bench/footprint.py
+
+# A live TCP stream while its container moves: the largest gap, and whether TCP hit a retransmission timeout.
+bench-move-gap: setup
+	$(PY) bench/move_gap.py
 
 bench-plots: setup
 	$(PY) bench/plots.py

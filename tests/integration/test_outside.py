@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -68,7 +69,9 @@ def test_a_container_moves_under_a_live_tcp_stream(lab_factory: LabFactory) -> N
     send = lab.popen("a", [*STREAM, "send", str(b.ip), "5001", "--seconds", "4"])
     try:
         wait_for(lambda: route_flows(lab, "h2"), what="the stream's route")
+        started = time.monotonic()  # the receiver's clock too (CLOCK_MONOTONIC: every namespace)
         moved = lab.move_container("b", "h3")
+        done = time.monotonic()
         assert moved.pip != b.pip and moved.host == "h3"
         out, _ = recv.communicate(timeout=30)
         assert send.wait(timeout=30) == 0
@@ -76,11 +79,16 @@ def test_a_container_moves_under_a_live_tcp_stream(lab_factory: LabFactory) -> N
         send.kill()
         recv.kill()
     result = json.loads(out.strip().splitlines()[-1])
-    print(f"largest gap in the stream during the move: {result['max_gap'] * 1000:.1f} ms")
+    # Silences of 10 ms or more that overlap the move (or begin up to 0.5 s after it returned).
+    during = [length for start, length in result["gaps"] if start + length > started and start <= done + 0.5]
+    print(f"largest gap in the stream during the move: {max(during, default=0) * 1000:.1f} ms "
+          f"(in the whole stream: {result['max_gap'] * 1000:.1f} ms)")
     assert result["bytes"] > 10_000_000
-    # Packets in flight during the switch are lost and TCP recovers after its
-    # minimum retransmission timeout (200 ms on Linux): the gap is that, plus the switch.
-    # Target 200 ms, not met yet (issue 17: 209 ms; 240 ms seen on a loaded machine): assert what is reached.
+    # Make before break (controller/moves.py): the new path is in before the old one goes, and
+    # the gap is the switch-over, 20-40 ms here in most runs (bench/move_gap.py: median ~25 ms,
+    # 209 ms before, when every move cost a retransmission timeout).  Target 100 ms, not met
+    # reliably yet: about one run in five still waits for TCP's 200 ms minimum timeout (issue 17).
+    assert max(during, default=0) < 0.3, result["gaps"]
     assert result["max_gap"] < 0.3, result
     for h in lab.hosts:
         assert not [f for f in flows(lab, h.name) if str(b.pip) in f], f"{h.name} still names {b.pip}"

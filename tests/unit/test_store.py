@@ -186,6 +186,15 @@ async def test_move_keeps_ip_and_mac_and_swaps_the_pip(web: Store) -> None:
     assert [e.name for e in await web.list_endpoints(host="h2")] == ["a"]
 
 
+async def test_a_move_already_plugged_there_is_one_revision(web: Store) -> None:
+    a = await web.create_endpoint("default", "web", "a", "h1")
+    await web.update_endpoint(a.id, port="p", ofport=3)
+    seen = recorder(web)
+    moved = await web.move_endpoint(a.id, "h2", "q", 9)
+    assert (moved.host, moved.port, moved.ofport, moved.ip, moved.mac) == ("h2", "q", 9, a.ip, a.mac)
+    assert [c.obj for c in seen] == [moved]  # the controller sees old and new places at once
+
+
 # -- hosts -----------------------------------------------------------------------------------
 
 

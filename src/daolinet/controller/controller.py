@@ -21,6 +21,7 @@ from daolinet.controller.context import Config, Context
 from daolinet.controller.effects import Effects
 from daolinet.controller.hotplug import HotPlug
 from daolinet.controller.metrics import Metrics
+from daolinet.controller.moves import Moves
 from daolinet.controller.ofserver import log_refusal
 from daolinet.controller.routes import Key, LiveRoute, scope_of_match
 from daolinet.controller.switch import SwitchSession
@@ -36,6 +37,7 @@ from daolinet.store.base import ChangesPruned, Store
 log = logging.getLogger(__name__)
 EXACT_COOKIES = 16  # up to this many routes, their switches are asked cookie by cookie
 ALL_BITS = (1 << 64) - 1
+MOVE_TIMEOUT = 5.0  # s: a move's API call waits this long at most for its new path
 
 
 class Controller:
@@ -45,6 +47,7 @@ class Controller:
         self.ctx.metrics.watch(self.ctx)
         self.hotplug = HotPlug(self.ctx)
         self.sync = FlowSync(self.ctx)
+        self.moves = Moves(self.ctx, self.hotplug, self.sync)
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_counts: dict[tuple[int, Any], tuple[int, float]] = {}
         # Own commits that arrived ahead of an earlier revision still on its way through the watch.
@@ -199,6 +202,10 @@ class Controller:
         def placed(endpoint: Endpoint) -> tuple[object, ...]:
             return (endpoint.host, endpoint.ofport, endpoint.pip, endpoint.ip, endpoint.mac)
 
+        if _plugged_move(old, new):  # already plugged there: make before break (controller/moves.py)
+            assert old is not None and new is not None
+            self.moves.on_moved(old, new)
+            return
         if old is not None and (new is None or placed(old) != placed(new)):
             self.hotplug.revoke_endpoint(old.id)
             self.sync.endpoint_unplugged(old)
@@ -276,6 +283,19 @@ class Controller:
         except (ProtocolError, ConnectionError, TimeoutError, httpx.HTTPError):
             log.warning("switch of host %s did not confirm its flows", host)
 
+    async def settle_move(self, old: Endpoint, new: Endpoint) -> None:
+        """Wait until a move's new path is in place (the new host's flows, the peers'
+        re-pointed routes, the old host's forward: controller/moves.py)."""
+        made = self.moves.made.get(new.id)
+        if made is None:
+            await self.settle(new.host)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(made), MOVE_TIMEOUT)
+        except TimeoutError:
+            log.warning("moving %s from %s to %s: the switches did not confirm in time", new.name, old.host,
+                        new.host)
+
     # -- switches ------------------------------------------------------------------------
 
     async def on_session(self, session: SwitchSession) -> None:
@@ -313,6 +333,8 @@ class Controller:
             log.error("switch %s: %s", session.name, event.describe())
         elif isinstance(event, ch.PortStatus):
             log.debug("switch %s: port %s reason %d", session.name, event.port, event.reason)
+            if event.reason == ofp.OFPPR_DELETE and session.dpid is not None:  # a moved container's old port
+                self.moves.port_gone(session.dpid, event.port.ofport)
         return None
 
     def _switch_ready(self, session: SwitchSession) -> Awaitable[None] | None:
@@ -389,6 +411,12 @@ class Controller:
             self.ctx.synced.discard(session.dpid)
         with contextlib.suppress(ProtocolError):
             session.request_role(ch.ROLE_SLAVE, self.generation())
+
+
+def _plugged_move(old: Endpoint | None, new: Endpoint | None) -> bool:
+    """An endpoint moved to another host where it is already plugged (one revision)."""
+    return (old is not None and new is not None and old.host != new.host
+            and old.ofport is not None and new.ofport is not None)
 
 
 def _host_moved(old: Host | None, new: Host) -> bool:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from daolinet.lab.cluster import LabHost
 
 HOST_NAME_RE = re.compile(r"^h\d+$")
+MOVING_IF = "eth0-moving"  # a moving container's new interface, eth0 once the old one is gone
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,13 @@ class Containers:
 
     def move_container(self, name: str, host: str) -> LabContainer:
         """Move a running container to another host: its namespace, processes and
-        sockets stay; its interface is re-plugged on `host` with a new PIP."""
+        sockets stay; it gets an interface on `host` and a new PIP there.
+
+        Make before break: a second interface on the new host first (same MAC, no
+        address yet); one controller call moves the endpoint there, and answers once the
+        new path is in (the new host's flows, the peers' routes re-pointed, the old host
+        forwarding what still arrives: controller/moves.py); then the container's
+        addresses and routes move to the new interface; then the old one goes."""
         target = self.host(host)
         with state.locked(self.name):
             self._reload()
@@ -136,14 +143,16 @@ class Containers:
             old = self.host(c.host)
             if old.name == target.name:
                 raise InvalidInput(f"container {name} is already on host {host}")
-            # Break as late as possible: off the old bridge, into the new host,
-            # onto its bridge, then one controller call moves it (new PIP, old
-            # routes revoked, new port's flows installed).
-            with self.agent(old.name) as agent:
-                agent.call("POST", f"/containers/{c.eid}/move-away")
-            links.move_link(old.netns, c.port, target.netns)
+            links.add_veth(target.netns, c.port, c.netns, MOVING_IF, mtu=self.mtu)
+            links.tx_offload_off(c.netns, MOVING_IF)
+            links.link_up(c.netns, MOVING_IF, mac=c.mac)
             with self.agent(target.name) as agent:
                 e = agent.call("POST", f"/containers/{c.eid}/move-here", json={"netns": c.netns})
+            links.take_over(c.netns, "eth0", MOVING_IF)
+            with self.agent(old.name) as agent:
+                agent.call("POST", f"/containers/{c.eid}/move-away")
+            links.del_link(c.netns, "eth0")
+            links.rename_link(c.netns, MOVING_IF, "eth0")
             moved = LabContainer(**{**c.to_json(), "host": target.name, "ofport": e["ofport"],
                                     "pip": e["pip"]})
             self._state.containers[name] = moved.to_json()

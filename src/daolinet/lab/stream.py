@@ -10,7 +10,8 @@
 The receiver notes CLOCK_MONOTONIC (shared by every namespace of the machine)
 at every arrival, so a test can tell when data stopped, and the largest gap.
 It exits after `--idle` seconds without data, printing
-{"bytes", "first", "last", "max_gap", "listening"}.
+{"bytes", "first", "last", "max_gap", "gaps"} ("gaps": [start, length] of every silence of
+LONG_GAP or more, the first MAX_GAPS of them), after {"listening"}.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import sys
 import time
 
 CHUNK = 16384
+LONG_GAP = 0.01  # s
+MAX_GAPS = 1000
 
 
-def recv(port: int, idle: float) -> dict[str, float]:
+def recv(port: int, idle: float) -> dict[str, object]:
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("0.0.0.0", port))
@@ -33,6 +36,7 @@ def recv(port: int, idle: float) -> dict[str, float]:
     conn, _ = server.accept()
     conn.settimeout(idle)
     total, first, last, max_gap = 0, 0.0, 0.0, 0.0
+    gaps: list[tuple[float, float]] = []
     while True:
         try:
             data = conn.recv(CHUNK)
@@ -43,11 +47,13 @@ def recv(port: int, idle: float) -> dict[str, float]:
         now = time.monotonic()
         if total:
             max_gap = max(max_gap, now - last)
+            if now - last >= LONG_GAP and len(gaps) < MAX_GAPS:
+                gaps.append((last, now - last))
         else:
             first = now
         total += len(data)
         last = now
-    return {"bytes": total, "first": first, "last": last, "max_gap": max_gap}
+    return {"bytes": total, "first": first, "last": last, "max_gap": max_gap, "gaps": gaps}
 
 
 def send(ip: str, port: int, seconds: float) -> None:

@@ -82,6 +82,7 @@ class Kind(IntEnum):
     DROP = 0xD2  # short-lived drop flows for denied or unknown destinations
     EXTERNAL = 0xD3  # SNAT egress to the outside world (b = the container's endpoint id)
     PORTMAP = 0xD4  # port mappings, proactive (b = the mapping's id)
+    MOVE = 0xD5  # a moved container's grace forward on its old host (b = its endpoint id), idles out
 
 
 # Conntrack zone of the SNAT to the outside.  Egress is tracked by PIP (unique

@@ -206,8 +206,10 @@ class Store(ABC):
     async def delete_endpoint(self, id: int) -> Endpoint: ...
 
     @abstractmethod
-    async def move_endpoint(self, id: int, host: str) -> Endpoint:
-        """Same IP and MAC on `host`, with a PIP of its pool; unplugged (port "", ofport None)."""
+    async def move_endpoint(self, id: int, host: str, port: str = "", ofport: int | None = None) -> Endpoint:
+        """Same IP and MAC on `host`, with a PIP of its pool; unplugged (port "", ofport None)
+        unless already plugged there (`port`, `ofport`): then the move is one revision, so
+        the controller sees old and new places at once (make-before-break, flows/move.py)."""
 
     # -- groups -------------------------------------------------------------------
 

@@ -240,13 +240,15 @@ class StoreService(PolicyService):
             return endpoint
         return await self._write(write)
 
-    async def move_endpoint(self, id: int, host: str) -> Endpoint:
+    async def move_endpoint(self, id: int, host: str, port: str = "", ofport: int | None = None) -> Endpoint:
         async def write(tx: Writes) -> Endpoint:
             old = await lookups.must_endpoint(tx, id)
             to = await lookups.must_host(tx, host)
             if old.host == host:
                 return old
             new = rules.moved_endpoint(old, to, rules.free_pip(to, await tx.pips_used(to)))
+            if ofport is not None:
+                new = dataclasses.replace(new, port=port, ofport=ofport)
             tx.put(new, old)
             tx.record(new)
             return new

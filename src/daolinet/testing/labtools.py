@@ -77,3 +77,4 @@ def cut_transfer(lab: cluster.Lab, client: str, server: str, server_ip: str, por
     stopped_after = float(result["last"]) - returned
     print(f"data stopped {stopped_after * 1000:.1f} ms after the API call returned")
     return int(result["bytes"]), stopped_after
+

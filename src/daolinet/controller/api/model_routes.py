@@ -188,10 +188,11 @@ async def move_endpoint(request: Request, caller: AgentAuth, eid: EndpointId, bo
     await store.get_host(body.host)
     if body.host == endpoint.host:
         raise InvalidInput(f"endpoint {endpoint.name} is already on host {body.host}")
-    moved = await store.move_endpoint(eid, body.host)
-    if body.ofport is not None:  # already plugged there: one call, the shortest gap
-        moved = await store.update_endpoint(eid, port=body.port, ofport=body.ofport)
-        await request.app.state.ctrl.settle(moved.host)
+    # Already plugged there: one revision, old and new places at once, so the controller
+    # makes the new path before it breaks the old one (controller/moves.py).
+    moved = await store.move_endpoint(eid, body.host, body.port or "", body.ofport)
+    if body.ofport is not None:
+        await request.app.state.ctrl.settle_move(endpoint, moved)
     return await _with_liveness(request, moved)
 
 
