@@ -61,11 +61,14 @@ def run(containers: int, hosts: int) -> dict[str, object]:
         if not spawn:
             raise ToolFailed("ping in the namespace never ran")
         attach, network, failed = [], [], 0
+        steps: dict[str, list[float]] = {}
         for i in range(containers):
             host = lab.hosts[1 + i % (hosts - 1)].name  # never h1: every first packet crosses hosts
             t0 = time.perf_counter()
             c = lab.add_container(f"n{i}", host=host, network="bench")
             t1 = time.perf_counter()
+            for step, ms in getattr(lab, "last_add_ms", {}).items():
+                steps.setdefault(step, []).append(float(ms))
             out = lab.exec(c.name, ["ping", "-n", "-c", "1", "-i", "0.01", "-w", "10", peer.ip], timeout=30)
             t2 = time.perf_counter()
             if out.returncode != 0:
@@ -80,10 +83,23 @@ def run(containers: int, hosts: int) -> dict[str, object]:
                 "after_attach_to_first_packet":
                     summary([n - a for a, n in zip(attach, network, strict=True)]),
                 "ping_spawn": summary(spawn),
+                "steps_p50_ms": {k: round(statistics.median(v), 2) for k, v in steps.items()},
                 "samples_ms": {"attach": [round(x, 3) for x in attach],
                                "attach_to_first_packet": [round(x, 3) for x in network]}}
     finally:
         cluster.down(name)
+
+
+def print_steps(runs: list[dict[str, object]]) -> None:
+    """The attach's breakdown: per step, the median over the runs of each run's median.
+    lab_*: the lab's own steps; agent_*: the agent's (agent_plug_*: inside the plug)."""
+    names = list(dict.fromkeys(k for r in runs for k in r.get("steps_p50_ms", {})))  # type: ignore[attr-defined]
+    if not names:
+        return
+    print(f"{'attach step':<40} {'p50 ms':>10}")
+    for name in names:
+        per_run = [r["steps_p50_ms"][name] for r in runs if name in r.get("steps_p50_ms", {})]  # type: ignore[index, attr-defined]
+        print(f"{name:<40} {statistics.median(per_run):>10.2f}")
 
 
 def main() -> None:
@@ -106,6 +122,7 @@ def main() -> None:
         sp = spread[key]
         cells = " ".join(f"{show(sp[f], 1):>24}" for f in ("p50_ms", "p99_ms", "max_ms"))
         print(f"{label:<36} {cells}")
+    print_steps(done["runs"])
     print(f"failed (no reply within 10 s), per run: {[r['failed'] for r in done['runs']]}")
     write("time_to_network", {"params": vars(args), "results": results, "spread": spread,
                               "runs": done["runs"]}, started)

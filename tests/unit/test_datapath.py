@@ -171,7 +171,7 @@ def test_agent_refuses_an_unknown_datapath_before_touching_anything() -> None:
 
 def _record_links(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-    for fn in ("add_veth", "tx_offload_off", "link_up", "add_route", "set_neighbour", "del_link"):
+    for fn in ("add_veth_pair", "setup_interface", "del_link"):
         monkeypatch.setattr(links, fn, lambda *a, _fn=fn, **k: calls.append((_fn, a, k)))
     monkeypatch.setattr(links, "has_link", lambda ns, ifname: False)
     return calls
@@ -185,5 +185,7 @@ def test_plug_turns_checksum_offload_off_only_on_netdev(monkeypatch: pytest.Monk
     plumber.plug(PlugSpec(eid=1, netns="c1", mac="02:00:00:00:00:02", ip="10.1.0.2", prefixlen=24,
                           gateway="10.1.0.1", mtu=9000))
     plumber.plug_docker(2, "02:00:00:00:00:03", 9000, "/var/run/docker/netns/x", "d0c")
-    assert [k["mtu"] for fn, _, k in calls if fn == "add_veth"] == [9000, 9000]
-    assert len([c for c in calls if c[0] == "tx_offload_off"]) == 2 * offload_off
+    assert [k["mtu"] for fn, _, k in calls if fn == "add_veth_pair"] == [9000, 9000]
+    setups = [a[1] for fn, a, _ in calls if fn == "setup_interface"]
+    assert [s.mtu for s in setups] == [9000, 9000]
+    assert len([s for s in setups if s.tx_checksum_off]) == 2 * offload_off

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from daolinet.errors import Conflict, DaoliError, NotFound
 from daolinet.pipeline import GATEWAY_MAC
@@ -63,6 +65,35 @@ class PluggedPort:
     port: str
     ofport: int
     netns: str
+    timings_ms: dict[str, float] = field(default_factory=dict, compare=False)  # per step of the plug
+
+
+class Steps:
+    """Wall-clock milliseconds per named step: `with steps("veth"): ...`."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = round(self.ms.get(name, 0.0) + (time.perf_counter() - started) * 1e3, 3)
+
+
+def container_side(spec: PlugSpec, userspace: bool) -> links.InterfaceSetup:
+    """The container's interface: MAC, address without its subnet's connected route,
+    the subnet (unless /32) and the default route via the gateway, the gateway's MAC
+    as a permanent neighbour, TX checksumming off on the userspace datapath."""
+    address = f"{spec.ip}/{spec.prefixlen}"
+    subnet = str(ipaddress.IPv4Network(address, strict=False))
+    dsts = ([subnet] if spec.prefixlen < 32 else []) + ["0.0.0.0/0"]
+    return links.InterfaceSetup(
+        spec.ifname, mac=spec.mac, mtu=spec.mtu, address=address, prefix_route=False,
+        routes=tuple(links.Route(dst, spec.gateway, onlink=True) for dst in dsts),
+        neighbours=((spec.gateway, GATEWAY_MAC),), tx_checksum_off=userspace)
 
 
 class Plumber:
@@ -75,25 +106,26 @@ class Plumber:
         self.userspace = userspace
 
     def plug(self, spec: PlugSpec) -> PluggedPort:
+        """Three steps, each timed (PluggedPort.timings_ms): the veth (one netlink
+        socket in the host's namespace), the container's side (one in its namespace),
+        the OVS port (one OVSDB transaction, which returns with the ofport)."""
         port = port_name(spec.eid)
-        if links.has_link(self.host_netns, port):
-            raise DaoliError(f"interface {port} already exists: endpoint {spec.eid} is plugged")
+        steps = Steps()
         try:
-            links.add_veth(self.host_netns, port, spec.netns, spec.ifname, mtu=spec.mtu)
-            if self.userspace:
-                links.tx_offload_off(spec.netns, spec.ifname)
-            address = f"{spec.ip}/{spec.prefixlen}"
-            links.link_up(spec.netns, spec.ifname, mac=spec.mac, address=address, prefix_route=False)
-            subnet = str(ipaddress.IPv4Network(address, strict=False))
-            for dst in ([subnet] if spec.prefixlen < 32 else []) + ["0.0.0.0/0"]:
-                links.add_route(spec.netns, dst, spec.gateway, dev=spec.ifname, onlink=True)
-            links.set_neighbour(spec.netns, spec.ifname, spec.gateway, GATEWAY_MAC)
-            ofport = self.ovsdb.add_port(self.bridge, port, {
-                EXT_ENDPOINT: str(spec.eid), EXT_NETNS: spec.netns})
+            with steps("veth"):
+                links.add_veth_pair(self.host_netns, port, spec.netns, spec.ifname, mtu=spec.mtu)
+        except links.LinkExists as e:
+            raise DaoliError(f"interface {port} already exists: endpoint {spec.eid} is plugged") from e
+        try:
+            with steps("container_side"):
+                links.setup_interface(spec.netns, container_side(spec, self.userspace))
+            with steps("ovs_port"):
+                ofport = self.ovsdb.add_port(self.bridge, port, {
+                    EXT_ENDPOINT: str(spec.eid), EXT_NETNS: spec.netns})
         except BaseException:
             self.unplug(spec.eid, spec.netns, spec.ifname)
             raise
-        return PluggedPort(spec.eid, port, ofport, spec.netns)
+        return PluggedPort(spec.eid, port, ofport, spec.netns, steps.ms)
 
     def plug_docker(self, eid: int, mac: str, mtu: int, sandbox: str, docker_eid: str) -> PluggedPort:
         """A veth with both ends in the host's namespace, for Docker to move the
@@ -107,10 +139,9 @@ class Plumber:
                                "plugged, or the name is taken")
         here = self.host_netns or THIS_NETNS
         try:
-            links.add_veth(self.host_netns, port, here, peer, mtu=mtu)
-            if self.userspace:
-                links.tx_offload_off(here, peer)
-            links.link_up(self.host_netns, peer, mac=mac)
+            links.add_veth_pair(self.host_netns, port, here, peer, mtu=mtu)
+            links.setup_interface(here, links.InterfaceSetup(peer, mac=mac, mtu=mtu,
+                                                             tx_checksum_off=self.userspace))
             ofport = self.ovsdb.add_port(self.bridge, port, {
                 EXT_ENDPOINT: str(eid), EXT_NETNS: sandbox, EXT_DOCKER: docker_eid})
         except BaseException:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.agent.client import ControllerClient
-from daolinet.agent.plumbing import PlugSpec, Plumber
+from daolinet.agent.plumbing import PlugSpec, Plumber, Steps
 from daolinet.errors import DaoliError, NotFound
 
 log = logging.getLogger(__name__)
@@ -74,20 +74,29 @@ class AgentService:
                      ip: str | None = None, mac: str | None = None,
                      labels: dict[str, str] | None = None, ifname: str = "eth0") -> dict[str, Any]:
         started = time.perf_counter()
+        steps = Steps()
         async with self._lock:
-            net = await self.client.network(tenant, network)
-            endpoint = await self.client.create_endpoint({
-                "name": name, "network": network, "tenant": tenant, "host": self.host.name,
-                "ip": ip, "mac": mac, "labels": labels or {}})
+            with steps("controller_network"):
+                net = await self.client.network(tenant, network)
+            with steps("controller_create_endpoint"):
+                endpoint = await self.client.create_endpoint({
+                    "name": name, "network": network, "tenant": tenant, "host": self.host.name,
+                    "ip": ip, "mac": mac, "labels": labels or {}})
             try:
                 spec = PlugSpec(eid=endpoint["id"], netns=netns, mac=endpoint["mac"], ip=endpoint["ip"],
                                 prefixlen=ipaddress.IPv4Network(net["subnet"]).prefixlen,
                                 gateway=net["gateway"], mtu=self.mtu, ifname=ifname)
-                plugged = await asyncio.to_thread(self.plumber.plug, spec)
-                done = await self.client.patch_endpoint(endpoint["id"], port=plugged.port,
-                                                        ofport=plugged.ofport)
-                self.attached(time.perf_counter() - started)
-                return done
+                with steps("plug"):
+                    plugged = await asyncio.to_thread(self.plumber.plug, spec)
+                with steps("controller_port_flows"):  # the port, its classify flows and barrier
+                    done = await self.client.patch_endpoint(endpoint["id"], port=plugged.port,
+                                                            ofport=plugged.ofport)
+                elapsed = time.perf_counter() - started
+                self.attached(elapsed)
+                timings = {**steps.ms, **{f"plug_{k}": v for k, v in plugged.timings_ms.items()},
+                           "total": round(elapsed * 1e3, 3)}
+                log.debug("attached %s (endpoint %s): %s ms", name, endpoint["id"], timings)
+                return {**done, "timings_ms": timings}
             except BaseException:
                 await asyncio.to_thread(self.plumber.unplug, endpoint["id"], netns, ifname)
                 with contextlib.suppress(DaoliError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,8 @@ class Containers:
     name: str
     _state: state.LabState
     _lock: threading.Lock
+    # The last add_container's steps in ms: the lab's (netns, agent call, ...) and the agent's own.
+    last_add_ms: dict[str, float] = {}  # noqa: RUF012 (replaced, never mutated)
 
     if TYPE_CHECKING:  # the rest of cluster.Lab (itself, Agents, Controllers) provides these
         @property
@@ -93,7 +96,9 @@ class Containers:
             c = LabContainer(name=name, host=h.name, netns=plan.container_netns(self.name, name),
                              mac=mac, address=address, network=network, tenant=tenant)
             self._state.containers[name] = c.to_json()
+            started = time.perf_counter()
             self._new_netns(c.netns)
+            self.last_add_ms = {"lab_netns": round((time.perf_counter() - started) * 1e3, 3)}
             try:
                 c = self._attach(h, c, ip) if network else self._plug(h, c)
             except BaseException:
@@ -104,11 +109,16 @@ class Containers:
         return c
 
     def _attach(self, h: LabHost, c: LabContainer, ip: str | None) -> LabContainer:
+        started = time.perf_counter()
         with self.agent(h.name) as agent:
             e = agent.call("POST", "/containers", json={
                 "name": c.name, "netns": c.netns, "network": c.network, "tenant": c.tenant,
                 "ip": ip, "mac": c.mac})
+        called = time.perf_counter()
         prefix = self.network_prefix(c.tenant or "default", c.network or "")
+        self.last_add_ms = {**self.last_add_ms, "lab_agent_call": round((called - started) * 1e3, 3),
+                            "lab_network_prefix": round((time.perf_counter() - called) * 1e3, 3),
+                            **{f"agent_{k}": v for k, v in (e.get("timings_ms") or {}).items()}}
         return LabContainer(**{**c.to_json(), "eid": e["id"], "port": e["port"], "ofport": e["ofport"],
                                "mac": e["mac"], "address": f"{e['ip']}/{prefix}", "pip": e["pip"]})
 

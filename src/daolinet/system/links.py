@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute, netns
 from pyroute2 import config as pyroute2_config
+from pyroute2.ethtool.ioctl import EthtoolError, IoctlEthtool
+from pyroute2.netlink import NETLINK_ROUTE
 from pyroute2.netlink.exceptions import NetlinkError
 
 from daolinet.errors import SystemFailure
-from daolinet.system import procs
+from daolinet.system import nsthread, procs
 
 # pyroute2 reaches another namespace through a forked child that it later
 # stops with SIGTERM.  The child inherits asyncio's signal wakeup fd, so an
@@ -26,12 +29,18 @@ from daolinet.system import procs
 pyroute2_config.disable_mp_signal = True
 
 
+def _rtnl_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+
 @contextlib.contextmanager
 def _ns(name: str | None) -> Iterator[IPRoute]:
     """A netlink socket in namespace `name` (a name in /run/netns or an absolute
-    path such as /proc/PID/ns/net); None is this process's own namespace."""
+    path such as /proc/PID/ns/net); None is this process's own namespace.  The
+    socket is opened by a thread that entered the namespace (system/nsthread.py)."""
     try:
-        with (IPRoute() if name is None else NetNS(name, flags=0)) as ns:
+        sock = None if name is None else nsthread.run_in(name, _rtnl_socket)
+        with (IPRoute() if sock is None else IPRoute(fileno=sock.detach())) as ns:
             yield ns
     except NetlinkError as e:
         raise SystemFailure(f"netlink error in namespace {name or 'of this process'}: {e}") from e
@@ -39,18 +48,32 @@ def _ns(name: str | None) -> Iterator[IPRoute]:
         raise SystemFailure(f"namespace {name} does not exist") from e
 
 
+# No IPv6 in a new namespace: its router solicitations and DAD would only be noise on the bridges.
+NO_IPV6 = ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+
+
 def create_netns(name: str) -> None:
-    if name in netns.listnetns():
+    """A namespace in /run/netns with lo up and IPv6 off (one thread, no subprocess)."""
+    if exists(name):
         raise SystemFailure(f"namespace {name} already exists")
-    netns.create(name)
-    with _ns(name) as ns:
-        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-    # No IPv6: its router solicitations and DAD would only be noise on the bridges.
-    sysctl(name, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+
+    def inside() -> None:
+        with IPRoute() as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        nsthread.write_sysctls(*NO_IPV6)
+
+    try:
+        nsthread.create(name, inside)
+    except (OSError, NetlinkError) as e:
+        remove_netns(name)
+        raise SystemFailure(f"cannot create namespace {name}: {e}") from e
 
 
 def sysctl(ns_name: str, *settings: str) -> None:
-    procs.run(procs.in_netns(ns_name, ["sysctl", "-q", "-w", *settings]))
+    try:
+        nsthread.run_in(ns_name, lambda: nsthread.write_sysctls(*settings))
+    except OSError as e:
+        raise SystemFailure(f"sysctl {' '.join(settings)} in namespace {ns_name}: {e}") from e
 
 
 def remove_netns(name: str) -> None:
@@ -72,18 +95,92 @@ def pids_in(names: list[str]) -> list[int]:
     return [pid for name in names for pid in found.get(name, []) if pid != os.getpid()]
 
 
+class LinkExists(SystemFailure):
+    """The interface to create already exists (nothing was changed)."""
+
+
+def _ns_fd_target(stack: contextlib.ExitStack, ns: str) -> int | str:
+    """How netlink names namespace `ns` as a target: an open fd for a path, else its name."""
+    return stack.enter_context(open(ns)).fileno() if ns.startswith("/") else ns
+
+
 def add_veth(ns_a: str | None, if_a: str, ns_b: str, if_b: str, mtu: int = 1500) -> None:
     """A veth pair with one end in each namespace, both up.  The peer goes
     straight into ns_b (a name or an absolute path), never via ns_a."""
+    add_veth_pair(ns_a, if_a, ns_b, if_b, mtu)
+    setup_interface(ns_b, InterfaceSetup(if_b, mtu=mtu))
+
+
+def add_veth_pair(ns_a: str | None, if_a: str, ns_b: str, if_b: str, mtu: int = 1500) -> None:
+    """A veth pair over one netlink socket: if_a up in ns_a, its peer if_b created
+    straight in ns_b (never via ns_a) and left down for `setup_interface`.
+    LinkExists: ns_a already has if_a."""
     with contextlib.ExitStack() as stack:
-        target: int | str = ns_b
-        if ns_b.startswith("/"):
-            target = stack.enter_context(open(ns_b)).fileno()
+        target = _ns_fd_target(stack, ns_b)
         with _ns(ns_a) as a:
+            if a.link_lookup(ifname=if_a):
+                raise LinkExists(f"interface {if_a} already exists")
             a.link("add", ifname=if_a, kind="veth", mtu=mtu, peer={"ifname": if_b, "net_ns_fd": target})
             a.link("set", index=_index(a, if_a), state="up")
-    with _ns(ns_b) as b:
-        b.link("set", index=_index(b, if_b), state="up", mtu=mtu)
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str  # CIDR
+    gateway: str
+    onlink: bool = False  # the gateway is on the link whatever the routes say
+
+
+@dataclass(frozen=True)
+class InterfaceSetup:
+    """An interface brought up with everything it needs, in one go (`setup_interface`)."""
+    ifname: str
+    mac: str | None = None
+    mtu: int | None = None
+    address: str | None = None  # CIDR
+    prefix_route: bool = True  # False: the address's subnet gets no connected route
+    routes: tuple[Route, ...] = ()  # through ifname
+    neighbours: tuple[tuple[str, str], ...] = ()  # permanent (ip, mac) entries on ifname
+    tx_checksum_off: bool = False  # `ethtool -K ifname tx off`
+
+
+def _configure(ns: IPRoute, setup: InterfaceSetup) -> None:
+    idx = _index(ns, setup.ifname)
+    kwargs: dict[str, object] = {"state": "up"}
+    if setup.mac:
+        kwargs["address"] = setup.mac
+    if setup.mtu:
+        kwargs["mtu"] = setup.mtu
+    ns.link("set", index=idx, **kwargs)
+    if setup.address:
+        ip, plen = setup.address.split("/")
+        flags = {} if setup.prefix_route else {"IFA_FLAGS": IFA_F_NOPREFIXROUTE}
+        ns.addr("add", index=idx, address=ip, prefixlen=int(plen), **flags)
+    for r in setup.routes:
+        onlink = {"flags": RTNH_F_ONLINK} if r.onlink else {}
+        ns.route("add", dst=r.dst, gateway=r.gateway, oif=idx, **onlink)
+    for ip, mac in setup.neighbours:
+        ns.neigh("replace", dst=ip, lladdr=mac, ifindex=idx, state=NUD_PERMANENT)
+
+
+def setup_interface(ns_name: str, setup: InterfaceSetup) -> None:
+    """Configure an interface of namespace ns_name as `setup` says: one thread in the
+    namespace, one netlink socket (and an ioctl for TX checksumming), no subprocess."""
+
+    def inside() -> None:
+        if setup.tx_checksum_off:
+            _tx_checksum_off(setup.ifname)
+        with IPRoute(fileno=_rtnl_socket().detach()) as ns:
+            _configure(ns, setup)
+
+    try:
+        nsthread.run_in(ns_name, inside)
+    except NetlinkError as e:
+        raise SystemFailure(f"netlink error in namespace {ns_name} setting up {setup.ifname}: {e}") from e
+    except FileNotFoundError as e:
+        raise SystemFailure(f"namespace {ns_name} does not exist") from e
+    except (OSError, EthtoolError) as e:  # the ioctl
+        raise SystemFailure(f"cannot set up {setup.ifname} in {ns_name}: {e}") from e
 
 
 def move_link(ns_from: str | None, ifname: str, ns_to: str) -> None:
@@ -190,9 +287,21 @@ def enable_forwarding(ns_name: str) -> None:
     sysctl(ns_name, "net.ipv4.ip_forward=1")
 
 
+def _tx_checksum_off(ifname: str) -> None:
+    """`ethtool -K IFNAME tx off` (an ioctl) in this thread's namespace."""
+    eth = IoctlEthtool(ifname)
+    try:
+        eth.set_offload_flag("tx-checksumming", 0)
+    finally:
+        eth.close()
+
+
 def tx_offload_off(ns_name: str, ifname: str) -> None:
     """Userspace OVS + veth: TCP fails silently unless TX checksumming is off."""
-    procs.run(procs.in_netns(ns_name, ["ethtool", "-K", ifname, "tx", "off"]))
+    try:
+        nsthread.run_in(ns_name, lambda: _tx_checksum_off(ifname))
+    except (OSError, EthtoolError) as e:
+        raise SystemFailure(f"cannot turn TX checksumming off on {ifname} in {ns_name}: {e}") from e
 
 
 @dataclass(frozen=True)

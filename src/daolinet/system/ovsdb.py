@@ -21,6 +21,7 @@ from daolinet.security.tls import TlsFiles
 sys.modules.setdefault("eventlet", None)  # type: ignore[arg-type]
 
 from ovsdbapp.backend.ovs_idl import connection as ovs_connection  # noqa: E402
+from ovsdbapp.backend.ovs_idl import idlutils  # noqa: E402
 from ovsdbapp.schema.open_vswitch import impl_idl  # noqa: E402
 
 DEFAULT_TIMEOUT = 20
@@ -134,14 +135,30 @@ class Ovsdb:
         return rows[0]["_uuid"]
 
     def add_port(self, bridge: str, port: str, external_ids: dict[str, str] | None = None) -> int:
-        """Add (or keep) a port and return its ofport."""
-        attrs: dict[str, Any] = {}
-        if external_ids:
-            attrs["external_ids"] = external_ids
-        self._execute(self.api.add_port(bridge, port, may_exist=True))
-        if attrs:
-            self._execute(self.api.db_set("Interface", port, *attrs.items()))
-        return self.ofport(port)
+        """Add (or keep) a port and return its ofport.  A new port and its external_ids
+        are one transaction, which returns once ovs-vswitchd has given the interface
+        its ofport (ovsdbapp waits for it); the ofport is then read from the local
+        replica.  (Every executed command, reads too, is a transaction that waits
+        for ovs-vswitchd: a read through the replica saves a round trip.)"""
+        attrs: dict[str, Any] = {"external_ids": external_ids} if external_ids else {}
+        if self._cached("Port", port) is None:
+            self._execute(self.api.add_port(bridge, port, may_exist=False, **attrs))
+        else:
+            self._execute(self.api.add_port(bridge, port, may_exist=True),
+                          *([self.api.db_set("Interface", port, *attrs.items())] if attrs else []))
+        row = self._cached("Interface", port)
+        ofport = _ofport_value(getattr(row, "ofport", None))
+        return ofport if ofport is not None else self.ofport(port)
+
+    def _cached(self, table: str, name: str) -> Any:
+        """The row named `name` in the IDL's replica (no transaction), or None.  The
+        replica's thread may change a table meanwhile: then look again."""
+        for _ in range(5):
+            try:
+                return idlutils.row_by_value(self.api.idl, table, "name", name, None)
+            except RuntimeError:  # "dictionary changed size during iteration"
+                continue
+        return None
 
     def del_port(self, port: str, bridge: str | None = None) -> None:
         self._execute(self.api.del_port(port, bridge=bridge, if_exists=True))
@@ -150,10 +167,10 @@ class Ovsdb:
         rows = self.api.db_find("Interface", ("name", "=", port), columns=["ofport"]).execute(
             check_error=True
         )
-        if not rows or not rows[0]["ofport"] or rows[0]["ofport"] in (-1, [-1]):
+        ofport = _ofport_value(rows[0]["ofport"]) if rows else None
+        if ofport is None:
             raise NotFound(f"interface {port} has no OpenFlow port")
-        ofport = rows[0]["ofport"]
-        return int(ofport[0] if isinstance(ofport, list) else ofport)
+        return ofport
 
     def list_ports(self, bridge: str) -> list[str]:
         return list(self.api.list_ports(bridge).execute(check_error=True))
@@ -184,3 +201,11 @@ class Ovsdb:
     def datapath_id(self, bridge: str) -> int:
         value = self.api.db_get("Bridge", bridge, "datapath_id").execute(check_error=True)
         return int(value, 16)
+
+
+def _ofport_value(value: Any) -> int | None:
+    """An Interface's ofport column ([] or [-1] before or on failure) as an int, or None."""
+    value = value[0] if isinstance(value, list) and value else value
+    if not value or value == -1:
+        return None
+    return int(value)
