@@ -93,11 +93,13 @@ def _stand_in(shape: Shape, n: int) -> tuple[RouteEnds, int]:
 
 def _gather(names: list[str]) -> Callable[[RouteEnds], tuple[Any, ...]]:
     """One call reading these values off the ends (attrgetter's, when they are all attributes)."""
+    if not names:
+        return lambda ends: ()
     if all(name in _ATTRS for name in names):
         if len(names) == 1:
             one = attrgetter(names[0])
             return lambda ends: (one(ends),)
-        return attrgetter(*names)  # type: ignore[return-value]
+        return attrgetter(*names)
     getters = [_VALUES[name] for name in names]
     return lambda ends: tuple([get(ends) for get in getters])
 
@@ -160,8 +162,8 @@ def _compile(shape: Shape) -> _Template:
     # The values' order in a filled template: cookie, idle timeout, integers, MACs, IPv4s, fixed pieces.
     by_kind: dict[str, list[tuple[str, Callable[[Any], bytes], int]]] = {"int": [], "6s": [], "4s": []}
     for (name, pack), n in sorted(holes.items(), key=lambda kv: kv[1])[2:]:
-        code = _kind(pack)
-        by_kind["int" if code not in ("6s", "4s") else code].append((name, pack, n))
+        kind = _kind(pack)
+        by_kind["int" if kind not in ("6s", "4s") else kind].append((name, pack, n))
     ordered = [*by_kind["int"], *by_kind["6s"], *by_kind["4s"]]
     slot = {0: 0, 1: 1, **{n: 2 + i for i, (_, _, n) in enumerate(ordered)}}
     code = {0: "Q", 1: "H", **{n: _kind(pack) for _, pack, n in ordered}}
