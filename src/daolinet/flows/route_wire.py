@@ -132,7 +132,8 @@ class _Template:
             for on_b, flowmods in self.steps]))
 
 
-_MAC, _IPV4 = wire.mac_bytes, wire.ipv4_bytes
+_MAC: Callable[[Any], bytes] = wire.mac_bytes
+_IPV4: Callable[[Any], bytes] = wire.ipv4_bytes
 _COOKIE_BYTES, _IDLE_BYTES = wire.packer(_COOKIE), wire.packer(_IDLE)
 
 
