@@ -28,10 +28,20 @@ from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import EID_BITS, EID_MAX, Kind, kind_mask
 
 log = logging.getLogger(__name__)
+perf_counter = time.perf_counter
 JUST_PLUGGED = 0.5  # s: a PacketIn for a route plugged this recently is handed on, not re-plugged
 # OVS revalidates its datapath flows at once when its flow tables change, and at the latest
 # every max-revalidator ms (500 by default): after that no cached flow of a deleted route is left.
 REFLUSH_AFTER = 0.6
+
+
+# A decision's class -> its kind as counted (decide/route.py's class name, lower-cased).
+_KINDS: dict[type, str] = {}
+
+
+def _kind(cls: type) -> str:
+    kind = _KINDS[cls] = cls.__name__.lower()
+    return kind
 
 
 def _call_later(delay: float, fn: Callable[..., None], *args: Any) -> None:
@@ -59,17 +69,20 @@ class HotPlug:
     def on_packet_in(self, session: SwitchSession, ev: PacketIn) -> None:
         """Synchronous on purpose: no task per packet.  A route taking the long way
         continues from the barrier reply's callback (_install_step)."""
-        started = time.perf_counter()
+        started = perf_counter()
         dpid = session.dpid
         assert dpid is not None
-        metrics = self.ctx.metrics
-        metrics.packet_ins[dpid] = metrics.packet_ins.get(dpid, 0) + 1
-        meta = parse(dpid, ev.in_port, ev.table_id, ev.reason, ev.data)
-        decision = decide(meta, self.ctx.view)
-        kind = type(decision).__name__.lower()
-        metrics.decisions[kind] = metrics.decisions.get(kind, 0) + 1
         ctx = self.ctx
-        self.send(respond(decision, meta, ev.data, ctx.view, ctx.config), started)
+        metrics = ctx.metrics
+        packet_ins = metrics.packet_ins
+        packet_ins[dpid] = packet_ins.get(dpid, 0) + 1
+        meta = parse(dpid, ev.in_port, ev.table_id, ev.reason, ev.data)
+        view = ctx.view
+        decision = decide(meta, view)
+        kind = _KINDS.get(type(decision)) or _kind(type(decision))
+        decisions = metrics.decisions
+        decisions[kind] = decisions.get(kind, 0) + 1
+        self.send(respond(decision, meta, ev.data, view, ctx.config), started)
         if isinstance(decision, Deny):
             self._denied(decision, meta)
 
@@ -97,11 +110,13 @@ class HotPlug:
                     self._send(switch, *flows)
             self._packet_outs(response.packet_outs)
             return
-        plugging = self._pending.get((route.cookie, route.scope))
-        if plugging is not None:  # someone is plugging this route right now: ride along
-            plugging.packet_outs.extend(response.packet_outs)
-            return
-        live = self.ctx.routes.get(route.cookie, route.scope)
+        key = (route.cookie, route.scope)
+        if self._pending:
+            plugging = self._pending.get(key)
+            if plugging is not None:  # someone is plugging this route right now: ride along
+                plugging.packet_outs.extend(response.packet_outs)
+                return
+        live = self.ctx.routes.get(*key)
         if live is not None and self.ctx.clock() - live.plugged_at < JUST_PLUGGED:
             # Its flows went out moments ago, each switch's on its own connection: this packet
             # (say a reply faster than the flows reached its switch) only needs handing on
@@ -112,7 +127,7 @@ class HotPlug:
             self._send_at_once(response, route, started)
             return
         plugging = _Plugging(response, route, started, list(response.packet_outs))
-        self._pending[(route.cookie, route.scope)] = plugging
+        self._pending[key] = plugging
         self._install_step(plugging, 0)
 
     def _switch(self, dpid: int) -> Any:
@@ -121,7 +136,8 @@ class HotPlug:
 
     def _send(self, session: Any, *msgs: Any) -> None:  # a SwitchSession or a RemoteSwitch
         session.send(*msgs)
-        self.ctx.metrics.bump(self.ctx.metrics.flowmods, session.dpid, len(msgs))
+        counts: dict[Any, int] = self.ctx.metrics.flowmods
+        counts[session.dpid] = counts.get(session.dpid, 0) + len(msgs)
 
     def _packet_outs(self, packet_outs: Any) -> None:
         for dpid, packet_out in packet_outs:
@@ -132,20 +148,31 @@ class HotPlug:
     def _send_at_once(self, response: Response, route: RouteRecord, started: float) -> None:
         """Every step's flows without waiting for a barrier, then the packet-outs (the
         first packet handed to its destination's port: decide/direct.py)."""
-        switches = {}
-        for dpid, _ in response.steps:
-            switch = self._switch(dpid)
+        sessions = self.ctx.sessions
+        steps = response.steps
+        switches = []
+        for dpid, _ in steps:
+            switch = sessions.get(dpid) or self.ctx.remote(dpid)
             if switch is None:
                 log.warning("route %#x: switch %#x is not connected", route.cookie, dpid)
                 return
-            switches[dpid] = switch
-        for dpid, flows in response.steps:
-            self._send(switches[dpid], *flows)
+            switches.append(switch)
+        counts: dict[Any, int] = self.ctx.metrics.flowmods
+        flows: dict[int, int] = {}
+        for switch, (dpid, step) in zip(switches, steps, strict=True):
+            switch.send(*step)
+            counts[switch.dpid] = counts.get(switch.dpid, 0) + len(step)
+            flows[dpid] = len(step)
         for dpid, packet_out in response.packet_outs:
-            switch = switches.get(dpid) or self._switch(dpid)
-            if switch is not None:
-                switch.send(packet_out)
-        self._recorded(response, route, started)
+            for switch, (to, _) in zip(switches, steps, strict=True):
+                if to == dpid:
+                    switch.send(packet_out)
+                    break
+            else:
+                switch = self._switch(dpid)
+                if switch is not None:
+                    switch.send(packet_out)
+        self._record(route, flows, started)
 
     def _install_step(self, plugging: _Plugging, i: int) -> None:
         """Send step i's flows; confirm them by a barrier before step i+1 (the
@@ -177,15 +204,17 @@ class HotPlug:
         if not installed:  # re-injected, the packets would only come straight back to us
             return
         self._packet_outs(plugging.packet_outs)
-        self._recorded(plugging.response, route, plugging.started)
+        flows = {dpid: len(step_flows) for dpid, step_flows in plugging.response.steps}
+        self._record(route, flows, plugging.started)
 
-    def _recorded(self, response: Response, route: RouteRecord, started: float) -> None:
-        """The route's flows are sent: into the routes table, and into the metrics."""
-        flows = {dpid: len(step_flows) for dpid, step_flows in response.steps}
-        self.ctx.routes.plugged(route.cookie, route.names, flows, self.ctx.clock(), route.scope, route.client)
-        took = time.perf_counter() - started
-        self.ctx.metrics.route_setup.observe(took)
-        self.ctx.setup_samples.append(took)
+    def _record(self, route: RouteRecord, flows: dict[int, int], started: float) -> None:
+        """The route's flows are sent: into the routes table (which keeps `flows`), and
+        into the metrics."""
+        ctx = self.ctx
+        ctx.routes.record(route.cookie, route.names, flows, ctx.clock(), route.scope, route.client)
+        took = perf_counter() - started
+        ctx.metrics.route_setup.observe(took)
+        ctx.setup_samples.append(took)
 
     def on_flow_removed(self, session: SwitchSession, msg: Any) -> None:
         assert session.dpid is not None

@@ -8,7 +8,7 @@ every switch listed here); this table only does the bookkeeping.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from daolinet.flows.conntrack import flush_route
@@ -44,7 +44,6 @@ class LiveRoute:
     hits: int = 1  # times it was (re)plugged
     scope: Scope = None
     client: int | None = None  # for a scoped route: the endpoint that opens connections
-    extra: dict[str, Any] = field(default_factory=dict)
     plugged_at: float = 0.0  # when its flows were last sent
 
     @property
@@ -93,18 +92,31 @@ class RouteTable:
     def plugged(self, cookie: int, names: tuple[str, str], flows: dict[int, int], now: float,
                 scope: Scope = None, client: int | None = None) -> LiveRoute:
         """Record that a route's flows were (re)installed."""
+        return self.record(cookie, names, dict(flows), now, scope, client)
+
+    def record(self, cookie: int, names: tuple[str, str], flows: dict[int, int], now: float,
+               scope: Scope = None, client: int | None = None) -> LiveRoute:
+        """`plugged`, the route keeping `flows` itself (the hot path's: one record per route)."""
         key = (cookie, scope)
         route = self._routes.get(key)
         if route is None:
             a, b = (cookie >> EID_BITS) & EID_MAX, cookie & EID_MAX  # see pipeline.Cookie
-            route = LiveRoute(cookie, a, b, names, dict(flows), now, same_host=len(flows) == 1,
-                              scope=scope, client=client, plugged_at=now)
+            route = LiveRoute(cookie, a, b, names, flows, now, len(flows) == 1, 1, scope, client, now)
             self._routes[key] = route
-            self._by_cookie.setdefault(cookie, set()).add(key)
+            keys = self._by_cookie.get(cookie)
+            if keys is None:
+                self._by_cookie[cookie] = {key}
+            else:
+                keys.add(key)
+            by_endpoint = self._by_endpoint
             for eid in (a, b):
-                self._by_endpoint.setdefault(eid, set()).add(key)
+                keys = by_endpoint.get(eid)
+                if keys is None:
+                    by_endpoint[eid] = {key}
+                else:
+                    keys.add(key)
         else:
-            route.flows = dict(flows)
+            route.flows = flows
             route.hits += 1
             route.plugged_at = now
         if self.listener is not None:

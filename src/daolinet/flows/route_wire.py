@@ -16,6 +16,7 @@ route.py's FlowSpecs over generated routes.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
@@ -25,6 +26,7 @@ from daolinet.flows import wire
 from daolinet.flows.route import RouteEnds, cookie_of, flows_for_route, next_hop_is_peer
 from daolinet.model import Endpoint, Host
 from daolinet.ofp.codec import Encoded
+from daolinet.pipeline import EID_BITS, EID_MAX, Kind
 
 
 class Shape(NamedTuple):
@@ -46,24 +48,27 @@ def shape_of(ends: RouteEnds) -> Shape:
                  same or next_hop_is_peer(ends.ha, ends.hb), same or next_hop_is_peer(ends.hb, ends.ha))
 
 
-@dataclass(frozen=True, slots=True)
-class RouteBytes:
+class RouteBytes(NamedTuple):  # one per route: a tuple, built cheaply
     cookie: int
     steps: tuple[tuple[int, tuple[Encoded, ...]], ...]  # (dpid, FlowMods), in install order
 
 
-# The values a route's flows may depend on, read off its ends.  The cookie and the
-# idle timeout are always slots 0 and 1.
+# The values a route's flows may depend on, read off its ends, and their kind: packed as
+# an integer by struct, or converted to wire bytes first (an address).  The cookie and
+# the idle timeout are always slots 0 and 1.
 Getter = Callable[[RouteEnds], Any]
+_ATTRS = ("a.ip", "a.pip", "a.mac", "a.ofport", "b.ip", "b.pip", "b.mac", "b.ofport",
+          "ha.underlay_mac", "ha.underlay_gateway_mac", "ha.uplink_ofport",
+          "hb.underlay_mac", "hb.underlay_gateway_mac", "hb.uplink_ofport")
 _VALUES: dict[str, Getter] = {
-    **{name: attrgetter(name) for name in (
-        "a.ip", "a.pip", "a.mac", "a.ofport", "b.ip", "b.pip", "b.mac", "b.ofport",
-        "ha.underlay_mac", "ha.underlay_gateway_mac", "ha.uplink_ofport",
-        "hb.underlay_mac", "hb.underlay_gateway_mac", "hb.uplink_ofport")},
+    **{name: attrgetter(name) for name in _ATTRS},
     "port": lambda ends: ends.scope[1] if ends.scope else None,  # only in scoped shapes
     "zone": lambda ends: ends.ct_zone() if ends.scope and ends.ha.dpid == ends.hb.dpid else None,
 }  # (a scoped route's conntrack zone is a value only on one host: the client's port's zone)
 _COOKIE, _IDLE = "cookie", "idle_timeout"
+_ROUTE_KIND = int(Kind.ROUTE) << 56
+# How a hole's value goes into the FlowMod's struct: an integer code, or bytes after a conversion.
+_INT_CODES = {8: "Q", 4: "I", 2: "H", 1: "B"}
 
 
 def _stand_in(shape: Shape, n: int) -> tuple[RouteEnds, int]:
@@ -86,24 +91,59 @@ def _stand_in(shape: Shape, n: int) -> tuple[RouteEnds, int]:
     return ends, 0xE000 + n
 
 
+def _gather(names: list[str]) -> Callable[[RouteEnds], tuple[Any, ...]]:
+    """One call reading these values off the ends (attrgetter's, when they are all attributes)."""
+    if not names:
+        return lambda ends: ()
+    if all(name in _ATTRS for name in names):
+        if len(names) == 1:
+            one = attrgetter(names[0])
+            return lambda ends: (one(ends),)
+        return attrgetter(*names)
+    getters = [_VALUES[name] for name in names]
+    return lambda ends: tuple([get(ends) for get in getters])
+
+
 @dataclass(frozen=True, slots=True)
 class _Template:
-    values: tuple[tuple[Getter, Callable[[Any], bytes]], ...]  # slots 2..: a value, and its packing
-    fixed: tuple[bytes, ...]  # every fixed piece, numbered after the slots
-    steps: tuple[tuple[bool, tuple[Callable[[tuple[bytes, ...]], tuple[bytes, ...]], ...]], ...]
-    # (on b's host?, one picker per FlowMod: its pieces in order)
+    """A shape's FlowMods: per FlowMod one struct whose fields are its fixed pieces and its
+    values, and which of the route's values (cookie, idle timeout, integers, converted
+    addresses, then the fixed pieces) go where."""
+
+    ints: Callable[[RouteEnds], tuple[Any, ...]]  # the integer values, in slot order
+    macs: Callable[[RouteEnds], tuple[Any, ...]]  # then the MACs
+    ips: Callable[[RouteEnds], tuple[Any, ...]]  # then the IPv4 addresses
+    fixed: tuple[bytes, ...]
+    steps: tuple[tuple[bool, tuple[tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], Any], ...]], ...]
+    # (on b's host?, per FlowMod (the picker of its fields, its struct's pack))
 
     def fill(self, ends: RouteEnds, idle: int) -> RouteBytes:
-        cookie = cookie_of(ends)
-        pieces = (_COOKIE_BYTES(cookie), _IDLE_BYTES(idle),
-                  *[pack(get(ends)) for get, pack in self.values], *self.fixed)
-        return RouteBytes(cookie, tuple(
-            (ends.hb.dpid if on_b else ends.ha.dpid, tuple([Encoded(b"".join(pick(pieces)), cookie)
-                                                            for pick in picks]))
-            for on_b, picks in self.steps))
+        a, b = ends.a.id, ends.b.id
+        if a > b:
+            a, b = b, a
+        if a < 0 or b > EID_MAX:
+            raise ValueError(f"endpoint ids {a}, {b} do not fit a cookie")
+        cookie = _ROUTE_KIND | (a << EID_BITS) | b  # cookie_of(ends), without the Cookie object
+        values = (cookie, idle, *self.ints(ends), *map(_MAC, self.macs(ends)),
+                  *map(_IPV4, self.ips(ends)), *self.fixed)
+        ha, hb = ends.ha.dpid, ends.hb.dpid
+        return RouteBytes(cookie, tuple([
+            (hb if on_b else ha, tuple([Encoded(pack(*pick(values)), cookie) for pick, pack in flowmods]))
+            for on_b, flowmods in self.steps]))
 
 
+_MAC: Callable[[Any], bytes] = wire.mac_bytes
+_IPV4: Callable[[Any], bytes] = wire.ipv4_bytes
 _COOKIE_BYTES, _IDLE_BYTES = wire.packer(_COOKIE), wire.packer(_IDLE)
+
+
+def _kind(pack: Callable[[Any], bytes]) -> str:
+    """A hole's struct code: "6s"/"4s" for an address (converted by `pack` first), else its integer's."""
+    if pack is wire.mac_bytes:
+        return "6s"
+    if pack is wire.ipv4_bytes:
+        return "4s"
+    return _INT_CODES[len(pack(0))]
 
 
 def _compile(shape: Shape) -> _Template:
@@ -111,35 +151,49 @@ def _compile(shape: Shape) -> _Template:
     sentinels: dict[object, str] = {get(ends): name for name, get in _VALUES.items()
                                     if get(ends) not in ("", None)}
     sentinels.update({cookie_of(ends): _COOKIE, idle: _IDLE})
-    slots: dict[tuple[str, Callable[[Any], bytes]], int] = {(_COOKIE, _COOKIE_BYTES): 0,
+    holes: dict[tuple[str, Callable[[Any], bytes]], int] = {(_COOKIE, _COOKIE_BYTES): 0,
                                                             (_IDLE, _IDLE_BYTES): 1}
 
     def hole(field: str, value: int | str) -> int | None:
         name = sentinels.get(value)
-        return None if name is None else slots.setdefault((name, wire.packer(field)), len(slots))
+        return None if name is None else holes.setdefault((name, wire.packer(field)), len(holes))
 
     plan = flows_for_route(ends, idle)
     encoded = [(dpid, [wire.flow_add_pieces(f, hole) for f in flows]) for dpid, flows in plan.steps]
+    # The values' order in a filled template: cookie, idle timeout, integers, MACs, IPv4s, fixed pieces.
+    by_kind: dict[str, list[tuple[str, Callable[[Any], bytes], int]]] = {"int": [], "6s": [], "4s": []}
+    for (name, pack), n in sorted(holes.items(), key=lambda kv: kv[1])[2:]:
+        kind = _kind(pack)
+        by_kind["int" if kind not in ("6s", "4s") else kind].append((name, pack, n))
+    ordered = [*by_kind["int"], *by_kind["6s"], *by_kind["4s"]]
+    slot = {0: 0, 1: 1, **{n: 2 + i for i, (_, _, n) in enumerate(ordered)}}
+    code = {0: "Q", 1: "H", **{n: _kind(pack) for _, pack, n in ordered}}
     fixed: list[bytes] = []
-    at = len(slots)
+    at = len(slot)
 
-    def picker(pieces: list[wire.Piece]) -> Callable[[tuple[bytes, ...]], tuple[bytes, ...]]:
+    def flowmod(pieces: list[wire.Piece]) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], Any]:
         order: list[int] = []
+        codes: list[str] = []
         for p in pieces:
             if isinstance(p, int):
-                order.append(p)
+                order.append(slot[p])
+                codes.append(code[p])
             elif order and order[-1] == at + len(fixed) - 1:  # runs of fixed bytes: one piece
                 fixed[-1] += p
+                codes[-1] = f"{len(fixed[-1])}s"
             else:
                 order.append(at + len(fixed))
                 fixed.append(p)
-        return itemgetter(*order)
+                codes.append(f"{len(p)}s")
+        return itemgetter(*order), struct.Struct("!" + "".join(codes)).pack
 
-    steps = tuple((dpid == ends.hb.dpid and not shape.same_host, tuple(picker(p) for p in flows))
+    steps = tuple((dpid == ends.hb.dpid and not shape.same_host, tuple(flowmod(p) for p in flows))
                   for dpid, flows in encoded)
-    values = tuple((_VALUES[name], pack) for (name, pack), _ in sorted(slots.items(), key=lambda kv: kv[1])
-                   if name not in (_COOKIE, _IDLE))
-    template = _Template(values, tuple(fixed), steps)
+
+    def gather(kind: str) -> Callable[[RouteEnds], tuple[Any, ...]]:
+        return _gather([name for name, _, _ in by_kind[kind]])
+
+    template = _Template(gather("int"), gather("6s"), gather("4s"), tuple(fixed), steps)
     _check(template, shape)
     return template
 

@@ -57,7 +57,8 @@ def _u32(v: int | str) -> bytes:
 
 
 @lru_cache(maxsize=1 << 16)
-def _ipv4(v: int | str) -> bytes:
+def ipv4_bytes(v: int | str) -> bytes:
+    """An IPv4 address on the wire (cached, as MACs are)."""
     return socket.inet_aton(str(v))
 
 
@@ -69,7 +70,7 @@ def mac_bytes(v: int | str) -> bytes:
 
 _FIELDS: dict[str, tuple[int, Callable[[int | str], bytes]]] = {
     "in_port": (0, _u32), "eth_dst": (3, mac_bytes), "eth_src": (4, mac_bytes), "eth_type": (5, _u16),
-    "ip_proto": (10, _u8), "ipv4_src": (11, _ipv4), "ipv4_dst": (12, _ipv4),
+    "ip_proto": (10, _u8), "ipv4_src": (11, ipv4_bytes), "ipv4_dst": (12, ipv4_bytes),
     "tcp_src": (13, _u16), "tcp_dst": (14, _u16), "udp_src": (15, _u16), "udp_dst": (16, _u16),
 }
 _FIELD_SIZE = {"in_port": 4, "eth_dst": 6, "eth_src": 6, "eth_type": 2, "ip_proto": 1, "ipv4_src": 4,
