@@ -13,6 +13,7 @@ A restarted controller converges without dropping routes it need not drop.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from daolinet.controller.context import Context
@@ -20,10 +21,18 @@ from daolinet.controller.routes import LiveRoute, Scope, route_flushes, scope_of
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide.route import still_allowed
 from daolinet.flows import render, wire
+from daolinet.flows.classify_wire import classify_flows
 from daolinet.flows.external import external_cookie
 from daolinet.flows.infra import guard_change
 from daolinet.flows.portmap import portmap_cookie
-from daolinet.flows.proactive import flows_for_endpoint, guard_flows, own_flows, portmap_flows, to_portmap
+from daolinet.flows.proactive import (
+    flows_for_endpoint,
+    flows_for_host,
+    guard_flows,
+    own_flows,
+    portmap_flows,
+    to_portmap,
+)
 from daolinet.flows.spec import FlowSpec
 from daolinet.model import Endpoint, Group, Host, Portmap, Rule, View
 from daolinet.model.objects import cidr_of
@@ -120,16 +129,23 @@ class FlowSync:
         if host is None:
             log.info("switch %s has no registered host yet", session.name)
             return
-        guard = self.guard
-        wanted = own_flows(view, host) + [f for pm in view.portmaps.values() for f in to_portmap(view, pm)]
-        session.send(*[wire.flow_add(f) for f in wanted], *guard.wire)
+        shared = [f for pm in view.portmaps.values() for f in to_portmap(view, pm)]
+        plugged = [e for e in view.endpoints_on(host.name) if e.ofport is not None]
+        session.send(*[wire.flow_add(f) for f in flows_for_host(host)],
+                     *[m for e in plugged for m in classify_flows(e)],
+                     *[wire.flow_add(f) for pm in view.portmaps.values()
+                       for f in portmap_flows(view, pm).get(host.dpid, [])],
+                     *self.guard.wire, *[wire.flow_add(f) for f in shared])
         reply = await session.request(render.flow_stats_request(0, 0))
         assert isinstance(reply, MultipartDone)
-        self._reconcile(session, wanted, reply.body)
+        self._reconcile(session, lambda: own_flows(view, host) + shared, reply.body)
         await session.barrier()
         self.ctx.synced.add(session.dpid)
 
-    def _reconcile(self, session: SwitchSession, wanted: list[FlowSpec], stats: list[Any]) -> None:
+    def _reconcile(self, session: SwitchSession, wanted: list[FlowSpec] | Callable[[], list[FlowSpec]],
+                   stats: list[Any]) -> None:
+        """Delete the base flows `wanted` (or what it returns, decided only if the switch
+        holds any) does not hold, besides the guard's; adopt or delete route flows."""
         assert session.dpid is not None
         keep: set[MatchKey] | None = None  # an os-ken match per wanted flow: only if needed
         routes: dict[int, dict[Scope, list[Any]]] = {}  # cookie -> scope -> its flows here
@@ -139,7 +155,7 @@ class FlowSync:
                 continue
             if c.kind is Kind.BASE or (c.kind is Kind.PORTMAP and not c.a):  # (clients' flows idle out)
                 if keep is None:
-                    keep = _keyed(wanted) | self.guard.keys  # the guard as of now
+                    keep = _keyed(wanted() if callable(wanted) else wanted) | self.guard.keys  # as of now
                 if match_key(st.table_id, st.priority, st.match) not in keep:
                     session.send(render.parser.OFPFlowMod(
                         render.DP, table_id=st.table_id, command=render.ofp.OFPFC_DELETE_STRICT,
