@@ -512,7 +512,8 @@ HEADLINES = [("RSS with live routes (MiB)", ("rss_with_routes", "VmRSS"), 0),
              ("latency p99, all connected, any (ms)", ("latency_all_spread", "p99_ms"), 3),
              ("revocation: API returned (ms)", ("revocation", "api_return_ms"), 1),
              ("revocation: all DELETEs received (ms)", ("revocation", "all_deletes_received_ms"), 1),
-             ("connect + sync the other switches (s)", ("connect_rest_s",), 2)]
+             ("connect + sync the other switches (s)", ("connect_rest_s",), 2),
+             ("sync switches/s (connected and synced / time)", ("connect_rest_per_s",), 1)]
 
 
 def pick(tree: Any, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -94,6 +94,7 @@ async def test_a_policy_change_is_confirmed_on_the_switches_before_confirmed_ret
     try:
         for i in (1, 2):
             await store.register_host(make_host(i))
+        await asyncio.gather(*ctrl._tasks)  # the hosts' flow syncs: no switch connected yet
         switches = {d: Switch(d) for d in (1, 2)}
         ctrl.ctx.sessions.update(switches)  # type: ignore[arg-type]
         await store.create_network("default", "web", "10.1.0.0/24")  # new sessions: drops cleared

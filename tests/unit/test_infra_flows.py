@@ -13,11 +13,10 @@ import pytest
 from daolinet.decide.packet import NO_MATCH, PacketMeta
 from daolinet.decide.route import Deny, External, MappedPort, decide
 from daolinet.flows import render, wire
-from daolinet.flows.infra import flows_for_portmap_client, infra_change
-from daolinet.flows.proactive import flows_for_host_switch
+from daolinet.flows.infra import flows_for_portmap_client, guard_change, guard_prefixes
+from daolinet.flows.proactive import flows_for_host_switch, guard_flows
 from daolinet.flows.route import RouteEnds, flows_for_route
 from daolinet.model import ControllerRecord, Endpoint, Host, Portmap, View
-from daolinet.model.index import infra_addresses
 from daolinet.model.view import Change
 from daolinet.ofp.codec import encode
 from daolinet.pipeline import GATEWAY_MAC, Table
@@ -32,7 +31,8 @@ from daolinet.testing.fakeoftable import (
 )
 
 ROUTER_MAC = "02:18:00:00:00:fe"
-CTL, ETCD, LATE = "198.18.0.200", "198.18.0.210", "198.18.0.220"
+CTL, ETCD = "198.18.0.200", "198.18.0.210"  # on the hosts' underlay segment
+LATE = "203.0.113.7"  # a controller outside it
 ICMP = 1
 H1, H2 = (dataclasses.replace(make_host(i), underlay_gateway_mac=ROUTER_MAC) for i in (1, 2))
 NET, EXT = make_network(1), dataclasses.replace(make_network(2), external=True)
@@ -187,8 +187,9 @@ def test_a_controller_recorded_later_is_kept_off_once_the_change_is_applied() ->
     assert isinstance(decide_for(view, E, LATE), External)
 
     def apply(old: ControllerRecord | None, new: ControllerRecord | None) -> None:
+        was = guard_flows(view)
         view.apply(Change(rev=view.rev + 1, obj=(new or old), deleted=new is None))  # type: ignore[arg-type]
-        adds, deletes = infra_change(infra_addresses(old), infra_addresses(new), view.is_infra_ip)
+        adds, deletes = guard_change(was, guard_flows(view))
         for h in (H1, H2):
             net.apply(h.dpid, adds)
             for f in deletes:
@@ -208,7 +209,22 @@ def test_every_hosts_switch_holds_the_same_drops_whatever_it_serves() -> None:
     view = make_view()
     drops = [{f.match.get("ipv4_dst") for f in flows_for_host_switch(view, h) if f.table == Table.GUARD
               and not f.actions and f.goto is None and f.priority} for h in (H1, H2)]
-    assert drops == [set(INFRA), set(INFRA)]
+    assert drops == [{"198.18.0.0/18"}, {"198.18.0.0/18"}]  # one segment holds every address in INFRA
+
+
+def test_the_guard_drops_per_segment_not_per_host() -> None:
+    hosts = [f"198.18.{i >> 8}.{i & 0xFF}/18" for i in range(1, 1001)]
+    assert guard_prefixes([h.split("/")[0] for h in hosts], hosts, ["10.1.0.0/24"]) == ["198.18.0.0/18"]
+    # a controller elsewhere is dropped by its own address; two segments stay two
+    assert guard_prefixes(["198.18.0.1", "198.19.0.1", "203.0.113.7"],
+                          ["198.18.0.1/24", "198.19.0.1/24"], []) == \
+        ["198.18.0.0/24", "198.19.0.0/24", "203.0.113.7"]
+
+
+def test_a_segment_a_network_overlaps_drops_only_its_infrastructure_addresses() -> None:
+    """Containers of a network inside the underlay segment still reach each other."""
+    assert guard_prefixes(["198.18.0.1", "198.18.0.2", "198.18.0.3"], ["198.18.0.1/18"] * 3,
+                          ["198.18.32.0/24"]) == ["198.18.0.1", "198.18.0.2/31"]
 
 
 def decide_for(view: View, e: Endpoint, dst: str) -> object:

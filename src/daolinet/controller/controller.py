@@ -122,6 +122,7 @@ class Controller:
         self.ctx.view = View()
         self.ctx.view.load(objs, rev)
         self._ahead.clear()
+        self.sync.view_reloaded()
         for session in list(self.ctx.connected.values()):
             self._check_bound(session)
         for session in list(self.ctx.sessions.values()):
@@ -152,8 +153,8 @@ class Controller:
         old = _previous(view, changed)
         view.apply(change)
         new = None if change.deleted else changed
-        if isinstance(changed, Host | ControllerRecord):  # containers keep off infrastructure
-            self.sync.infra_changed(old, new)  # type: ignore[arg-type]
+        if _guard_moved(changed, old, new):  # containers keep off infrastructure
+            self.sync.guard_changed()
         if isinstance(changed, Endpoint):
             self._endpoint_changed(old, new)  # type: ignore[arg-type]
         elif isinstance(changed, Host) and new is not None:
@@ -429,6 +430,20 @@ def _host_moved(old: Host | None, new: Host) -> bool:
     return placed(old) != placed(new)
 
 
+def _guard_moved(changed: object, old: Any, new: Any) -> bool:
+    """Does this change move what the guard drops (flows/infra.py): a host's underlay address
+    or segment, a controller's addresses, a network's subnet (a heartbeat does not)."""
+    if isinstance(changed, Host):
+        def segment(h: Host | None) -> tuple[str, int] | None:
+            return None if h is None else (h.underlay_ip, h.underlay_prefix)
+        return segment(old) != segment(new)
+    if isinstance(changed, ControllerRecord):
+        return (old.addresses if old else None) != (new.addresses if new else None)
+    if isinstance(changed, Network):
+        return (old.subnet if old else None) != (new.subnet if new else None)
+    return False
+
+
 def _previous(view: View, changed: object) -> Any:
     """The view's copy of a changed endpoint, host or controller record before the change."""
     if isinstance(changed, Endpoint):
@@ -437,4 +452,6 @@ def _previous(view: View, changed: object) -> Any:
         return view.hosts.get(changed.name)
     if isinstance(changed, ControllerRecord):
         return view.controllers.get(changed.id)
+    if isinstance(changed, Network):
+        return view.networks.get((changed.tenant, changed.name))
     return None

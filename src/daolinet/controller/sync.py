@@ -1,9 +1,10 @@
 """Proactive flows and reconciliation with what a switch really holds.
 
 On (re)connect of a switch: install the base pipeline for its host and the
-classify flows of its endpoints, the guard's drops to every infrastructure
-address and its port mappings' flows (an ADD of an identical flow replaces it,
-so established traffic never sees a gap), then read the switch's flows back:
+classify flows of its endpoints, the guard's drops (the same on every switch:
+decided and encoded once, kept until hosts, controllers or networks change)
+and its port mappings' flows (an ADD of an identical flow replaces it, so
+established traffic never sees a gap), then read the switch's flows back:
 base flows no longer wanted are deleted; route flows are adopted into the
 route table when both endpoints still exist and still may talk, else deleted.
 A restarted controller converges without dropping routes it need not drop.
@@ -12,22 +13,31 @@ A restarted controller converges without dropping routes it need not drop.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from daolinet.controller.context import Context
 from daolinet.controller.routes import LiveRoute, Scope, route_flushes, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide.route import still_allowed
-from daolinet.flows import render
+from daolinet.flows import render, wire
+from daolinet.flows.classify_wire import classify_flows
 from daolinet.flows.external import external_cookie
-from daolinet.flows.infra import infra_change
+from daolinet.flows.infra import guard_change
 from daolinet.flows.portmap import portmap_cookie
-from daolinet.flows.proactive import flows_for_endpoint, flows_for_host_switch, portmap_flows, to_portmap
+from daolinet.flows.proactive import (
+    flows_for_endpoint,
+    flows_for_host,
+    guard_flows,
+    own_flows,
+    portmap_flows,
+    to_portmap,
+)
 from daolinet.flows.spec import FlowSpec
-from daolinet.model import ControllerRecord, Endpoint, Group, Host, Portmap, Rule, View
-from daolinet.model.index import infra_addresses
+from daolinet.model import Endpoint, Group, Host, Portmap, Rule, View
 from daolinet.model.objects import cidr_of
 from daolinet.ofp.channel import MultipartDone
+from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import EID_A_MASK, EID_B_MASK, KIND_MASK, Cookie, Kind, Table
 
 log = logging.getLogger(__name__)
@@ -77,28 +87,65 @@ def _keyed(flows: list[FlowSpec]) -> set[MatchKey]:
     return {match_key(f.table, f.priority, render.match_for(f.match)) for f in flows}
 
 
+class Guard:
+    """The guard's drops as last decided from the view (every switch synced or told since
+    holds them), with their wire form and match keys, computed once for all switches."""
+
+    def __init__(self, flows: list[FlowSpec]) -> None:
+        self.flows = flows
+        self.wire: list[Encoded] = [wire.flow_add(f) for f in flows]
+        self._keys: set[MatchKey] | None = None
+
+    @property
+    def keys(self) -> set[MatchKey]:
+        if self._keys is None:
+            self._keys = _keyed(self.flows)
+        return self._keys
+
+
 class FlowSync:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._guard: Guard | None = None
 
     def _session_for(self, host: Host) -> SwitchSession | None:
         return self.ctx.sessions.get(host.dpid)
 
+    @property
+    def guard(self) -> Guard:
+        if self._guard is None:
+            self._guard = Guard(guard_flows(self.ctx.view))
+        return self._guard
+
+    def view_reloaded(self) -> None:
+        """A new view: the guard is decided anew at the next sync (each sync deletes the drops
+        a switch holds that are no longer wanted)."""
+        self._guard = None
+
     async def sync_switch(self, session: SwitchSession) -> None:
         assert session.dpid is not None
-        host = self.ctx.view.hosts_by_dpid.get(session.dpid)
+        view = self.ctx.view
+        host = view.hosts_by_dpid.get(session.dpid)
         if host is None:
             log.info("switch %s has no registered host yet", session.name)
             return
-        wanted = flows_for_host_switch(self.ctx.view, host)
-        session.send(*[render.flow_add(f) for f in wanted])
+        shared = [f for pm in view.portmaps.values() for f in to_portmap(view, pm)]
+        plugged = [e for e in view.endpoints_on(host.name) if e.ofport is not None]
+        session.send(*[wire.flow_add(f) for f in flows_for_host(host)],
+                     *[m for e in plugged for m in classify_flows(e)],
+                     *[wire.flow_add(f) for pm in view.portmaps.values()
+                       for f in portmap_flows(view, pm).get(host.dpid, [])],
+                     *self.guard.wire, *[wire.flow_add(f) for f in shared])
         reply = await session.request(render.flow_stats_request(0, 0))
         assert isinstance(reply, MultipartDone)
-        self._reconcile(session, wanted, reply.body)
+        self._reconcile(session, lambda: own_flows(view, host) + shared, reply.body)
         await session.barrier()
         self.ctx.synced.add(session.dpid)
 
-    def _reconcile(self, session: SwitchSession, wanted: list[FlowSpec], stats: list[Any]) -> None:
+    def _reconcile(self, session: SwitchSession, wanted: list[FlowSpec] | Callable[[], list[FlowSpec]],
+                   stats: list[Any]) -> None:
+        """Delete the base flows `wanted` (or what it returns, decided only if the switch
+        holds any) does not hold, besides the guard's; adopt or delete route flows."""
         assert session.dpid is not None
         keep: set[MatchKey] | None = None  # an os-ken match per wanted flow: only if needed
         routes: dict[int, dict[Scope, list[Any]]] = {}  # cookie -> scope -> its flows here
@@ -108,7 +155,7 @@ class FlowSync:
                 continue
             if c.kind is Kind.BASE or (c.kind is Kind.PORTMAP and not c.a):  # (clients' flows idle out)
                 if keep is None:
-                    keep = _keyed(wanted)
+                    keep = _keyed(wanted() if callable(wanted) else wanted) | self.guard.keys  # as of now
                 if match_key(st.table_id, st.priority, st.match) not in keep:
                     session.send(render.parser.OFPFlowMod(
                         render.DP, table_id=st.table_id, command=render.ofp.OFPFC_DELETE_STRICT,
@@ -206,11 +253,15 @@ class FlowSync:
             session.send(render.flow_delete_cookie(external_cookie(e.id), ALL))
             session.send(render.flow_delete_cookie(Cookie(Kind.PORTMAP, e.id).value, KIND_MASK | EID_A_MASK))
 
-    def infra_changed(self, old: Host | ControllerRecord | None, new: Host | ControllerRecord | None) -> None:
-        """A host or a controller came, went or moved: every switch drops containers' packets to
-        its new addresses, and to its old ones no longer if nothing else holds them."""
-        adds, deletes = infra_change(infra_addresses(old), infra_addresses(new), self.ctx.view.is_infra_ip)
-        msgs = [render.flow_add(f) for f in adds] + [render.flow_delete_strict(f) for f in deletes]
+    def guard_changed(self) -> None:
+        """A host or a controller came, went or moved, or a network did (the guard spares the
+        segments networks overlap): every switch gets the new drops, then loses the old ones."""
+        was = self._guard
+        self._guard = now = Guard(guard_flows(self.ctx.view))
+        if was is None:  # nothing decided yet: no switch was synced with a guard of ours
+            return
+        adds, deletes = guard_change(was.flows, now.flows)
+        msgs = [wire.flow_add(f) for f in adds] + [render.flow_delete_strict(f) for f in deletes]
         for session in self.ctx.sessions.values() if msgs else ():
             session.send(*msgs)
 

@@ -4,7 +4,15 @@ each controller's recorded addresses, each etcd member's (View.infra_ips) - befo
 any route is looked up, for containers on every network, external or not.  Only a
 published port mapping passes, for its protocol and port alone.  Pure.
 
-    every host  t5   ip, nw_dst=X                       drop                  (X infrastructure)
+The drops go by prefix, not by address (`guard_prefixes`): one per underlay segment
+(a host's underlay IP and prefix: its uplink's subnet; hosts on one segment share it),
+which covers every host, PIP and control-plane address on it, plus the infrastructure
+addresses outside every segment (a controller elsewhere), collapsed.  A segment that
+overlaps some tenant's network is not dropped whole (its containers would lose each
+other): only its infrastructure addresses are.  So a switch holds O(segments) drops,
+not O(hosts), whatever the cluster's size.
+
+    every host  t5   ip, nw_dst=X[/len]                 drop                  (X infrastructure)
     every host  t5   ip, proto, nw_dst=H, dport=HP      -> t10                (a mapping on H)
     S           t5   from M, proto, sport=CP[, nw_dst=H] -> t10              (M's replies, M on S)
 
@@ -25,7 +33,8 @@ whichever address the client had: they pass the guard too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import ipaddress
+from collections.abc import Iterable
 
 from daolinet.flows.portmap import PROTO, portmap_cookie
 from daolinet.flows.route import next_hop_mac
@@ -36,21 +45,44 @@ from daolinet.pipeline import GATEWAY_MAC, OFPP_IN_PORT, Cookie, Kind, Priority,
 BASE = Cookie(Kind.BASE).value  # the guard's drops are part of the pipeline (flows/proactive.py)
 
 
-def flows_for_infra(addresses: Iterable[str]) -> list[FlowSpec]:
-    """The guard's drops, the same on every host."""
-    return [flow_for_infra(ip) for ip in sorted(addresses)]
+def guard_prefixes(addresses: Iterable[str], segments: Iterable[str], subnets: Iterable[str]) -> list[str]:
+    """What the guard drops: every underlay segment ("ip/len") that overlaps none of the
+    `subnets` (tenants' networks) whole, and every infrastructure address outside those,
+    collapsed into the fewest prefixes covering exactly that; sorted ("a.b.c.d" for one
+    address, "a.b.c.d/len" for more: as a switch reports them back)."""
+    nets = [ipaddress.IPv4Network(n) for n in set(subnets)]
+    whole = [seg for seg in {ipaddress.IPv4Network(s, strict=False) for s in segments}
+             if not any(seg.overlaps(n) for n in nets)]
+    covered = ipaddress.collapse_addresses(whole)
+    merged = list(covered)
+    rest = [ipaddress.IPv4Network(ip) for ip in map(_ipv4, set(addresses))
+            if ip is not None and not any(ip in seg for seg in merged)]
+    out = ipaddress.collapse_addresses(merged + rest)
+    return sorted((str(n.network_address) if n.prefixlen == 32 else str(n) for n in out),
+                  key=lambda p: (ipaddress.IPv4Network(p).network_address, p))
 
 
-def flow_for_infra(ip: str) -> FlowSpec:
-    return FlowSpec(Table.GUARD, Priority.INFRA, Match.of(eth_type=ETH_IP, ipv4_dst=ip), cookie=BASE)
+def _ipv4(text: str) -> ipaddress.IPv4Address | None:
+    """An IPv4 address, or None (a name or an IPv6 address: no IPv4 flow can match it)."""
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        return None
 
 
-def infra_change(was: frozenset[str], now: frozenset[str],
-                 still_infra: Callable[[str], bool]) -> tuple[list[FlowSpec], list[FlowSpec]]:
-    """(drops to add, drops to delete) on every host when a host's or a controller's
-    addresses went from `was` to `now`; an address another one still holds stays."""
-    gone = sorted(ip for ip in was - now if not still_infra(ip))
-    return [flow_for_infra(ip) for ip in sorted(now - was)], [flow_for_infra(ip) for ip in gone]
+def flows_for_infra(prefixes: Iterable[str]) -> list[FlowSpec]:
+    """The guard's drops (`guard_prefixes`), the same on every host."""
+    return [flow_for_infra(p) for p in prefixes]
+
+
+def flow_for_infra(prefix: str) -> FlowSpec:
+    return FlowSpec(Table.GUARD, Priority.INFRA, Match.of(eth_type=ETH_IP, ipv4_dst=prefix), cookie=BASE)
+
+
+def guard_change(was: list[FlowSpec], now: list[FlowSpec]) -> tuple[list[FlowSpec], list[FlowSpec]]:
+    """(drops to add, drops to delete) on every host when the guard went from `was` to `now`."""
+    old, new = set(was), set(now)
+    return [f for f in now if f not in old], [f for f in was if f not in new]
 
 
 def flow_to_portmap(pm: Portmap, h: Host) -> FlowSpec:

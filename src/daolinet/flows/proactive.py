@@ -9,7 +9,7 @@ bootstrap puts the pipeline in before any controller is reached."""
 from __future__ import annotations
 
 from daolinet.decide.route import policy_of
-from daolinet.flows.infra import flow_for_mapped_replies, flow_to_portmap, flows_for_infra
+from daolinet.flows.infra import flow_for_mapped_replies, flow_to_portmap, flows_for_infra, guard_prefixes
 from daolinet.flows.portmap import PROTO, flows_for_portmap
 from daolinet.flows.spec import (
     ETH_ARP,
@@ -126,11 +126,30 @@ def flows_for_switch(host: Host, endpoints: list[Endpoint]) -> list[FlowSpec]:
     return flows
 
 
-def flows_for_host_switch(view: View, host: Host) -> list[FlowSpec]:
-    wanted = flows_for_switch(host, view.endpoints_on(host.name)) + flows_for_infra(view.infra_ips())
+def guard_flows(view: View) -> list[FlowSpec]:
+    """The guard's drops (flows/infra.py): the same on every host, decided once for all."""
+    segments = [f"{h.underlay_ip}/{h.underlay_prefix}" for h in view.hosts.values()]
+    subnets = [n.subnet for n in view.networks.values()]
+    return flows_for_infra(guard_prefixes(view.infra_ips(), segments, subnets))
+
+
+def shared_flows(view: View) -> list[FlowSpec]:
+    """What every host's switch holds alike: the guard's drops and what lets containers
+    reach the port mappings."""
+    return guard_flows(view) + [f for pm in view.portmaps.values() for f in to_portmap(view, pm)]
+
+
+def own_flows(view: View, host: Host) -> list[FlowSpec]:
+    """What only this host's switch holds: its pipeline, its containers' classify flows,
+    the port mappings' flows on it."""
+    wanted = flows_for_switch(host, view.endpoints_on(host.name))
     for pm in view.portmaps.values():
-        wanted += portmap_flows(view, pm).get(host.dpid, []) + to_portmap(view, pm)
+        wanted += portmap_flows(view, pm).get(host.dpid, [])
     return wanted
+
+
+def flows_for_host_switch(view: View, host: Host) -> list[FlowSpec]:
+    return own_flows(view, host) + shared_flows(view)
 
 
 def portmap_flows(view: View, pm: Portmap) -> dict[int, list[FlowSpec]]:
