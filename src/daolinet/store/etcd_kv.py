@@ -143,8 +143,13 @@ class EtcdKV:
 
     async def call(self, what: str, fn: Callable[[aetcd.Client], Awaitable[T]], *,
                    idempotent: bool = True) -> T:
-        """`fn(client)` on the current member; an unreachable member is left for the next one."""
+        """`fn(client)` on the current member; an unreachable member is left for the next one.
+
+        An idempotent call that times out is tried once more on the next member: losing the
+        leader makes the others elect a new one, which can outlast one timeout. A second
+        timeout means no quorum."""
         detail = "no attempt"
+        timeouts = 0
         for _ in range(len(self.endpoints) + 1):
             client = self.client()
             try:
@@ -169,7 +174,8 @@ class EtcdKV:
                 await self._failover(client)
                 if not idempotent:
                     raise Ambiguous(f"store {self.name}: {what}: {detail}") from e
-                if kind == "timeout":
+                timeouts += kind == "timeout"
+                if timeouts > 1:
                     raise SystemFailure(f"store {self.name}: {what} timed out after {self.timeout} s: "
                                         f"{detail} (has the etcd cluster lost its quorum?)") from e
         why = etcd_client.hint(detail, self.tls is not None)
