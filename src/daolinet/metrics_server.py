@@ -16,7 +16,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from daolinet.errors import DaoliError, InvalidInput
-from daolinet.quiet_server import QuietServer
+from daolinet.quiet_server import QuietServer, tcp_listener
 
 log = logging.getLogger("daolinet.metrics")
 REFRESH_TIMEOUT = 5.0
@@ -33,15 +33,10 @@ def parse(value: str) -> tuple[str, int]:
 def bind(value: str) -> socket.socket:
     """The listening socket, bound at once (a bad address fails start-up, not a scrape)."""
     host, port = parse(value)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return tcp_listener(host, port, 64)
     except OSError as e:
-        sock.close()
         raise InvalidInput(f"--metrics-listen {value}: cannot listen there: {e.strerror or e}") from None
-    sock.listen(64)
-    return sock
 
 
 def app(registry: CollectorRegistry, refresh: Refresh | None = None) -> Any:

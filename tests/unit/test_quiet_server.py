@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import tempfile
 import time
 from email.utils import parsedate_to_datetime
@@ -53,3 +54,30 @@ def test_serves_sleeps_while_idle_and_stops_at_once() -> None:
             assert time.monotonic() - stopped < 0.5  # no wait for the next tick
 
     asyncio.run(scenario())
+
+
+async def test_connections_to_the_daemons_tcp_listeners_have_nagle_off() -> None:
+    """A socket made with protocol 0 leaves Nagle on in asyncio: a response written as
+    headers, then body, waited ~40 ms for the client's delayed ACK on every API call."""
+    from daolinet import metrics_server
+    from daolinet.controller.main import api_sockets
+
+    seen: list[int] = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    loop = asyncio.get_running_loop()
+    for sock in [*api_sockets(["127.0.0.1:0"]), metrics_server.bind("127.0.0.1:0")]:
+        server = await loop.create_server(Probe, sock=sock)
+        try:
+            reader, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            await reader.read()  # closed by the server once it looked
+            writer.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+    assert len(seen) == 2 and all(seen), seen

@@ -33,7 +33,7 @@ from daolinet.controller.liveness import watch_hosts
 from daolinet.controller.peers import Peers
 from daolinet.controller.record import own_record
 from daolinet.errors import InvalidInput
-from daolinet.quiet_server import QuietServer
+from daolinet.quiet_server import QuietServer, tcp_listener
 from daolinet.security.settings import Security
 from daolinet.security.tls import server_context
 from daolinet.store import open_store
@@ -75,12 +75,9 @@ def api_sockets(listens: list[str] | str) -> list[socket.socket]:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(path)
             os.chmod(path, 0o600)
+            sock.listen(128)
         else:
-            host, port = parse_listen(value)
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-        sock.listen(128)
+            sock = tcp_listener(*parse_listen(value), 128)
         out.append(sock)
     if not any(sock.family != socket.AF_UNIX for sock in out):
         raise InvalidInput("--api-listen needs one HOST:PORT (peers and agents use it)")

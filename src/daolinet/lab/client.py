@@ -10,6 +10,7 @@ CA it was checked against; when every controller failed, one line names each."""
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,13 @@ def tls_failure(e: BaseException, url: str, ca: str | None) -> SystemFailure | N
     return SystemFailure(f"TLS: handshake with {url} failed: {reason}{hint}")
 
 
+@functools.cache
+def default_verify() -> ssl.SSLContext:
+    """httpx's verifying context for `verify=True`, made once: making it reads the CA
+    bundle (~35 ms here), and the lab makes a client for every call to an agent."""
+    return httpx.create_ssl_context()
+
+
 class LabClient:
     """`base_url` (with `uds`), or several endpoints tried in turn from `start` (a URL
     among them that answered last time) on.  `transport` replaces the network (tests)."""
@@ -67,7 +75,7 @@ class LabClient:
             self.ring.use(start)
         # With TLS: the controller verified against the CA (also through a unix socket: the
         # URL names the server the certificate must match), our pair offered.
-        self._verify: Any = client_context(tls) if tls is not None else True
+        self._verify: Any = client_context(tls) if tls is not None else default_verify()
         self._headers = {"Authorization": f"Bearer {token}"} if token else None
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT))
         self._transport = transport

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
+
+from daolinet.quiet_server import tcp_listener
 
 
 @contextlib.asynccontextmanager
 async def serving(config: uvicorn.Config, timeout: float = 10.0) -> AsyncIterator[int]:
     """Serve `config` on a free local port, yielded once uvicorn says it started; stopped after."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
+    sock = tcp_listener("127.0.0.1", 0, 16)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
