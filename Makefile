@@ -31,7 +31,7 @@ integration: setup
 
 # bench-plots last: it draws docs/img/*.png from the latest JSON of each bench.
 bench: bench-hotpath bench-route-setup bench-first-packet bench-dataplane bench-idle-cost bench-scale \
-	bench-time-to-network bench-ui-map bench-move-gap bench-plots
+	bench-time-to-network bench-ui-map bench-move-gap bench-footprint bench-plots
 
 bench-hotpath: setup
 	$(PY) bench/hotpath.py
