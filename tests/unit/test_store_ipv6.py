@@ -5,17 +5,22 @@ What only SQLite has: a file made before IPv6 is upgraded in place."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
-from store_backends import backend, etcd_server, open_new, opener, store
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from store_backends import Opener, backend, etcd_server, open_new, opener, store
 
 from daolinet.errors import Conflict, InvalidInput
 from daolinet.model.objects import Endpoint, Host, Network
 from daolinet.store import SqliteStore, Store
 from daolinet.store.codec import obj_from_json, obj_to_json
+from daolinet.store.migrate import migrate
 
 __all__ = ["backend", "etcd_server", "open_new", "opener", "store"]  # fixtures, used by name
 
@@ -162,6 +167,63 @@ async def test_a_move_keeps_both_addresses_and_swaps_both_pips(dual: Store) -> N
     with pytest.raises(Conflict, match="host h3 has no pip_pool6"):
         await dual.move_endpoint(a.id, "h3")
     assert await dual.get_endpoint(a.id) == moved
+
+
+SUBNET6 = IPv6Network("fd00:1::/120")
+POOLS6 = {"h1": IPv6Network("2001:db8:0:1::/120"), "h2": IPv6Network("2001:db8:0:2::/120")}
+DualOp = tuple[str, int]  # ("create" | "delete" | "move", which)
+DUAL_OPS = st.lists(st.tuples(st.sampled_from(["create", "create", "delete", "move"]), st.integers(0, 50)),
+                    max_size=25)
+
+
+def check_dual_invariants(endpoints: list[Endpoint]) -> None:
+    """Both families: unique logical addresses and PIPs, each PIP6 in its host's pool6."""
+    assert len({e.ip6 for e in endpoints}) == len({e.pip6 for e in endpoints}) == len(endpoints)
+    for e in endpoints:
+        ip6 = IPv6Address(e.ip6)
+        assert ip6 in SUBNET6 and ip6 not in (SUBNET6.network_address, SUBNET6.network_address + 1)
+        assert IPv6Address(e.pip6) in POOLS6[e.host] and e.ip and e.pip
+
+
+async def run_dual_ops(opener: Opener, ops: list[DualOp]) -> None:
+    async with opener() as s:
+        await s.create_network("default", "web", "10.1.0.0/24", subnet6=str(SUBNET6))
+        for n, pool6 in enumerate(POOLS6.values(), start=1):
+            await s.register_host(host(n, pool6=str(pool6)))
+        for i, (kind, which) in enumerate(ops):
+            live = await s.list_endpoints()
+            if kind == "create":
+                await s.create_endpoint("default", "web", f"e{i}", f"h{which % 2 + 1}")
+            elif live and kind == "delete":
+                await s.delete_endpoint(live[which % len(live)].id)
+            elif live:
+                e = live[which % len(live)]
+                await s.move_endpoint(e.id, "h2" if e.host == "h1" else "h1")
+            check_dual_invariants(await s.list_endpoints())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(DUAL_OPS)
+def test_random_creates_deletes_and_moves_never_hand_out_an_ipv6_address_twice(opener: Opener,
+                                                                               ops: list[DualOp]) -> None:
+    asyncio.run(run_dual_ops(opener, ops))
+
+
+async def test_a_dual_stack_store_migrates_with_its_ipv6_claims(dual: Store, open_new: Opener,
+                                                                 tmp_path: Path) -> None:
+    for name, on in (("a", "h1"), ("b", "h2"), ("c", "h1")):
+        await dual.create_endpoint("default", "web", name, on)
+    copy = SqliteStore.open(str(tmp_path / "copy.db"))
+    dst = open_new()
+    await migrate(dual, copy, batch=3)
+    await migrate(copy, dst, batch=3)  # and into this backend
+    assert (await dst.snapshot())[1] == (await dual.snapshot())[1]
+    with pytest.raises(Conflict, match="ip6 fd00:1::3 of network web of tenant default is already used"):
+        await dst.create_endpoint("default", "web", "d", "h2", ip6="fd00:1::3")
+    d = await dst.create_endpoint("default", "web", "d", "h2")
+    assert (d.ip6, d.pip6) == ("fd00:1::5", "2001:db8:0:2::2")
+    await copy.close()
 
 
 # -- hosts ---------------------------------------------------------------------------------------
