@@ -7,29 +7,40 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from daolinet.errors import InvalidInput
 
 MIN_PREFIX = 8
 MAX_PREFIX = 30
+MIN_PREFIX6 = 48
+MAX_PREFIX6 = 120
+RESOLVER6 = IPv6Address("fd00:da01::53")  # answered on every network (issue 18): no subnet may hold it
 _MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 
 
-def check_subnet(text: str, what: str = "subnet") -> IPv4Network:
-    """An IPv4 network in CIDR form, prefix /8../30, host bits zero."""
+def _check_net(text: str, what: str, version: int, prefixes: tuple[int, int],
+               example: str) -> IPv4Network | IPv6Network:
+    """A network of IP `version` in CIDR form, prefix within `prefixes`, host bits zero."""
     if not isinstance(text, str) or "/" not in text:
-        raise InvalidInput(f"{what} {text!r} must be in CIDR form, like 10.1.0.0/24")
+        raise InvalidInput(f"{what} {text!r} must be in CIDR form, like {example}")
     try:
         net = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError as e:
         raise InvalidInput(f"{what} {text!r} is not a network: {e}") from None
-    if not isinstance(net, IPv4Network):
-        raise InvalidInput(f"{what} {text!r} must be an IPv4 network")
-    if not MIN_PREFIX <= net.prefixlen <= MAX_PREFIX:
-        raise InvalidInput(f"{what} {text!r} must have a prefix between /{MIN_PREFIX} and /{MAX_PREFIX}")
+    if net.version != version:
+        raise InvalidInput(f"{what} {text!r} must be an IPv{version} network")
+    if not prefixes[0] <= net.prefixlen <= prefixes[1]:
+        raise InvalidInput(f"{what} {text!r} must have a prefix between /{prefixes[0]} and /{prefixes[1]}")
     if str(net) != ipaddress.ip_interface(text.strip()).with_prefixlen:
         raise InvalidInput(f"{what} {text!r} has host bits set (did you mean {net}?)")
+    return net
+
+
+def check_subnet(text: str, what: str = "subnet") -> IPv4Network:
+    """An IPv4 network in CIDR form, prefix /8../30, host bits zero."""
+    net = _check_net(text, what, 4, (MIN_PREFIX, MAX_PREFIX), "10.1.0.0/24")
+    assert isinstance(net, IPv4Network)
     return net
 
 
@@ -55,6 +66,45 @@ def check_in_subnet(text: str, net: IPv4Network, what: str = "address") -> IPv4A
 
 def default_gateway(net: IPv4Network) -> IPv4Address:
     """A network's gateway when none is given: its first address."""
+    return net.network_address + 1
+
+
+# -- IPv6 ---------------------------------------------------------------------------------
+
+
+def check_subnet6(text: str, what: str = "subnet6") -> IPv6Network:
+    """An IPv6 network in CIDR form, prefix /48../120, host bits zero, unicast and routable
+    (not link-local, multicast, loopback or unspecified), not holding the resolver address."""
+    net = _check_net(text, what, 6, (MIN_PREFIX6, MAX_PREFIX6), "fd00:1::/64")
+    assert isinstance(net, IPv6Network)
+    if net.is_link_local or net.is_multicast or net.is_loopback or net.is_unspecified \
+            or net.network_address.ipv4_mapped is not None:
+        raise InvalidInput(f"{what} {net} is not a unicast network containers can use")
+    if RESOLVER6 in net:
+        raise InvalidInput(f"{what} {net} holds the resolver address {RESOLVER6}")
+    return net
+
+
+def check_address6(text: str, what: str = "address") -> IPv6Address:
+    """One IPv6 address, in any form ipaddress reads (canonical once str()-ed)."""
+    try:
+        return IPv6Address(text.strip() if isinstance(text, str) else text)
+    except ValueError:
+        raise InvalidInput(f"{what} {text!r} is not an IPv6 address") from None
+
+
+def check_in_subnet6(text: str, net: IPv6Network, what: str = "address") -> IPv6Address:
+    """An address of `net` that a host can use: not its network (subnet-router anycast) address."""
+    addr = check_address6(text, what)
+    if addr not in net:
+        raise InvalidInput(f"{what} {addr} is outside subnet {net}")
+    if addr == net.network_address:
+        raise InvalidInput(f"{what} {addr} is the subnet-router anycast address of {net}")
+    return addr
+
+
+def default_gateway6(net: IPv6Network) -> IPv6Address:
+    """A network's IPv6 gateway when none is given: ::1 of its subnet."""
     return net.network_address + 1
 
 

@@ -61,16 +61,20 @@ class Buckets(Generic[K]):
 
 
 class PrefixSet:
-    """A multiset of IPv4 networks answering "is this address in any of them?"
-    with one set lookup per distinct prefix length (a handful in practice:
-    every host's PIP pool is usually a /24)."""
+    """A multiset of IPv4 (or, with `version=6`, IPv6) networks answering "is this
+    address in any of them?" with one set lookup per distinct prefix length (a
+    handful in practice: every host's PIP pool is usually a /24)."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: int = 4) -> None:
         self._by_len: dict[int, Counter[int]] = {}
+        self._net: type[ipaddress.IPv4Network | ipaddress.IPv6Network] = \
+            ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+        self._addr: type[ipaddress.IPv4Address | ipaddress.IPv6Address] = \
+            ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        self._bits = 32 if version == 4 else 128
 
-    @staticmethod
-    def _parse(cidr: str) -> tuple[int, int]:
-        net = ipaddress.IPv4Network(cidr, strict=False)
+    def _parse(self, cidr: str) -> tuple[int, int]:
+        net = self._net(cidr, strict=False)
         return net.prefixlen, int(net.network_address)
 
     def add(self, cidr: str) -> None:
@@ -89,30 +93,39 @@ class PrefixSet:
                 del self._by_len[plen]
 
     def __contains__(self, ip: str) -> bool:
-        addr = int(ipaddress.IPv4Address(ip))
-        return any(addr >> (32 - plen) << (32 - plen) in bases for plen, bases in self._by_len.items())
+        addr, bits = int(self._addr(ip)), self._bits
+        return any(addr >> (bits - plen) << (bits - plen) in bases for plen, bases in self._by_len.items())
 
 
 class Underlay:
-    """The hosts' own addresses: underlay IPs and PIP pools, counted, so two
-    hosts sharing one (a misconfiguration) do not lose it when one goes."""
+    """The hosts' own addresses: underlay IPs and PIP pools of both families,
+    counted, so two hosts sharing one (a misconfiguration) do not lose it when one goes."""
 
     def __init__(self) -> None:
         self._ips: Counter[str] = Counter()
         self._pools = PrefixSet()
+        self._pools6 = PrefixSet(version=6)
 
     def add(self, h: Host) -> None:
-        self._ips[h.underlay_ip] += 1
+        for ip in filter(None, (h.underlay_ip, h.underlay_ip6)):
+            self._ips[ip] += 1
         self._pools.add(h.pip_pool)
+        if h.pip_pool6:
+            self._pools6.add(h.pip_pool6)
 
     def remove(self, h: Host) -> None:
-        self._ips[h.underlay_ip] -= 1
-        if self._ips[h.underlay_ip] <= 0:
-            del self._ips[h.underlay_ip]
+        for ip in filter(None, (h.underlay_ip, h.underlay_ip6)):
+            self._ips[ip] -= 1
+            if self._ips[ip] <= 0:
+                del self._ips[ip]
         self._pools.remove(h.pip_pool)
+        if h.pip_pool6:
+            self._pools6.remove(h.pip_pool6)
 
     def __contains__(self, ip: str) -> bool:
-        return ip in self._ips or ip in self._pools
+        if ip in self._ips:
+            return True
+        return ip in self._pools6 if ":" in ip else ip in self._pools
 
 
 def infra_addresses(obj: Host | ControllerRecord | None) -> frozenset[str]:
@@ -159,9 +172,12 @@ class TenantNets:
     """Each tenant's networks, parsed once and grouped by prefix length, so that
     `containing` costs one dict access per distinct prefix length.  Subnets of a
     tenant never overlap in the store; if they did, the network added first
-    (the first in `View.networks`' order) wins, as a scan would find it."""
+    (the first in `View.networks`' order) wins, as a scan would find it.
+    With `version=6` it indexes the networks' IPv6 subnets (dual-stack ones only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: int = 4) -> None:
+        self._v6 = version == 6
+        self._bits = 128 if self._v6 else 32
         self._seq = 0
         # tenant -> name -> (order, prefix length, network int, Network)
         self._by_name: dict[str, dict[str, tuple[int, int, int, Network]]] = {}
@@ -169,7 +185,10 @@ class TenantNets:
         self._by_len: dict[str, dict[int, dict[int, dict[str, tuple[int, Network]]]]] = {}
 
     def add(self, n: Network) -> None:
-        net = ipaddress.IPv4Network(n.subnet, strict=False)
+        if self._v6 and not n.subnet6:
+            self.remove(n)
+            return
+        net = ipaddress.IPv6Network(n.subnet6) if self._v6 else ipaddress.IPv4Network(n.subnet, strict=False)
         plen, base = net.prefixlen, int(net.network_address)
         self._seq += 1
         self.remove(n)
@@ -197,10 +216,10 @@ class TenantNets:
         return [n for *_, n in self._by_name.get(tenant, {}).values()]
 
     def containing(self, tenant: str, ip: str) -> Network | None:
-        addr = int(ipaddress.IPv4Address(ip))
+        addr, bits = int(ipaddress.IPv6Address(ip) if self._v6 else ipaddress.IPv4Address(ip)), self._bits
         best: tuple[int, Network] | None = None
         for plen, bases in self._by_len.get(tenant, {}).items():
-            bucket = bases.get(addr >> (32 - plen) << (32 - plen))
+            bucket = bases.get(addr >> (bits - plen) << (bits - plen))
             if bucket:
                 first = min(bucket.values(), key=lambda sn: sn[0])
                 if best is None or first[0] < best[0]:

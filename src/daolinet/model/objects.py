@@ -17,6 +17,24 @@ RULE_PRIORITY_MAX = 1000
 CIDR_PREFIX = "cidr:"
 
 
+# Fields added for IPv6 (issue 18): left out of JSON while they hold their default, so an
+# IPv4-only object serialises exactly as before and older readers and clients see no change.
+IPV6_FIELDS: dict[str, tuple[str, ...]] = {
+    "Network": ("subnet6", "gateway6"),
+    "Host": ("pip_pool6", "underlay_ip6", "underlay_prefix6"),
+    "Endpoint": ("ip6", "pip6"),
+}
+_IPV6_DEFAULTS: dict[str, object] = {"underlay_prefix6": 64}
+
+
+def without_unset(obj: object, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (the JSON of `obj`) without the IPv6 fields that hold their default."""
+    for name in IPV6_FIELDS.get(type(obj).__name__, ()):
+        if data.get(name) == _IPV6_DEFAULTS.get(name, ""):
+            del data[name]
+    return data
+
+
 @dataclass(frozen=True)
 class Tenant:
     name: str
@@ -36,17 +54,23 @@ class Network:
     gateway: str  # "10.1.0.1"
     isolated: bool = False
     external: bool = False  # members reach addresses outside every network, SNATed by their host
+    subnet6: str = ""  # "fd00:1::/64" on a dual-stack network, "" on an IPv4-only one
+    gateway6: str = ""  # "fd00:1::1"
 
     @property
     def net(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.subnet)
 
     @property
+    def net6(self) -> ipaddress.IPv6Network | None:
+        return ipaddress.IPv6Network(self.subnet6) if self.subnet6 else None
+
+    @property
     def prefixlen(self) -> int:
         return self.net.prefixlen
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return without_unset(self, asdict(self))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -77,10 +101,17 @@ class Host:
     # False once its agent's heartbeats stopped for the host TTL (store/liveness.py): its
     # containers are down, no route is plugged to them.  Set by controllers, never by clients.
     alive: bool = True
+    pip_pool6: str = ""  # "2001:db8:0:1::/112": IPv6 PIPs of dual-stack containers ("" : none)
+    underlay_ip6: str = ""  # the host's own IPv6 underlay address ("" : none)
+    underlay_prefix6: int = 64
 
     @property
     def pool(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.pip_pool)
+
+    @property
+    def pool6(self) -> ipaddress.IPv6Network | None:
+        return ipaddress.IPv6Network(self.pip_pool6) if self.pip_pool6 else None
 
     def same_segment(self, other: Host) -> bool:
         """True if frames reach `other` directly, without an underlay router.
@@ -89,7 +120,7 @@ class Host:
         return _ip_int(other.underlay_ip) & mask == net
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return without_unset(self, asdict(self))
 
 
 @dataclass(frozen=True)
@@ -108,9 +139,11 @@ class Endpoint:
     port: str = ""  # host-side interface name
     ofport: int | None = None
     labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    ip6: str = ""  # on a dual-stack network: its logical IPv6 address
+    pip6: str = ""  # and its IPv6 PIP, from its host's pip_pool6
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return without_unset(self, asdict(self))
 
 
 MEMBER_KINDS = ("network", "container", "label")

@@ -50,9 +50,9 @@ class View:
         self.hosts_by_dpid: dict[int, Host] = {}
         self.endpoints: dict[int, Endpoint] = {}
         self.by_port: dict[tuple[int, int], Endpoint] = {}  # (dpid, ofport)
-        self.by_ip: dict[tuple[str, str], Endpoint] = {}  # (tenant, ip)
-        self.by_pip: dict[str, Endpoint] = {}
-        self.gateways: dict[tuple[str, str], Network] = {}  # (tenant, gateway ip)
+        self.by_ip: dict[tuple[str, str], Endpoint] = {}  # (tenant, ip or ip6)
+        self.by_pip: dict[str, Endpoint] = {}  # by pip and by pip6
+        self.gateways: dict[tuple[str, str], Network] = {}  # (tenant, gateway or gateway6)
         self.groups: dict[tuple[str, str], Group] = {}  # (tenant, name)
         self.rules: dict[int, Rule] = {}
         self.tokens: dict[str, Token] = {}  # by hash
@@ -63,6 +63,7 @@ class View:
         self._on_host: Buckets[str] = Buckets()  # host name -> its endpoints
         self._named: Buckets[tuple[str, str]] = Buckets()  # (tenant, name) -> endpoints
         self._tenant_nets = TenantNets()
+        self._tenant_nets6 = TenantNets(version=6)  # dual-stack networks by their subnet6
         self._underlay = Underlay()  # hosts' underlay IPs and PIP pools
         self._infra = Infra()  # hosts' underlay IPs, controllers' and etcd members' addresses
         self._mapped: dict[tuple[str, str, int], Portmap] = {}  # (host, protocol, host port)
@@ -116,12 +117,16 @@ class View:
         key = (n.tenant, n.name)
         old = self.networks.pop(key, None)
         if old is not None:
-            self.gateways.pop((old.tenant, old.gateway), None)
+            for gw in filter(None, (old.gateway, old.gateway6)):
+                self.gateways.pop((old.tenant, gw), None)
             self._tenant_nets.remove(old)
+            self._tenant_nets6.remove(old)
         if not deleted:
             self.networks[key] = n
-            self.gateways[(n.tenant, n.gateway)] = n
+            for gw in filter(None, (n.gateway, n.gateway6)):
+                self.gateways[(n.tenant, gw)] = n
             self._tenant_nets.add(n)
+            self._tenant_nets6.add(n)
 
     def _apply_host(self, h: Host, deleted: bool) -> None:
         old = self.hosts.pop(h.name, None)
@@ -162,6 +167,10 @@ class View:
             self.endpoints[e.id] = e
             self.by_ip[(e.tenant, e.ip)] = e
             self.by_pip[e.pip] = e
+            if e.ip6:
+                self.by_ip[(e.tenant, e.ip6)] = e
+            if e.pip6:
+                self.by_pip[e.pip6] = e
             self._on_host.add(e.host, e)
             self._named.add((e.tenant, e.name), e)
             host = self.hosts.get(e.host)
@@ -173,6 +182,10 @@ class View:
     def _unindex(self, e: Endpoint) -> None:
         self.by_ip.pop((e.tenant, e.ip), None)
         self.by_pip.pop(e.pip, None)
+        if e.ip6:
+            self.by_ip.pop((e.tenant, e.ip6), None)
+        if e.pip6:
+            self.by_pip.pop(e.pip6, None)
         self._on_host.remove(e.host, e.id)
         self._named.remove((e.tenant, e.name), e.id)
         key = self._port_of.pop(e.id, None)
@@ -202,10 +215,13 @@ class View:
         return [p for p in self.portmaps.values() if p.tenant == e.tenant and p.container == e.name]
 
     def network_containing(self, tenant: str, ip: str) -> Network | None:
+        """The tenant's network whose subnet (or subnet6, for an IPv6 address) holds `ip`."""
+        if ":" in ip:
+            return self._tenant_nets6.containing(tenant, ip)
         return self._tenant_nets.containing(tenant, ip)
 
     def is_underlay_ip(self, ip: str) -> bool:
-        """Some host's underlay address, or an address in some host's PIP pool."""
+        """Some host's underlay address (either family), or an address in some host's PIP pools."""
         return ip in self._underlay
 
     def is_infra_ip(self, ip: str) -> bool:

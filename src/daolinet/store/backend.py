@@ -12,7 +12,7 @@ etcd (`etcd_reads`, `etcd_tx`, `etcd_base`) implement them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol, TypeVar
 
 from daolinet.model.objects import (
@@ -56,6 +56,10 @@ class Reads(Protocol):
         """Taken logical addresses of `net`, each (at least `requested`) with who holds it."""
     async def pips_used(self, host: Host) -> set[IPv4Address]:
         """Taken PIPs of `host`'s pool."""
+    async def ips6_used(self, net: Network, requested: str | None) -> dict[IPv6Address, str]:
+        """Taken logical IPv6 addresses of `net`, as `ips_used`."""
+    async def pips6_used(self, host: Host) -> set[IPv6Address]:
+        """Taken IPv6 PIPs of `host`'s pool6."""
     async def group(self, tenant: str, name: str) -> Group | None: ...
     async def groups(self, tenant: str | None = None) -> list[Group]:
         """By (tenant, name)."""

@@ -131,7 +131,9 @@ class Store(ABC):
 
     @abstractmethod
     async def create_network(self, tenant: str, name: str, subnet: str, gateway: str | None = None,
-                             isolated: bool = False, external: bool = False) -> Network: ...
+                             isolated: bool = False, external: bool = False, *,
+                             subnet6: str | None = None, gateway6: str | None = None) -> Network:
+        """`subnet6` (gateway6: ::1 of it unless given) makes the network dual-stack."""
 
     @abstractmethod
     async def get_network(self, tenant: str, name: str) -> Network: ...
@@ -185,7 +187,9 @@ class Store(ABC):
     @abstractmethod
     async def create_endpoint(self, tenant: str, network: str, name: str, host: str,
                               ip: str | None = None, mac: str | None = None,
-                              labels: Mapping[str, str] | None = None) -> Endpoint: ...
+                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None) -> Endpoint:
+        """On a dual-stack network the endpoint also gets an IPv6 address (`ip6`, or the lowest
+        free one) and an IPv6 PIP from its host's pip_pool6."""
 
     @abstractmethod
     async def update_endpoint(self, id: int, *, port: str | None = None,

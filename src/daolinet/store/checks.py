@@ -70,7 +70,7 @@ def check_host(host: Host) -> Host:
         raise InvalidInput(f"last_seen {host.last_seen!r} of host {host.name} must be a number")
     if not isinstance(host.alive, bool):
         raise InvalidInput(f"alive {host.alive!r} of host {host.name} must be true or false")
-    return dataclasses.replace(
+    return _host6(dataclasses.replace(
         host,
         underlay_ip=str(ipam.check_address(host.underlay_ip, f"underlay_ip of host {host.name}")),
         underlay_mac=ipam.check_mac(host.underlay_mac, f"underlay_mac of host {host.name}"),
@@ -78,6 +78,17 @@ def check_host(host: Host) -> Host:
         underlay_gateway_mac=ipam.check_mac(gw_mac, f"underlay_gateway_mac of host {host.name}")
         if gw_mac else "",
         last_seen=float(host.last_seen),
+    ))
+
+
+def _host6(host: Host) -> Host:
+    """`host` with its IPv6 fields validated, in canonical form ("" stays "": the host has none)."""
+    check_int(f"underlay_prefix6 of host {host.name}", host.underlay_prefix6, 1, 128)
+    pool6, ip6 = host.pip_pool6, host.underlay_ip6
+    return dataclasses.replace(
+        host,
+        pip_pool6=str(ipam.check_subnet6(pool6, f"pip_pool6 of host {host.name}")) if pool6 else "",
+        underlay_ip6=str(ipam.check_address6(ip6, f"underlay_ip6 of host {host.name}")) if ip6 else "",
     )
 
 
@@ -224,6 +235,19 @@ def check_network(name: str, subnet: str, gateway: str | None, isolated: bool,
         if not isinstance(value, bool):
             raise InvalidInput(f"{flag} {value!r} of network {name} must be true or false")
     return net, gw
+
+
+def check_network6(name: str, subnet6: str | None, gateway6: str | None
+                   ) -> tuple[ipaddress.IPv6Network | None, ipaddress.IPv6Address | None]:
+    """A new network's IPv6 input: (subnet6, gateway6), or (None, None) for an IPv4-only network."""
+    if subnet6 is None:
+        if gateway6 is not None:
+            raise InvalidInput(f"gateway6 {gateway6!r} of network {name} needs a subnet6")
+        return None, None
+    net6 = ipam.check_subnet6(subnet6)
+    if gateway6 is None:
+        return net6, ipam.default_gateway6(net6)
+    return net6, ipam.check_in_subnet6(gateway6, net6, "gateway6")
 
 
 def check_portmap(name: str, protocol: str, host_port: int, container_port: int) -> None:

@@ -16,6 +16,7 @@ from daolinet.model.objects import (
     Rule,
     Tenant,
     Token,
+    without_unset,
 )
 from daolinet.model.view import Kind, Obj
 
@@ -35,7 +36,7 @@ def kind_of(obj: Obj) -> Kind:
 
 def obj_to_json(obj: Obj) -> dict[str, Any]:
     """Every field of `obj`, for the change log (unlike `Token.to_json`, this keeps the hash)."""
-    data = dataclasses.asdict(obj)
+    data = without_unset(obj, dataclasses.asdict(obj))  # IPv4-only objects as before issue 18
     if isinstance(obj, Group):
         data["members"] = list(obj.members)
     return data

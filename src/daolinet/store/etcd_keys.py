@@ -23,8 +23,11 @@ store URL (etcd://h1:2379,h2:2379/site-b puts everything under /site-b/).
     claim/endpoint/<tenant>/<name>  -> key of the endpoint of that name
     claim/ip/<tenant>/<ip:08x>      -> key of the endpoint holding that logical IP (a subnet is a key range)
     claim/pip/<ip:08x>              -> key of the endpoint holding that PIP (a host's pool is a key range)
+    claim/ip6/<tenant>/<ip6:032x>   -> key of the endpoint holding that logical IPv6 address
+    claim/pip6/<ip6:032x>           -> key of the endpoint holding that IPv6 PIP
     claim/dpid/<dpid:016x>          -> key of the host with that datapath id
     claim/underlay/<ip:08x>         -> key of the host with that underlay IP
+    claim/underlay6/<ip6:032x>      -> key of the host with that IPv6 underlay IP
     claim/pair/<tenant>/<a>/<b>     -> key of the pair rule of containers a < b
     claim/l4/<tenant>/<a>/<b>/<protocol>/<ports>[/<action>/<priority>/<icmp type>]  -> key of that l4 rule
                                     (a cidr: selector's "/" as "_"; the bracketed part only when not
@@ -46,7 +49,7 @@ validated before any write (no '/' can reach a key).
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from daolinet.model.objects import (
     DEFAULT_RULE_PRIORITY,
@@ -68,6 +71,10 @@ SEQ_KINDS = ("network", "group", "rule", "token", "portmap")
 
 def ip_hex(addr: str | IPv4Address) -> str:
     return f"{int(IPv4Address(addr)):08x}"
+
+
+def ip6_hex(addr: str | IPv6Address) -> str:
+    return f"{int(IPv6Address(addr)):032x}"
 
 
 def _num(id: object, width: int) -> str:
@@ -187,6 +194,22 @@ class Keys:
     def pips(self, pool: IPv4Network) -> tuple[bytes, bytes]:
         return self.pip(pool.network_address), self.pip(pool.broadcast_address) + b"\0"
 
+    def ip6(self, tenant: str, addr: str | IPv6Address) -> bytes:
+        return self._k("claim", "ip6", tenant, ip6_hex(addr))
+
+    def ips6(self, tenant: str, net: IPv6Network) -> tuple[bytes, bytes]:
+        """The key range of the IPv6 claims of `net` in `tenant`."""
+        return self.ip6(tenant, net.network_address), self.ip6(tenant, net.broadcast_address) + b"\0"
+
+    def pip6(self, addr: str | IPv6Address) -> bytes:
+        return self._k("claim", "pip6", ip6_hex(addr))
+
+    def pips6(self, pool: IPv6Network) -> tuple[bytes, bytes]:
+        return self.pip6(pool.network_address), self.pip6(pool.broadcast_address) + b"\0"
+
+    def underlay6(self, addr: str) -> bytes:
+        return self._k("claim", "underlay6", ip6_hex(addr))
+
     def dpid(self, dpid: int) -> bytes:
         return self._k("claim", "dpid", f"{dpid:016x}")
 
@@ -223,9 +246,11 @@ class Keys:
         match obj:
             case Host():
                 keys = [self.dpid(obj.dpid), self.underlay(obj.underlay_ip)]
+                keys += [self.underlay6(obj.underlay_ip6)] if obj.underlay_ip6 else []
             case Endpoint():
                 keys = [self.endpoint_name(obj.tenant, obj.name), self.ip(obj.tenant, obj.ip),
                         self.pip(obj.pip)]
+                keys += [self.ip6(obj.tenant, obj.ip6), self.pip6(obj.pip6)] if obj.ip6 else []
             case Rule() if obj.kind == "pair":
                 keys = [self.pair(obj.tenant, obj.a, obj.b)]
             case Rule():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
 
 from daolinet.model.objects import (
@@ -38,6 +38,11 @@ KIND_OF: dict[type, str] = {Tenant: "tenant", Network: "network", Host: "host", 
 def _addr(key: bytes) -> IPv4Address:
     """The address an IP or PIP claim key ends in."""
     return IPv4Address(int(key.rsplit(b"/", 1)[1], 16))
+
+
+def _addr6(key: bytes) -> IPv6Address:
+    """The address an IPv6 IP or PIP claim key ends in."""
+    return IPv6Address(int(key.rsplit(b"/", 1)[1], 16))
 
 
 class EtcdReads:
@@ -122,6 +127,26 @@ class EtcdReads:
     async def pips_used(self, host: Host) -> set[IPv4Address]:
         claims = await self.reader.between(*self.keys.pips(host.pool), keys_only=True)
         return {_addr(key) for key, _ in claims}
+
+    async def ips6_used(self, net: Network, requested: str | None) -> dict[IPv6Address, str]:
+        """As `ips_used`, for the IPv6 claims of a dual-stack network."""
+        net6 = net.net6
+        if net6 is None:
+            return {}
+        used = {_addr6(key): owner.decode() for key, owner in await self.reader.between(
+            *self.keys.ips6(net.tenant, net6))}
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            wanted = IPv6Address(requested.strip())  # type: ignore[union-attr]
+            if wanted in used:
+                holder = await self._get(used[wanted].encode(), Endpoint)
+                used[wanted] = f"endpoint {holder.name} (id {holder.id})" if holder else used[wanted]
+        return used
+
+    async def pips6_used(self, host: Host) -> set[IPv6Address]:
+        pool6 = host.pool6
+        if pool6 is None:
+            return set()
+        return {_addr6(key) for key, _ in await self.reader.between(*self.keys.pips6(pool6), keys_only=True)}
 
     async def group(self, tenant: str, name: str) -> Group | None:
         return await self._get(self.keys.group(tenant, name), Group)

@@ -8,32 +8,42 @@ humans.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from ipaddress import IPv4Address, IPv4Network
+from collections.abc import Mapping, Set
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import TypeVar, cast
 
 from daolinet.errors import Conflict, InvalidInput
 from daolinet.model.addresses import (  # re-exported: the store validates through these
     MAX_PREFIX,
+    MAX_PREFIX6,
     MIN_PREFIX,
+    MIN_PREFIX6,
     check_address,
+    check_address6,
     check_in_subnet,
+    check_in_subnet6,
     check_mac,
     check_subnet,
+    check_subnet6,
     default_gateway,
+    default_gateway6,
 )
 
-__all__ = ["MAC_PREFIX", "MAX_PREFIX", "MIN_PREFIX", "check_address", "check_in_subnet", "check_mac",
-           "check_subnet", "default_gateway", "first_free", "mac_for_id", "pick_ip", "pick_pip"]
+__all__ = ["MAC_PREFIX", "MAX_PREFIX", "MAX_PREFIX6", "MIN_PREFIX", "MIN_PREFIX6", "check_address",
+           "check_address6", "check_in_subnet", "check_in_subnet6", "check_mac", "check_subnet",
+           "check_subnet6", "default_gateway", "default_gateway6", "first_free", "mac_for_id", "pick_ip",
+           "pick_ip6", "pick_pip", "pick_pip6"]
+
+A = TypeVar("A", IPv4Address, IPv6Address)  # one family per call
 
 MAC_PREFIX = "02:d1"  # locally administered, unicast; the 32-bit endpoint id follows
 
 
-def first_free(network: IPv4Network, used: set[IPv4Address],
-               reserved: set[IPv4Address]) -> IPv4Address | None:
+def first_free(network: IPv4Network | IPv6Network, used: Set[A], reserved: Set[A]) -> A | None:
     """The lowest address of `network` neither used nor reserved, or None.
 
     Walks integers from the bottom and stops at the first gap, so the cost is
-    O(len(used) + len(reserved)) whatever the size of the network.
+    O(len(used) + len(reserved)) whatever the size of the network (an IPv6 /64 too).
     """
     taken = {int(a) for a in used}
     taken.update(int(a) for a in reserved)
@@ -41,9 +51,25 @@ def first_free(network: IPv4Network, used: set[IPv4Address],
     candidate = int(network.network_address)
     while candidate <= last:
         if candidate not in taken:
-            return IPv4Address(candidate)
+            return cast(A, type(network.network_address)(candidate))
         candidate += 1
     return None
+
+
+def _claim(addr: A, gateway: A, used: Mapping[A, str], label: str, what: str) -> A:
+    """A requested address, checked against the network's gateway and the addresses in use."""
+    if addr == gateway:
+        raise InvalidInput(f"{what} {addr} is the gateway of network {label}")
+    if addr in used:
+        raise Conflict(f"{what} {addr} of network {label} is already used by {used[addr]}")
+    return addr
+
+
+def _lowest(net: IPv4Network | IPv6Network, used: Set[A], reserved: Set[A], full: str) -> A:
+    found = first_free(net, used, reserved)
+    if found is None:
+        raise Conflict(full)
+    return found
 
 
 def pick_ip(net: IPv4Network, gateway: IPv4Address, used: Mapping[IPv4Address, str],
@@ -54,27 +80,33 @@ def pick_ip(net: IPv4Network, gateway: IPv4Address, used: Mapping[IPv4Address, s
     honoured if usable and free; otherwise the lowest free one is chosen.
     """
     if requested is not None:
-        addr = check_in_subnet(requested, net, "ip")
-        if addr == gateway:
-            raise InvalidInput(f"ip {addr} is the gateway of network {label}")
-        if addr in used:
-            raise Conflict(f"ip {addr} of network {label} is already used by {used[addr]}")
-        return addr
+        return _claim(check_in_subnet(requested, net, "ip"), gateway, used, label, "ip")
     reserved = {net.network_address, net.broadcast_address, gateway}
-    found = first_free(net, set(used), reserved)
-    if found is None:
-        raise Conflict(f"network {label} has no free addresses")
-    return found
+    return _lowest(net, set(used), reserved, f"network {label} has no free addresses")
+
+
+def pick_ip6(net: IPv6Network, gateway: IPv6Address, used: Mapping[IPv6Address, str],
+             requested: str | None, label: str) -> IPv6Address:
+    """`pick_ip` for IPv6: reserved are the subnet-router anycast address and the gateway
+    (IPv6 has no broadcast address)."""
+    if requested is not None:
+        return _claim(check_in_subnet6(requested, net, "ip6"), gateway, used, label, "ip6")
+    reserved = {net.network_address, gateway}
+    return _lowest(net, set(used), reserved, f"network {label} has no free IPv6 addresses")
 
 
 def pick_pip(pool: IPv4Network, used: set[IPv4Address], also_reserved: set[IPv4Address],
              host: str) -> IPv4Address:
     """The lowest free PIP of host `host`'s pool (never its network or broadcast address)."""
     reserved = {pool.network_address, pool.broadcast_address, *also_reserved}
-    found = first_free(pool, used, reserved)
-    if found is None:
-        raise Conflict(f"host {host} has no free addresses in its pip_pool {pool}")
-    return found
+    return _lowest(pool, used, reserved, f"host {host} has no free addresses in its pip_pool {pool}")
+
+
+def pick_pip6(pool: IPv6Network, used: set[IPv6Address], also_reserved: set[IPv6Address],
+              host: str) -> IPv6Address:
+    """The lowest free IPv6 PIP of host `host`'s pool6 (never its subnet-router anycast address)."""
+    reserved = {pool.network_address, *also_reserved}
+    return _lowest(pool, used, reserved, f"host {host} has no free addresses in its pip_pool6 {pool}")
 
 
 def mac_for_id(id: int) -> str:

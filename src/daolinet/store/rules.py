@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from daolinet.decide.policy import describe_rule
 from daolinet.errors import Conflict, InvalidInput, NotFound
@@ -53,13 +53,18 @@ def check_unmapped(store: str, what: str, portmaps: Sequence[Portmap]) -> None:
                        f"{names(p.name for p in portmaps)}")
 
 
-def check_network_free(tenant: str, name: str, net: IPv4Network, others: Sequence[Network]) -> None:
-    """A new network's name is free in its tenant and its subnet overlaps none of the tenant's."""
+def check_network_free(tenant: str, name: str, net: IPv4Network, others: Sequence[Network],
+                       net6: IPv6Network | None = None) -> None:
+    """A new network's name is free in its tenant and its subnets overlap none of the tenant's."""
     for other in sorted(others, key=lambda n: n.id):
         if other.name == name:
             raise Conflict(f"network {name} of tenant {tenant} already exists")
         if other.net.overlaps(net):
             raise Conflict(f"subnet {net} overlaps network {other.name} ({other.subnet}) of tenant {tenant}")
+        other6 = other.net6
+        if net6 is not None and other6 is not None and other6.overlaps(net6):
+            raise Conflict(f"subnet6 {net6} overlaps network {other.name} ({other.subnet6}) "
+                           f"of tenant {tenant}")
 
 
 def check_network_unused(network: Network, users: Sequence[Endpoint]) -> None:
@@ -79,7 +84,7 @@ def registration(new: Host, old: Host | None) -> Host:
 
 
 def check_host_unique(host: Host, others: Sequence[Host]) -> None:
-    """No other host has the same dpid or underlay IP, or a pool overlapping `host`'s."""
+    """No other host has the same dpid or underlay IP(s), or a pool overlapping `host`'s."""
     for other in sorted(others, key=lambda h: h.name):
         if other.name == host.name:
             continue
@@ -91,14 +96,29 @@ def check_host_unique(host: Host, others: Sequence[Host]) -> None:
         if other.pool.overlaps(host.pool):
             raise Conflict(f"pip_pool {host.pip_pool} of host {host.name} overlaps the pool "
                            f"{other.pip_pool} of host {other.name}")
+        _check_host6_unique(host, other)
+
+
+def _check_host6_unique(host: Host, other: Host) -> None:
+    if host.underlay_ip6 and other.underlay_ip6 == host.underlay_ip6:
+        raise Conflict(f"underlay_ip6 {host.underlay_ip6} of host {host.name} is already used by "
+                       f"host {other.name}")
+    pool6, other6 = host.pool6, other.pool6
+    if pool6 is not None and other6 is not None and other6.overlaps(pool6):
+        raise Conflict(f"pip_pool6 {host.pip_pool6} of host {host.name} overlaps the pool6 "
+                       f"{other.pip_pool6} of host {other.name}")
 
 
 def check_pips_fit(host: Host, endpoints: Sequence[Endpoint]) -> None:
-    """A host's PIPs always lie in its pool: a new pool must still hold them."""
+    """A host's PIPs always lie in its pools: new pools must still hold them."""
+    pool6 = host.pool6
     for endpoint in endpoints:
         if IPv4Address(endpoint.pip) not in host.pool:
             raise Conflict(f"pip_pool {host.pip_pool} of host {host.name} does not hold the PIP "
                            f"{endpoint.pip} of its endpoint {endpoint.name}")
+        if endpoint.pip6 and (pool6 is None or IPv6Address(endpoint.pip6) not in pool6):
+            raise Conflict(f"pip_pool6 {host.pip_pool6 or '(none)'} of host {host.name} does not hold "
+                           f"the PIP {endpoint.pip6} of its endpoint {endpoint.name}")
 
 
 def check_host_unused(name: str, users: Sequence[Endpoint]) -> None:
@@ -132,15 +152,43 @@ def free_pip(host: Host, used: set[IPv4Address]) -> IPv4Address:
     return ipam.pick_pip(host.pool, used, {IPv4Address(host.underlay_ip)}, host.name)
 
 
+def free_pip6(host: Host, net: Network, used: set[IPv6Address]) -> IPv6Address:
+    """The lowest free IPv6 PIP of `host`'s pool6, for an endpoint of dual-stack network `net`.
+    A host without a pool6 takes no dual-stack endpoint: its IPv6 could reach nothing."""
+    pool6 = host.pool6
+    if pool6 is None:
+        raise Conflict(f"host {host.name} has no pip_pool6: it cannot hold endpoints of dual-stack "
+                       f"network {net.name} of tenant {net.tenant}")
+    own = {IPv6Address(host.underlay_ip6)} if host.underlay_ip6 else set()
+    return ipam.pick_pip6(pool6, used, own, host.name)
+
+
 def new_endpoint(eid: int, name: str, net: Network, host: Host, ip: IPv4Address, pip: IPv4Address,
-                 mac: str | None, labels: dict[str, str]) -> Endpoint:
+                 mac: str | None, labels: dict[str, str],
+                 ip6: IPv6Address | None = None, pip6: IPv6Address | None = None) -> Endpoint:
     return Endpoint(id=eid, name=name, tenant=net.tenant, network=net.name, ip=str(ip),
-                    mac=mac or ipam.mac_for_id(eid), host=host.name, pip=str(pip), labels=labels)
+                    mac=mac or ipam.mac_for_id(eid), host=host.name, pip=str(pip), labels=labels,
+                    ip6="" if ip6 is None else str(ip6), pip6="" if pip6 is None else str(pip6))
 
 
 def pick_ip(net: Network, used: dict[IPv4Address, str], requested: str | None) -> IPv4Address:
     label = f"{net.name} of tenant {net.tenant}"
     return ipam.pick_ip(net.net, IPv4Address(net.gateway), used, requested, label)
+
+
+def check_ip6_wanted(net: Network, requested: str | None) -> bool:
+    """Whether the endpoint gets an IPv6 address: on a dual-stack network always; an ip6
+    asked for on an IPv4-only network is refused."""
+    if requested is not None and not net.subnet6:
+        raise InvalidInput(f"ip6 {requested!r}: network {net.name} of tenant {net.tenant} has no subnet6")
+    return bool(net.subnet6)
+
+
+def pick_ip6(net: Network, used: dict[IPv6Address, str], requested: str | None) -> IPv6Address:
+    net6 = net.net6
+    assert net6 is not None, "pick_ip6 on an IPv4-only network"
+    label = f"{net.name} of tenant {net.tenant}"
+    return ipam.pick_ip6(net6, IPv6Address(net.gateway6), used, requested, label)
 
 
 def check_port_name(id: int, port: object) -> None:
@@ -154,9 +202,10 @@ def updated_endpoint(old: Endpoint, port: str | None, ofport: int | None) -> End
                                ofport=old.ofport if ofport is None else ofport)
 
 
-def moved_endpoint(old: Endpoint, host: Host, pip: IPv4Address) -> Endpoint:
-    """Same IP and MAC on `host` with a PIP of its pool, unplugged until its agent plugs it."""
-    return dataclasses.replace(old, host=host.name, pip=str(pip), port="", ofport=None)
+def moved_endpoint(old: Endpoint, host: Host, pip: IPv4Address, pip6: IPv6Address | None = None) -> Endpoint:
+    """Same IP(s) and MAC on `host` with PIP(s) of its pools, unplugged until its agent plugs it."""
+    return dataclasses.replace(old, host=host.name, pip=str(pip), pip6="" if pip6 is None else str(pip6),
+                               port="", ofport=None)
 
 
 # -- groups ----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from daolinet.store.checks import (
     check_labels,
     check_name,
     check_network,
+    check_network6,
 )
 from daolinet.store.service_policy import PolicyService
 
@@ -92,17 +93,21 @@ class StoreService(PolicyService):
     # -- networks ------------------------------------------------------------------
 
     async def create_network(self, tenant: str, name: str, subnet: str, gateway: str | None = None,
-                             isolated: bool = False, external: bool = False) -> Network:
+                             isolated: bool = False, external: bool = False, *,
+                             subnet6: str | None = None, gateway6: str | None = None) -> Network:
         net, gw = check_network(name, subnet, gateway, isolated, external)
+        net6, gw6 = check_network6(name, subnet6, gateway6)
 
         async def write(tx: Writes) -> Network:
             if await tx.tenant(tenant) is None:
                 if tenant != DEFAULT_TENANT:
                     await lookups.must_tenant(tx, tenant)
                 self._add_tenant(tx, tenant)
-            rules.check_network_free(tenant, name, net, await tx.networks(tenant))
+            rules.check_network_free(tenant, name, net, await tx.networks(tenant), net6)
             network = Network(id=await tx.next_id("network"), name=name, tenant=tenant, subnet=str(net),
-                              gateway=str(gw), isolated=isolated, external=external)
+                              gateway=str(gw), isolated=isolated, external=external,
+                              subnet6="" if net6 is None else str(net6),
+                              gateway6="" if gw6 is None else str(gw6))
             tx.put(network)
             tx.record(network)
             return network
@@ -135,7 +140,7 @@ class StoreService(PolicyService):
             if old == new:
                 return new
             rules.check_host_unique(new, await tx.hosts())
-            if old is not None and old.pip_pool != new.pip_pool:
+            if old is not None and (old.pip_pool, old.pip_pool6) != (new.pip_pool, new.pip_pool6):
                 rules.check_pips_fit(new, await tx.endpoints(host=new.name))
             tx.put(new, old)
             tx.record(new)
@@ -190,7 +195,7 @@ class StoreService(PolicyService):
 
     async def create_endpoint(self, tenant: str, network: str, name: str, host: str,
                               ip: str | None = None, mac: str | None = None,
-                              labels: Mapping[str, str] | None = None) -> Endpoint:
+                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None) -> Endpoint:
         check_name("endpoint", name, ENDPOINT_NAME_RE)
         given_mac = None if mac is None else ipam.check_mac(mac)
         clean_labels = check_labels(labels)
@@ -202,7 +207,11 @@ class StoreService(PolicyService):
             eid = rules.check_endpoint_id(await tx.free_endpoint_id())
             addr = rules.pick_ip(net, await tx.ips_used(net, ip), ip)
             pip = rules.free_pip(on, await tx.pips_used(on))
-            endpoint = rules.new_endpoint(eid, name, net, on, addr, pip, given_mac, clean_labels)
+            addr6 = pip6 = None
+            if rules.check_ip6_wanted(net, ip6):  # dual-stack: both families in this transaction
+                addr6 = rules.pick_ip6(net, await tx.ips6_used(net, ip6), ip6)
+                pip6 = rules.free_pip6(on, net, await tx.pips6_used(on))
+            endpoint = rules.new_endpoint(eid, name, net, on, addr, pip, given_mac, clean_labels, addr6, pip6)
             tx.put(endpoint)
             tx.record(endpoint)
             return endpoint
@@ -246,7 +255,11 @@ class StoreService(PolicyService):
             to = await lookups.must_host(tx, host)
             if old.host == host:
                 return old
-            new = rules.moved_endpoint(old, to, rules.free_pip(to, await tx.pips_used(to)))
+            pip6 = None
+            if old.ip6:
+                pip6 = rules.free_pip6(to, await lookups.must_network(tx, old.tenant, old.network),
+                                       await tx.pips6_used(to))
+            new = rules.moved_endpoint(old, to, rules.free_pip(to, await tx.pips_used(to)), pip6)
             if ofport is not None:
                 new = dataclasses.replace(new, port=port, ofport=ofport)
             tx.put(new, old)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
 
 from daolinet.model.objects import (
@@ -112,6 +112,15 @@ class SqliteReads:
     async def pips_used(self, host: Host) -> set[IPv4Address]:
         return {IPv4Address(r[0]) for r in self.db.execute("SELECT pip FROM endpoints WHERE host = ?",
                                                            (host.name,))}
+
+    async def ips6_used(self, net: Network, requested: str | None) -> dict[IPv6Address, str]:
+        rows = self.db.execute("SELECT id, name, ip6 FROM endpoints WHERE tenant = ? AND network = ? "
+                               "AND ip6 != ''", (net.tenant, net.name))
+        return {IPv6Address(r["ip6"]): f"endpoint {r['name']} (id {r['id']})" for r in rows}
+
+    async def pips6_used(self, host: Host) -> set[IPv6Address]:
+        return {IPv6Address(r[0]) for r in self.db.execute("SELECT pip6 FROM endpoints WHERE host = ? "
+                                                           "AND pip6 != ''", (host.name,))}
 
     async def group(self, tenant: str, name: str) -> Group | None:
         return self._one(group_of, "SELECT * FROM groups WHERE tenant = ? AND name = ?", tenant, name)

@@ -28,24 +28,28 @@ from daolinet.store.checks import MAX_ENDPOINT_ID
 SCHEMA = f"""
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 1), ('rev', 0), ('pruned', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 2), ('rev', 0), ('pruned', 0);
 CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS networks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL, tenant TEXT NOT NULL REFERENCES tenants (name),
     subnet TEXT NOT NULL, gateway TEXT NOT NULL, isolated INTEGER NOT NULL,
     external INTEGER NOT NULL DEFAULT 0,
+    subnet6 TEXT NOT NULL DEFAULT '', gateway6 TEXT NOT NULL DEFAULT '',
     UNIQUE (tenant, name));
 CREATE TABLE IF NOT EXISTS hosts (
     name TEXT PRIMARY KEY, dpid TEXT NOT NULL UNIQUE, underlay_ip TEXT NOT NULL UNIQUE,
     underlay_mac TEXT NOT NULL, pip_pool TEXT NOT NULL, underlay_prefix INTEGER NOT NULL,
     underlay_gateway_mac TEXT NOT NULL, uplink_ofport INTEGER NOT NULL, last_seen REAL NOT NULL,
-    alive INTEGER NOT NULL DEFAULT 1);
+    alive INTEGER NOT NULL DEFAULT 1,
+    pip_pool6 TEXT NOT NULL DEFAULT '', underlay_ip6 TEXT NOT NULL DEFAULT '',
+    underlay_prefix6 INTEGER NOT NULL DEFAULT 64);
 CREATE TABLE IF NOT EXISTS endpoints (
     id INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND {MAX_ENDPOINT_ID}),
     name TEXT NOT NULL, tenant TEXT NOT NULL, network TEXT NOT NULL,
     ip TEXT NOT NULL, mac TEXT NOT NULL, host TEXT NOT NULL REFERENCES hosts (name),
     pip TEXT NOT NULL UNIQUE, port TEXT NOT NULL, ofport INTEGER, labels TEXT NOT NULL,
+    ip6 TEXT NOT NULL DEFAULT '', pip6 TEXT NOT NULL DEFAULT '',
     UNIQUE (tenant, name), UNIQUE (tenant, ip),
     FOREIGN KEY (tenant, network) REFERENCES networks (tenant, name));
 CREATE INDEX IF NOT EXISTS endpoints_by_host ON endpoints (host);
@@ -91,9 +95,38 @@ def upgrade(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE tokens ADD COLUMN host TEXT")  # host tokens (issue 12)
     if "priority" not in {row[1] for row in db.execute("PRAGMA table_info(rules)")}:
         _upgrade_rules(db)  # names, priorities, ICMP types; overlapping rules (issue 15)
+    if db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] < 2:
+        _upgrade_to_2(db)
+    for index in ("endpoints_by_ip6 ON endpoints (tenant, ip6) WHERE ip6 != ''",
+                  "endpoints_by_pip6 ON endpoints (pip6) WHERE pip6 != ''"):
+        db.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index}")
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS rules_by_name ON rules (tenant, name) WHERE name != ''")
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS rules_l4_once ON rules (tenant, a, b, protocol, ports, "
                "ifnull(icmp_type, -1), action, priority) WHERE kind = 'l4'")
+
+
+SCHEMA_2 = {  # IPv6 dual-stack (issue 18): table -> the columns it gained
+    "networks": ("subnet6 TEXT NOT NULL DEFAULT ''", "gateway6 TEXT NOT NULL DEFAULT ''"),
+    "hosts": ("pip_pool6 TEXT NOT NULL DEFAULT ''", "underlay_ip6 TEXT NOT NULL DEFAULT ''",
+              "underlay_prefix6 INTEGER NOT NULL DEFAULT 64"),
+    "endpoints": ("ip6 TEXT NOT NULL DEFAULT ''", "pip6 TEXT NOT NULL DEFAULT ''"),
+}
+
+
+def _upgrade_to_2(db: sqlite3.Connection) -> None:
+    """Schema 1 to 2 in one transaction: the IPv6 columns, empty on every existing row."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for table, added in SCHEMA_2.items():
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for column in added:
+                if column.split()[0] not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        db.execute("UPDATE meta SET value = 2 WHERE key = 'schema'")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _upgrade_rules(db: sqlite3.Connection) -> None:
