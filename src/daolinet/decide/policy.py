@@ -150,6 +150,25 @@ class Policy:
         scope = (ICMP, 0) if l4.proto == ICMP else (l4.proto, l4.dport)
         return Verdict(True, f"{v.reason}; no rule matched {_describe(scope)}", scope)
 
+    def may_reach(self, src: Endpoint, dst: Endpoint, src_net: Network, dst_net: Network) -> bool:
+        """May src start *some* traffic to dst?  True when some packet src could open a
+        connection with (any protocol, ports and ICMP type) is allowed by `decide`, and not
+        as the reply of a connection dst opened (`Verdict.reply`): what a name resolves by
+        (decide/names.py).  Exact without trying every packet: one destination port (or
+        ICMP type) per class of them the rules tell apart, and a source port free of the
+        reply-way rules ahead of the deciding one (`_opens`)."""
+        if src.tenant != dst.tenant:
+            return False
+        pair = self._pairs.get((src.tenant, *sorted((src.name, dst.name))))  # type: ignore[arg-type]
+        if pair is not None:
+            return pair.action == "connect"
+        ways = sorted([(r, True) for r in self.rules_between(src, dst)]
+                      + [(r, False) for r in self.rules_between(dst, src)], key=lambda rw: rw[0].order_key())
+        # no rule matching: the defaults decide, unless an allow rule covers the pair (rule 4)
+        fallback = (not any(r.action == "allow" for r, _ in ways)
+                    and _default(self, src, dst, src_net, dst_net).allowed)
+        return any(_opens(ways, proto, fallback) for proto in PROTOCOLS.values())
+
     def decide_outside(self, src: Endpoint, dst_ip: str, l4: L4 | None = None) -> Verdict:
         """May src (on an external network) send this to an address outside daolinet?"""
         addr = ipaddress.ip_address(dst_ip)
@@ -235,3 +254,60 @@ def _by_rules(forward: list[Rule], backward: list[Rule], l4: L4 | None) -> Verdi
     allowed = ", ".join(sorted({describe_rule(r) for r in allows}))
     return Verdict(False, f"rules {', '.join(names)} allow only {allowed}, not {what}", rule=allows[0],
                    narrow=l4 is not None)
+
+
+Ways = list[tuple[Rule, bool]]  # covering rules in evaluation order, True: going src -> dst
+
+
+def _opens(ways: Ways, proto: int, fallback: bool) -> bool:
+    """Does some packet of `proto` from src open a connection `decide` allows (may_reach)?"""
+    ways = [(r, fwd) for r, fwd in ways if not r.protocol or PROTOCOLS[r.protocol] == proto]
+    return any(_opens_to(ways, proto, d, fallback) for d in _targets(ways, proto))
+
+
+def _targets(ways: Ways, proto: int) -> set[int]:
+    """A destination port (ICMP: type; -1 one that no rule names) from each class of them
+    the src -> dst rules tell apart: 0, and where each rule's port range starts and stops."""
+    if proto == ICMP:
+        return {-1} | {r.icmp_type for r, fwd in ways if fwd and r.icmp_type is not None}
+    out = {0}
+    for r, fwd in ways:
+        if fwd and r.protocol:
+            lo, hi = r.port_range()
+            out.update(p for p in (lo, hi + 1) if p <= 65535)
+    return out
+
+
+def _opens_to(ways: Ways, proto: int, target: int, fallback: bool) -> bool:
+    """The first src -> dst rule matching `target` decides, if a source port matches none
+    of the dst -> src rules ahead of it: one of those would decide first (a deny, or an
+    allow that makes the packet a reply)."""
+    ahead: list[Rule] = []
+    for r, fwd in ways:
+        if not fwd:
+            ahead.append(r)
+        elif _hits(r, proto, target):
+            return r.action == "allow" and _free_source(ahead, proto)
+    return fallback and _free_source(ahead, proto)
+
+
+def _hits(r: Rule, proto: int, target: int) -> bool:
+    if not r.protocol:
+        return True
+    if proto == ICMP:
+        return r.icmp_type is None or r.icmp_type == target
+    lo, hi = r.port_range()
+    return lo <= target <= hi
+
+
+def _free_source(replies: list[Rule], proto: int) -> bool:
+    """Is some source port outside every one of these dst -> src rules?  An ICMP packet
+    matches every ICMP rule coming back; a rule of any protocol covers every port."""
+    if proto == ICMP:
+        return not replies
+    free = 0  # the lowest port no span seen so far covers
+    for lo, hi in sorted(r.port_range() for r in replies):
+        if lo > free:
+            return True
+        free = max(free, hi + 1)
+    return free <= 65535
