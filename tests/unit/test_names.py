@@ -200,3 +200,58 @@ def test_a_name_resolves_exactly_when_the_policy_lets_the_asker_open_traffic(w: 
             assert answer(d) == (target.ip,)
             qname = f"{target.name}.{target.network}".upper()
             assert answer(resolve(view, asker, qname, QType.A)) == (target.ip,)
+
+
+@st.composite
+def pair_rules(draw: st.DrawFn) -> list[Rule]:
+    """Rules between the groups of two containers only, both ways: every rule covers the pair."""
+    rules = []
+    for i in range(draw(st.integers(0, 6))):
+        proto = draw(st.sampled_from(["tcp", "tcp", "udp", "icmp", ""]))
+        lo = draw(st.integers(1, 20))
+        ports = "" if proto in ("icmp", "") or draw(st.booleans()) else f"{lo}-{lo + draw(st.integers(0, 10))}"
+        rules.append(Rule(10 + i, "t1", "l4", draw(st.sampled_from(["allow", "deny"])),
+                          *draw(st.sampled_from([("ga", "gb"), ("gb", "ga"), ("ga", "ga")])), proto, ports,
+                          priority=draw(st.sampled_from([50, 100])),
+                          icmp_type=draw(st.sampled_from([None, 0, 8])) if proto == "icmp" else None))
+    return rules
+
+
+@settings(max_examples=600, deadline=None)
+@given(pair_rules(), st.booleans(), st.booleans())
+def test_may_reach_is_some_packet_opening_a_connection(rules: list[Rule], same_net: bool, grouped: bool) -> None:
+    """Dense rules over one pair, forward and backward, against the brute force."""
+    a, b = ep(1, "a", NET1, H1), ep(2, "b", NET1 if same_net else NET2, H1)
+    groups = [Group(1, "t1", "ga", ("container:a",) + (("container:b",) if grouped else ())),
+              Group(2, "t1", "gb", ("container:b",))]
+    w = World({(n.tenant, n.name): n for n in (NET1, NET2)}, [a, b], groups, rules)
+    policy = Policy(groups, rules)
+    assert policy.may_reach(a, b, NET1, w.networks[("t1", b.network)]) == opens(policy, w, a, b)
+    assert policy.may_reach(b, a, w.networks[("t1", b.network)], NET1) == opens(policy, w, b, a)
+
+
+def l4_rule(rid: int, action: str, a: str, b: str, proto: str = "", ports: str = "", priority: int = 100,
+            icmp_type: int | None = None) -> Rule:
+    return Rule(rid, "t1", "l4", action, a, b, proto, ports, priority=priority, icmp_type=icmp_type)
+
+
+@pytest.mark.parametrize(("rules", "reach"), [
+    ([], True),  # same network, nothing covers the pair
+    ([l4_rule(1, "allow", "gb", "ga")], True),  # any protocol: an unscoped route serves both ways
+    ([l4_rule(1, "allow", "gb", "ga", "tcp", "80")], False),  # only b opens, a only answers
+    ([l4_rule(1, "allow", "ga", "gb", "tcp", "80")], True),
+    ([l4_rule(1, "deny", "gb", "ga", "tcp"), l4_rule(2, "allow", "ga", "gb", "tcp", "80", 50)], False),
+    ([l4_rule(1, "deny", "gb", "ga", "tcp", "1-100"), l4_rule(2, "allow", "ga", "gb", "tcp", "80", 50)], True),
+    ([l4_rule(1, "deny", "ga", "gb", "tcp", "10-20"), l4_rule(2, "allow", "ga", "gb", "tcp", "10-30", 50)], True),
+    ([l4_rule(1, "deny", "ga", "gb", "tcp", "10-30"), l4_rule(2, "allow", "ga", "gb", "tcp", "10-30", 50)], False),
+    ([l4_rule(1, "deny", "gb", "ga", p) for p in ("tcp", "udp", "icmp")], False),  # every packet a reply's way
+    ([l4_rule(1, "deny", "gb", "ga", p) for p in ("tcp", "udp")], True),  # ICMP falls to the defaults
+    ([l4_rule(1, "allow", "ga", "gb", "icmp", icmp_type=8), l4_rule(2, "deny", "gb", "ga", "icmp")], False),
+    ([l4_rule(1, "allow", "ga", "gb", "icmp", icmp_type=8, priority=200),
+      l4_rule(2, "deny", "ga", "gb", "icmp", icmp_type=8)], True),
+], ids=lambda x: "" if isinstance(x, bool) else "+".join(f"{r.action} {r.a}>{r.b} {r.protocol}{r.ports}"
+                                                             for r in x))
+def test_may_reach_edges(rules: list[Rule], reach: bool) -> None:
+    a, b = ep(1, "a", NET1, H1), ep(2, "b", NET1, H1)
+    policy = Policy([Group(1, "t1", "ga", ("container:a",)), Group(2, "t1", "gb", ("container:b",))], rules)
+    assert policy.may_reach(a, b, NET1, NET1) is reach

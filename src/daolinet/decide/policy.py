@@ -279,21 +279,21 @@ def _targets(ways: Ways, proto: int) -> set[int]:
 
 
 def _opens_to(ways: Ways, proto: int, target: int, fallback: bool) -> bool:
-    """The first src -> dst rule matching `target` decides, if a source port matches none
-    of the dst -> src rules ahead of it: one of those would decide first (a deny, or an
-    allow that makes the packet a reply)."""
+    """The first src -> dst rule matching `target`, or rule of any protocol either way (an
+    unscoped route serves both ways), decides, if a source port matches none of the
+    dst -> src rules ahead of it: one of those would decide first (a deny, or an allow that
+    makes the packet a reply)."""
     ahead: list[Rule] = []
     for r, fwd in ways:
+        if not r.protocol or (fwd and _hits(r, proto, target)):
+            return r.action == "allow" and _free_source(ahead, proto)
         if not fwd:
             ahead.append(r)
-        elif _hits(r, proto, target):
-            return r.action == "allow" and _free_source(ahead, proto)
     return fallback and _free_source(ahead, proto)
 
 
 def _hits(r: Rule, proto: int, target: int) -> bool:
-    if not r.protocol:
-        return True
+    """Does a src -> dst rule of this protocol match the destination port (ICMP: type)?"""
     if proto == ICMP:
         return r.icmp_type is None or r.icmp_type == target
     lo, hi = r.port_range()
