@@ -31,8 +31,9 @@ NET1_T2 = Network(4, "net1", "t2", "10.1.0.0/24", "10.1.0.1")
 
 
 def ep(eid: int, name: str, net: Network, host: Host, ip6: str = "") -> Endpoint:
-    return Endpoint(eid, name, net.tenant, net.name, f"{net.subnet[:-5]}.{10 + eid}", f"02:00:00:00:00:{eid:02x}",
-                    host.name, f"{host.pip_pool[:-5]}.{10 + eid}", ofport=eid, ip6=ip6)
+    return Endpoint(eid, name, net.tenant, net.name, f"{net.subnet[:-5]}.{10 + eid}",
+                    f"02:00:00:00:00:{eid:02x}", host.name, f"{host.pip_pool[:-5]}.{10 + eid}",
+                    ofport=eid, ip6=ip6)
 
 
 WEB = ep(1, "web", NET1, H1, ip6="fd00:1::11")
@@ -209,7 +210,8 @@ def pair_rules(draw: st.DrawFn) -> list[Rule]:
     for i in range(draw(st.integers(0, 6))):
         proto = draw(st.sampled_from(["tcp", "tcp", "udp", "icmp", ""]))
         lo = draw(st.integers(1, 20))
-        ports = "" if proto in ("icmp", "") or draw(st.booleans()) else f"{lo}-{lo + draw(st.integers(0, 10))}"
+        width = draw(st.integers(0, 10))
+        ports = "" if proto in ("icmp", "") or draw(st.booleans()) else f"{lo}-{lo + width}"
         rules.append(Rule(10 + i, "t1", "l4", draw(st.sampled_from(["allow", "deny"])),
                           *draw(st.sampled_from([("ga", "gb"), ("gb", "ga"), ("ga", "ga")])), proto, ports,
                           priority=draw(st.sampled_from([50, 100])),
@@ -219,7 +221,8 @@ def pair_rules(draw: st.DrawFn) -> list[Rule]:
 
 @settings(max_examples=600, deadline=None)
 @given(pair_rules(), st.booleans(), st.booleans())
-def test_may_reach_is_some_packet_opening_a_connection(rules: list[Rule], same_net: bool, grouped: bool) -> None:
+def test_may_reach_is_some_packet_opening_a_connection(rules: list[Rule], same_net: bool,
+                                                       grouped: bool) -> None:
     """Dense rules over one pair, forward and backward, against the brute force."""
     a, b = ep(1, "a", NET1, H1), ep(2, "b", NET1 if same_net else NET2, H1)
     groups = [Group(1, "t1", "ga", ("container:a",) + (("container:b",) if grouped else ())),
@@ -230,25 +233,30 @@ def test_may_reach_is_some_packet_opening_a_connection(rules: list[Rule], same_n
     assert policy.may_reach(b, a, w.networks[("t1", b.network)], NET1) == opens(policy, w, b, a)
 
 
-def l4_rule(rid: int, action: str, a: str, b: str, proto: str = "", ports: str = "", priority: int = 100,
-            icmp_type: int | None = None) -> Rule:
-    return Rule(rid, "t1", "l4", action, a, b, proto, ports, priority=priority, icmp_type=icmp_type)
+def out(rid: int, action: str, proto: str = "", ports: str = "", priority: int = 100,
+        icmp_type: int | None = None) -> Rule:
+    """A rule from a's group to b's: a -> b is its way."""
+    return Rule(rid, "t1", "l4", action, "ga", "gb", proto, ports, priority=priority, icmp_type=icmp_type)
+
+
+def back(rid: int, action: str, proto: str = "", ports: str = "", priority: int = 100) -> Rule:
+    """A rule from b's group to a's: a -> b goes the way of its replies."""
+    return Rule(rid, "t1", "l4", action, "gb", "ga", proto, ports, priority=priority)
 
 
 @pytest.mark.parametrize(("rules", "reach"), [
     ([], True),  # same network, nothing covers the pair
-    ([l4_rule(1, "allow", "gb", "ga")], True),  # any protocol: an unscoped route serves both ways
-    ([l4_rule(1, "allow", "gb", "ga", "tcp", "80")], False),  # only b opens, a only answers
-    ([l4_rule(1, "allow", "ga", "gb", "tcp", "80")], True),
-    ([l4_rule(1, "deny", "gb", "ga", "tcp"), l4_rule(2, "allow", "ga", "gb", "tcp", "80", 50)], False),
-    ([l4_rule(1, "deny", "gb", "ga", "tcp", "1-100"), l4_rule(2, "allow", "ga", "gb", "tcp", "80", 50)], True),
-    ([l4_rule(1, "deny", "ga", "gb", "tcp", "10-20"), l4_rule(2, "allow", "ga", "gb", "tcp", "10-30", 50)], True),
-    ([l4_rule(1, "deny", "ga", "gb", "tcp", "10-30"), l4_rule(2, "allow", "ga", "gb", "tcp", "10-30", 50)], False),
-    ([l4_rule(1, "deny", "gb", "ga", p) for p in ("tcp", "udp", "icmp")], False),  # every packet a reply's way
-    ([l4_rule(1, "deny", "gb", "ga", p) for p in ("tcp", "udp")], True),  # ICMP falls to the defaults
-    ([l4_rule(1, "allow", "ga", "gb", "icmp", icmp_type=8), l4_rule(2, "deny", "gb", "ga", "icmp")], False),
-    ([l4_rule(1, "allow", "ga", "gb", "icmp", icmp_type=8, priority=200),
-      l4_rule(2, "deny", "ga", "gb", "icmp", icmp_type=8)], True),
+    ([back(1, "allow")], True),  # any protocol: an unscoped route serves both ways
+    ([back(1, "allow", "tcp", "80")], False),  # only b opens, a only answers
+    ([out(1, "allow", "tcp", "80")], True),
+    ([back(1, "deny", "tcp"), out(2, "allow", "tcp", "80", 50)], False),  # every source port is denied
+    ([back(1, "deny", "tcp", "1-100"), out(2, "allow", "tcp", "80", 50)], True),  # source port 101
+    ([out(1, "deny", "tcp", "10-20"), out(2, "allow", "tcp", "10-30", 50)], True),  # port 21
+    ([out(1, "deny", "tcp", "10-30"), out(2, "allow", "tcp", "10-30", 50)], False),
+    ([back(1, "deny", p) for p in ("tcp", "udp", "icmp")], False),  # every packet goes a reply's way
+    ([back(1, "deny", p) for p in ("tcp", "udp")], True),  # ICMP falls to the defaults
+    ([out(1, "allow", "icmp", icmp_type=8), back(2, "deny", "icmp")], False),
+    ([out(1, "allow", "icmp", icmp_type=8, priority=200), out(2, "deny", "icmp", icmp_type=8)], True),
 ], ids=lambda x: "" if isinstance(x, bool) else "+".join(f"{r.action} {r.a}>{r.b} {r.protocol}{r.ports}"
                                                              for r in x))
 def test_may_reach_edges(rules: list[Rule], reach: bool) -> None:
