@@ -18,6 +18,9 @@ group's rules towards that address, first-match by priority; with none
 matching, anything if no allow rule of its groups names an address, else
 nothing.  Who outside may use a port mapping: `sources_of`.
 
+Whether a container may start any traffic to another (some protocol, port or ICMP
+type, not only replies), which is what its name resolves by: `may_reach`.
+
 `Policy` indexes a View's groups and rules once per policy revision;
 membership of an endpoint is computed once and cached.
 """
