@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from daolinet.model.objects import (
     ControllerRecord,
@@ -118,10 +118,7 @@ class EtcdReads:
         used = {_addr(key): owner.decode() for key, owner in await self.reader.between(*self.keys.ips(
             net.tenant, net.net))}
         with contextlib.suppress(ValueError, TypeError, AttributeError):
-            wanted = IPv4Address(requested.strip())  # type: ignore[union-attr]
-            if wanted in used:
-                holder = await self._get(used[wanted].encode(), Endpoint)
-                used[wanted] = f"endpoint {holder.name} (id {holder.id})" if holder else used[wanted]
+            await self._name_holder(used, IPv4Address(requested.strip()))  # type: ignore[union-attr]
         return used
 
     async def pips_used(self, host: Host) -> set[IPv4Address]:
@@ -136,11 +133,14 @@ class EtcdReads:
         used = {_addr6(key): owner.decode() for key, owner in await self.reader.between(
             *self.keys.ips6(net.tenant, net6))}
         with contextlib.suppress(ValueError, TypeError, AttributeError):
-            wanted = IPv6Address(requested.strip())  # type: ignore[union-attr]
-            if wanted in used:
-                holder = await self._get(used[wanted].encode(), Endpoint)
-                used[wanted] = f"endpoint {holder.name} (id {holder.id})" if holder else used[wanted]
+            await self._name_holder(used, IPv6Address(requested.strip()))  # type: ignore[union-attr]
         return used
+
+    async def _name_holder(self, used: dict[Any, str], wanted: IPv4Address | IPv6Address) -> None:
+        """If `wanted` is taken, its claim's key in `used` becomes its holder's name."""
+        if wanted in used:
+            holder = await self._get(used[wanted].encode(), Endpoint)
+            used[wanted] = f"endpoint {holder.name} (id {holder.id})" if holder else used[wanted]
 
     async def pips6_used(self, host: Host) -> set[IPv6Address]:
         pool6 = host.pool6
