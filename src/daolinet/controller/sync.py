@@ -22,6 +22,7 @@ from daolinet.controller.switch import SwitchSession
 from daolinet.decide.route import still_allowed
 from daolinet.flows import render, wire
 from daolinet.flows.classify_wire import classify_flows
+from daolinet.flows.dns import dns_flow_for, dns_flows
 from daolinet.flows.external import external_cookie
 from daolinet.flows.infra import guard_change
 from daolinet.flows.portmap import portmap_cookie
@@ -133,6 +134,7 @@ class FlowSync:
         plugged = [e for e in view.endpoints_on(host.name) if e.ofport is not None]
         session.send(*[wire.flow_add(f) for f in flows_for_host(host)],
                      *[m for e in plugged for m in classify_flows(e)],
+                     *[render.flow_add(f) for f in dns_flows(view, host)],
                      *[wire.flow_add(f) for pm in view.portmaps.values()
                        for f in portmap_flows(view, pm).get(host.dpid, [])],
                      *self.guard.wire, *[wire.flow_add(f) for f in shared])
@@ -241,7 +243,8 @@ class FlowSync:
         host = self.ctx.view.host_of(e)
         session = self._session_for(host) if host else None
         if session is not None and e.ofport is not None:
-            session.send(*[render.flow_add(f) for f in flows_for_endpoint(e)])
+            flows = flows_for_endpoint(e) + dns_flow_for(self.ctx.view, e)  # its network's first, maybe
+            session.send(*[render.flow_add(f) for f in flows])
 
     def endpoint_unplugged(self, e: Endpoint) -> None:
         host = self.ctx.view.host_of(e)

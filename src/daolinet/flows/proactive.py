@@ -9,6 +9,7 @@ bootstrap puts the pipeline in before any controller is reached."""
 from __future__ import annotations
 
 from daolinet.decide.route import policy_of
+from daolinet.flows.dns import dns_flows
 from daolinet.flows.infra import flow_for_mapped_replies, flow_to_portmap, flows_for_infra, guard_prefixes
 from daolinet.flows.portmap import PROTO, flows_for_portmap
 from daolinet.flows.spec import (
@@ -141,8 +142,8 @@ def shared_flows(view: View) -> list[FlowSpec]:
 
 def own_flows(view: View, host: Host) -> list[FlowSpec]:
     """What only this host's switch holds: its pipeline, its containers' classify flows,
-    the port mappings' flows on it."""
-    wanted = flows_for_switch(host, view.endpoints_on(host.name))
+    the DNS flows of their networks, the port mappings' flows on it."""
+    wanted = flows_for_switch(host, view.endpoints_on(host.name)) + dns_flows(view, host)
     for pm in view.portmaps.values():
         wanted += portmap_flows(view, pm).get(host.dpid, [])
     return wanted

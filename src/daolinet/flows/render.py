@@ -36,6 +36,9 @@ def _action(a: Any) -> Any:
         return parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=a.n_bits,
                                       src_ofs=0, dst_ofs=0)
     if isinstance(a, ToController):
+        if a.controller_id:
+            return parser.NXActionController(max_len=a.max_len, controller_id=a.controller_id,
+                                             reason=ofp.OFPR_ACTION)
         return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, a.max_len)
     if isinstance(a, Conntrack):
         return _conntrack(a)

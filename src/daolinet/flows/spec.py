@@ -61,7 +61,12 @@ class Move:
 
 @dataclass(frozen=True)
 class ToController:
+    """A packet-in.  `controller_id` 0: to the controllers (OpenFlow output:CONTROLLER);
+    otherwise only to the connections that set that id (Nicira controller(id=N)): the
+    agent's own service connection takes DNS questions (flows/dns.py) that way."""
+
     max_len: int = 0xFFFF  # OFPCML_NO_BUFFER: the whole packet
+    controller_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -167,4 +172,4 @@ def _describe_action(a: Action) -> str:
         if a.table is not None:
             parts.append(f"table={a.table}")
         return f"ct({','.join(parts)})"
-    return "controller"
+    return f"controller(id={a.controller_id})" if a.controller_id else "controller"

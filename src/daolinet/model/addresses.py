@@ -15,7 +15,10 @@ MIN_PREFIX = 8
 MAX_PREFIX = 30
 MIN_PREFIX6 = 48
 MAX_PREFIX6 = 120
-RESOLVER6 = IPv6Address("fd00:da01::53")  # answered on every network (issue 18): no subnet may hold it
+# The resolver addresses, answered on every network by the container's own host (flows/dns.py):
+# no subnet may hold them.
+RESOLVER4 = IPv4Address("169.254.53.53")
+RESOLVER6 = IPv6Address("fd00:da01::53")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 
 
@@ -38,9 +41,12 @@ def _check_net(text: str, what: str, version: int, prefixes: tuple[int, int],
 
 
 def check_subnet(text: str, what: str = "subnet") -> IPv4Network:
-    """An IPv4 network in CIDR form, prefix /8../30, host bits zero."""
+    """An IPv4 network in CIDR form, prefix /8../30, host bits zero, not holding the
+    resolver address."""
     net = _check_net(text, what, 4, (MIN_PREFIX, MAX_PREFIX), "10.1.0.0/24")
     assert isinstance(net, IPv4Network)
+    if RESOLVER4 in net:
+        raise InvalidInput(f"{what} {net} holds the resolver address {RESOLVER4}")
     return net
 
 

@@ -15,6 +15,10 @@ Roles (several controllers): `request_role(MASTER or SLAVE, generation_id)`
 queues an OFPT_ROLE_REQUEST; the switch answers RoleReply, or a SwitchError
 (OFPET_ROLE_REQUEST_FAILED / OFPRRFC_STALE) when a newer generation has been
 seen.  A slave gets no PacketIns and may not modify flows.
+
+A service connection (the agent's own, on the bridge's management socket) may take a
+controller id (`Channel(controller_id=N)`, Nicira NXT_SET_CONTROLLER_ID, sent with
+SET_CONFIG): flows' `controller(id=N)` packet-ins then come to it and to no controller.
     any        -> bad input: RemoteProtocolError, state CLOSED
 """
 
@@ -39,6 +43,8 @@ from daolinet.ofp.codec import (
     parser,
 )
 
+NX_VENDOR_ID = 0x2320
+NXT_SET_CONTROLLER_ID = 20  # nx_controller_id: 6 pad bytes, then the id (os-ken has no class for it)
 RECENT_SENT = 256  # kept (as bytes) by xid so an error can name the message that caused it
 
 
@@ -137,7 +143,7 @@ GENERATION_MASK = (1 << 64) - 1
 
 
 class Channel:
-    def __init__(self, miss_send_len: int = 0xFFFF) -> None:
+    def __init__(self, miss_send_len: int = 0xFFFF, controller_id: int = 0) -> None:
         self.state = State.HELLO
         self.dpid: int | None = None
         self._framer = Framer()
@@ -146,6 +152,7 @@ class Channel:
         self._sent: OrderedDict[int, Any] = OrderedDict()
         self._parts: dict[int, list[Any]] = {}
         self._miss_send_len = miss_send_len
+        self._controller_id = controller_id
         self._out.append(encode(parser.OFPHello(DP), self._next_xid()))
 
     # -- output -----------------------------------------------------------------
@@ -236,6 +243,9 @@ class Channel:
             return None  # e.g. an early PORT_STATUS: nothing depends on it yet
         self.dpid = int(msg.datapath_id)
         self.send(parser.OFPSetConfig(DP, ofp.OFPC_FRAG_NORMAL, self._miss_send_len))
+        if self._controller_id:
+            self.send(parser.OFPExperimenter(DP, NX_VENDOR_ID, NXT_SET_CONTROLLER_ID,
+                                             self._controller_id.to_bytes(8, "big")))
         self.send(async_config())
         self._ports_xid = self.send(parser.OFPPortDescStatsRequest(DP, 0))
         self.state = State.PORTS

@@ -54,6 +54,7 @@ class Priority(IntEnum):
     SPECIFIC = 300
     INFRA = 400  # guard: containers' packets to an infrastructure address are dropped...
     INFRA_EXCEPT = 410  # ...but those to a published port mapping, and the mapped containers' replies
+    DNS = 420  # guard: questions to a gateway or the resolver on udp/53 go to the host's agent
 
 
 # The gateway MAC every host answers with for every network (a distributed router).

@@ -67,12 +67,13 @@ class Result:
 
     outputs: list[tuple[int, Packet]] = field(default_factory=list)
     to_controller: list[tuple[str, Packet]] = field(default_factory=list)
+    to_service: list[tuple[int, Packet]] = field(default_factory=list)  # controller(id=N): (N, packet)
     path: list[FlowSpec] = field(default_factory=list)  # the flows hit, in order
     missed: Table | None = None  # the table in which no flow matched, if any
 
     @property
     def dropped(self) -> bool:
-        return not self.outputs and not self.to_controller
+        return not self.outputs and not self.to_controller and not self.to_service
 
 
 Tuple5 = tuple[int, str, str, int, int]
@@ -215,12 +216,18 @@ class FakeSwitch:
             elif isinstance(action, Conntrack):
                 self._conntrack(action, pkt)
             elif isinstance(action, ToController):
-                # OpenFlow 1.3: the table-miss flow's packet-ins say no_match, others action
-                reason = "no_match" if _is_table_miss(flow) else "action"
-                result.to_controller.append((reason, _visible(pkt)))
+                self._packet_in(flow, action, pkt, result)
             else:
                 raise FakeOFTableError(f"the fake switch does not model {action!r}")
         return True
+
+    @staticmethod
+    def _packet_in(flow: FlowSpec, action: ToController, pkt: Packet, result: Result) -> None:
+        if action.controller_id:  # to the connections with that id only (the agent's)
+            result.to_service.append((action.controller_id, _visible(pkt)))
+        else:  # OpenFlow 1.3: the table-miss flow's packet-ins say no_match, others action
+            reason = "no_match" if _is_table_miss(flow) else "action"
+            result.to_controller.append((reason, _visible(pkt)))
 
     def _conntrack(self, ct: Conntrack, pkt: Packet) -> None:
         """Enough of OVS conntrack for SNAT and DNAT: commit+nat(src or dst) rewrites
