@@ -9,8 +9,10 @@ under src/daolinet, so a wrong import fails here before anyone runs it:
   I/O package of ours (controller, agent, lab, testing, store, cli, system, cni, security,
   api_common, daemon_settings) and no library whose point is I/O: asyncio, subprocess,
   threading, selectors, ssl, http, urllib, httpx, sqlite3, aetcd, pyroute2, ovsdbapp,
-  fastapi, uvicorn.  (os, time and logging are allowed: a pure function may log, and a
-  caller passes `now` in; catching a clock read is review's job, not this test's.)
+  fastapi, uvicorn; nor dnspython's I/O modules dns.query, dns.asyncquery, dns.resolver and
+  dns.asyncresolver (its message, name and rdata modules are pure: decide/dnswire.py uses
+  them).  (os, time and logging are allowed: a pure function may log, and a caller passes
+  `now` in; catching a clock read is review's job, not this test's.)
 
 `socket` is the one exception: its address converters (inet_aton, inet_ntoa, …) are
 pure and the fast parsers use them; a pure module may use those, never a socket.
@@ -34,6 +36,7 @@ OUR_IO = {"controller", "agent", "lab", "testing", "store", "cli", "system", "cn
           "api_common", "daemon_settings"}
 IO_LIBRARIES = {"asyncio", "subprocess", "threading", "selectors", "ssl", "http", "urllib", "httpx",
                 "sqlite3", "aetcd", "pyroute2", "ovsdbapp", "fastapi", "uvicorn"}
+DNS_IO_MODULES = {"dns.query", "dns.asyncquery", "dns.resolver", "dns.asyncresolver"}
 SOCKET_PURE_NAMES = {"inet_aton", "inet_ntoa", "inet_pton", "inet_ntop", "AF_INET", "AF_INET6",
                      "htons", "ntohs", "htonl", "ntohl"}
 
@@ -71,8 +74,9 @@ def absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join([*base, node.module] if node.module else base)
 
 
-def imports_of(path: Path) -> Iterator[Import]:
-    module = module_name(path)
+def imports_of(path: Path, module: str = "") -> Iterator[Import]:
+    """The imports of a module under src (or of any file, named `module`)."""
+    module = module or module_name(path)
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -135,6 +139,22 @@ def test_pure_packages_import_no_io_library() -> None:
     wrong = [imp.where for imp in IMPORTS
              if package_of(imp.module) in PURE and imp.target.split(".")[0] in IO_LIBRARIES]
     assert wrong == []
+
+
+def is_dns_io(target: str) -> bool:
+    return any(target == name or target.startswith(f"{name}.") for name in DNS_IO_MODULES)
+
+
+def test_pure_packages_import_no_dns_io_module() -> None:
+    wrong = [imp.where for imp in IMPORTS if package_of(imp.module) in PURE and is_dns_io(imp.target)]
+    assert wrong == []
+
+
+def test_dns_io_modules_are_told_apart_from_pure_ones(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("import dns.message\nimport dns.resolver\nfrom dns import query, rcode\n")
+    caught = sorted(imp.target for imp in imports_of(probe, "daolinet.decide.probe") if is_dns_io(imp.target))
+    assert caught == ["dns.query", "dns.resolver"]
 
 
 @pytest.mark.parametrize("path", [p for p in MODULES if package_of(module_name(p)) in PURE],
