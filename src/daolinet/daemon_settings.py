@@ -179,6 +179,9 @@ class AgentSettings(DaemonSettings):
     api_file: str | None = Field(None, description=(
         "File of controller REST API URLs, one a line (while readable, it wins over --api); "
         "read again whenever a controller fails."))
+    dns_upstream: Targets = Field((), description=(
+        "Resolver for the names containers ask that are not their tenant's (repeatable; default: "
+        "the nameservers of /etc/resolv.conf)."))
 
 
 S = TypeVar("S", bound=DaemonSettings)

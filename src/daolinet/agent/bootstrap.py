@@ -139,21 +139,23 @@ def remove() -> list[Any]:
 
 class BridgeLink:
     """The agent's OpenFlow connection to its own bridge: a service connection, which OVS
-    sends no asynchronous messages while its miss_send_len is 0."""
+    sends no asynchronous messages while its miss_send_len is 0 (the default channel's;
+    the DNS link's asks for packet-ins: agent/dns_link.py)."""
 
-    def __init__(self, path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 channel: Channel | None = None) -> None:
         self.path = path
         self.reader = reader
         self.writer = writer
-        self.channel = Channel(miss_send_len=0)
+        self.channel = channel or Channel(miss_send_len=0)
 
     @classmethod
-    async def open(cls, path: str) -> BridgeLink:
+    async def open(cls, path: str, channel: Channel | None = None) -> BridgeLink:
         try:
             reader, writer = await asyncio.open_unix_connection(path)
         except OSError as e:
             raise SystemFailure(f"cannot reach ovs-vswitchd at {path}: {e.strerror or e}") from e
-        link = cls(path, reader, writer)
+        link = cls(path, reader, writer, channel)
         try:
             await link._until(lambda event: isinstance(event, SwitchReady))
         except BaseException:
@@ -167,6 +169,15 @@ class BridgeLink:
         if not data:
             raise SystemFailure(f"ovs-vswitchd closed {self.path}")
         return self.channel.receive_data(data)
+
+    async def read_events(self) -> list[Event]:
+        """The next events (after sending what is queued); SystemFailure once the bridge is gone."""
+        return await self._read()
+
+    def send(self, msg: Any) -> None:
+        """Queue a message and write it out now."""
+        self.channel.send(msg)
+        self.writer.write(self.channel.data_to_send())
 
     async def _until(self, done: Callable[[Event], bool], xids: Iterable[int] = ()) -> Event:
         asked = set(xids)

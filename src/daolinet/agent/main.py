@@ -74,6 +74,7 @@ class AgentConfig:
     datapath: str = "auto"  # auto, system (the kernel's) or netdev (userspace): system/datapath.py
     trace_port: int = AGENT_TRACE_PORT  # HTTPS on the underlay address, for controllers (0: off)
     metrics_listen: str | None = None  # HOST:PORT of the token-less /metrics listener (None: none)
+    dns_upstream: tuple[str, ...] = ()  # resolvers for names not the tenant's (): /etc/resolv.conf's
 
 
 def read_token(path: str) -> str:

@@ -105,6 +105,7 @@ def agent(
     docker_state: Annotated[str | None, _opt(A, "docker_state")] = None,
     api: Annotated[list[str] | None, _opt(A, "api")] = None,
     api_file: Annotated[str | None, _opt(A, "api_file")] = None,
+    dns_upstream: Annotated[list[str] | None, _opt(A, "dns_upstream")] = None,
     log_level: Annotated[str | None, _opt(A, "log_level")] = None,
     log_format: Annotated[str | None, _opt(A, "log_format")] = None,
     metrics_listen: Annotated[str | None, _opt(A, "metrics_listen")] = None,
@@ -130,5 +131,5 @@ def agent(
                       docker_host=s.docker_host, docker_sync=s.docker_sync, docker_state=s.docker_state,
                       api_file=s.api_file,
                       security=security, datapath=s.datapath, trace_port=s.trace_port,
-                      metrics_listen=s.metrics_listen)
+                      metrics_listen=s.metrics_listen, dns_upstream=s.dns_upstream)
     asyncio.run(run(cfg))
