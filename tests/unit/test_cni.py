@@ -94,6 +94,7 @@ def test_results_follow_the_version() -> None:
     new = spec.add_result(spec.parse(env(), conf()), e, n, "aa:bb:cc:dd:ee:ff", 1500)
     assert new["ips"] == [{"address": "10.1.0.2/24", "gateway": "10.1.0.1", "interface": 1}]
     assert new["interfaces"][1] == {"name": "eth0", "mac": e["mac"], "sandbox": NETNS, "mtu": 1500}
+    assert new["dns"] == {"nameservers": ["10.1.0.1"]}  # the gateway answers names (flows/dns.py)
     old = spec.add_result(spec.parse(env(), conf("1.0.0")), e, n, "aa:bb:cc:dd:ee:ff", 1500)
     assert old["cniVersion"] == "1.0.0" and "mtu" not in old["interfaces"][1]
     check = spec.parse(env("CHECK"), conf(prevResult=new))

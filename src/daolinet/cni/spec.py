@@ -225,7 +225,8 @@ def _attachments(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 def add_result(req: CniRequest, endpoint: Mapping[str, Any], network: Mapping[str, Any],
                host_mac: str, mtu: int) -> dict[str, Any]:
     """ADD's result: the host-side port and the container's interface, its
-    address and the default route through the network's gateway."""
+    address, the default route through the network's gateway, and that gateway as
+    the container's nameserver (its host's agent answers there: flows/dns.py)."""
     prefix = str(network["subnet"]).split("/")[1]
     sandbox: dict[str, Any] = {"name": req.ifname, "mac": endpoint["mac"], "sandbox": req.netns}
     host: dict[str, Any] = {"name": endpoint["port"], "mac": host_mac}
@@ -236,7 +237,7 @@ def add_result(req: CniRequest, endpoint: Mapping[str, Any], network: Mapping[st
         "interfaces": [host, sandbox],
         "ips": [{"address": f"{endpoint['ip']}/{prefix}", "gateway": network["gateway"], "interface": 1}],
         "routes": [{"dst": "0.0.0.0/0", "gw": network["gateway"]}],
-        "dns": {},
+        "dns": {"nameservers": [network["gateway"]]},
     }
 
 
