@@ -190,6 +190,24 @@ async def test_a_tenant_coming_to_or_leaving_the_host_brings_a_snapshot(app: Any
     await stream.gen.aclose()
 
 
+async def test_a_reloaded_controller_view_brings_a_snapshot(app: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller replaces its view when its store's log was pruned past it: the changes in
+    between were never fed, so the stream starts again from a snapshot, change or no change."""
+    monkeypatch.setattr(host_view_routes, "KEEPALIVE", 0.05)
+    ctrl, store = app.state.ctrl, app.state.ctrl.store
+    stream = Stream(app, "h1")
+    await stream.next()
+    ctrl._reload(*await store.snapshot())  # nothing changed since: noticed at the next keep-alive
+    kind, snap = await stream.next()
+    assert kind == "snapshot" and set(objects(snap, "endpoint")) == {"a1", "a2"}
+    ctrl._reload(*await store.snapshot())
+    await store.create_group("alpha", "web", [])  # the first change after a reload: a snapshot
+    kind, snap = await stream.next()
+    assert kind == "snapshot" and set(objects(snap, "group")) == {"web"}
+    await stream.gen.aclose()
+
+
 def test_a_subscriber_that_falls_behind_gets_a_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     from daolinet.model import Group, View
     view = View()

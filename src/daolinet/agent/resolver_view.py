@@ -133,6 +133,7 @@ class ResolverView:
             raise InvalidInput(f"malformed object in a snapshot: {e!r}") from None
         view = View()
         view.load(objs, body["rev"])
+        view.rev = body["rev"]  # also when nothing is in scope
         self.view, self.loaded = view, True
         self.snapshots += 1
 
