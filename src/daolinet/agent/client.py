@@ -136,6 +136,13 @@ class ControllerClient:
             log.warning("controller API %s failed: now using %s", url, following)
             self.ring.use(following)
 
+    def url_after(self, failed: str) -> str:
+        """Where a long-lived stream goes after `failed` failed (agent/resolver_view.py): the
+        next controller round the ring (the URL file read again), `failed` itself if alone.
+        The one in use for requests stays as it is: a request finds its own way."""
+        self._reload()
+        return self.ring.next_after(failed, [failed]) or self.ring.current
+
     def _reload(self) -> None:
         if not self.api_file:
             return

@@ -109,7 +109,8 @@ class Underlay:
     def add(self, h: Host) -> None:
         for ip in filter(None, (h.underlay_ip, h.underlay_ip6)):
             self._ips[ip] += 1
-        self._pools.add(h.pip_pool)
+        if h.pip_pool:  # "" : a host as a replica sees another host (controller/host_view.py)
+            self._pools.add(h.pip_pool)
         if h.pip_pool6:
             self._pools6.add(h.pip_pool6)
 
@@ -118,7 +119,8 @@ class Underlay:
             self._ips[ip] -= 1
             if self._ips[ip] <= 0:
                 del self._ips[ip]
-        self._pools.remove(h.pip_pool)
+        if h.pip_pool:
+            self._pools.remove(h.pip_pool)
         if h.pip_pool6:
             self._pools6.remove(h.pip_pool6)
 
@@ -132,7 +134,7 @@ def infra_addresses(obj: Host | ControllerRecord | None) -> frozenset[str]:
     """The infrastructure addresses a host or a controller's record holds."""
     if obj is None:
         return frozenset()
-    return frozenset((obj.underlay_ip,)) if isinstance(obj, Host) else obj.addresses
+    return frozenset(filter(None, (obj.underlay_ip,))) if isinstance(obj, Host) else obj.addresses
 
 
 class Infra:
@@ -147,7 +149,7 @@ class Infra:
     def add(self, obj: Host | ControllerRecord) -> None:
         for ip in infra_addresses(obj):
             self._ips[ip] += 1
-        if isinstance(obj, Host):
+        if isinstance(obj, Host) and obj.underlay_ip:
             self._hosts[obj.underlay_ip] = obj
 
     def remove(self, obj: Host | ControllerRecord) -> None:

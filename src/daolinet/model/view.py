@@ -6,6 +6,11 @@ a host's endpoints, an endpoint by name, "is this address the
 underlay's" and "is it infrastructure" (model/index.py).  The view is fed by the store's change feed
 (`apply`), never written directly: no change costs more than the endpoints
 it touches.
+
+A host's agent keeps a replica of part of it for its resolver (controller/host_view.py):
+there a host may come without its underlay (addresses and pools "", dpid 0 but for the
+agent's own host) and another host's endpoint without PIPs, MAC or port; such blanks are
+not indexed (hosts_by_dpid[0] excepted: a replica reads only its own host's dpid).
 """
 
 from __future__ import annotations
@@ -166,7 +171,8 @@ class View:
         if not deleted:
             self.endpoints[e.id] = e
             self.by_ip[(e.tenant, e.ip)] = e
-            self.by_pip[e.pip] = e
+            if e.pip:  # "" : another host's endpoint as a host's replica sees it (controller/host_view.py)
+                self.by_pip[e.pip] = e
             if e.ip6:
                 self.by_ip[(e.tenant, e.ip6)] = e
             if e.pip6:
@@ -181,7 +187,8 @@ class View:
 
     def _unindex(self, e: Endpoint) -> None:
         self.by_ip.pop((e.tenant, e.ip), None)
-        self.by_pip.pop(e.pip, None)
+        if e.pip:
+            self.by_pip.pop(e.pip, None)
         if e.ip6:
             self.by_ip.pop((e.tenant, e.ip6), None)
         if e.pip6:

@@ -1,4 +1,5 @@
-"""Objects as JSON: what the change log (both backends) and etcd's values hold."""
+"""Objects as JSON: what the change log (both backends) and etcd's values hold, and what a
+host's view stream (controller/host_view.py -> agent/resolver_view.py) carries."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from daolinet.model.objects import (
     Token,
     without_unset,
 )
-from daolinet.model.view import Kind, Obj
+from daolinet.model.view import Change, Kind, Obj
 
 _KINDS: dict[Kind, type[Tenant] | type[Network] | type[Host] | type[Endpoint] | type[Group] | type[Rule]
              | type[Token] | type[Portmap] | type[ControllerRecord]] = {
@@ -51,3 +52,21 @@ def obj_from_json(kind: str, data: dict[str, Any]) -> Obj:
         data = {**data, "members": tuple(data.get("members", ()))}
     return cls(**data)
 
+
+
+def change_to_json(change: Change) -> dict[str, Any]:
+    """{"rev", "kind", "obj", "deleted"}: one Change as a host's view stream sends it."""
+    return {"rev": change.rev, "kind": kind_of(change.obj), "obj": obj_to_json(change.obj),
+            "deleted": change.deleted}
+
+
+def change_from_json(data: Any) -> Change:
+    """The Change `change_to_json` made; InvalidInput (never a TypeError) for anything else."""
+    if not isinstance(data, dict) or not isinstance(data.get("obj"), dict) \
+            or not isinstance(data.get("rev"), int) or not isinstance(data.get("deleted", False), bool):
+        raise InvalidInput(f"malformed change: {str(data)[:200]}")
+    try:
+        obj = obj_from_json(str(data.get("kind")), data["obj"])
+    except TypeError as e:
+        raise InvalidInput(f"malformed {data.get('kind')} in a change: {e}") from None
+    return Change(rev=data["rev"], obj=obj, deleted=data.get("deleted", False))

@@ -13,6 +13,7 @@ from daolinet import __version__
 from daolinet.controller.api import (
     errors,
     health_routes,
+    host_view_routes,
     infra_routes,
     log_routes,
     model_routes,
@@ -37,7 +38,8 @@ def create_app(ctrl: Controller, *, tls: bool = False) -> FastAPI:
     app.state.tls = tls
     errors.install(app)
     for module in (health_routes, model_routes, policy_routes, log_routes, portmap_routes, ops_routes,
-                   infra_routes, ui_routes):
+                   infra_routes, ui_routes, host_view_routes):
         app.include_router(module.router)
     ui_routes.attach(app, ctrl)  # the live map at /ui
+    host_view_routes.attach(app, ctrl)  # each agent's replica, for its resolver
     return app
