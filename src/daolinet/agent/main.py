@@ -158,12 +158,24 @@ async def run(cfg: AgentConfig) -> None:
                                    exporter.registry)
             exporter.refresh = metrics.refresh
             await exporter.start()
-        await _serve(cfg, service, underlay)
+        await _serve(cfg, service, underlay, _names(cfg, service, exporter))
     finally:
         if exporter is not None:
             await exporter.stop()
         await client.close()
         ovsdb.close()
+
+
+def _names(cfg: AgentConfig, service: AgentService, exporter: MetricsServer | None) -> list[Any]:
+    """The agent's resolver (agent/dns_link.py): its replica of the view, and its link to
+    the bridge that hands it the containers' DNS questions.  Coroutines, run until the end."""
+    from daolinet.agent.dns_link import DnsLink, upstreams_from
+    from daolinet.agent.resolver_view import ResolverView
+
+    replica = ResolverView.for_agent(service.client, service.host.name)
+    link = DnsLink(bootstrap.mgmt_socket(cfg.ovsdb, cfg.bridge), replica, upstreams_from(cfg.dns_upstream),
+                   exporter.registry if exporter is not None else None)
+    return [replica.run(), link.run_forever()]
 
 
 def _unix_server(app: Any, path: str) -> uvicorn.Server:
@@ -174,7 +186,7 @@ def _unix_server(app: Any, path: str) -> uvicorn.Server:
                                       access_log=False, log_config=None))
 
 
-async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) -> None:
+async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay, extra: list[Any]) -> None:
     sockets = {cfg.listen: _unix_server(create_app(service), cfg.listen)}
     tracing = _trace_server(cfg, service)
     docker: DockerClient | None = None
@@ -195,6 +207,7 @@ async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay) ->
         loop.add_signal_handler(sig, stop.set)
     serving = [asyncio.create_task(server.serve()) for server in sockets.values()]
     background = [asyncio.create_task(service.heartbeat_forever(cfg.heartbeat)),
+                  *[asyncio.create_task(job) for job in extra],
                   *([asyncio.create_task(_serve_traces(tracing, cfg.trace_port))] if tracing else [])]
     for server, task in zip(sockets.values(), serving, strict=True):
         while not server.started and not task.done():
