@@ -9,7 +9,7 @@ PURE := src/daolinet/model src/daolinet/decide src/daolinet/flows src/daolinet/p
 
 .PHONY: uncompile setup demo test unit integration lint clean bench bench-first-packet bench-route-setup \
 	bench-dataplane bench-idle-cost bench-time-to-network bench-scale bench-plots bench-hotpath bench-route-setup-tls \
-	bench-ui-map bench-footprint bench-move-gap compile
+	bench-ui-map bench-footprint bench-move-gap bench-dns-latency compile
 
 setup:
 	@bash scripts/setup.sh
@@ -31,7 +31,7 @@ integration: setup
 
 # bench-plots last: it draws docs/img/*.png from the latest JSON of each bench.
 bench: bench-hotpath bench-route-setup bench-first-packet bench-dataplane bench-idle-cost bench-scale \
-	bench-time-to-network bench-ui-map bench-move-gap bench-footprint bench-plots
+	bench-time-to-network bench-ui-map bench-move-gap bench-footprint bench-dns-latency bench-plots
 
 bench-hotpath: setup
 	$(PY) bench/hotpath.py
@@ -45,6 +45,9 @@ bench-route-setup-tls: setup
 
 bench-first-packet: setup
 	$(PY) bench/first_packet.py
+
+bench-dns-latency: setup
+	$(PY) bench/dns_latency.py
 
 bench-dataplane: setup
 	$(PY) bench/dataplane.py

@@ -49,8 +49,8 @@ from daolinet.ofp.channel import Channel, PacketIn
 
 log = logging.getLogger(__name__)
 
-RATE = 100.0  # questions a second per port...
-BURST = 200.0  # ...in bursts of this many
+RATE = 1000.0  # questions a second per port (answers carry TTL 0: nothing is cached)...
+BURST = 2000.0  # ...in bursts of this many
 UPSTREAM_TIMEOUT = 2.0  # seconds per upstream resolver
 MAX_FORWARDS = 64  # forwarded questions in flight
 RETRY = 1.0  # seconds between attempts to reach ovs-vswitchd
