@@ -43,13 +43,15 @@ log = logging.getLogger(__name__)
 class DockerDriver:
     def __init__(self, service: AgentService, client: ControllerClient, registry: Registry,
                  ipam: DockerIpam, docker: DockerClient | None,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 on_change: Callable[[], None] = lambda: None,
+                 on_endpoint: Callable[[int, bool], None] = lambda eid, joined: None) -> None:
         self.service = service
         self.client = client
         self.registry = registry
         self.ipam = ipam
         self.docker = docker
         self.on_change = on_change
+        self.on_endpoint = on_endpoint  # (endpoint id, joined or left): agent/docker_names.py
         self.endpoints: dict[str, int] = {}  # Docker endpoint id -> daolinet endpoint id
         self.ports = DockerPorts(client, service.host.name)
 
@@ -148,6 +150,7 @@ class DockerDriver:
         endpoint = await self.client.call("GET", f"/endpoints/{eid}")
         net = await self.client.network(binding.tenant, binding.name)
         await self.service.plug_docker(endpoint, sandbox, docker_eid)
+        self.on_endpoint(eid, True)
         return api.join_response(peer_name(eid), net["gateway"])
 
     async def program_external_connectivity(self, body: object) -> dict[str, Any]:
@@ -174,6 +177,7 @@ class DockerDriver:
         eid = await self._eid(docker_eid)
         if eid is None:
             return {}
+        self.on_endpoint(eid, False)
         await self.ports.unpublish(docker_eid)
         try:
             host = (await self.client.call("GET", f"/endpoints/{eid}"))["host"]
@@ -187,6 +191,10 @@ class DockerDriver:
 
     async def delete_endpoint(self, body: object) -> dict[str, Any]:
         return await self.leave(body)  # after a Leave, nothing is left to do
+
+    async def endpoint_of(self, docker_eid: str) -> int | None:
+        """The daolinet endpoint of a Docker endpoint of this host, if it is one."""
+        return await self._eid(docker_eid, keep=True) if docker_eid else None
 
     async def _eid(self, docker_eid: str, keep: bool = False) -> int | None:
         eid = self.endpoints.get(docker_eid) if keep else self.endpoints.pop(docker_eid, None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,6 +26,7 @@ from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_client import DockerClient
 from daolinet.agent.docker_driver import DockerDriver
 from daolinet.agent.docker_ipam import DockerIpam
+from daolinet.agent.docker_names import DockerNames
 from daolinet.agent.docker_networks import Registry
 from daolinet.agent.docker_sync import NetworkSync
 from daolinet.agent.service import AgentService
@@ -45,7 +46,19 @@ class DockerPlugin:
         self.sync = NetworkSync(client, docker, self.registry, sync_interval) if docker else None
         self.ipam = DockerIpam(service, client, self.registry)
         self.driver = DockerDriver(service, client, self.registry, self.ipam, docker,
-                                   on_change=self.sync.trigger if self.sync else lambda: None)
+                                   on_change=self.sync.trigger if self.sync else lambda: None,
+                                   on_endpoint=self._endpoint_changed)
+        self.names = DockerNames(docker, client, self.driver.endpoint_of, sync_interval) if docker else None
+
+    def jobs(self) -> list[Coroutine[Any, Any, None]]:
+        """What runs beside the socket: the network sync and the names."""
+        return [job.run_forever() for job in (self.sync, self.names) if job is not None]
+
+    def _endpoint_changed(self, eid: int, joined: bool) -> None:
+        if self.names is not None:
+            self.names.forget(eid)
+            if joined:
+                self.names.trigger()
 
     def handlers(self) -> dict[str, Handler]:
         driver, ipam = self.driver, self.ipam

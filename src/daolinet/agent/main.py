@@ -214,8 +214,8 @@ async def _serve(cfg: AgentConfig, service: AgentService, underlay: Underlay, ex
             await asyncio.sleep(0.01)  # uvicorn offers no readiness event; poll its flag
     for path in sockets:
         os.chmod(path, 0o600)
-    if plugin is not None and plugin.sync is not None:
-        background.append(asyncio.create_task(plugin.sync.run_forever()))
+    if plugin is not None:
+        background += [asyncio.create_task(job) for job in plugin.jobs()]
     _write_ready(cfg, service, list(sockets), underlay)
     notify("READY=1")
     log.info("agent %s ready on %s", cfg.name, ", ".join(sockets))

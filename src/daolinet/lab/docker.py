@@ -31,6 +31,7 @@ import httpx
 
 from daolinet.errors import SystemFailure
 from daolinet.lab import plan
+from daolinet.model.addresses import RESOLVER4
 from daolinet.system import procs
 
 DOCKERD = "/usr/sbin/dockerd"
@@ -81,7 +82,9 @@ def dockerd_argv(host: plan.HostPlan) -> list[str]:
             # systemd) the parent would have to be a slice, and systemd would own the cgroups.
             f"--cgroup-parent={cgroup_parent(host)}", "--exec-opt=native.cgroupdriver=cgroupfs",
             "--shutdown-timeout=1", "--storage-driver=overlay2",
-            "--log-level=warn"]
+            # Names Docker's embedded DNS does not know (containers on other hosts) go to the
+            # resolver address, which each host's agent answers (flows/dns.py).
+            f"--dns={RESOLVER4}", "--log-level=warn"]
 
 
 def start(host: plan.HostPlan) -> int:
