@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from daolinet.decide.route import policy_of
 from daolinet.flows.infra import flow_for_mapped_replies, flow_to_portmap, flows_for_infra, guard_prefixes
+from daolinet.flows.ndp import flows_for_endpoint6, flows_for_host6
 from daolinet.flows.portmap import PROTO, flows_for_portmap
 from daolinet.flows.spec import (
     ETH_ARP,
@@ -91,6 +92,8 @@ def flows_for_host(host: Host) -> list[FlowSpec]:
         flow(Table.ARP, Priority.LOW, Match.of(eth_type=ETH_ARP, arp_op=ARP_REQUEST),
              arp_reply(GATEWAY_MAC)),
         flow(Table.ARP, Priority.MISS, Match.of()),
+        # IPv6 (only on a host with an IPv6 PIP pool or underlay address): flows/ndp.py
+        *flows_for_host6(host),
     ]
 
 
@@ -104,7 +107,8 @@ def nat_return_flow(host: Host, base_cookie: int) -> FlowSpec:
 
 
 def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:
-    """Anti-spoofing: only (port, MAC, IP) as assigned gets past classify."""
+    """Anti-spoofing: only (port, MAC, IP) as assigned gets past classify (IPv6 too, for a
+    container with an IPv6 address: flows/ndp.py)."""
     assert e.ofport is not None, "an unplugged endpoint has no flows"
     return [
         FlowSpec(Table.CLASSIFY, Priority.PORT,
@@ -114,6 +118,7 @@ def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:
                  Match.of(in_port=e.ofport, eth_src=e.mac, eth_type=ETH_ARP, arp_spa=e.ip,
                           arp_sha=e.mac),
                  goto=Table.ARP, cookie=BASE),
+        *flows_for_endpoint6(e),
     ]
 
 
