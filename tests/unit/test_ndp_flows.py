@@ -11,11 +11,13 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings
 
+from daolinet.flows.infra import guard_prefixes
 from daolinet.flows.ndp import GATEWAY_FLAGS, PROXY_FLAGS, flows_for_endpoint6, flows_for_host6, na_reply
+from daolinet.flows.proactive import guard_flows
 from daolinet.flows.spec import ETH_IPV6, FlowSpec, FlowSpecError, Match, SetField
-from daolinet.model import Endpoint, Host
+from daolinet.model import ControllerRecord, Endpoint, Host, View
 from daolinet.pipeline import GATEWAY_MAC, OFPP_LOCAL, Table
-from daolinet.testing.factories import Topology, dual_stack, ipv6_from, small_topology
+from daolinet.testing.factories import Topology, dual_stack, ipv6_from, small_topology, synced_network
 from daolinet.testing.fakeoftable import (
     FakeOFTableError,
     FakeSwitch,
@@ -229,3 +231,42 @@ def test_a_host_with_only_an_underlay_address_answers_no_pip(topo: Topology) -> 
     sw.apply(flows_for_host6(host))
     pkt = neighbor_solicitation(host.uplink_ofport, ROUTER_MAC, "2001:db8::fe", "2001:db8::1:b")
     assert only_output(sw.lookup(pkt))[0] == OFPP_LOCAL
+
+
+# -- infrastructure is not a destination, in IPv6 too (flows/infra.py) ------------------
+
+CTL6 = "2001:db8:ffff::c"  # a controller outside the hosts' segment (as --advertise would record it)
+
+
+def dual_stack_view(topo: Topology, *extra: object) -> View:
+    view = View()
+    view.load([*topo.networks, *topo.hosts, *topo.endpoints, *extra], rev=1)  # type: ignore[list-item]
+    return view
+
+
+def test_ipv6_infrastructure_is_dropped_by_segment_and_address() -> None:
+    assert guard_prefixes(["2001:db8::1", "2001:db8::2", CTL6, "198.18.0.1", "ctl.example"],
+                          ["2001:db8::1/64", "2001:db8::2/64"], ["fd00:1::/64"], version=6) == [
+        "2001:db8::/64", CTL6]
+    # a segment a tenant's network overlaps keeps only its infrastructure addresses
+    overlapped = guard_prefixes(["2001:db8::1"], ["2001:db8::1/64"], ["2001:db8::/80"], version=6)
+    assert overlapped == ["2001:db8::1"]
+
+
+def test_containers_ipv6_to_infrastructure_is_dropped_before_any_route(topo: Topology) -> None:
+    view = dual_stack_view(topo, ControllerRecord("c1", advertise=(CTL6,)))
+    assert all(view.is_infra_ip(h.underlay_ip6) for h in topo.hosts) and view.is_infra_ip(CTL6)
+    net = synced_network(view, list(topo.hosts))
+    a = topo.endpoint("a")
+    for dst in (topo.hosts[1].underlay_ip6, topo.hosts[0].underlay_ip6, CTL6, topo.endpoint("b").pip6):
+        trip = net.trace(topo.host_of(a).dpid, ipv6_from(a, dst))
+        assert not trip.deliveries and not trip.controller and not trip.underlay, dst
+    trip = net.trace(topo.host_of(a).dpid, ipv6_from(a, topo.endpoint("b").ip6))
+    assert [reason for _, reason, _ in trip.controller] == ["no_match"]  # a peer: the controller decides
+
+
+def test_no_ipv6_guard_flow_until_a_host_has_ipv6() -> None:
+    v4 = small_topology()
+    plain = guard_flows(dual_stack_view(v4))
+    with_v6_controller = guard_flows(dual_stack_view(v4, ControllerRecord("c1", advertise=(CTL6,))))
+    assert with_v6_controller == plain and all(f.match.get("eth_type") != ETH_IPV6 for f in plain)
