@@ -3,7 +3,8 @@ OVS in a namespace, a container namespace on a veth, the host's flows sent as ou
 bytes over the bridge's management socket.  A solicitation for the gateway comes back
 as an advertisement with a valid ICMPv6 checksum (OVS recomputes it as it rewrites the
 packet): checked on the captured frame, and by the container's kernel, which accepts it
-and holds the gateway's MAC as a reachable router."""
+and holds the gateway's MAC as a reachable router.  A router's solicitation for a PIP,
+over the uplink, is answered with the host's MAC (a proxy, not a router)."""
 
 from __future__ import annotations
 
@@ -41,48 +42,55 @@ GATEWAY6 = "fd00:1::1"
 IPV6_ON = ("net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0",
            "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.default.accept_ra=0")
 DEADLINE = 10.0
-UPLINK = 100  # no such port here: the container's is the only one
+HOST_MAC = "02:18:00:00:00:01"
+PIP6 = "2001:db8::1:a"
+ROUTER6 = "2001:db8::fe"
 
 
 @dataclass
 class Bench:
     host: str
     container: str
+    router: str  # on the uplink
     ovs: PrivateOvs
     ofport: int
+    uplink: int
 
 
 @pytest.fixture
 def bench(tmp_path: Path) -> Iterator[Bench]:
     need_root()
     tag = secrets.token_hex(3)
-    host, container = f"ndp-h-{tag}", f"ndp-c-{tag}"
+    names = host, container, router = f"ndp-h-{tag}", f"ndp-c-{tag}", f"ndp-r-{tag}"
     pids: dict[str, int] = {}
     try:
-        links.create_netns(host)
-        links.create_netns(container)
+        for ns in names:
+            links.create_netns(ns)
         links.sysctl(container, *IPV6_ON)
+        links.sysctl(router, *IPV6_ON)
         ovs = PrivateOvs(rundir=str(tmp_path / "ovs"), netns=host)
         pids = ovs.start()
         links.add_veth(host, "c0", container, "eth0")
         links.link_up(container, "eth0", mac=MAC, address=f"{IP6}/64")
         links.add_route(container, "::/0", GATEWAY6, dev="eth0")
+        links.add_veth(host, "up0", router, "eth0")
+        links.link_up(router, "eth0", address=f"{ROUTER6}/64")
         with Ovsdb(ovs.db_endpoint) as db:
             db.ensure_bridge(BridgeConfig(BRIDGE, datapath_id=1))
-            ofport = db.add_port(BRIDGE, "c0")
-        yield Bench(host, container, ovs, ofport)
+            ofport, uplink = db.add_port(BRIDGE, "c0"), db.add_port(BRIDGE, "up0")
+        yield Bench(host, container, router, ovs, ofport, uplink)
     finally:
         procs.stop(pids.values())
-        links.remove_netns(host)
-        links.remove_netns(container)
+        for ns in names:
+            links.remove_netns(ns)
 
 
-def dual_stack_host_flows(ofport: int) -> list[FlowSpec]:
-    host = Host(name="h1", dpid=1, underlay_ip="198.18.0.1", underlay_mac="02:18:00:00:00:01",
+def dual_stack_host_flows(bench: Bench) -> list[FlowSpec]:
+    host = Host(name="h1", dpid=1, underlay_ip="198.18.0.1", underlay_mac=HOST_MAC,
                 pip_pool="198.18.1.0/24", pip_pool6="2001:db8::1:0/112", underlay_ip6="2001:db8::1",
-                uplink_ofport=UPLINK)
+                uplink_ofport=bench.uplink)
     e = Endpoint(id=10, name="c", tenant="t", network="n", ip="10.1.0.10", mac=MAC, host="h1",
-                 pip="198.18.1.10", ofport=ofport, ip6=IP6, pip6="2001:db8::1:a")
+                 pip="198.18.1.10", ofport=bench.ofport, ip6=IP6, pip6=PIP6)
     return flows_for_switch(host, [e])
 
 
@@ -129,12 +137,23 @@ def advertisement_for(sock: socket.socket, target: str) -> bytes:
     raise AssertionError(f"no advertisement of {target} within {DEADLINE} s")
 
 
-def neighbour(container: str, ip: str) -> str:
-    return procs.run(procs.in_netns(container, ["ip", "-6", "neigh", "show", ip, "dev", "eth0"])).strip()
+def neighbour(netns: str, ip: str) -> str:
+    return procs.run(procs.in_netns(netns, ["ip", "-6", "neigh", "show", ip, "dev", "eth0"])).strip()
+
+
+def learnt(netns: str, ip: str) -> str:
+    """Ping ip (nothing answers it: the solicitation is what counts), then wait for its
+    neighbour entry to be REACHABLE; the entry as `ip -6 neigh` shows it."""
+    subprocess.run(procs.in_netns(netns, ["ping", "-6", "-c", "1", "-W", "1", ip]),
+                   capture_output=True, check=False)
+    end = time.monotonic() + DEADLINE
+    while "REACHABLE" not in (entry := neighbour(netns, ip)) and time.monotonic() < end:
+        time.sleep(0.05)
+    return entry
 
 
 def test_a_solicitation_for_the_gateway_comes_back_as_a_valid_advertisement(bench: Bench) -> None:
-    flows = dual_stack_host_flows(bench.ofport)
+    flows = dual_stack_host_flows(bench)
     seen = asyncio.run(install(bench, flows))
     assert {SeenFlow.of(f) for f in flows} <= seen, "the switch reports a flow unlike the one sent"
 
@@ -154,9 +173,8 @@ def test_a_solicitation_for_the_gateway_comes_back_as_a_valid_advertisement(benc
     assert packet_utils.checksum_ip(ip, len(icmp_bytes), icmp_bytes) == 0, "bad ICMPv6 checksum"
 
     # the container's kernel, which drops ND with a bad checksum, learns the gateway
-    subprocess.run(procs.in_netns(bench.container, ["ping", "-6", "-c", "1", "-W", "1", GATEWAY6]),
-                   capture_output=True, check=False)
-    end = time.monotonic() + DEADLINE
-    while "REACHABLE" not in (entry := neighbour(bench.container, GATEWAY6)) and time.monotonic() < end:
-        time.sleep(0.05)
+    entry = learnt(bench.container, GATEWAY6)
     assert f"lladdr {GATEWAY_MAC}" in entry and "router" in entry and "REACHABLE" in entry, entry
+    # and a router on the uplink learns a PIP at the host's MAC
+    entry = learnt(bench.router, PIP6)
+    assert f"lladdr {HOST_MAC}" in entry and "router" not in entry and "REACHABLE" in entry, entry
