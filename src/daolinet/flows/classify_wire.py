@@ -1,4 +1,4 @@
-"""A container's two classify flows (flows/proactive.py flows_for_endpoint) as bytes,
+"""A container's two IPv4 classify flows (flows/proactive.py flows_for_endpoint) as bytes,
 filled into templates: the first sync after a controller restart sends every
 container's pair, most of its work, and os-ken takes ~40 µs for the ARP one
 (arp_spa/arp_sha are outside flows/wire.py's fast vocabulary).
@@ -7,7 +7,8 @@ Each template is compiled once from a stand-in container, encoded by flows/wire.
 (os-ken where it falls back), by finding the stand-in's port, MAC and IP in the
 bytes; a second stand-in, all of whose values differ, must then fill in to exactly
 its own encoding, else the templates are not used (every flow still encodes, the
-slow way).  tests/unit/test_classify_wire.py compares them with os-ken.
+slow way).  tests/unit/test_classify_wire.py compares them with os-ken.  A container's
+IPv6 flows (flows/ndp.py), rarer, are encoded one by one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from daolinet.flows import wire
+from daolinet.flows.ndp import flows_for_endpoint6
 from daolinet.flows.proactive import flows_for_endpoint
 from daolinet.model import Endpoint
 from daolinet.ofp.codec import Encoded
@@ -102,4 +104,5 @@ def classify_flows(e: Endpoint) -> list[Encoded]:
     if compiled is None:
         return [wire.flow_add(f) for f in flows_for_endpoint(e)]
     values, what = _values(e), f"classify flow of ofport {e.ofport}"
-    return [Encoded(t.fill(values), what) for t in compiled]
+    v6 = [wire.flow_add(f) for f in flows_for_endpoint6(e)]
+    return [Encoded(t.fill(values), what) for t in compiled] + v6

@@ -4,6 +4,9 @@ each controller's recorded addresses, each etcd member's (View.infra_ips) - befo
 any route is looked up, for containers on every network, external or not.  Only a
 published port mapping passes, for its protocol and port alone.  Pure.
 
+IPv6 the same way, once any host has IPv6 (flows/proactive.py guard_flows): its
+underlay segment (underlay_ip6/underlay_prefix6) and IPv6 infrastructure addresses.
+
 The drops go by prefix, not by address (`guard_prefixes`): one per underlay segment
 (a host's underlay IP and prefix: its uplink's subnet; hosts on one segment share it),
 which covers every host, PIP and control-plane address on it, plus the infrastructure
@@ -38,34 +41,43 @@ from collections.abc import Iterable
 
 from daolinet.flows.portmap import PROTO, portmap_cookie
 from daolinet.flows.route import next_hop_mac
-from daolinet.flows.spec import ETH_IP, Action, DecTtl, FlowSpec, Match, Output, SetField
+from daolinet.flows.spec import ETH_IP, ETH_IPV6, Action, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host, Portmap
 from daolinet.pipeline import GATEWAY_MAC, OFPP_IN_PORT, Cookie, Kind, Priority, Table
 
 BASE = Cookie(Kind.BASE).value  # the guard's drops are part of the pipeline (flows/proactive.py)
 
 
-def guard_prefixes(addresses: Iterable[str], segments: Iterable[str], subnets: Iterable[str]) -> list[str]:
-    """What the guard drops: every underlay segment ("ip/len") that overlaps none of the
-    `subnets` (tenants' networks) whole, and every infrastructure address outside those,
-    collapsed into the fewest prefixes covering exactly that; sorted ("a.b.c.d" for one
-    address, "a.b.c.d/len" for more: as a switch reports them back)."""
-    nets = [ipaddress.IPv4Network(n) for n in set(subnets)]
-    whole = [seg for seg in {ipaddress.IPv4Network(s, strict=False) for s in segments}
-             if not any(seg.overlaps(n) for n in nets)]
-    covered = ipaddress.collapse_addresses(whole)
-    merged = list(covered)
-    rest = [ipaddress.IPv4Network(ip) for ip in map(_ipv4, set(addresses))
-            if ip is not None and not any(ip in seg for seg in merged)]
-    out = ipaddress.collapse_addresses(merged + rest)
-    return sorted((str(n.network_address) if n.prefixlen == 32 else str(n) for n in out),
-                  key=lambda p: (ipaddress.IPv4Network(p).network_address, p))
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _ipv4(text: str) -> ipaddress.IPv4Address | None:
-    """An IPv4 address, or None (a name or an IPv6 address: no IPv4 flow can match it)."""
+def guard_prefixes(addresses: Iterable[str], segments: Iterable[str], subnets: Iterable[str],
+                   version: int = 4) -> list[str]:
+    """What the guard drops of one IP version: every underlay segment ("ip/len") that
+    overlaps none of the `subnets` (tenants' networks) whole, and every infrastructure
+    address outside those, collapsed into the fewest prefixes covering exactly that;
+    sorted (an address alone for one, "address/len" for more: as a switch reports them
+    back).  Addresses of the other version, and names, are left out."""
+    nets = [n for n in map(ipaddress.ip_network, set(subnets)) if n.version == version]
+    segs = {ipaddress.ip_network(s, strict=False) for s in segments}
+    whole = [seg for seg in segs if seg.version == version and not any(seg.overlaps(n) for n in nets)]
+    merged = _collapse(whole)
+    rest = [ipaddress.ip_network(ip) for ip in map(_address, set(addresses))
+            if ip is not None and ip.version == version and not any(ip in seg for seg in merged)]
+    out = _collapse(merged + rest)
+    return sorted((str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n) for n in out),
+                  key=lambda p: (ipaddress.ip_network(p).network_address, p))
+
+
+def _collapse(nets: list[Network]) -> list[Network]:
+    """The fewest prefixes covering exactly `nets` (all of one version)."""
+    return list(ipaddress.collapse_addresses(nets))  # type: ignore[type-var]
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address, or None (a name: no flow can match it)."""
     try:
-        return ipaddress.IPv4Address(text)
+        return ipaddress.ip_address(text)
     except ValueError:
         return None
 
@@ -76,7 +88,9 @@ def flows_for_infra(prefixes: Iterable[str]) -> list[FlowSpec]:
 
 
 def flow_for_infra(prefix: str) -> FlowSpec:
-    return FlowSpec(Table.GUARD, Priority.INFRA, Match.of(eth_type=ETH_IP, ipv4_dst=prefix), cookie=BASE)
+    match = Match.of(eth_type=ETH_IPV6, ipv6_dst=prefix) if ":" in prefix else Match.of(eth_type=ETH_IP,
+                                                                                           ipv4_dst=prefix)
+    return FlowSpec(Table.GUARD, Priority.INFRA, match, cookie=BASE)
 
 
 def guard_change(was: list[FlowSpec], now: list[FlowSpec]) -> tuple[list[FlowSpec], list[FlowSpec]]:

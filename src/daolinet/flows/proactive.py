@@ -11,6 +11,7 @@ from __future__ import annotations
 from daolinet.decide.route import policy_of
 from daolinet.flows.dns import dns_flows
 from daolinet.flows.infra import flow_for_mapped_replies, flow_to_portmap, flows_for_infra, guard_prefixes
+from daolinet.flows.ndp import flows_for_endpoint6, flows_for_host6, has_ipv6
 from daolinet.flows.portmap import PROTO, flows_for_portmap
 from daolinet.flows.spec import (
     ETH_ARP,
@@ -92,6 +93,8 @@ def flows_for_host(host: Host) -> list[FlowSpec]:
         flow(Table.ARP, Priority.LOW, Match.of(eth_type=ETH_ARP, arp_op=ARP_REQUEST),
              arp_reply(GATEWAY_MAC)),
         flow(Table.ARP, Priority.MISS, Match.of()),
+        # IPv6 (only on a host with an IPv6 PIP pool or underlay address): flows/ndp.py
+        *flows_for_host6(host),
     ]
 
 
@@ -105,7 +108,8 @@ def nat_return_flow(host: Host, base_cookie: int) -> FlowSpec:
 
 
 def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:
-    """Anti-spoofing: only (port, MAC, IP) as assigned gets past classify."""
+    """Anti-spoofing: only (port, MAC, IP) as assigned gets past classify (IPv6 too, for a
+    container with an IPv6 address: flows/ndp.py)."""
     assert e.ofport is not None, "an unplugged endpoint has no flows"
     return [
         FlowSpec(Table.CLASSIFY, Priority.PORT,
@@ -115,6 +119,7 @@ def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:
                  Match.of(in_port=e.ofport, eth_src=e.mac, eth_type=ETH_ARP, arp_spa=e.ip,
                           arp_sha=e.mac),
                  goto=Table.ARP, cookie=BASE),
+        *flows_for_endpoint6(e),
     ]
 
 
@@ -128,10 +133,16 @@ def flows_for_switch(host: Host, endpoints: list[Endpoint]) -> list[FlowSpec]:
 
 
 def guard_flows(view: View) -> list[FlowSpec]:
-    """The guard's drops (flows/infra.py): the same on every host, decided once for all."""
+    """The guard's drops (flows/infra.py): the same on every host, decided once for all.
+    IPv6 ones only once some host has IPv6 (before, no container can send any)."""
     segments = [f"{h.underlay_ip}/{h.underlay_prefix}" for h in view.hosts.values()]
     subnets = [n.subnet for n in view.networks.values()]
-    return flows_for_infra(guard_prefixes(view.infra_ips(), segments, subnets))
+    flows = flows_for_infra(guard_prefixes(view.infra_ips(), segments, subnets))
+    if any(has_ipv6(h) for h in view.hosts.values()):
+        segments6 = [f"{h.underlay_ip6}/{h.underlay_prefix6}" for h in view.hosts.values() if h.underlay_ip6]
+        subnets6 = [n.subnet6 for n in view.networks.values() if n.subnet6]
+        flows += flows_for_infra(guard_prefixes(view.infra_ips(), segments6, subnets6, version=6))
+    return flows
 
 
 def shared_flows(view: View) -> list[FlowSpec]:

@@ -1,20 +1,25 @@
 """FlowSpec -> os-ken OpenFlow 1.3 messages.  The one place our flow vocabulary
 meets os-ken's; install and delete share `match_for`, so a delete always
-matches what was installed."""
+matches what was installed.  The two ND set-fields os-ken lacks are carried as
+bytes (flows/ericoxm.py)."""
 
 from __future__ import annotations
 
 import ipaddress
 from typing import Any
 
+from daolinet.flows import ericoxm
 from daolinet.flows.spec import Conntrack, DecTtl, FlowSpec, Match, Move, Output, SetField, ToController
 from daolinet.ofp.codec import DP, ofp, parser
 from daolinet.pipeline import Table
 
+PREFIX_FIELDS = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "ipv6_src", "ipv6_dst",
+                           "ipv6_nd_target"})
+
 
 def _match_value(name: str, value: int | str | tuple[int, int]) -> Any:
-    if isinstance(value, str) and "/" in value and name in ("ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"):
-        net = ipaddress.IPv4Network(value, strict=False)
+    if isinstance(value, str) and "/" in value and name in PREFIX_FIELDS:
+        net = ipaddress.ip_network(value, strict=False)
         return (str(net.network_address), str(net.netmask))
     return value
 
@@ -26,6 +31,8 @@ def match_for(match: Match) -> Any:
 def _action(a: Any) -> Any:
     if isinstance(a, Output):
         return parser.OFPActionOutput(a.port, 0)
+    if isinstance(a, SetField) and a.field in ericoxm.ERICOXM_FIELDS:
+        return SetFieldBytes(a.field, a.value)
     if isinstance(a, SetField) and a.field == "in_port":  # OVS sets only the 16-bit NXM view of it
         return parser.OFPActionSetField(in_port_nxm=a.value)
     if isinstance(a, SetField):
@@ -43,6 +50,25 @@ def _action(a: Any) -> Any:
     if isinstance(a, Conntrack):
         return _conntrack(a)
     raise TypeError(f"unknown action {a!r}")
+
+
+class SetFieldBytes(parser.OFPAction):  # type: ignore[misc]  # os-ken is untyped
+    """A set-field os-ken lacks (flows/ericoxm.py), as an os-ken action: what its
+    OFPInstructionActions asks of one is `serialize(buf, offset)` and `len`."""
+
+    def __init__(self, name: str, value: int | str | tuple[int, int]) -> None:
+        if isinstance(value, tuple):
+            raise TypeError(f"{name} is not maskable")
+        parser.OFPActionHeader.__init__(self, ofp.OFPAT_SET_FIELD, 0)
+        self.field, self.value = name, value
+        self.data = ericoxm.set_field(name, value)
+        self.len = len(self.data)
+
+    def serialize(self, buf: bytearray, offset: int) -> None:
+        end = offset + self.len
+        if len(buf) < end:
+            buf += bytes(end - len(buf))
+        buf[offset:end] = self.data
 
 
 NX_NAT_F_SRC, NX_NAT_F_DST = 1 << 0, 1 << 1  # not exported by os-ken

@@ -11,12 +11,14 @@ from daolinet.pipeline import NEXT_TABLES, Table
 
 ETH_IP = 0x0800  # the EtherTypes flows match on
 ETH_ARP = 0x0806
+ETH_IPV6 = 0x86DD
+IPPROTO_ICMPV6 = 58
 MatchValue = int | str | tuple[int, int]  # (value, mask) for bit fields like ct_state
 
 
 @dataclass(frozen=True)
 class Match:
-    """Sorted (field, value) pairs; IPv4 values may be 'a.b.c.d/len' prefixes."""
+    """Sorted (field, value) pairs; IPv4 and IPv6 values may be 'address/len' prefixes."""
 
     items: tuple[tuple[str, MatchValue], ...] = ()
 
@@ -91,17 +93,22 @@ class FlowSpecError(DaoliError):
 
 
 # Match fields each table may use.
+_ICMPV6 = frozenset({"ip_proto", "icmpv6_type"})
 MATCH_FIELDS: dict[Table, frozenset[str]] = {
-    Table.CLASSIFY: frozenset({"in_port", "eth_src", "eth_type", "ipv4_src", "arp_spa", "arp_sha"}),
+    Table.CLASSIFY: frozenset({"in_port", "eth_src", "eth_type", "ipv4_src", "arp_spa", "arp_sha",
+                               "ipv6_src"}) | _ICMPV6,
     Table.GUARD: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
-                            "tcp_src", "tcp_dst", "udp_src", "udp_dst"}),
+                            "tcp_src", "tcp_dst", "udp_src", "udp_dst", "ipv6_src", "ipv6_dst"}) | _ICMPV6,
     Table.EGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
                              "tcp_src", "tcp_dst", "udp_src", "udp_dst"}),
     Table.INGRESS: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
-                              "tcp_src", "tcp_dst", "udp_src", "udp_dst", "ct_state", "ct_mark"}),
+                              "tcp_src", "tcp_dst", "udp_src", "udp_dst", "ct_state", "ct_mark",
+                              "ipv6_src", "ipv6_dst"}),
     Table.STATEFUL: frozenset({"in_port", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
                                "tcp_src", "tcp_dst", "udp_src", "udp_dst", "ct_state"}),
     Table.ARP: frozenset({"in_port", "eth_type", "arp_op", "arp_tpa"}),
+    Table.NDP: frozenset({"in_port", "eth_type", "ipv6_src", "ipv6_nd_target"}) | _ICMPV6,
+    Table.NA: frozenset({"eth_type"}) | _ICMPV6,
 }
 SET_FIELDS: dict[Table, frozenset[str]] = {
     Table.CLASSIFY: frozenset(),
@@ -110,6 +117,11 @@ SET_FIELDS: dict[Table, frozenset[str]] = {
     Table.INGRESS: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst"}),
     Table.STATEFUL: frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst"}),
     Table.ARP: frozenset({"eth_src", "eth_dst", "arp_op", "arp_sha", "arp_tha", "arp_spa", "arp_tpa"}),
+    # An NS turned into an NA: OVS lets a flow matching type 135 set these, but not the
+    # target link-layer address (an NA-only field): table NA does that (flows/ndp.py).
+    Table.NDP: frozenset({"eth_src", "eth_dst", "ipv6_src", "ipv6_dst", "icmpv6_type", "nd_reserved",
+                          "nd_options_type"}),
+    Table.NA: frozenset({"ipv6_nd_tll"}),
 }
 
 

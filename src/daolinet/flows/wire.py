@@ -6,7 +6,8 @@ FlowMods, PacketOuts, cookie deletes) are packed straight with `struct` from
 precompiled pieces: the fixed FlowMod header, one OXM header per match
 field, one packer per action.  Addresses are converted once and cached.
 Conntrack without NAT (an L4 route's ct(commit) and ct(table=21)) and a
-ct_state match are in the vocabulary too.
+ct_state match are in the vocabulary too, and so are the IPv6 and ND fields,
+with the two set-fields os-ken lacks (nd_reserved, nd_options_type: flows/ericoxm.py).
 
 Anything outside it (prefix matches, NAT, reg moves, ...) falls back to
 os-ken, so every FlowSpec encodes; tests/unit/test_wire.py proves the fast
@@ -23,7 +24,7 @@ from functools import lru_cache
 
 from os_ken.lib import addrconv
 
-from daolinet.flows import render
+from daolinet.flows import ericoxm, render
 from daolinet.flows.spec import Conntrack, DecTtl, FlowSpec, Output, SetField
 from daolinet.ofp.codec import Encoded, encode, ofp
 
@@ -68,15 +69,30 @@ def mac_bytes(v: int | str) -> bytes:
     return bytes(addrconv.mac.text_to_bin(str(v)))
 
 
+@lru_cache(maxsize=1 << 16)
+def ipv6_bytes(v: int | str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6, str(v))
+
+
 _FIELDS: dict[str, tuple[int, Callable[[int | str], bytes]]] = {
     "in_port": (0, _u32), "eth_dst": (3, mac_bytes), "eth_src": (4, mac_bytes), "eth_type": (5, _u16),
     "ip_proto": (10, _u8), "ipv4_src": (11, ipv4_bytes), "ipv4_dst": (12, ipv4_bytes),
     "tcp_src": (13, _u16), "tcp_dst": (14, _u16), "udp_src": (15, _u16), "udp_dst": (16, _u16),
+    "ipv6_src": (26, ipv6_bytes), "ipv6_dst": (27, ipv6_bytes), "icmpv6_type": (29, _u8),
+    "icmpv6_code": (30, _u8), "ipv6_nd_target": (31, ipv6_bytes), "ipv6_nd_sll": (32, mac_bytes),
+    "ipv6_nd_tll": (33, mac_bytes),
 }
 _FIELD_SIZE = {"in_port": 4, "eth_dst": 6, "eth_src": 6, "eth_type": 2, "ip_proto": 1, "ipv4_src": 4,
-               "ipv4_dst": 4, "tcp_src": 2, "tcp_dst": 2, "udp_src": 2, "udp_dst": 2}
+               "ipv4_dst": 4, "tcp_src": 2, "tcp_dst": 2, "udp_src": 2, "udp_dst": 2, "ipv6_src": 16,
+               "ipv6_dst": 16, "icmpv6_type": 1, "icmpv6_code": 1, "ipv6_nd_target": 16, "ipv6_nd_sll": 6,
+               "ipv6_nd_tll": 6}
 _OXM_HEADERS = {name: _OXM_HDR.pack(_oxm(num, _FIELD_SIZE[name])) for name, (num, _) in _FIELDS.items()}
 _ORDER = {name: num for name, (num, _) in _FIELDS.items()}
+# The ERICOXM set-fields (never matched on): their own class, by hand.
+for _name, (_, _size) in ericoxm.ERICOXM_FIELDS.items():
+    _FIELDS[_name] = (0, _u32 if _size == 4 else _u8)
+    _FIELD_SIZE[_name] = _size
+    _OXM_HEADERS[_name] = ericoxm.oxm_header(_name)
 # ct_state: NXM_NX_CT_STATE (class 1, field 105), always with a mask; os-ken writes it first.
 _CT_STATE_HDR = _OXM_HDR.pack((0x0001 << 16) | (105 << 9) | (1 << 8) | 8)
 _ORDER["ct_state"] = -1

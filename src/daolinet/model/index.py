@@ -134,7 +134,9 @@ def infra_addresses(obj: Host | ControllerRecord | None) -> frozenset[str]:
     """The infrastructure addresses a host or a controller's record holds."""
     if obj is None:
         return frozenset()
-    return frozenset(filter(None, (obj.underlay_ip,))) if isinstance(obj, Host) else obj.addresses
+    if isinstance(obj, Host):
+        return frozenset(filter(None, (obj.underlay_ip, obj.underlay_ip6)))
+    return obj.addresses
 
 
 class Infra:
@@ -149,16 +151,19 @@ class Infra:
     def add(self, obj: Host | ControllerRecord) -> None:
         for ip in infra_addresses(obj):
             self._ips[ip] += 1
-        if isinstance(obj, Host) and obj.underlay_ip:
-            self._hosts[obj.underlay_ip] = obj
+        if isinstance(obj, Host):
+            for ip in filter(None, (obj.underlay_ip, obj.underlay_ip6)):
+                self._hosts[ip] = obj
 
     def remove(self, obj: Host | ControllerRecord) -> None:
         for ip in infra_addresses(obj):
             self._ips[ip] -= 1
             if self._ips[ip] <= 0:
                 del self._ips[ip]
-        if isinstance(obj, Host) and self._hosts.get(obj.underlay_ip) == obj:
-            del self._hosts[obj.underlay_ip]
+        if isinstance(obj, Host):
+            for ip in filter(None, (obj.underlay_ip, obj.underlay_ip6)):
+                if self._hosts.get(ip) == obj:
+                    del self._hosts[ip]
 
     def __contains__(self, ip: str) -> bool:
         return ip in self._ips

@@ -14,6 +14,10 @@ the fixed addresses every host shares.  See docs/pipeline.md.
 |       |          | only +trk+est pass (the rule's client opened the connection)  |            |
 | 30    | arp      | uplink: proxy replies for this host's PIP pool, rest -> LOCAL;| drop       |
 |       |          | containers: every request answered with the gateway MAC      |            |
+| 31    | ndp      | IPv6 only: uplink: proxy NA for this host's PIP pool, rest   | drop       |
+|       |          | -> LOCAL; containers: every NS (but DAD) made an NA with the  |            |
+|       |          | gateway MAC -> 32                                            |            |
+| 32    | na       | the NA's target link-layer address, out the port it came in  | drop       |
 """
 
 from __future__ import annotations
@@ -29,16 +33,20 @@ class Table(IntEnum):
     INGRESS = 20
     STATEFUL = 21  # reached by ct(table=21) only, never by goto
     ARP = 30
+    NDP = 31  # IPv6 neighbour discovery: the ARP table's counterpart
+    NA = 32  # finishes the advertisements NDP makes of solicitations
 
 
 # What each table may goto: checked for every FlowSpec.
 NEXT_TABLES: dict[Table, frozenset[Table]] = {
-    Table.CLASSIFY: frozenset({Table.GUARD, Table.EGRESS, Table.INGRESS, Table.ARP}),
+    Table.CLASSIFY: frozenset({Table.GUARD, Table.EGRESS, Table.INGRESS, Table.ARP, Table.NDP}),
     Table.GUARD: frozenset({Table.EGRESS}),
     Table.EGRESS: frozenset({Table.INGRESS}),  # a container's packet to a mapping on its own host
     Table.INGRESS: frozenset(),
     Table.STATEFUL: frozenset(),
     Table.ARP: frozenset(),
+    Table.NDP: frozenset({Table.NA}),
+    Table.NA: frozenset(),
 }
 
 
@@ -46,10 +54,13 @@ class Priority(IntEnum):
     MISS = 0
     BOOTSTRAP = 1  # a host's own traffic, uplink <-> LOCAL, until its controller's flows carry it
     LOW = 10
+    DAD = 20  # ndp: a container's duplicate address detection is dropped, not answered
     HOST = 50
     PORTMAP = 90  # below routes: a container's own connections win over its mappings
     ROUTE = 100
     PORT = 200  # per container port in classify; L4 routes in egress (policy issue)
+    PORT_NS = 210  # classify: a container's neighbour solicitations, from any of its addresses
+    FORGED_ND = 220  # classify: containers' other neighbour discovery messages, dropped
     PORTMAP_CLIENT = 250  # a container's flows to a port mapping (egress and ingress, reactive)
     SPECIFIC = 300
     INFRA = 400  # guard: containers' packets to an infrastructure address are dropped...

@@ -6,6 +6,12 @@ addressed like the lab (lab/plan.py), and the packets its containers send.
     network n     10.n.0.0/24, gateway 10.n.0.1 (one tenant unless told)
     endpoint k    IP 10.n.0.(10+k), PIP 198.18.i.(10+k), MAC 02:00:00:00:00:kk,
                   ofports 2, 3, ... in order of placement on each host
+
+and, made dual-stack (`dual_stack`):
+
+    host i        underlay 2001:db8::i/64, PIP pool 2001:db8::i:0/112
+    network n     fd00:n::/64, gateway fd00:n::1
+    endpoint k    IP fd00:n::(10+k) (hex), PIP 2001:db8::i:(10+k)
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from daolinet.flows.spec import FlowSpec
 from daolinet.model import Endpoint, Host, Network, View
 from daolinet.model.objects import DEFAULT_TENANT
 from daolinet.pipeline import GATEWAY_MAC
-from daolinet.testing.fakeoftable import FakeNetwork, Packet, arp_request, ip_packet
+from daolinet.testing.fakeoftable import FakeNetwork, Packet, arp_request, ip_packet, ipv6_packet
 
 UPLINK = 1
 FIRST_OFPORT = 2
@@ -126,3 +132,28 @@ def synced_network(view: View, hosts: Sequence[Host]) -> FakeNetwork:
     for h in hosts:
         net.apply(h.dpid, flows_for_host_switch(view, h))
     return net
+
+
+def dual_stack(topo: Topology) -> Topology:
+    """`topo` with IPv6 on every host, network and endpoint (addressed as above)."""
+    hosts = tuple(replace(h, underlay_ip6=f"2001:db8::{h.dpid:x}", pip_pool6=f"2001:db8::{h.dpid:x}:0/112")
+                  for h in topo.hosts)
+    networks = tuple(replace(n, subnet6=f"fd00:{n.id:x}::/64", gateway6=f"fd00:{n.id:x}::1")
+                     for n in topo.networks)
+    by_name = {h.name: h for h in hosts}
+
+    def v6(e: Endpoint) -> Endpoint:
+        net = next(n for n in networks if (n.tenant, n.name) == (e.tenant, e.network))
+        pool = by_name[e.host].pool6
+        assert net.net6 is not None and pool is not None
+        return replace(e, ip6=str(net.net6.network_address + 10 + e.id),
+                       pip6=str(pool.network_address + 10 + e.id))
+    return Topology(hosts, networks, tuple(v6(e) for e in topo.endpoints))
+
+
+def ipv6_from(e: Endpoint, dst_ip6: str, hop_limit: int = 64, **changes: Any) -> Packet:
+    """An ICMPv6 echo request as container `e` sends it: to the gateway MAC, from its own port."""
+    assert e.ofport is not None
+    pkt = ipv6_packet(e.ofport, e.mac, GATEWAY_MAC, e.ip6, dst_ip6, hop_limit=hop_limit)
+    pkt.update(changes)
+    return pkt

@@ -12,8 +12,10 @@ guessing: missing match prerequisites (ofmatch.py), two matching flows tied on
 priority, moves between fields of different widths.
 
 A packet is a dict of header fields named like match fields (`in_port`,
-`eth_dst`, `ipv4_src`, `ip_ttl`, `arp_tpa`, ...); ofmatch.py holds that
-vocabulary and the packet builders, re-exported here.
+`eth_dst`, `ipv4_src`, `ip_ttl`, `arp_tpa`, `ipv6_nd_target`, ...); ofmatch.py
+holds that vocabulary and the packet builders, re-exported here.  An ND packet
+carries its one link-layer address option as `ipv6_nd_sll` or `ipv6_nd_tll`, its
+type as `nd_options_type`, and its R/S/O flags as `nd_reserved` (OVS's names).
 """
 
 from __future__ import annotations
@@ -51,12 +53,16 @@ from daolinet.testing.ofmatch import (
     check_flow,
     covers,
     ip_packet,
+    ipv6_packet,
     matches,
+    neighbor_advertisement,
+    neighbor_solicitation,
     require_field,
 )
 
 __all__ = ["BROADCAST", "IPPROTO_TCP", "IPPROTO_UDP", "Delivery", "FakeNetwork", "FakeOFTableError",
-           "FakeSwitch", "Packet", "Result", "Trip", "Wire", "arp_request", "ip_packet"]
+           "FakeSwitch", "Packet", "Result", "Trip", "Wire", "arp_request", "ip_packet", "ipv6_packet",
+           "neighbor_advertisement", "neighbor_solicitation"]
 
 
 # -- one switch ------------------------------------------------------------------

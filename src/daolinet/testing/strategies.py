@@ -1,7 +1,11 @@
 """Hypothesis strategies for routes: hosts, endpoints and the ends of a route,
-with any addresses, ports and L4 scopes OpenFlow can carry."""
+with any addresses, ports and L4 scopes OpenFlow can carry; dual-stack hosts and
+endpoints too."""
 
 from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
 
 from hypothesis import strategies as st
 
@@ -36,3 +40,21 @@ def routes(draw: st.DrawFn) -> RouteEnds:
     b = draw(endpoints(draw(st.integers(1, 0xFFFFFF)), hb))
     scope = draw(st.one_of(st.none(), st.tuples(st.sampled_from([1, 6, 17, 132]), u16)))
     return RouteEnds(a, b, ha, hb, a.network == b.network, scope, draw(st.booleans()))
+
+
+ipv6s = st.ip_addresses(v=6).map(str)
+
+
+@st.composite
+def hosts6(draw: st.DrawFn, dpid: int) -> Host:
+    """A host with an IPv6 underlay address and PIP pool (either may be left out)."""
+    host = draw(hosts(dpid))
+    pools = ipv6s.map(lambda ip: str(ipaddress.IPv6Network(f"{ip}/112", strict=False)))
+    pool = draw(st.one_of(st.just(""), pools))
+    underlay = draw(st.one_of(st.just(""), ipv6s)) if pool else draw(ipv6s)
+    return replace(host, pip_pool6=pool, underlay_ip6=underlay)
+
+
+@st.composite
+def endpoints6(draw: st.DrawFn, eid: int, host: Host) -> Endpoint:
+    return replace(draw(endpoints(eid, host)), ip6=draw(ipv6s), pip6=draw(ipv6s))
