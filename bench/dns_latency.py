@@ -2,8 +2,8 @@
 its host's resolver (169.254.53.53, answered by h2's agent from its replica of the view)
 for a name on h1 (`web`), a name that does not exist (`nobody`) and `web.net1`, one
 question every 2 ms (under the agent's per-port limit), and times each answer
-(dnspython's blocking UDP client: its own encode/decode, ~0.1 ms, is counted in).  The lab holds `--containers` others so the
-view is not trivially small.  Target (issue 18): p99 <= 2 ms.
+(dnspython's blocking UDP client: its own encode/decode, ~0.1 ms, is counted in).
+The lab holds `--containers` others so the view is not trivially small.  Target (issue 18): p99 <= 2 ms.
 
     .venv/bin/python bench/dns_latency.py [--runs 3] [--queries 2000] [--containers 40]
 
