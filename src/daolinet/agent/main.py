@@ -7,8 +7,9 @@ MTU on its LOCAL interface), add the uplink, read the host's underlay address
 from the bridge's LOCAL interface, give the host a path to its controllers
 through the bridge (agent/bootstrap.py), register
 (plug-and-play: nothing else in the cluster changes), reconcile, then serve
-the local API and the Docker plugin, heartbeat, and keep Docker's networks in
-step with daolinet's.
+the local API and the Docker plugin, heartbeat, keep Docker's networks in
+step with daolinet's, and answer the containers' DNS questions (agent/dns_link.py,
+from the replica of agent/resolver_view.py).
 
 What only some hosts use loads only there: the Docker plugin (with a plugin directory),
 the trace listener (with TLS), the /metrics listener (with --metrics-listen).
