@@ -193,8 +193,9 @@ class Store(ABC):
 
     @abstractmethod
     async def update_endpoint(self, id: int, *, port: str | None = None,
-                              ofport: int | None = None) -> Endpoint:
-        """Set what is given (None leaves a field as it is)."""
+                              ofport: int | None = None, aliases: Sequence[str] | None = None) -> Endpoint:
+        """Set what is given (None leaves a field as it is); `aliases` replaces the endpoint's
+        aliases (model/names.py checks them; [] removes them all)."""
 
     @abstractmethod
     async def get_endpoint(self, id: int) -> Endpoint: ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from daolinet.model.names import check_aliases
 from daolinet.model.objects import DEFAULT_TENANT, Endpoint, Host, Network, Tenant
 from daolinet.model.view import Change, Obj
 from daolinet.store import ipam, lookups, rules
@@ -218,14 +219,15 @@ class StoreService(PolicyService):
         return await self._write(write)
 
     async def update_endpoint(self, id: int, *, port: str | None = None,
-                              ofport: int | None = None) -> Endpoint:
+                              ofport: int | None = None, aliases: Sequence[str] | None = None) -> Endpoint:
         rules.check_port_name(id, port)
         if ofport is not None:
             check_int(f"ofport of endpoint {id}", ofport, 1, MAX_OFPORT)
+        clean_aliases = None if aliases is None else check_aliases(aliases, f"endpoint {id}")
 
         async def write(tx: Writes) -> Endpoint:
             old = await lookups.must_endpoint(tx, id)
-            new = rules.updated_endpoint(old, port, ofport)
+            new = rules.updated_endpoint(old, port, ofport, clean_aliases)
             if new != old:
                 tx.put(new, old)
                 tx.record(new)
