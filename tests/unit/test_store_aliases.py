@@ -49,6 +49,14 @@ async def test_aliases_are_set_lower_cased_once_each_and_read_back(web: Store) -
     assert (await web.update_endpoint(e.id, aliases=[])).aliases == ()
 
 
+async def test_an_endpoint_is_created_with_aliases_or_not_at_all(web: Store) -> None:
+    e = await web.create_endpoint("default", "web", "a", "h1", aliases=["Svc", "svc", "api"])
+    assert e.aliases == ("svc", "api") and await web.get_endpoint(e.id) == e
+    with pytest.raises(InvalidInput, match="alias of endpoint b 'bad_one' is not a DNS label"):
+        await web.create_endpoint("default", "web", "b", "h1", aliases=["bad_one"])
+    assert [x.name for x in await web.list_endpoints()] == ["a"]
+
+
 async def test_setting_aliases_is_one_change_and_setting_the_same_again_none(web: Store) -> None:
     e = await web.create_endpoint("default", "web", "a", "h1")
     seen: list[Change] = []

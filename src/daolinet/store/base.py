@@ -187,9 +187,11 @@ class Store(ABC):
     @abstractmethod
     async def create_endpoint(self, tenant: str, network: str, name: str, host: str,
                               ip: str | None = None, mac: str | None = None,
-                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None) -> Endpoint:
+                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None,
+                              aliases: Sequence[str] = ()) -> Endpoint:
         """On a dual-stack network the endpoint also gets an IPv6 address (`ip6`, or the lowest
-        free one) and an IPv6 PIP from its host's pip_pool6."""
+        free one) and an IPv6 PIP from its host's pip_pool6.  `aliases`: its DNS aliases
+        (model/names.py)."""
 
     @abstractmethod
     async def update_endpoint(self, id: int, *, port: str | None = None,

@@ -196,10 +196,12 @@ class StoreService(PolicyService):
 
     async def create_endpoint(self, tenant: str, network: str, name: str, host: str,
                               ip: str | None = None, mac: str | None = None,
-                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None) -> Endpoint:
+                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None,
+                              aliases: Sequence[str] = ()) -> Endpoint:
         check_name("endpoint", name, ENDPOINT_NAME_RE)
         given_mac = None if mac is None else ipam.check_mac(mac)
         clean_labels = check_labels(labels)
+        clean_aliases = check_aliases(aliases, f"endpoint {name}")
 
         async def write(tx: Writes) -> Endpoint:
             net = await lookups.must_network(tx, tenant, network)
@@ -213,6 +215,7 @@ class StoreService(PolicyService):
                 addr6 = rules.pick_ip6(net, await tx.ips6_used(net, ip6), ip6)
                 pip6 = rules.free_pip6(on, net, await tx.pips6_used(on))
             endpoint = rules.new_endpoint(eid, name, net, on, addr, pip, given_mac, clean_labels, addr6, pip6)
+            endpoint = dataclasses.replace(endpoint, aliases=clean_aliases)
             tx.put(endpoint)
             tx.record(endpoint)
             return endpoint

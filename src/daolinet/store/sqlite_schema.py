@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daolinet.model.objects import (
@@ -119,7 +120,7 @@ SCHEMA_3 = {  # endpoints' DNS aliases (issue 18, names): a JSON list, [] on eve
 }
 
 
-def _upgrade_to(db: sqlite3.Connection, schema: int, added_columns: dict[str, tuple[str, ...]]) -> None:
+def _upgrade_to(db: sqlite3.Connection, schema: int, added_columns: Mapping[str, Sequence[str]]) -> None:
     """Add the columns schema `schema` has that the file lacks, and record the schema, in one
     transaction."""
     db.execute("BEGIN IMMEDIATE")
