@@ -200,8 +200,11 @@ def test_a_name_shadows_an_alias_even_when_it_does_not_resolve() -> None:
     assert answer(resolve(view, APP, "web", QType.A)) == (WEB.ip,)  # not S1, whose alias is web
     cut = view_of([*ALIASED, Rule(1, "t1", "pair", "disconnect", "app", "web")])
     assert isinstance(resolve(cut, APP, "web", QType.A), NxDomain)
-    # web.net2 names no endpoint there: an alias web on net2 would answer (there is none)
+    # web is on net1: web.net2 names no endpoint there, and an alias web on net2 answers it
     assert isinstance(resolve(view, APP, "web.net2", QType.A), NxDomain)
+    web_on_net2 = view_of([*ALIASED, NETS12, dataclasses.replace(S3, aliases=("web",))])
+    assert answer(resolve(web_on_net2, APP, "web.net2", QType.A)) == (S3.ip,)
+    assert answer(resolve(web_on_net2, APP, "web", QType.A)) == (WEB.ip,)
 
 
 def test_tenants_never_see_each_others_aliases() -> None:
