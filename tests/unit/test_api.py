@@ -159,6 +159,27 @@ async def test_endpoints_get_distinct_addresses_and_keep_requested_ones(web: htt
     assert (a["pip"], b["pip"], c["pip"]) == ("198.18.1.1", "198.18.1.2", "198.18.2.1")
 
 
+async def test_aliases_are_patched_shown_and_a_bad_one_refuses_the_whole_patch(web: httpx.AsyncClient,
+                                                                               ctrl: Controller) -> None:
+    e = await add_endpoint(web, "dl-1a2b")
+    assert "aliases" not in e  # left out while empty: as before aliases existed
+    resp = await web.patch(f"/endpoints/{e['id']}", json={"aliases": ["Web", "www", "web"]})
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {**e, "aliases": ["web", "www"]}
+    assert (await web.get(f"/endpoints/{e['id']}")).json()["aliases"] == ["web", "www"]
+    assert (await web.get("/containers/default/dl-1a2b")).json()["aliases"] == ["web", "www"]
+    assert [x.id for x in ctrl.view.endpoints_aliased("default", "www")] == [e["id"]]
+    assert ctrl.view.endpoint_named("default", "www") is None
+    await refused(web, "PATCH", f"/endpoints/{e['id']}", 400, "alias of endpoint",
+                  "'-bad' is not a DNS label", json={"ofport": 4, "aliases": ["ok", "-bad"]})
+    resp = await web.patch(f"/endpoints/{e['id']}", json={"aliases": []})
+    assert resp.json() == e and ctrl.view.endpoints_aliased("default", "www") == []
+    made = await add_endpoint(web, "b", aliases=["API"])
+    assert made["aliases"] == ["api"]
+    await refused(web, "POST", "/endpoints", 400, "'a.b' is not a DNS label",
+                  json={"name": "c", "network": "web", "host": "h1", "aliases": ["a.b"]})
+
+
 async def test_openapi_and_docs_are_served(api: httpx.AsyncClient) -> None:
     resp = await api.get("/openapi.json")
     assert resp.status_code == 200
@@ -166,6 +187,8 @@ async def test_openapi_and_docs_are_served(api: httpx.AsyncClient) -> None:
     assert schema["info"]["title"] == "daolinet"
     assert {"/networks", "/networks/{tenant}/{name}", "/hosts", "/endpoints", "/endpoints/{eid}",
             "/routes", "/health"} <= set(schema["paths"])
+    aliases = schema["components"]["schemas"]["EndpointPatch"]["properties"]["aliases"]
+    assert "DNS labels" in aliases["description"]
     docs = await api.get("/docs")
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
 
@@ -405,6 +428,8 @@ async def test_unknown_keys_are_refused(web: httpx.AsyncClient, method: str, pat
     ("PATCH", "/endpoints/1", {"ofport": 0}, "ofport"),
     ("PATCH", "/endpoints/1", {"ofport": 0xFFFFFF00}, "ofport"),
     ("PATCH", "/endpoints/1", {"port": 7}, "port"),
+    ("PATCH", "/endpoints/1", {"aliases": "web"}, "aliases"),
+    ("PATCH", "/endpoints/1", {"aliases": ["web", 1]}, "aliases.1"),
     ("PATCH", "/endpoints/one", {"ofport": 3}, "eid"),
     ("POST", "/networks", [{"name": "n", "subnet": "10.5.0.0/24"}], "body"),
 ])

@@ -278,7 +278,8 @@ def test_operator_session(server: ApiServer, cli: Cli) -> None:
     out = cli("container", "create", "db1", "--network", "db", "--host", "h2", "--ip", "10.2.0.10",
               "-l", "role=db").ok()
     assert "container db1 on h2: 10.2.0.10 pip 198.18.2." in out
-    cli("container", "create", "web2", "--network", "web", "--host", "h2").ok()
+    cli("container", "create", "web2", "--network", "web", "--host", "h2",
+        "--alias", "WWW", "--alias", "w2").ok()
     cli("container", "create", "r1", "--network", "web", "--host", "h1", "-t", "red").ok()
     for name, port in (("web1", 3), ("db1", 4)):
         e = cli.json("container", "show", name)
@@ -292,7 +293,10 @@ def test_operator_session(server: ApiServer, cli: Cli) -> None:
                  "10.2.0.254", "10.2.0.0/24", "h2"):
         assert word in out, word
     show = cli.json("container", "show", "db1")
-    assert show["labels"] == {"role": "db"} and show["ofport"] == 4
+    assert show["labels"] == {"role": "db"} and show["ofport"] == 4 and "aliases" not in show
+    assert cli.json("container", "show", "web2")["aliases"] == ["www", "w2"]
+    assert "www, w2" in cli("container", "show", "web2").ok()
+    assert "aliases" not in cli("container", "show", "db1").ok()
     assert {e["name"] for e in cli.json("container", "ls", "--host", "h2")} == {"db1", "web2"}
     assert {e["name"] for e in cli.json("container", "ls", "--network", "web", "-t", "default")} == {
         "web1", "web2"}

@@ -170,6 +170,21 @@ async def test_changes_in_scope_arrive_in_order_and_others_do_not(app: Any) -> N
     await stream.gen.aclose()
 
 
+async def test_another_hosts_endpoint_keeps_its_aliases_they_are_needed_to_resolve(app: Any) -> None:
+    store: Store = app.state.ctrl.store
+    a2 = await store.find_endpoint("alpha", "a2")  # on h2
+    await store.update_endpoint(a2.id, aliases=["svc"])
+    stream = Stream(app, "h1")
+    kind, snap = await stream.next()
+    shown = objects(snap, "endpoint")["a2"]
+    assert (kind, shown["aliases"], shown["pip"], shown["mac"]) == ("snapshot", ["svc"], "", "")
+    await store.update_endpoint(a2.id, aliases=["svc", "api"])
+    kind, change = await stream.next()
+    assert (kind, change["obj"]["name"], change["obj"]["aliases"], change["obj"]["pip"]) == \
+        ("change", "a2", ["svc", "api"], "")
+    await stream.gen.aclose()
+
+
 async def test_a_tenant_coming_to_or_leaving_the_host_brings_a_snapshot(app: Any) -> None:
     store: Store = app.state.ctrl.store
     stream = Stream(app, "h1")
@@ -247,8 +262,11 @@ async def populate(store: Store, rnd: random.Random, tag: str) -> None:
             name = f"e{k}"
             e = await store.create_endpoint(tenant, rnd.choice(nets), name, f"h{rnd.randint(1, 3)}",
                                             labels={"role": rnd.choice(["web", "db"])})
+            aliases = rnd.sample(["svc", "api", "e0"], rnd.randint(0, 2))  # e0: also a name
             if e.host == "h1":
-                await store.update_endpoint(e.id, port=f"v{e.id}", ofport=100 + e.id)
+                await store.update_endpoint(e.id, port=f"v{e.id}", ofport=100 + e.id, aliases=aliases)
+            else:
+                await store.update_endpoint(e.id, aliases=aliases)
             names.append(name)
         groups = [f"g{g}" for g in range(rnd.randint(0, 2))]
         for group in groups:
@@ -266,8 +284,9 @@ async def populate(store: Store, rnd: random.Random, tag: str) -> None:
 
 
 def questions(view: Any) -> list[str]:
-    """Every name of every tenant, alone and under every network name, and a few others."""
+    """Every name and alias of every tenant, alone and under every network name, and a few others."""
     names = {e.name for e in view.endpoints.values()} | {"nobody"}
+    names |= {a for e in view.endpoints.values() for a in e.aliases}
     nets = {n for t, n in view.networks} | {"com"}
     return sorted(names) + sorted(f"{n}.{net}." for n in names for net in nets) + ["a.b.c", "."]
 
@@ -397,12 +416,15 @@ async def test_it_reconnects_with_backoff_and_fails_over(app: Any) -> None:
 
 def test_a_view_takes_stripped_hosts_and_endpoints_and_indexes_no_blanks() -> None:
     from daolinet.model import View
-    other = Endpoint(2, "a2", "alpha", "anet", "10.77.0.3", "02:00:00:00:00:02", "h2", "198.18.2.2")
+    other = Endpoint(2, "a2", "alpha", "anet", "10.77.0.3", "02:00:00:00:00:02", "h2", "198.18.2.2",
+                     aliases=("svc",))
+    assert hv.strip_endpoint(other, "h1").aliases == ("svc",)
     view = View()
     view.load([hv.strip_host(host(1), "h1"), hv.strip_host(host(2), "h1"), hv.strip_endpoint(other, "h1")])
     assert view.hosts["h1"].dpid == 1 and view.hosts["h2"].dpid == 0
     assert "" not in view.by_pip and view.infra_ips() == frozenset() and not view.is_underlay_ip("198.18.2.2")
     assert view.host_of(view.endpoints[2]) == view.hosts["h2"]
+    assert view.endpoints_aliased("alpha", "svc") == [view.endpoints[2]]
     view.apply(Change(2, hv.strip_host(host(2), "h1"), deleted=True))
     view.apply(Change(3, hv.strip_endpoint(other, "h1"), deleted=True))
     assert view.endpoints == {} and set(view.hosts) == {"h1"}

@@ -3,6 +3,8 @@ objects, and Policy.may_reach against a brute force over packets on random polic
 
 Tenant t1: web (h1, net1, dual-stack), app (h2, net1), db (h1, net2), lone (h2, net3,
 isolated), peer (h1, net3).  Tenant t2 reuses the names web and net1: web2 is named "web".
+Aliases: endpoints with generated names (as Docker's) and the alias "svc" on net1 (h1, h2)
+and net2 (h1), and t2's own "svc".
 """
 
 from __future__ import annotations
@@ -152,7 +154,74 @@ def test_names_imports_only_model_and_decide() -> None:
                 for a in n.names}
     ours = {t for t in targets if t.startswith("daolinet")}
     assert ours and all(t.startswith(("daolinet.model", "daolinet.decide")) for t in ours)
-    assert targets - ours <= {"__future__", "dataclasses", "enum"}
+    assert targets - ours <= {"__future__", "dataclasses", "enum", "ipaddress"}
+
+
+# -- aliases ------------------------------------------------------------------------------
+
+S1 = dataclasses.replace(ep(7, "dl-7", NET1, H1, ip6="fd00:1::17"), ip="10.1.0.100", aliases=("svc", "web"))
+S2 = dataclasses.replace(ep(8, "dl-8", NET1, H2), ip="10.1.0.20", aliases=("svc", "api"))
+S3 = dataclasses.replace(ep(9, "dl-9", NET2, H1), aliases=("svc",))
+S4 = dataclasses.replace(ep(10, "dl-10", NET1_T2, H2), ip="10.1.0.99", aliases=("svc",))
+ALIASED = [S1, S2, S3, S4]
+NETS12 = Group(1, "t1", "g", ("network:net1", "network:net2"))
+
+
+@pytest.mark.parametrize("qname", ["api", "API.", "api.net1", "Api.Net1."])
+def test_an_alias_resolves_in_any_case_like_a_name(qname: str) -> None:
+    assert answer(resolve(view_of(ALIASED), APP, qname, QType.A)) == (S2.ip,)
+
+
+def test_an_alias_answers_every_endpoint_the_asker_may_reach_sorted_by_address() -> None:
+    view = view_of(ALIASED)
+    assert answer(resolve(view, APP, "svc", QType.A)) == ("10.1.0.20", "10.1.0.100")  # not S3: net2
+    assert answer(resolve(view, APP, "svc.net1", QType.A)) == ("10.1.0.20", "10.1.0.100")
+    assert isinstance(resolve(view, APP, "svc.net2", QType.A), NxDomain)  # S3 only, not reachable
+    grouped = view_of([*ALIASED, NETS12])
+    assert answer(resolve(grouped, APP, "svc", QType.A)) == ("10.1.0.20", "10.1.0.100", S3.ip)
+    assert answer(resolve(grouped, APP, "svc.net2", QType.A)) == (S3.ip,)
+    assert answer(resolve(view, APP, "svc", QType.AAAA)) == ("fd00:1::17",)  # S2 is IPv4-only
+    assert answer(resolve(view, S2, "svc", QType.A)) == ("10.1.0.20", "10.1.0.100")  # itself too
+
+
+def test_an_alias_leaves_out_endpoints_that_are_down_or_denied_and_none_left_is_nxdomain() -> None:
+    down = view_of([*ALIASED, dataclasses.replace(H2, alive=False)])
+    assert answer(resolve(down, WEB, "svc", QType.A)) == (S1.ip,)
+    cut = view_of([*ALIASED, Rule(1, "t1", "pair", "disconnect", "app", "dl-7")])
+    assert answer(resolve(cut, APP, "svc", QType.A)) == (S2.ip,)
+    both = view_of([*ALIASED, Rule(1, "t1", "pair", "disconnect", "app", "dl-7"),
+                    Rule(2, "t1", "pair", "disconnect", "app", "dl-8")])
+    assert isinstance(resolve(both, APP, "svc", QType.A), NxDomain)
+    assert isinstance(resolve(view_of(ALIASED), APP, "nosuch", QType.A), NxDomain)
+
+
+def test_a_name_shadows_an_alias_even_when_it_does_not_resolve() -> None:
+    view = view_of(ALIASED)
+    assert answer(resolve(view, APP, "web", QType.A)) == (WEB.ip,)  # not S1, whose alias is web
+    cut = view_of([*ALIASED, Rule(1, "t1", "pair", "disconnect", "app", "web")])
+    assert isinstance(resolve(cut, APP, "web", QType.A), NxDomain)
+    # web is on net1: web.net2 names no endpoint there, and an alias web on net2 answers it
+    assert isinstance(resolve(view, APP, "web.net2", QType.A), NxDomain)
+    web_on_net2 = view_of([*ALIASED, NETS12, dataclasses.replace(S3, aliases=("web",))])
+    assert answer(resolve(web_on_net2, APP, "web.net2", QType.A)) == (S3.ip,)
+    assert answer(resolve(web_on_net2, APP, "web", QType.A)) == (WEB.ip,)
+
+
+def test_tenants_never_see_each_others_aliases() -> None:
+    view = view_of(ALIASED)
+    assert answer(resolve(view, WEB2, "svc", QType.A)) == (S4.ip,)
+    assert isinstance(resolve(view, WEB2, "api", QType.A), NxDomain)
+    assert S4.ip not in answer(resolve(view, APP, "svc", QType.A))
+
+
+def test_aliases_follow_the_endpoint_through_changes() -> None:
+    view = view_of(ALIASED)
+    view.apply(Change(rev=2, obj=dataclasses.replace(S2, aliases=("other",))))
+    assert answer(resolve(view, APP, "svc", QType.A)) == (S1.ip,)
+    assert answer(resolve(view, APP, "other", QType.A)) == (S2.ip,)
+    view.apply(Change(rev=3, obj=S1, deleted=True))
+    assert isinstance(resolve(view, APP, "svc", QType.A), NxDomain)
+    assert view.endpoint_named("t1", "other") is None  # aliases are no names for policy
 
 
 # -- random policies ----------------------------------------------------------------------
@@ -263,3 +332,29 @@ def test_may_reach_edges(rules: list[Rule], reach: bool) -> None:
     a, b = ep(1, "a", NET1, H1), ep(2, "b", NET1, H1)
     policy = Policy([Group(1, "t1", "ga", ("container:a",)), Group(2, "t1", "gb", ("container:b",))], rules)
     assert policy.may_reach(a, b, NET1, NET1) is reach
+
+
+@settings(max_examples=200, deadline=None)
+@given(worlds(), st.data())
+def test_an_alias_resolves_to_exactly_the_endpoints_the_asker_may_open_traffic_to(w: World,
+                                                                                 data: st.DataObject) -> None:
+    """Random aliases ("x", "y", and "a", which is also a name) on random policies."""
+    w.endpoints = [dataclasses.replace(e, aliases=tuple(data.draw(st.lists(st.sampled_from(["x", "y", "a"]),
+                                                                            max_size=2, unique=True))))
+                   for e in w.endpoints]
+    view, policy = world_view(w), Policy(w.groups, w.rules)
+    asker = data.draw(st.sampled_from(w.endpoints))
+    for label in ("x", "y"):
+        for net in (None, "n1", "n2", "n3"):
+            allowed = sorted((t.ip for t in w.endpoints if t.tenant == asker.tenant and label in t.aliases
+                              and net in (None, t.network)
+                              and (t.id == asker.id or opens(policy, w, asker, t))),
+                             key=lambda ip: tuple(map(int, ip.split("."))))
+            d = resolve(view, asker, label if net is None else f"{label.upper()}.{net}", QType.A)
+            if allowed:
+                assert answer(d) == tuple(allowed), (asker.name, label, net, d)
+            else:
+                assert isinstance(d, NxDomain), (asker.name, label, net, d)
+    named = next(t for t in w.endpoints if t.tenant == asker.tenant and t.name == "a")
+    d = resolve(view, asker, "a", QType.A)  # a name shadows the aliases "a": never another endpoint
+    assert isinstance(d, NxDomain) or answer(d) == (named.ip,)

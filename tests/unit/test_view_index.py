@@ -1,6 +1,7 @@
 """The View's indexes (model/view.py, model/index.py) answer like brute-force
 scans, after any sequence of creates, updates, moves and deletes of hosts,
-networks and endpoints; and the decisions that use them (decide/route.py
+networks and endpoints (with aliases: the name index never answers by one);
+and the decisions that use them (decide/route.py
 `_outside`) are the same as before.
 """
 
@@ -22,6 +23,7 @@ from daolinet.pipeline import Table
 from daolinet.testing.factories import make_endpoint, make_host, make_network
 
 TENANTS = ("t1", "t2")
+ALIASES = ("svc", "api", "n1")  # n1: also a name
 HOSTS = ("h1", "h2")
 POOLS = ("198.18.1.0/24", "198.18.2.0/24", "198.18.0.0/16", "198.18.1.128/25", "10.0.0.0/8", "0.0.0.0/0")
 UNDERLAY = ("198.18.0.1", "198.18.1.5", "192.168.0.1")
@@ -75,6 +77,9 @@ class Reference:
     def endpoint_named(self, tenant: str, name: str) -> Endpoint | None:
         return next((e for e in self.endpoints.values() if (e.tenant, e.name) == (tenant, name)), None)
 
+    def endpoints_aliased(self, tenant: str, alias: str) -> list[Endpoint]:
+        return [e for e in self.endpoints.values() if e.tenant == tenant and alias in e.aliases]
+
     def network_containing(self, tenant: str, ip: str) -> Network | None:
         addr = ipaddress.IPv4Address(ip)
         return next((n for n in self.networks.values() if n.tenant == tenant and addr in n.net), None)
@@ -100,12 +105,15 @@ def networks() -> st.SearchStrategy[Network]:
 
 
 def endpoints() -> st.SearchStrategy[Endpoint]:
-    def build(eid: int, host: str, ofport: int | None, name: str, tenant: str, ip: int) -> Endpoint:
+    def build(eid: int, host: str, ofport: int | None, name: str, tenant: str, ip: int,
+              aliases: list[str]) -> Endpoint:
         e = make_endpoint(eid, make_host(1), make_network(1, tenant), ofport, name)
-        return dataclasses.replace(e, host=host, ip=f"10.1.0.{ip}", pip=f"198.18.1.{ip}")
+        return dataclasses.replace(e, host=host, ip=f"10.1.0.{ip}", pip=f"198.18.1.{ip}",
+                                   aliases=tuple(aliases))
 
     return st.builds(build, st.integers(1, 4), st.sampled_from(HOSTS), st.none() | st.integers(2, 3),
-                     st.sampled_from(("n1", "n2", "n3")), st.sampled_from(TENANTS), st.integers(10, 13))
+                     st.sampled_from(("n1", "n2", "n3")), st.sampled_from(TENANTS), st.integers(10, 13),
+                     st.lists(st.sampled_from(ALIASES), max_size=2, unique=True))
 
 
 changes = st.lists(st.tuples(st.one_of(endpoints(), endpoints(), hosts(), networks()),
@@ -132,7 +140,9 @@ def assert_same(view: View, ref: Reference) -> None:
         assert view.endpoints_on(host) == ref.endpoints_on(host)
     for tenant in TENANTS:
         for name in ("n1", "n2", "n3"):
-            assert view.endpoint_named(tenant, name) == ref.endpoint_named(tenant, name)
+            assert view.endpoint_named(tenant, name) == ref.endpoint_named(tenant, name)  # never by alias
+        for alias in ALIASES:
+            assert view.endpoints_aliased(tenant, alias) == ref.endpoints_aliased(tenant, alias)
         assert view.networks_of(tenant) == [n for n in ref.networks.values() if n.tenant == tenant]
         for ip in PROBES:
             assert view.network_containing(tenant, ip) == ref.network_containing(tenant, ip)

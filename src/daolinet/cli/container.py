@@ -84,7 +84,8 @@ def show(name: NameArg, tenant: FindTenantOpt = None, as_json: JsonOpt = False) 
     details([("id", e["id"]), ("tenant", e["tenant"]), ("network", e["network"]), ("IP", e["ip"]),
              ("PIP", e["pip"]), ("MAC", e["mac"]), ("host", e["host"]),
              ("state", state(e.get("alive", True))), ("port", _plugged(e)),
-             ("subnet", e["subnet"]), ("gateway", e["gateway"]), ("labels", e["labels"])],
+             ("subnet", e["subnet"]), ("gateway", e["gateway"]), ("labels", e["labels"]),
+             *([("aliases", ", ".join(e["aliases"]))] if e.get("aliases") else [])],
             title=f"container {e['name']}")
 
 
@@ -111,6 +112,8 @@ def create(
     mac: Annotated[str | None, typer.Option(help="MAC (default: derived from the endpoint id).")] = None,
     label: Annotated[list[str] | None, typer.Option(
         "--label", "-l", help="KEY=VALUE label, for label: group members (repeatable).")] = None,
+    alias: Annotated[list[str] | None, typer.Option(
+        "--alias", help="Another DNS name of the container in its tenant (repeatable).")] = None,
     tenant: TenantOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
@@ -121,6 +124,8 @@ def create(
         body["ip"] = ip
     if mac is not None:
         body["mac"] = mac
+    if alias:
+        body["aliases"] = alias
     with api_client() as api:
         e = api.call("POST", "/endpoints", json=body)
     if as_json:

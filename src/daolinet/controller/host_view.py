@@ -14,7 +14,8 @@ Decided: another host's underlay is not a host credential's business.  A Host is
 Host with its addresses, MACs and pools blanked (dpid 0, uplink 1, last_seen 0): the View
 takes it as is (model/view.py skips blank addresses), no second type to keep in step.  An
 endpoint on another host is sent without its PIPs (they tell that host's pool), MAC and
-port; its own host's endpoints whole (the agent plugged them).  Hosts go out whole-cluster,
+port, with its labels and aliases (policy and names need them); its own host's endpoints
+whole (the agent plugged them).  Hosts go out whole-cluster,
 not only those holding an in-scope endpoint: names and liveness only, and a move onto a
 host needs no special case.  Heartbeats change nothing that is sent, so they send nothing.
 

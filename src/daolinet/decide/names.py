@@ -4,14 +4,20 @@ Pure: (view, asker, name, type) in, a decision out; the agent's resolver (agent/
 to come) parses the query, asks `resolve`, and builds the reply or forwards the query.
 
 Within the asker's tenant, `NAME` and `NAME.NETWORK` name the endpoint NAME (on network
-NETWORK) - case-insensitive, with or without the trailing dot:
+NETWORK) - case-insensitive, with or without the trailing dot.  When no endpoint has that
+name (on NETWORK), they name every endpoint with the *alias* NAME (on NETWORK): an endpoint's
+extra DNS names (model/names.py; Docker: the container's name and its network aliases, as
+the endpoint's own name is generated).  Aliases are not unique: one answer carries every
+endpoint of the alias that the asker may reach.  A name shadows an alias, reachable or not:
+a lookup of it never falls through to endpoints it did not name.
 
-- `Answer`: the asker may reach it; A gives its `ip`, AAAA its `ip6` (no records, NOERROR,
-  on an IPv4-only network), any other type no records;
+- `Answer`: the asker may reach it (them); A gives its `ip`, AAAA its `ip6` (no records,
+  NOERROR, on an IPv4-only network), any other type no records; several endpoints of an
+  alias give their addresses sorted (deterministic), those the asker may not reach left out;
 - `NxDomain`: the name looks like ours - one label, or two whose second is a network of the
-  asker's tenant - but names no endpoint of the tenant, or one the asker may not reach, or
-  one whose host is down or gone.  All the same on purpose: a denied pair does not even
-  resolve, and another tenant's names look like names that do not exist;
+  asker's tenant - but names no endpoint of the tenant, or only ones the asker may not
+  reach, or ones whose host is down or gone.  All the same on purpose: a denied pair does
+  not even resolve, and another tenant's names look like names that do not exist;
 - `Forward`: every other name, for the host's upstream resolvers.  A single label is never
   forwarded (it would leak the tenant's names upstream).
 
@@ -23,18 +29,23 @@ An endpoint always resolves its own name.  An endpoint whose container is not pl
 yet (moving, starting) still resolves: its addresses do not change, and its route will be
 plugged once it is there.
 
-The names come from the store unchecked (DNS-label checks are to come, issue 18 step 1):
-a name is looked up as asked and lower-cased, so a name with capitals resolves only when
-asked exactly so, and one holding a dot never does.  A network named like a top-level
-domain (`com`) hides that domain from its tenant.  Answers carry TTL 0: the next lookup
-asks the policy again, so a revoked group stops resolving at once.
+Aliases are checked DNS labels, stored lower-case, so they resolve in any case.  Endpoint
+names are not DNS labels: the store takes `[A-Za-z0-9][A-Za-z0-9_.-]{0,127}` (what Docker
+allows, store/checks.py ENDPOINT_NAME_RE).  A name is looked up as asked and lower-cased,
+so a name with capitals resolves only when asked exactly so, one holding a dot never does,
+and one with an underscore or of 64 characters or more resolves though it is no valid DNS
+label.  A network named like a top-level domain (`com`) hides that domain from its tenant.
+Answers carry TTL 0: the next lookup asks the policy again, so a revoked group stops
+resolving at once.
 
 Cost: a handful of dict lookups and the policy's rules covering the one pair, whatever
-the number of endpoints.
+the number of endpoints; for an alias, that per endpoint of the alias.  Many endpoints of
+one alias may not fit a UDP answer: dnswire truncates it (TC).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -81,14 +92,14 @@ def resolve(view: View, asker: Endpoint, qname: str, qtype: int) -> NameDecision
     if len(labels) == 1:
         target = _named(view, asker.tenant, labels[0])
         if target is None:
-            return NxDomain(f"no container {labels[0]} in tenant {asker.tenant}")
+            return _aliased(view, asker, labels[0], None, qtype)
     elif len(labels) == 2:
         net = _network(view, asker.tenant, labels[1])
         if net is None:
             return FORWARD
         target = _named(view, asker.tenant, labels[0])
         if target is None or target.network != net.name:
-            return NxDomain(f"no container {labels[0]} on network {net.name} of tenant {asker.tenant}")
+            return _aliased(view, asker, labels[0], net, qtype)
     else:
         return FORWARD
     return _answer(view, asker, target, qtype)
@@ -114,19 +125,46 @@ def _network(view: View, tenant: str, label: str) -> Network | None:
     return found
 
 
+def _aliased(view: View, asker: Endpoint, label: str, net: Network | None, qtype: int) -> NameDecision:
+    """Every endpoint with alias `label` (on `net`) the asker may reach, or NXDOMAIN."""
+    where = f"in tenant {asker.tenant}" if net is None else f"on network {net.name} of tenant {asker.tenant}"
+    targets = [e for e in view.endpoints_aliased(asker.tenant, label.lower())
+               if net is None or e.network == net.name]
+    if not targets:
+        return NxDomain(f"no container {label} {where}")
+    refusals = [_refusal(view, asker, e) for e in targets]
+    shown = [e for e, why in zip(targets, refusals, strict=True) if not why]
+    if not shown:
+        return NxDomain(f"alias {label} {where}: " + "; ".join(refusals))
+    found = sorted({a for e in shown if (a := _address(e, qtype))}, key=ipaddress.ip_address)
+    return Answer(tuple(found), f"alias {label}: " + ", ".join(f"{e.name} on {e.network}" for e in shown))
+
+
 def _answer(view: View, asker: Endpoint, target: Endpoint, qtype: int) -> NameDecision:
+    why = _refusal(view, asker, target)
+    if why:
+        return NxDomain(why)
+    found = _address(target, qtype)
+    return Answer((found,) if found else (), f"{target.name} on {target.network}")
+
+
+def _refusal(view: View, asker: Endpoint, target: Endpoint) -> str:
+    """Why `target` does not resolve for `asker` ("" : it does)."""
     host = view.host_of(target)
     if host is None or not host.alive:
-        return NxDomain(f"container {target.name} is down: its host {target.host} is not alive")
+        return f"container {target.name} is down: its host {target.host} is not alive"
     if target.id != asker.id and not _may_reach(view, asker, target):
-        return NxDomain(f"{asker.name} may not reach {target.name}")
+        return f"{asker.name} may not reach {target.name}"
+    return ""
+
+
+def _address(target: Endpoint, qtype: int) -> str:
+    """`target`'s address of the query type ("" : none)."""
     if qtype == QType.A:
-        found = target.ip
-    elif qtype == QType.AAAA:
-        found = target.ip6
-    else:
-        found = ""
-    return Answer((found,) if found else (), f"{target.name} on {target.network}")
+        return target.ip
+    if qtype == QType.AAAA:
+        return target.ip6
+    return ""
 
 
 def _may_reach(view: View, asker: Endpoint, target: Endpoint) -> bool:

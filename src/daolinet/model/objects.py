@@ -17,18 +17,19 @@ RULE_PRIORITY_MAX = 1000
 CIDR_PREFIX = "cidr:"
 
 
-# Fields added for IPv6 (issue 18): left out of JSON while they hold their default, so an
-# IPv4-only object serialises exactly as before and older readers and clients see no change.
+# Fields added for IPv6 and names (issue 18): left out of JSON while they hold their default,
+# so an IPv4-only object without aliases serialises exactly as before and older readers and
+# clients see no change.
 IPV6_FIELDS: dict[str, tuple[str, ...]] = {
     "Network": ("subnet6", "gateway6"),
     "Host": ("pip_pool6", "underlay_ip6", "underlay_prefix6"),
-    "Endpoint": ("ip6", "pip6"),
+    "Endpoint": ("ip6", "pip6", "aliases"),
 }
-_IPV6_DEFAULTS: dict[str, object] = {"underlay_prefix6": 64}
+_IPV6_DEFAULTS: dict[str, object] = {"underlay_prefix6": 64, "aliases": ()}
 
 
 def without_unset(obj: object, data: dict[str, Any]) -> dict[str, Any]:
-    """`data` (the JSON of `obj`) without the IPv6 fields that hold their default."""
+    """`data` (the JSON of `obj`) without the issue-18 fields that hold their default."""
     for name in IPV6_FIELDS.get(type(obj).__name__, ()):
         if data.get(name) == _IPV6_DEFAULTS.get(name, ""):
             del data[name]
@@ -141,9 +142,19 @@ class Endpoint:
     labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     ip6: str = ""  # on a dual-stack network: its logical IPv6 address
     pip6: str = ""  # and its IPv6 PIP, from its host's pip_pool6
+    # More DNS names in its tenant (model/names.py: checked DNS labels, lower-case, each once);
+    # not unique: several endpoints of a tenant may share one.
+    aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:  # JSON gives a list: keep the object hashable and comparable
+        if type(self.aliases) is not tuple:
+            object.__setattr__(self, "aliases", tuple(self.aliases))
 
     def to_json(self) -> dict[str, Any]:
-        return without_unset(self, asdict(self))
+        d = without_unset(self, asdict(self))
+        if "aliases" in d:
+            d["aliases"] = list(self.aliases)
+        return d
 
 
 MEMBER_KINDS = ("network", "container", "label")

@@ -2,7 +2,7 @@
 
 Every lookup a PacketIn needs is one dict access: the source endpoint by
 (dpid, ofport), the destination by (tenant, ip), an endpoint by PIP; so are
-a host's endpoints, an endpoint by name, "is this address the
+a host's endpoints, an endpoint by name, the endpoints by an alias, "is this address the
 underlay's" and "is it infrastructure" (model/index.py).  The view is fed by the store's change feed
 (`apply`), never written directly: no change costs more than the endpoints
 it touches.
@@ -67,6 +67,9 @@ class View:
         self._port_of: dict[int, tuple[int, int]] = {}  # endpoint id -> its by_port key
         self._on_host: Buckets[str] = Buckets()  # host name -> its endpoints
         self._named: Buckets[tuple[str, str]] = Buckets()  # (tenant, name) -> endpoints
+        # (tenant, alias) -> endpoints; apart from _named: policy and port mappings name
+        # endpoints by name only, never by an alias (aliases are DNS names, decide/names.py)
+        self._aliased: Buckets[tuple[str, str]] = Buckets()
         self._tenant_nets = TenantNets()
         self._tenant_nets6 = TenantNets(version=6)  # dual-stack networks by their subnet6
         self._underlay = Underlay()  # hosts' underlay IPs and PIP pools
@@ -179,6 +182,8 @@ class View:
                 self.by_pip[e.pip6] = e
             self._on_host.add(e.host, e)
             self._named.add((e.tenant, e.name), e)
+            for alias in e.aliases:
+                self._aliased.add((e.tenant, alias), e)
             host = self.hosts.get(e.host)
             if host is not None and e.ofport is not None:
                 key = (host.dpid, e.ofport)
@@ -195,6 +200,8 @@ class View:
             self.by_pip.pop(e.pip6, None)
         self._on_host.remove(e.host, e.id)
         self._named.remove((e.tenant, e.name), e.id)
+        for alias in e.aliases:
+            self._aliased.remove((e.tenant, alias), e.id)
         key = self._port_of.pop(e.id, None)
         if key is not None:
             found = self.by_port.get(key)
@@ -217,6 +224,11 @@ class View:
 
     def endpoint_named(self, tenant: str, name: str) -> Endpoint | None:
         return self._named.first((tenant, name))
+
+    def endpoints_aliased(self, tenant: str, alias: str) -> list[Endpoint]:
+        """The tenant's endpoints with this alias (stored lower-case: model/names.py), in the
+        View's order; never an endpoint by its name."""
+        return self._aliased.get((tenant, alias))
 
     def portmaps_of(self, e: Endpoint) -> list[Portmap]:
         return [p for p in self.portmaps.values() if p.tenant == e.tenant and p.container == e.name]

@@ -187,14 +187,17 @@ class Store(ABC):
     @abstractmethod
     async def create_endpoint(self, tenant: str, network: str, name: str, host: str,
                               ip: str | None = None, mac: str | None = None,
-                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None) -> Endpoint:
+                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None,
+                              aliases: Sequence[str] = ()) -> Endpoint:
         """On a dual-stack network the endpoint also gets an IPv6 address (`ip6`, or the lowest
-        free one) and an IPv6 PIP from its host's pip_pool6."""
+        free one) and an IPv6 PIP from its host's pip_pool6.  `aliases`: its DNS aliases
+        (model/names.py)."""
 
     @abstractmethod
     async def update_endpoint(self, id: int, *, port: str | None = None,
-                              ofport: int | None = None) -> Endpoint:
-        """Set what is given (None leaves a field as it is)."""
+                              ofport: int | None = None, aliases: Sequence[str] | None = None) -> Endpoint:
+        """Set what is given (None leaves a field as it is); `aliases` replaces the endpoint's
+        aliases (model/names.py checks them; [] removes them all)."""
 
     @abstractmethod
     async def get_endpoint(self, id: int) -> Endpoint: ...

@@ -40,6 +40,8 @@ def obj_to_json(obj: Obj) -> dict[str, Any]:
     data = without_unset(obj, dataclasses.asdict(obj))  # IPv4-only objects as before issue 18
     if isinstance(obj, Group):
         data["members"] = list(obj.members)
+    if isinstance(obj, Endpoint) and obj.aliases:
+        data["aliases"] = list(obj.aliases)
     return data
 
 

@@ -196,10 +196,12 @@ def check_port_name(id: int, port: object) -> None:
         raise InvalidInput(f"port {port!r} of endpoint {id} must be an interface name")
 
 
-def updated_endpoint(old: Endpoint, port: str | None, ofport: int | None) -> Endpoint:
+def updated_endpoint(old: Endpoint, port: str | None, ofport: int | None,
+                     aliases: tuple[str, ...] | None = None) -> Endpoint:
     """`old` with what is given set (None leaves a field as it is)."""
     return dataclasses.replace(old, port=old.port if port is None else port,
-                               ofport=old.ofport if ofport is None else ofport)
+                               ofport=old.ofport if ofport is None else ofport,
+                               aliases=old.aliases if aliases is None else aliases)
 
 
 def moved_endpoint(old: Endpoint, host: Host, pip: IPv4Address, pip6: IPv6Address | None = None) -> Endpoint:

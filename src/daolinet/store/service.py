@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from daolinet.model.names import check_aliases
 from daolinet.model.objects import DEFAULT_TENANT, Endpoint, Host, Network, Tenant
 from daolinet.model.view import Change, Obj
 from daolinet.store import ipam, lookups, rules
@@ -195,10 +196,12 @@ class StoreService(PolicyService):
 
     async def create_endpoint(self, tenant: str, network: str, name: str, host: str,
                               ip: str | None = None, mac: str | None = None,
-                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None) -> Endpoint:
+                              labels: Mapping[str, str] | None = None, *, ip6: str | None = None,
+                              aliases: Sequence[str] = ()) -> Endpoint:
         check_name("endpoint", name, ENDPOINT_NAME_RE)
         given_mac = None if mac is None else ipam.check_mac(mac)
         clean_labels = check_labels(labels)
+        clean_aliases = check_aliases(aliases, f"endpoint {name}")
 
         async def write(tx: Writes) -> Endpoint:
             net = await lookups.must_network(tx, tenant, network)
@@ -212,20 +215,22 @@ class StoreService(PolicyService):
                 addr6 = rules.pick_ip6(net, await tx.ips6_used(net, ip6), ip6)
                 pip6 = rules.free_pip6(on, net, await tx.pips6_used(on))
             endpoint = rules.new_endpoint(eid, name, net, on, addr, pip, given_mac, clean_labels, addr6, pip6)
+            endpoint = dataclasses.replace(endpoint, aliases=clean_aliases)
             tx.put(endpoint)
             tx.record(endpoint)
             return endpoint
         return await self._write(write)
 
     async def update_endpoint(self, id: int, *, port: str | None = None,
-                              ofport: int | None = None) -> Endpoint:
+                              ofport: int | None = None, aliases: Sequence[str] | None = None) -> Endpoint:
         rules.check_port_name(id, port)
         if ofport is not None:
             check_int(f"ofport of endpoint {id}", ofport, 1, MAX_OFPORT)
+        clean_aliases = None if aliases is None else check_aliases(aliases, f"endpoint {id}")
 
         async def write(tx: Writes) -> Endpoint:
             old = await lookups.must_endpoint(tx, id)
-            new = rules.updated_endpoint(old, port, ofport)
+            new = rules.updated_endpoint(old, port, ofport, clean_aliases)
             if new != old:
                 tx.put(new, old)
                 tx.record(new)

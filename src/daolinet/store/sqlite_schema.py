@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daolinet.model.objects import (
@@ -28,7 +29,7 @@ from daolinet.store.checks import MAX_ENDPOINT_ID
 SCHEMA = f"""
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 2), ('rev', 0), ('pruned', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 3), ('rev', 0), ('pruned', 0);
 CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS networks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     ip TEXT NOT NULL, mac TEXT NOT NULL, host TEXT NOT NULL REFERENCES hosts (name),
     pip TEXT NOT NULL UNIQUE, port TEXT NOT NULL, ofport INTEGER, labels TEXT NOT NULL,
     ip6 TEXT NOT NULL DEFAULT '', pip6 TEXT NOT NULL DEFAULT '',
+    aliases TEXT NOT NULL DEFAULT '[]',
     UNIQUE (tenant, name), UNIQUE (tenant, ip),
     FOREIGN KEY (tenant, network) REFERENCES networks (tenant, name));
 CREATE INDEX IF NOT EXISTS endpoints_by_host ON endpoints (host);
@@ -96,7 +98,9 @@ def upgrade(db: sqlite3.Connection) -> None:
     if "priority" not in {row[1] for row in db.execute("PRAGMA table_info(rules)")}:
         _upgrade_rules(db)  # names, priorities, ICMP types; overlapping rules (issue 15)
     if db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] < 2:
-        _upgrade_to_2(db)
+        _upgrade_to(db, 2, SCHEMA_2)
+    if db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] < 3:
+        _upgrade_to(db, 3, SCHEMA_3)
     for index in ("endpoints_by_ip6 ON endpoints (tenant, ip6) WHERE ip6 != ''",
                   "endpoints_by_pip6 ON endpoints (pip6) WHERE pip6 != ''"):
         db.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index}")
@@ -111,18 +115,22 @@ SCHEMA_2 = {  # IPv6 dual-stack (issue 18): table -> the columns it gained
               "underlay_prefix6 INTEGER NOT NULL DEFAULT 64"),
     "endpoints": ("ip6 TEXT NOT NULL DEFAULT ''", "pip6 TEXT NOT NULL DEFAULT ''"),
 }
+SCHEMA_3 = {  # endpoints' DNS aliases (issue 18, names): a JSON list, [] on every existing row
+    "endpoints": ("aliases TEXT NOT NULL DEFAULT '[]'",),
+}
 
 
-def _upgrade_to_2(db: sqlite3.Connection) -> None:
-    """Schema 1 to 2 in one transaction: the IPv6 columns, empty on every existing row."""
+def _upgrade_to(db: sqlite3.Connection, schema: int, added_columns: Mapping[str, Sequence[str]]) -> None:
+    """Add the columns schema `schema` has that the file lacks, and record the schema, in one
+    transaction."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        for table, added in SCHEMA_2.items():
+        for table, added in added_columns.items():
             have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
             for column in added:
                 if column.split()[0] not in have:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-        db.execute("UPDATE meta SET value = 2 WHERE key = 'schema'")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (schema,))
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -171,6 +179,7 @@ def columns(obj: Obj) -> dict[str, Any]:
         values["dpid"] = f"{obj.dpid:016x}"  # SQLite integers are signed 64-bit
     if isinstance(obj, Endpoint):
         values["labels"] = json.dumps(obj.labels, sort_keys=True)
+        values["aliases"] = json.dumps(list(obj.aliases))
     if isinstance(obj, Group):
         values["members"] = json.dumps(list(obj.members))
     if isinstance(obj, ControllerRecord):
@@ -191,7 +200,8 @@ def host_of(row: sqlite3.Row) -> Host:
 
 
 def endpoint_of(row: sqlite3.Row) -> Endpoint:
-    return Endpoint(**{**dict(row), "labels": json.loads(row["labels"])})
+    return Endpoint(**{**dict(row), "labels": json.loads(row["labels"]),
+                       "aliases": tuple(json.loads(row["aliases"]))})
 
 
 def group_of(row: sqlite3.Row) -> Group:

@@ -1,8 +1,8 @@
 """Tenants, networks, hosts and endpoints.
 
 Routes an agent calls take `AgentAuth`, and confine a host credential to its own
-host: it registers and heartbeats itself, creates, patches, deletes endpoints on
-itself and moves endpoints onto itself; it reads tenants, networks and endpoints
+host: it registers and heartbeats itself, creates, patches (ports and DNS aliases),
+deletes endpoints on itself and moves endpoints onto itself; it reads tenants, networks and endpoints
 (what plugging needs).  The one write beyond its host: networks, which the Docker
 driver creates and deletes for `docker network create/rm -d daolinet` on that host
 (deleting one that any container still uses is refused as for anyone)."""
@@ -143,7 +143,8 @@ async def create_endpoint(request: Request, caller: AgentAuth, body: EndpointIn)
     caller.see(body.tenant, f"tenant {body.tenant} not found")
     caller.confine_to_host(body.host)
     endpoint = await _store(request).create_endpoint(body.tenant, body.network, body.name, body.host,
-                                                     ip=body.ip, mac=body.mac, labels=body.labels)
+                                                     ip=body.ip, mac=body.mac, labels=body.labels,
+                                                     aliases=body.aliases)
     return await _with_liveness(request, endpoint)
 
 
@@ -172,8 +173,9 @@ async def show_container(request: Request, caller: AgentAuth, tenant: str, name:
 async def patch_endpoint(request: Request, caller: AgentAuth, eid: EndpointId,
                          body: EndpointPatch) -> dict[str, Any]:
     endpoint = await _endpoint(request, caller, eid)
-    caller.require_host(endpoint.host)  # ports are the agents' business (and the admin's)
-    endpoint = await _store(request).update_endpoint(eid, port=body.port, ofport=body.ofport)
+    caller.require_host(endpoint.host)  # ports and aliases are the agents' business (and the admin's)
+    endpoint = await _store(request).update_endpoint(eid, port=body.port, ofport=body.ofport,
+                                                     aliases=body.aliases)
     await request.app.state.ctrl.settle(endpoint.host)  # the port's flows are in place when we answer
     return await _with_liveness(request, endpoint)
 

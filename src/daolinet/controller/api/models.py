@@ -49,11 +49,18 @@ class EndpointIn(Strict):
     ip: str | None = None
     mac: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    aliases: list[str] = Field(default_factory=list, description="More DNS names (see PATCH).")
 
 
 class EndpointPatch(Strict):
     port: str | None = None
     ofport: int | None = Field(default=None, ge=1, lt=OFPORT_MAX)
+    aliases: list[str] | None = Field(default=None, description=(
+        "More DNS names of the endpoint in its tenant (Docker: the container's name and its network "
+        "aliases), replacing those it has ([]: none): DNS labels (1 to 63 letters, digits and hyphens, "
+        "not starting or ending with a hyphen), stored lower-case, each once, at most 16.  Not unique: "
+        "several endpoints may share one, and DNS answers with all of them; an endpoint's name wins "
+        "over another's alias."))
 
 
 class MoveIn(Strict):
