@@ -121,6 +121,30 @@ def test_two_hosts_share_the_network_and_its_addresses(dlab: cluster.Lab) -> Non
     assert "net2" not in [n["name"] for n in api(dlab, "GET", "/networks")]
 
 
+def test_a_container_is_found_by_name_from_the_other_host(dlab: cluster.Lab) -> None:
+    """Docker's embedded DNS forwards names it does not know to the resolver address (the lab's
+    dockerd runs with --dns 169.254.53.53), which the asker's own host answers: docs/names.md."""
+    dk(dlab, "h1", *CREATE, "--subnet", "10.6.4.0/24", "named")
+    wait_for(lambda: "named" in docker_networks(dlab, "h2"), what="named in h2's dockerd")
+    dk(dlab, "h1", "run", "-d", "--name", "web", "--network", "named", "--network-alias", "www", docker.IMAGE,
+       "sh", "-c", "mkdir -p /www && echo hello from web > /www/index.html && exec httpd -f -p 80 -h /www")
+    ip = ip_of(dlab, "h1", "web", "named")
+    # The agent sets web's aliases once dockerd lists it on the network: poll.
+    aliases = lambda: next(e.get("aliases") for e in endpoints(dlab, "named") if e["ip"] == ip)  # noqa: E731
+    assert wait_for(aliases, what="web's aliases") == ["web", "www"]
+
+    def from_h2(*argv: str) -> str:
+        done = dk(dlab, "h2", "run", "--rm", "--network", "named", docker.IMAGE, *argv, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert from_h2("wget", "-q", "-O", "-", "http://web/") == "hello from web\n"  # (this busybox crashes with -T)
+    assert f"Address: {ip}" in from_h2("nslookup", "-type=A", "www")
+    assert f"PING web ({ip})" in from_h2("ping", "-c", "1", "-W", "2", "web")
+    dk(dlab, "h1", "rm", "-f", "web")
+    dk(dlab, "h1", "network", "rm", "named")
+
+
 def test_a_daolinet_network_appears_in_every_dockerd(dlab: cluster.Lab) -> None:
     api(dlab, "POST", "/networks", json={"name": "net3", "subnet": "10.7.0.0/24"})
     for h in ("h1", "h2"):
