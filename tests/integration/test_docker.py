@@ -138,7 +138,7 @@ def test_a_container_is_found_by_name_from_the_other_host(dlab: cluster.Lab) -> 
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
-    assert from_h2("wget", "-q", "-O", "-", "http://web/") == "hello from web\n"  # (this busybox crashes with -T)
+    assert from_h2("wget", "-q", "-O", "-", "http://web/") == "hello from web\n"  # no -T: it crashes
     assert f"Address: {ip}" in from_h2("nslookup", "-type=A", "www")
     assert f"PING web ({ip})" in from_h2("ping", "-c", "1", "-W", "2", "web")
     dk(dlab, "h1", "rm", "-f", "web")
