@@ -246,9 +246,12 @@ def address6_of(ns_name: str | None, ifname: str) -> tuple[str, int] | None:
 
 
 def add_bridge(ns_name: str, ifname: str, mtu: int | None = None) -> None:
-    """A Linux bridge, up; with `mtu`, fixed at it (else it follows its smallest port)."""
+    """A Linux bridge, up; with `mtu`, fixed at it (else it follows its smallest port).
+    No multicast snooping: a fabric floods multicast (IPv6 neighbour solicitations for PIPs
+    nobody reported listening to must still reach the host that answers them)."""
     with _ns(ns_name) as ns:
-        ns.link("add", ifname=ifname, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        ns.link("add", ifname=ifname, kind="bridge", br_stp_state=0, br_forward_delay=0,
+                br_mcast_snooping=0)
         ns.link("set", index=_index(ns, ifname), state="up", **({"mtu": mtu} if mtu else {}))
 
 
@@ -405,6 +408,14 @@ def replace_route(ns_name: str | None, dev: str, dst: str, *, gateway: str | Non
 def add_addr(ns_name: str | None, ifname: str, ip: str, prefixlen: int) -> None:
     with _ns(ns_name) as ns:
         ns.addr("add", index=_index(ns, ifname), address=ip, prefixlen=prefixlen)
+
+
+def add_addr6(ns_name: str | None, ifname: str, cidr: str) -> None:
+    """An IPv6 address (with its prefix route), usable at once: no duplicate address detection."""
+    ip, plen = cidr.split("/")
+    with _ns(ns_name) as ns:
+        ns.addr("add", index=_index(ns, ifname), address=ip, prefixlen=int(plen), family=AF_INET6,
+                IFA_FLAGS=IFA_F_NODAD)
 
 
 def del_addr(ns_name: str | None, ifname: str, ip: str, prefixlen: int) -> None:

@@ -27,3 +27,12 @@ def enable_in_this_namespace(ifname: str) -> None:
     for path, value in container_settings(ifname):
         with open(f"/proc/sys/{path}", "w") as f:
             f.write(value)
+
+
+def underlay_sysctls(forwarding: bool = False) -> tuple[str, ...]:
+    """`sysctl` settings (links.sysctl) that turn IPv6 on in an underlay namespace (a lab's host
+    or router), quietly as above, before its interfaces are made (they inherit `default`);
+    with `forwarding`, a router (which never sends router advertisements by itself)."""
+    quiet = tuple(f"net.ipv6.conf.{c}.{k}={v}" for c in ("all", "default") for k, v in QUIET)
+    on = ("net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0")
+    return quiet + on + (("net.ipv6.conf.all.forwarding=1",) if forwarding else ())
