@@ -141,6 +141,9 @@ class AgentSettings(DaemonSettings):
         "OpenFlow controller target: ssl:IP:PORT (repeatable: every controller; tcp:IP:PORT or "
         "unix:PATH only with --insecure)."))
     pip_pool: str = Field(description="This host's PIP pool (part of its underlay subnet).")
+    pip_pool6: str = Field("", description=(
+        "This host's IPv6 PIP pool (part of its IPv6 underlay subnet, read off the bridge's global "
+        "IPv6 address): dual-stack containers need it ('' : none)."))
     bridge: str = Field("daolinet", min_length=1, description="OVS bridge to own.")
     uplink: str = Field("eth0", min_length=1, description="Underlay interface to add to the bridge.")
     datapath: Literal["auto", "system", "netdev"] = Field("auto", description=(

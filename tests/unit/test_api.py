@@ -312,6 +312,8 @@ async def test_bad_network_is_refused(web: httpx.AsyncClient, body: dict[str, An
     ({"underlay_mac": "nope"}, ("underlay_mac", "not a MAC")),
     ({"underlay_ip": "198.18.0"}, ("underlay_ip", "not an IPv4 address")),
     ({"pip_pool": "198.18.3.0/33"}, ("pip_pool",)),
+    ({"pip_pool6": "2001:2:0:1::/130"}, ("pip_pool6",)),
+    ({"underlay_ip6": "2001:2::1::2"}, ("underlay_ip6", "not an IPv6 address")),
 ])
 async def test_bad_host_is_refused(web: httpx.AsyncClient, changes: dict[str, Any],
                                    words: tuple[str, ...]) -> None:

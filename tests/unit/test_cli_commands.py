@@ -521,6 +521,46 @@ def test_host_rm(server: ApiServer, cli: Cli) -> None:
     JSON_RUN.update({"host rm", "network rm"})
 
 
+def test_dual_stack_network_and_container(server: ApiServer, cli: Cli) -> None:
+    """--subnet6 makes a network dual-stack; its IPv6 shows in ls/show only where it is set."""
+    server.api("POST", "/hosts", json={"name": "h6", "dpid": 6, "underlay_ip": "198.18.0.6",
+                                       "underlay_mac": "02:18:00:00:00:06", "pip_pool": "198.18.6.0/24",
+                                       "underlay_prefix": 16, "underlay_ip6": "2001:2:0:1::6",
+                                       "pip_pool6": "2001:2:0:1:6::/112"})
+    out = cli("network", "create", "dual", "--subnet", "10.60.0.0/24", "--subnet6", "fd00:60::/64").ok()
+    assert "network dual (10.60.0.0/24, gateway 10.60.0.1; fd00:60::/64, gateway fd00:60::1)" in out
+    n = cli.json("network", "create", "dual2", "--subnet", "10.61.0.0/24", "--subnet6", "fd00:61::/64",
+                 "--gateway6", "fd00:61::fe")
+    assert (n["subnet6"], n["gateway6"]) == ("fd00:61::/64", "fd00:61::fe")
+    assert "subnet6" not in cli.json("network", "create", "v4only", "--subnet", "10.62.0.0/24")
+    assert "fd00:60::/64" in cli("network", "ls").ok()
+    assert "subnet6" not in cli("network", "ls", "-t", "red").ok()  # no IPv6 there: no IPv6 columns
+    assert "fd00:61::fe" in cli("network", "show", "dual2").ok()
+    assert "subnet6" not in cli("network", "show", "v4only").ok()
+    e = cli.json("container", "create", "d1", "--network", "dual", "--host", "h6")
+    assert e["ip6"] == "fd00:60::2" and e["pip6"].startswith("2001:2:0:1:6::")
+    net = cli.json("container", "shownet", "d1")
+    assert (net["ip6"], net["gateway6"], net["subnet6"]) == ("fd00:60::2", "fd00:60::1", "fd00:60::/64")
+    assert "fd00:60::2" in cli("container", "show", "d1").ok()
+    assert "ip6" not in cli.json("container", "shownet", "web1")
+    cli("container", "rm", "d1").ok()
+    for name in ("dual", "dual2", "v4only"):
+        cli("network", "rm", name).ok()
+    cli("host", "rm", "h6").ok()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--subnet6", "fd00:1::"), ("subnet6", "CIDR")),
+    (("--subnet6", "fd00:1::/130"), ("subnet6",)),
+    (("--subnet6", "fe80::/64"), ("subnet6", "unicast")),
+    (("--subnet6", "10.9.0.0/24"), ("subnet6", "IPv6")),
+    (("--subnet6", "fd00:1::/64", "--gateway6", "fd00:2::1"), ("gateway6", "outside")),
+    (("--gateway6", "fd00:2::1"), ("gateway6", "needs a subnet6")),
+])
+def test_bad_subnet6_is_one_line(cli: Cli, args: tuple[str, ...], words: tuple[str, ...]) -> None:
+    cli("network", "create", "n6", "--subnet", "10.9.0.0/24", *args).error(*words)
+
+
 # -- the live trace on a lab -----------------------------------------------------------------------
 
 

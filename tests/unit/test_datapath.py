@@ -154,6 +154,7 @@ def test_agent_builds_the_chosen_datapath_at_the_uplinks_mtu(monkeypatch: pytest
     mtus = {"eth1": 9000}
     monkeypatch.setattr(links, "mtu_of", lambda ns, ifname: mtus[ifname])
     monkeypatch.setattr(links, "address_of", lambda ns, ifname: ("198.18.0.1", 18, "02:00:00:00:00:01"))
+    monkeypatch.setattr(links, "address6_of", lambda ns, ifname: None)
     db = FakeOvsdb()
     host, underlay = agent_main.prepare_bridge(_cfg(), db, Decision(kind))  # type: ignore[arg-type]
     assert [(b.name, b.datapath_type, b.mtu) for b in db.bridges] == [("daolinet", kind, 9000)]

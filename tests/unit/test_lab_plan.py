@@ -66,3 +66,35 @@ def test_bad_container_addresses_are_refused(value: str) -> None:
 
 def test_good_container_address_is_normalised() -> None:
     assert plan.check_cidr("10.1.0.5/24") == str(ipaddress.IPv4Interface("10.1.0.5/24"))
+
+
+@pytest.mark.parametrize(("hosts", "racks"), [(1, 1), (8, 2), (plan.MAX_HOSTS, plan.MAX_RACKS)])
+def test_the_ipv6_underlay_is_inside_the_benchmarking_prefix_and_never_collides(hosts: int,
+                                                                                  racks: int) -> None:
+    plans = plan.plan_hosts("x", hosts=hosts, racks=racks)
+    ips = {h.underlay_ip6 for h in plans} | {plan.rack_gateway6(r) for r in range(1, racks + 1)}
+    assert len(ips) == hosts + racks
+    assert all(ip in plan.UNDERLAY6 for ip in ips)
+    pools = [h.pip_pool6 for h in plans]
+    for i, a in enumerate(pools):
+        assert a.prefixlen == 112 and a.subnet_of(plan.UNDERLAY6)
+        assert not any(ip in a for ip in ips), "a host or router address inside a PIP pool6"
+        for b in pools[i + 1:]:
+            assert not a.overlaps(b)
+
+
+def test_ipv6_hosts_pools_and_router_leg_share_their_racks_64() -> None:
+    """The router needs nothing per host: every pool6 lies in its host's rack /64."""
+    for h in plan.plan_hosts("x", hosts=6, racks=3):
+        net = plan.rack_network6(h.rack)
+        assert net.prefixlen == 64
+        assert h.underlay_ip6 in net and h.gateway6 in net and h.pip_pool6.subnet_of(net)
+        assert ipaddress.IPv6Interface(h.underlay_cidr6).network == net
+
+
+def test_the_ipv6_plan_reads_as_documented() -> None:
+    h1, h2, h3 = plan.plan_hosts("x", hosts=3, racks=2)
+    assert (str(h1.underlay_ip6), str(h1.pip_pool6), str(h1.gateway6)) == (
+        "2001:2:0:1::1", "2001:2:0:1::1:0/112", "2001:2:0:1::fe")
+    assert (str(h2.underlay_ip6), str(h2.pip_pool6)) == ("2001:2:0:2::2", "2001:2:0:2::1:0/112")
+    assert (str(h3.underlay_ip6), str(h3.pip_pool6)) == ("2001:2:0:1::3", "2001:2:0:1::2:0/112")

@@ -177,6 +177,19 @@ def test_the_uplinks_other_nd_and_the_hosts_own_ipv6_go_to_local(topo: Topology,
     assert port == OFPP_LOCAL and out == pkt
 
 
+@pytest.mark.parametrize("icmpv6_type", [136, 135, 133, 128])
+def test_the_hosts_own_nd_and_ipv6_leave_by_the_uplink(topo: Topology, icmpv6_type: int) -> None:
+    """Its NA answering the router's NS above all: the forged-ND drops are for containers."""
+    host = topo.hosts[0]
+    sw = switch_of(topo, host)
+    me, router = host.underlay_ip6, "2001:db8::fe"
+    pkt = (neighbor_advertisement(OFPP_LOCAL, host.underlay_mac, ROUTER_MAC, me, router, me)
+           if icmpv6_type == 136 else
+           ipv6_packet(OFPP_LOCAL, host.underlay_mac, ROUTER_MAC, me, router, 255, icmpv6_type=icmpv6_type))
+    port, out = only_output(sw.lookup(pkt))
+    assert port == host.uplink_ofport and out == pkt
+
+
 def test_uplink_ipv6_for_a_pip_goes_to_ingress(topo: Topology) -> None:
     host = topo.hosts[0]
     sw = switch_of(topo, host)

@@ -115,7 +115,9 @@ def next_step(host: Host, seen: Iterable[SeenFlow]) -> Step:
 def host_of(info: HostInfo) -> Host:
     return Host(name=info.name, dpid=info.dpid, underlay_ip=info.underlay_ip, underlay_mac=info.underlay_mac,
                 pip_pool=info.pip_pool, underlay_prefix=info.underlay_prefix,
-                underlay_gateway_mac=info.underlay_gateway_mac, uplink_ofport=info.uplink_ofport)
+                underlay_gateway_mac=info.underlay_gateway_mac, uplink_ofport=info.uplink_ofport,
+                pip_pool6=info.pip_pool6, underlay_ip6=info.underlay_ip6,
+                underlay_prefix6=info.underlay_prefix6)
 
 
 def mgmt_socket(ovsdb: str, bridge: str) -> str:

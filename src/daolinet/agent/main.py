@@ -18,6 +18,7 @@ the trace listener (with TLS), the /metrics listener (with --metrics-listen).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from daolinet.agent.plumbing import Plumber
 from daolinet.agent.service import AgentService, HostInfo
 from daolinet.api_common import AGENT_TRACE_PORT
 from daolinet.errors import InvalidInput, SystemFailure
+from daolinet.model.addresses import check_subnet6
 from daolinet.quiet_server import QuietServer
 from daolinet.security.settings import Security
 from daolinet.store.liveness import DEFAULT_HOST_TTL, heartbeat_interval
@@ -59,6 +61,7 @@ class AgentConfig:
     uplink: str
     pip_pool: str
     ovsdb: str = "unix:/var/run/openvswitch/db.sock"
+    pip_pool6: str = ""  # IPv6 PIPs, inside the bridge's global IPv6 address's subnet ("" : none)
     netns: str | None = None
     datapath_id: int | None = None
     listen: str = "/run/daolinet/agent.sock"
@@ -97,6 +100,8 @@ def check(cfg: AgentConfig) -> None:
             raise InvalidInput(f"invalid --controller {target!r}: use tcp:IP:PORT or unix:PATH")
     if not parse_urls(cfg.api) and not cfg.api_file:
         raise InvalidInput("no --api: give every controller's REST API URL (or --api-file)")
+    if cfg.pip_pool6:
+        check_subnet6(cfg.pip_pool6, "--pip-pool6")
     if cfg.datapath not in datapath.CHOICES:
         raise InvalidInput(f"invalid --datapath {cfg.datapath!r}: use auto, system or netdev")
     if cfg.security.tls is None and not cfg.token_file:
@@ -123,10 +128,33 @@ def prepare_bridge(cfg: AgentConfig, ovsdb: Ovsdb, decision: datapath.Decision) 
         raise SystemFailure(f"bridge interface {cfg.bridge} has no IPv4 address: give the host its "
                             "underlay address on the bridge")
     ip, prefix, mac = found
+    v6 = underlay6(cfg.pip_pool6, links.address6_of(cfg.netns, cfg.bridge), cfg.bridge)
     host = HostInfo(name=cfg.name, dpid=ovsdb.datapath_id(cfg.bridge), underlay_ip=ip,
                     underlay_prefix=prefix, underlay_mac=mac, pip_pool=cfg.pip_pool,
-                    uplink_ofport=uplink_ofport, underlay_gateway_mac=cfg.underlay_gateway_mac)
+                    uplink_ofport=uplink_ofport, underlay_gateway_mac=cfg.underlay_gateway_mac, **v6)
     return host, Underlay(decision, mtu)
+
+
+def underlay6(pool6: str, found: tuple[str, int] | None, bridge: str) -> dict[str, Any]:
+    """The host's IPv6 fields (HostInfo): its underlay address if the bridge has a global IPv6
+    one, and `pool6` (canonical, as the store keeps it: the bootstrap compares flows) when it
+    lies in that address's subnet.  A pool6 without such an address, or outside it, is refused:
+    its PIPs would be unreachable."""
+    if found is None:
+        if pool6:
+            raise InvalidInput(f"--pip-pool6 {pool6} needs an IPv6 underlay: bridge interface {bridge} "
+                               "has no global IPv6 address")
+        return {}
+    ip6, prefix6 = found
+    out: dict[str, Any] = {"underlay_ip6": ip6, "underlay_prefix6": prefix6}
+    if not pool6:
+        return out
+    net6 = check_subnet6(pool6, "--pip-pool6")
+    segment = ipaddress.IPv6Network(f"{ip6}/{prefix6}", strict=False)
+    if not net6.subnet_of(segment):
+        raise InvalidInput(f"--pip-pool6 {net6} is not inside the IPv6 underlay subnet {segment} "
+                           f"(bridge interface {bridge})")
+    return {**out, "pip_pool6": str(net6)}
 
 
 async def run(cfg: AgentConfig) -> None:

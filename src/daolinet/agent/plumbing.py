@@ -57,6 +57,9 @@ class PlugSpec:
     gateway: str
     ifname: str = "eth0"
     mtu: int = 1500  # the agent gives the uplink's: no encapsulation, no tax
+    ip6: str = ""  # a dual-stack endpoint's IPv6 address ("" : IPv4 only)
+    prefixlen6: int = 64
+    gateway6: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,14 +89,21 @@ class Steps:
 def container_side(spec: PlugSpec, userspace: bool) -> links.InterfaceSetup:
     """The container's interface: MAC, address without its subnet's connected route,
     the subnet (unless /32) and the default route via the gateway, the gateway's MAC
-    as a permanent neighbour, TX checksumming off on the userspace datapath."""
+    as a permanent neighbour, TX checksumming off on the userspace datapath.  With `ip6`
+    the same in IPv6, except that the gateway6's MAC is learnt by neighbour discovery
+    (the bridge answers, flows/ndp.py), and IPv6 is turned on (system/links6.py)."""
     address = f"{spec.ip}/{spec.prefixlen}"
     subnet = str(ipaddress.IPv4Network(address, strict=False))
     dsts = ([subnet] if spec.prefixlen < 32 else []) + ["0.0.0.0/0"]
+    routes = tuple(links.Route(dst, spec.gateway, onlink=True) for dst in dsts)
+    address6 = f"{spec.ip6}/{spec.prefixlen6}" if spec.ip6 else None
+    if address6:
+        subnet6 = str(ipaddress.IPv6Network(address6, strict=False))
+        dsts6 = ([subnet6] if spec.prefixlen6 < 128 else []) + ["::/0"]
+        routes += tuple(links.Route(dst, spec.gateway6, onlink=True) for dst in dsts6)
     return links.InterfaceSetup(
-        spec.ifname, mac=spec.mac, mtu=spec.mtu, address=address, prefix_route=False,
-        routes=tuple(links.Route(dst, spec.gateway, onlink=True) for dst in dsts),
-        neighbours=((spec.gateway, GATEWAY_MAC),), tx_checksum_off=userspace)
+        spec.ifname, mac=spec.mac, mtu=spec.mtu, address=address, prefix_route=False, routes=routes,
+        address6=address6, neighbours=((spec.gateway, GATEWAY_MAC),), tx_checksum_off=userspace)
 
 
 class Plumber:

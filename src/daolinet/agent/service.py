@@ -36,9 +36,28 @@ class HostInfo:
     pip_pool: str
     uplink_ofport: int
     underlay_gateway_mac: str = ""
+    pip_pool6: str = ""  # IPv6: "" unless the host has an IPv6 underlay address and a pool6
+    underlay_ip6: str = ""
+    underlay_prefix6: int = 64
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """What the agent registers; the IPv6 fields only when set (an IPv4 host's is as it was)."""
+        out = dict(self.__dict__)
+        if not self.underlay_ip6:
+            del out["underlay_ip6"], out["underlay_prefix6"]
+        if not self.pip_pool6:
+            del out["pip_pool6"]
+        return out
+
+
+def plug_spec(endpoint: dict[str, Any], net: dict[str, Any], netns: str, ifname: str, mtu: int) -> PlugSpec:
+    """What plugging `endpoint` of network `net` (their API JSON) into `netns` takes; its IPv6
+    when the store gave it one (a dual-stack network, a host with an IPv6 pool)."""
+    v6 = {"ip6": endpoint["ip6"], "prefixlen6": ipaddress.IPv6Network(net["subnet6"]).prefixlen,
+          "gateway6": net["gateway6"]} if endpoint.get("ip6") else {}
+    return PlugSpec(eid=endpoint["id"], netns=netns, mac=endpoint["mac"], ip=endpoint["ip"],
+                    prefixlen=ipaddress.IPv4Network(net["subnet"]).prefixlen, gateway=net["gateway"],
+                    mtu=mtu, ifname=ifname, **v6)
 
 
 class AgentService:
@@ -83,9 +102,7 @@ class AgentService:
                     "name": name, "network": network, "tenant": tenant, "host": self.host.name,
                     "ip": ip, "mac": mac, "labels": labels or {}})
             try:
-                spec = PlugSpec(eid=endpoint["id"], netns=netns, mac=endpoint["mac"], ip=endpoint["ip"],
-                                prefixlen=ipaddress.IPv4Network(net["subnet"]).prefixlen,
-                                gateway=net["gateway"], mtu=self.mtu, ifname=ifname)
+                spec = plug_spec(endpoint, net, netns, ifname, self.mtu)
                 with steps("plug"):
                     plugged = await asyncio.to_thread(self.plumber.plug, spec)
                 with steps("controller_port_flows"):  # the port, its classify flows and barrier

@@ -50,6 +50,14 @@ def parse_labels(labels: list[str]) -> dict[str, str]:
     return out
 
 
+V6_FIELDS = (("IPv6", "ip6"), ("PIPv6", "pip6"), ("gateway6", "gateway6"), ("subnet6", "subnet6"))
+
+
+def _v6(e: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A dual-stack container's IPv6 lines (none for an IPv4-only one)."""
+    return [(label, e[key]) for label, key in V6_FIELDS if e.get(key)]
+
+
 def _plugged(e: dict[str, Any]) -> str:
     return f"{e['port']} (ofport {e['ofport']})" if e.get("ofport") else "not plugged"
 
@@ -84,7 +92,7 @@ def show(name: NameArg, tenant: FindTenantOpt = None, as_json: JsonOpt = False) 
     details([("id", e["id"]), ("tenant", e["tenant"]), ("network", e["network"]), ("IP", e["ip"]),
              ("PIP", e["pip"]), ("MAC", e["mac"]), ("host", e["host"]),
              ("state", state(e.get("alive", True))), ("port", _plugged(e)),
-             ("subnet", e["subnet"]), ("gateway", e["gateway"]), ("labels", e["labels"]),
+             ("subnet", e["subnet"]), ("gateway", e["gateway"]), *_v6(e), ("labels", e["labels"]),
              *([("aliases", ", ".join(e["aliases"]))] if e.get("aliases") else [])],
             title=f"container {e['name']}")
 
@@ -95,11 +103,12 @@ def shownet(name: NameArg, tenant: FindTenantOpt = None, as_json: JsonOpt = Fals
     with api_client() as api:
         e = find(api, tenant, name)
     out = {k: e[k] for k in ("name", "tenant", "network", "ip", "pip", "mac", "host", "gateway", "subnet")}
+    out |= {key: e[key] for _, key in V6_FIELDS if e.get(key)}
     if as_json:
         emit_json(out)
         return
     details([("IP", e["ip"]), ("PIP", e["pip"]), ("MAC", e["mac"]), ("host", e["host"]),
-             ("gateway", e["gateway"]), ("subnet", e["subnet"]), ("network", e["network"])],
+             ("gateway", e["gateway"]), ("subnet", e["subnet"]), *_v6(e), ("network", e["network"])],
             title=f"container {e['name']} (tenant {e['tenant']})")
 
 

@@ -82,6 +82,7 @@ def controller(
 def agent(
     controller: Annotated[list[str] | None, _opt(A, "controller")] = None,
     pip_pool: Annotated[str | None, _opt(A, "pip_pool")] = None,
+    pip_pool6: Annotated[str | None, _opt(A, "pip_pool6")] = None,
     bridge: Annotated[str | None, _opt(A, "bridge")] = None,
     uplink: Annotated[str | None, _opt(A, "uplink")] = None,
     datapath: Annotated[str | None, _opt(A, "datapath")] = None,
@@ -125,6 +126,7 @@ def agent(
     security.check_targets(s.controller, "--controller")
     cfg = AgentConfig(name=s.name or socket.gethostname(), controllers=s.controller, api=s.api,
                       bridge=s.bridge, uplink=s.uplink, pip_pool=s.pip_pool, ovsdb=s.ovsdb, netns=s.netns,
+                      pip_pool6=s.pip_pool6,
                       datapath_id=s.datapath_id, listen=s.listen, heartbeat=s.heartbeat,
                       ready_file=s.ready_file, token_file=s.token_file,
                       underlay_gateway_mac=s.underlay_gateway_mac, docker_plugin_dir=s.docker_plugin_dir,

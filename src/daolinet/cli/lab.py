@@ -46,6 +46,9 @@ def up(
     mtu: Annotated[int, typer.Option(
         help="MTU of every underlay link (uplinks, fabric, router): containers get it too, e.g. 9000 "
              "for a jumbo underlay.")] = 1500,
+    ipv6: Annotated[bool, typer.Option(
+        help="An IPv6 underlay beside the IPv4 one (2001:2::/48): hosts get IPv6 PIP pools, so "
+             "networks with --subnet6 are dual-stack.")] = True,
     with_docker: Annotated[bool, typer.Option(
         "--docker", help="Also a dockerd per host, with daolinet's network and IPAM plugins and a busybox "
                          "image (use it with: daolinet lab docker HOST -- ARGS).")] = False,
@@ -58,7 +61,7 @@ def up(
     start = time.monotonic()
     lab = cluster.Lab.up(name, hosts=hosts, racks=racks, controller=controller,
                          idle_timeout=idle_timeout, controllers=controllers, store=store, host_ttl=host_ttl,
-                         insecure=insecure, mtu=mtu)
+                         insecure=insecure, mtu=mtu, ipv6=ipv6)
     if with_docker:
         try:
             lab.start_dockerds()
@@ -102,11 +105,14 @@ def ls(
 def _print_lab(lab: cluster.Lab) -> None:
     d = lab.describe()
     table = Table(title=f"lab {lab.name}" + ("" if d["complete"] else " (incomplete)"))
-    for col in ("host", "underlay", "rack", "PIP pool", "containers"):
+    v6 = bool(d.get("ipv6"))
+    for col in ("host", "underlay", "rack", "PIP pool", *(("underlay6", "PIP pool6") if v6 else ()),
+                "containers"):
         table.add_column(col)
     for h in d["hosts"]:
         names = [c["name"] for c in d["containers"] if c["host"] == h["name"]]
-        table.add_row(h["name"], h["underlay_ip"], str(h["rack"]), h["pip_pool"], " ".join(names))
+        table.add_row(h["name"], h["underlay_ip"], str(h["rack"]), h["pip_pool"],
+                      *((h["underlay_ip6"], h["pip_pool6"]) if v6 else ()), " ".join(names))
     console.print(table)
 
 
@@ -154,7 +160,8 @@ def container_add(
     lab = cluster.Lab.open(lab_name(name))
     if lab.has_controller:
         c = lab.add_container(container, host=host, network=network, tenant=tenant, ip=ip)
-        console.print(f"container {c.name} on {c.host}: {c.address} pip {c.pip} mac {c.mac} "
+        v6 = f", {c.address6} pip6 {c.pip6}" if c.address6 else ""
+        console.print(f"container {c.name} on {c.host}: {c.address} pip {c.pip}{v6} mac {c.mac} "
                       f"(network {c.network}, tenant {c.tenant})")
     else:
         c = lab.add_container(container, host=host, address=ip)

@@ -23,17 +23,24 @@ def create(
     isolated: Annotated[bool, typer.Option(help="Members may not talk to each other.")] = False,
     external: Annotated[bool, typer.Option(
         help="Members reach addresses outside every network, source-NATed by their host.")] = False,
+    subnet6: Annotated[str | None, typer.Option(
+        help="IPv6 subnet too (dual-stack), e.g. fd00:1::/64.")] = None,
+    gateway6: Annotated[str | None, typer.Option(
+        help="IPv6 gateway address (default: ::1 of the subnet6).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a network."""
+    body = {"name": name, "subnet": subnet, "tenant": tenant, "gateway": gateway, "isolated": isolated,
+            "external": external}
+    if subnet6 is not None or gateway6 is not None:  # IPv4-only requests stay as they were
+        body |= {"subnet6": subnet6, "gateway6": gateway6}
     with api_client() as api:
-        n = api.call("POST", "/networks", json={"name": name, "subnet": subnet, "tenant": tenant,
-                                                "gateway": gateway, "isolated": isolated,
-                                                "external": external})
+        n = api.call("POST", "/networks", json=body)
     if as_json:
         emit_json(n)
     else:
-        say(f"network {n['name']} ({n['subnet']}, gateway {n['gateway']}) of tenant {n['tenant']}"
+        v6 = f"; {n['subnet6']}, gateway {n['gateway6']}" if n.get("subnet6") else ""
+        say(f"network {n['name']} ({n['subnet']}, gateway {n['gateway']}{v6}) of tenant {n['tenant']}"
             + (", isolated" if n["isolated"] else "") + (", external" if n.get("external") else ""))
 
 
@@ -45,8 +52,10 @@ def ls(tenant: TenantFilterOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(nets)
         return
-    table(("tenant", "name", "subnet", "gateway", "isolated"),
-          ((n["tenant"], n["name"], n["subnet"], n["gateway"], "yes" if n["isolated"] else "")
+    v6 = any(n.get("subnet6") for n in nets)  # IPv6 columns only when some network has IPv6
+    table(("tenant", "name", "subnet", "gateway", *(("subnet6", "gateway6") if v6 else ()), "isolated"),
+          ((n["tenant"], n["name"], n["subnet"], n["gateway"],
+            *((n.get("subnet6"), n.get("gateway6")) if v6 else ()), "yes" if n["isolated"] else "")
            for n in nets), empty="no networks")
 
 
@@ -60,7 +69,8 @@ def show(name: NameArg, tenant: TenantOpt = "default", as_json: JsonOpt = False)
     if as_json:
         emit_json(out)
         return
-    details([("tenant", n["tenant"]), ("subnet", n["subnet"]), ("gateway", n["gateway"]),
+    v6 = [("subnet6", n["subnet6"]), ("gateway6", n["gateway6"])] if n.get("subnet6") else []
+    details([("tenant", n["tenant"]), ("subnet", n["subnet"]), ("gateway", n["gateway"]), *v6,
              ("isolated", n["isolated"]), ("containers", out["containers"])],
             title=f"network {n['name']}")
 

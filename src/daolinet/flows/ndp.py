@@ -10,6 +10,7 @@ ND is the host's own.
 
     classify  uplink, icmp6 NS|NA|RA|redirect           -> ndp         (the host's ND)
               uplink, ipv6                               -> ingress
+              LOCAL, ipv6                                -> uplink      (the host's own, its NAs too)
               in_port=P, eth_src=M, icmp6 NS             -> ndp         (P's, from any address)
               in_port=P, eth_src=M, ipv6, ipv6_src=A     -> guard       (P's, anti-spoofing)
               icmp6 RS|RA|NA|redirect                    drop          (no container sends these)
@@ -113,6 +114,9 @@ def flows_for_host6(host: Host) -> list[FlowSpec]:
         *[_flow(Table.CLASSIFY, Priority.SPECIFIC, icmp6(in_port=up, icmpv6_type=t), goto=Table.NDP)
           for t in (ROUTER_ADVERTISEMENT, NEIGHBOR_SOLICITATION, NEIGHBOR_ADVERTISEMENT, REDIRECT)],
         _flow(Table.CLASSIFY, Priority.HOST, Match.of(in_port=up, eth_type=ETH_IPV6), goto=Table.INGRESS),
+        # The host's own ND (its NAs answering the underlay) leaves before the forged-ND drops.
+        _flow(Table.CLASSIFY, Priority.SPECIFIC, Match.of(in_port=OFPP_LOCAL, eth_type=ETH_IPV6),
+              (Output(up),)),
         *[_flow(Table.CLASSIFY, Priority.FORGED_ND, icmp6(icmpv6_type=t))
           for t in (ROUTER_SOLICITATION, ROUTER_ADVERTISEMENT, NEIGHBOR_ADVERTISEMENT, REDIRECT)],
         _flow(Table.GUARD, Priority.INFRA, Match.of(eth_type=ETH_IPV6, ipv6_dst=MULTICAST)),

@@ -36,6 +36,8 @@ class Agents:
         def controller_paths(self) -> list[daemons.ControllerPaths]: ...
         @property
         def log_format(self) -> str: ...
+        @property
+        def ipv6(self) -> bool: ...
 
         def _save(self) -> None: ...
         def host(self, name: str) -> LabHost: ...
@@ -59,7 +61,8 @@ class Agents:
             tls = credentials.host(self.name, h.name) if self.secure else None
             token = None if self.secure else self._host_token(h)
             started[h.name] = daemons.start_agent(h.plan, self.controller_paths, h.ovs.db_endpoint,
-                                                  gw_mac, self.host_ttl, tls, token, self.log_format)
+                                                  gw_mac, self.host_ttl, tls, token, self.log_format,
+                                                  self.ipv6)
             with self._lock:
                 self._state.pids[f"{h.name}/agent"] = started[h.name].pid
                 self._save()

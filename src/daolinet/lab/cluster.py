@@ -31,7 +31,7 @@ from daolinet.lab.controllers import Controllers
 from daolinet.lab.dockerds import Dockerds
 from daolinet.lab.ovs import PrivateOvs
 from daolinet.store.liveness import DEFAULT_HOST_TTL, MAX_HOST_TTL
-from daolinet.system import links, procs
+from daolinet.system import links, links6, procs
 from daolinet.system.ovsdb import BridgeConfig, Ovsdb
 
 __all__ = ["Lab", "LabContainer", "LabHost", "down", "lab_exists", "list_labs"]
@@ -79,12 +79,13 @@ class Lab(Containers, Agents, Controllers, Dockerds):
     def up(cls, name: str, hosts: int, racks: int = 1, *, controller: bool = True,
            idle_timeout: int = 30, controllers: int = 1, store: str = "sqlite",
            host_ttl: int = DEFAULT_HOST_TTL, insecure: bool = False, mtu: int = plan.DEFAULT_MTU,
-           log_format: str = "text") -> Lab:
+           log_format: str = "text", ipv6: bool = True) -> Lab:
         """Build the lab; with `controller`, also start daolinet on it (`controllers`
         controllers, on an etcd cluster of the lab's with `store="etcd"`, and an agent
         per host, heartbeating every host_ttl/3 s) and wait until every bridge is synced.
         TLS and certificates everywhere (a CA under the lab's run dir) unless `insecure`.
-        `mtu`: of every underlay link (uplinks, fabric bridges and ports, router, control)."""
+        `mtu`: of every underlay link (uplinks, fabric bridges and ports, router, control).
+        `ipv6`: an IPv6 underlay beside the IPv4 one (lab/plan.py), hosts with IPv6 PIP pools."""
         plans = plan.plan_hosts(name, hosts, racks)  # validates everything first
         plan.check_mtu(mtu)
         ha.check(controllers, store)
@@ -96,7 +97,7 @@ class Lab(Containers, Agents, Controllers, Dockerds):
             raise Conflict(f"lab {name} already exists (remove it with: daolinet lab down --name {name})")
         os.makedirs(plan.lab_dir(name), exist_ok=True)
         lab = cls(state.LabState(name=name, hosts=hosts, racks=racks,
-                                 extra={"mtu": mtu, "log_format": log_format}))
+                                 extra={"mtu": mtu, "log_format": log_format, "ipv6": ipv6}))
         lab._save()
         try:
             lab._build_fabric(racks)
@@ -143,6 +144,8 @@ class Lab(Containers, Agents, Controllers, Dockerds):
         The router holds only the segment routes: nothing per container."""
         rtr = plan.router_netns(self.name)
         self._new_netns(rtr)
+        if self.ipv6:  # before the legs: they inherit it
+            links.sysctl(rtr, *links6.underlay_sysctls(forwarding=True))
         gw_macs = {}
         for rack in range(1, racks + 1):
             fab = plan.fabric_netns(self.name, rack)
@@ -151,6 +154,8 @@ class Lab(Containers, Agents, Controllers, Dockerds):
             links.add_veth(rtr, f"r{rack}", fab, "rtr", mtu=self.mtu)
             links.set_master(fab, "rtr", plan.FABRIC_BRIDGE)
             links.link_up(rtr, f"r{rack}", address=f"{plan.rack_gateway(rack)}/{plan.RACK_PREFIX}")
+            if self.ipv6:
+                links.add_addr6(rtr, f"r{rack}", f"{plan.rack_gateway6(rack)}/{plan.RACK_PREFIX6}")
             gw_macs[str(rack)] = links.mac_of(rtr, f"r{rack}")
         out = plan.outside_netns(self.name)
         self._new_netns(out)
@@ -182,7 +187,11 @@ class Lab(Containers, Agents, Controllers, Dockerds):
     def _build_host(self, host: LabHost) -> None:
         p = host.plan
         self._new_netns(p.netns)
+        if self.ipv6:  # before its interfaces: the bridge's LOCAL port inherits it
+            links.sysctl(p.netns, *links6.underlay_sysctls())
         links.add_veth(p.netns, plan.UPLINK, p.fabric_netns, p.fabric_port, mtu=self.mtu)
+        if self.ipv6:  # a bridge port, not an interface of the host's stack (as arp_ignore below)
+            links.sysctl(p.netns, f"net.ipv6.conf.{plan.UPLINK}.disable_ipv6=1")
         links.set_master(p.fabric_netns, p.fabric_port, plan.FABRIC_BRIDGE)
         pids = host.ovs.start()
         with self._lock:
@@ -195,6 +204,9 @@ class Lab(Containers, Agents, Controllers, Dockerds):
         links.link_up(p.netns, plan.BRIDGE, address=p.underlay_cidr)
         links.tx_offload_off(p.netns, plan.BRIDGE)
         links.add_route(p.netns, str(plan.UNDERLAY), str(p.gateway))
+        if self.ipv6:  # the agent reads it off the bridge (its underlay_ip6) and gets --pip-pool6
+            links.add_addr6(p.netns, plan.BRIDGE, p.underlay_cidr6)
+            links.add_route(p.netns, str(plan.UNDERLAY6), str(p.gateway6))
         # The uplink is a bridge port, not an interface of the host's stack: its kernel
         # must not answer ARP for the host's address on it, or the underlay may send
         # the host's frames to the uplink's own MAC and the kernel would answer them too.
@@ -208,6 +220,11 @@ class Lab(Containers, Agents, Controllers, Dockerds):
         asyncio.run(bootstrap.plumb(host.ovs.mgmt_sock(plan.BRIDGE), uplink))
 
     # -- containers --------------------------------------------------------
+
+    @property
+    def ipv6(self) -> bool:
+        """An IPv6 underlay beside the IPv4 one (labs from before the option: none)."""
+        return bool(self._state.extra.get("ipv6", False))
 
     @property
     def mtu(self) -> int:
@@ -260,9 +277,12 @@ class Lab(Containers, Agents, Controllers, Dockerds):
             "complete": self._state.complete,
             "racks": self._state.racks,
             "mtu": self.mtu,
+            "ipv6": self.ipv6,
             "hosts": [
                 {"name": h.name, "netns": h.netns, "underlay_ip": h.underlay_ip,
                  "pip_pool": str(h.plan.pip_pool), "rack": h.plan.rack,
+                 **({"underlay_ip6": str(h.plan.underlay_ip6), "pip_pool6": str(h.plan.pip_pool6)}
+                    if self.ipv6 else {}),
                  "ovs_rundir": h.ovs.rundir}
                 for h in self.hosts
             ],

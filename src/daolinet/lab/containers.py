@@ -36,10 +36,16 @@ class LabContainer:
     network: str | None = None
     tenant: str | None = None
     pip: str | None = None
+    address6: str | None = None  # on a dual-stack network, with prefix, e.g. fd00:1::2/64
+    pip6: str | None = None
 
     @property
     def ip(self) -> str | None:
         return self.address.split("/")[0] if self.address else None
+
+    @property
+    def ip6(self) -> str | None:
+        return self.address6.split("/")[0] if self.address6 else None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -115,16 +121,24 @@ class Containers:
                 "name": c.name, "netns": c.netns, "network": c.network, "tenant": c.tenant,
                 "ip": ip, "mac": c.mac})
         called = time.perf_counter()
-        prefix = self.network_prefix(c.tenant or "default", c.network or "")
+        net = self.network(c.tenant or "default", c.network or "")
         self.last_add_ms = {**self.last_add_ms, "lab_agent_call": round((called - started) * 1e3, 3),
                             "lab_network_prefix": round((time.perf_counter() - called) * 1e3, 3),
                             **{f"agent_{k}": v for k, v in (e.get("timings_ms") or {}).items()}}
+        v6 = {"address6": f"{e['ip6']}/{net['subnet6'].split('/')[1]}", "pip6": e["pip6"]} \
+            if e.get("ip6") else {}
         return LabContainer(**{**c.to_json(), "eid": e["id"], "port": e["port"], "ofport": e["ofport"],
-                               "mac": e["mac"], "address": f"{e['ip']}/{prefix}", "pip": e["pip"]})
+                               "mac": e["mac"], "address": f"{e['ip']}/{net['subnet'].split('/')[1]}",
+                               "pip": e["pip"], **v6})
+
+    def network(self, tenant: str, network: str) -> dict[str, Any]:
+        """A network's JSON (the controller's API)."""
+        with self.api() as api:
+            found: dict[str, Any] = api.call("GET", f"/networks/{tenant}/{network}")
+            return found
 
     def network_prefix(self, tenant: str, network: str) -> int:
-        with self.api() as api:
-            return int(api.call("GET", f"/networks/{tenant}/{network}")["subnet"].split("/")[1])
+        return int(self.network(tenant, network)["subnet"].split("/")[1])
 
     def _plug(self, h: LabHost, c: LabContainer) -> LabContainer:
         port = plan.container_port(c.name)

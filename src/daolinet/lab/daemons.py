@@ -178,9 +178,9 @@ def _etcd_args(etcd_tls: TlsFiles | None) -> list[str]:
 
 def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: str, gateway_mac: str,
                host_ttl: int = DEFAULT_HOST_TTL, tls: TlsFiles | None = None,
-               token_file: str | None = None, log_format: str = "text") -> list[str]:
+               token_file: str | None = None, log_format: str = "text", ipv6: bool = False) -> list[str]:
     """HOST's agent: every controller's OpenFlow target and API, its host pair (or, in an
-    --insecure lab, a host token)."""
+    --insecure lab, a host token); with `ipv6` (a dual-stack underlay) its IPv6 PIP pool."""
     secure = tls is not None
     credential = _tls_args(tls) + ([] if secure or token_file is None else [f"--token-file={token_file}"])
     return [
@@ -188,7 +188,8 @@ def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: s
         *(f"--api={c.api_url(secure)}" for c in controllers), f"--api-file={api_file(host.lab)}",
         f"--bridge={plan.BRIDGE}",
         f"--uplink={plan.UPLINK}", f"--name={host.name}", f"--ovsdb={ovsdb}", f"--netns={host.netns}",
-        f"--pip-pool={host.pip_pool}", f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
+        f"--pip-pool={host.pip_pool}", *([f"--pip-pool6={host.pip_pool6}"] if ipv6 else []),
+        f"--datapath-id={host.index}", f"--listen={agent_sock(host)}",
         "--datapath=netdev",  # the lab's ovs-vswitchd runs with --disable-system (lab/ovs.py)
         f"--ready-file={os.path.join(host.rundir(), 'agent.json')}",
         f"--heartbeat={heartbeat_interval(host_ttl):g}",
@@ -204,13 +205,15 @@ def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: s
 
 def start_agent(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: str,
                 gateway_mac: str = "", host_ttl: int = DEFAULT_HOST_TTL, tls: TlsFiles | None = None,
-                token_file: str | None = None, log_format: str = "text") -> subprocess.Popen[bytes]:
+                token_file: str | None = None, log_format: str = "text",
+                ipv6: bool = False) -> subprocess.Popen[bytes]:
     """HOST's agent in the host's namespace, knowing every controller (and the lab's API
     file, for controllers started later)."""
     ready = os.path.join(host.rundir(), "agent.json")
     if os.path.exists(ready):
         os.unlink(ready)
-    return _spawn(agent_argv(host, controllers, ovsdb, gateway_mac, host_ttl, tls, token_file, log_format),
+    return _spawn(agent_argv(host, controllers, ovsdb, gateway_mac, host_ttl, tls, token_file, log_format,
+                             ipv6),
                   os.path.join(host.rundir(), "agent.log"), netns=host.netns)
 
 

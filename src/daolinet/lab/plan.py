@@ -10,6 +10,14 @@ Underlay (all inside 198.18.0.0/15, never in the root namespace):
     host i's PIP pool     198.18.(64*(r-1) + k).0/24, k = host's index in its rack
     outside               198.19.255.0/24 behind the router: server .1, router .254
     control namespace     rack 1's segment: controller i at 198.18.0.(200+i), etcd at .210
+
+IPv6 underlay beside it (all inside 2001:2::/48, RFC 5180's benchmarking prefix):
+
+    rack r                2001:2:0:r::/64, router leg at ::fe
+    host i in rack r      2001:2:0:r::i (i in hex, as ipaddress writes it)
+    host i's PIP pool6    2001:2:0:r::k:0/112, k = host's index in its rack (slot 0 holds the
+                          hosts and the router; every pool lies in the rack's /64, so the router
+                          needs no per-host route)
 """
 
 from __future__ import annotations
@@ -31,6 +39,11 @@ RACK_PREFIX = 18
 BRIDGE = "daolinet"
 UPLINK = "uplink"
 FABRIC_BRIDGE = "br0"
+
+
+UNDERLAY6 = ipaddress.IPv6Network("2001:2::/48")
+RACK_PREFIX6 = 64
+POOL_PREFIX6 = 112
 
 
 def check_lab_name(name: str) -> str:
@@ -81,6 +94,15 @@ def rack_network(rack: int) -> ipaddress.IPv4Network:
 
 def rack_gateway(rack: int) -> ipaddress.IPv4Address:
     return rack_network(rack).network_address + 254
+
+
+def rack_network6(rack: int) -> ipaddress.IPv6Network:
+    base = int(UNDERLAY6.network_address) + (rack << (128 - RACK_PREFIX6))
+    return ipaddress.IPv6Network((base, RACK_PREFIX6))
+
+
+def rack_gateway6(rack: int) -> ipaddress.IPv6Address:
+    return rack_network6(rack).network_address + 0xfe
 
 
 # "The outside world": a network behind the router that no daolinet network
@@ -158,6 +180,23 @@ class HostPlan:
     @property
     def gateway(self) -> ipaddress.IPv4Address:
         return rack_gateway(self.rack)
+
+    @property
+    def underlay_ip6(self) -> ipaddress.IPv6Address:
+        return rack_network6(self.rack).network_address + self.index
+
+    @property
+    def underlay_cidr6(self) -> str:
+        return f"{self.underlay_ip6}/{RACK_PREFIX6}"
+
+    @property
+    def pip_pool6(self) -> ipaddress.IPv6Network:
+        base = int(rack_network6(self.rack).network_address) + (self.slot << (128 - POOL_PREFIX6))
+        return ipaddress.IPv6Network((base, POOL_PREFIX6))
+
+    @property
+    def gateway6(self) -> ipaddress.IPv6Address:
+        return rack_gateway6(self.rack)
 
     def rundir(self) -> str:
         return f"{RUN_ROOT}/{self.lab}/{self.name}"

@@ -8,6 +8,7 @@ namespace, not even for a moment.  netlink errors become SystemFailure here.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from pyroute2.netlink import NETLINK_ROUTE
 from pyroute2.netlink.exceptions import NetlinkError
 
 from daolinet.errors import SystemFailure
-from daolinet.system import nsthread, procs
+from daolinet.system import links6, nsthread, procs
 
 # pyroute2 reaches another namespace through a forked child that it later
 # stops with SIGTERM.  The child inherits asyncio's signal wakeup fd, so an
@@ -139,7 +140,8 @@ class InterfaceSetup:
     mtu: int | None = None
     address: str | None = None  # CIDR
     prefix_route: bool = True  # False: the address's subnet gets no connected route
-    routes: tuple[Route, ...] = ()  # through ifname
+    routes: tuple[Route, ...] = ()  # through ifname (either family)
+    address6: str | None = None  # CIDR: turns IPv6 on, quietly (system/links6.py); no DAD, no prefix route
     neighbours: tuple[tuple[str, str], ...] = ()  # permanent (ip, mac) entries on ifname
     tx_checksum_off: bool = False  # `ethtool -K ifname tx off`
 
@@ -156,6 +158,10 @@ def _configure(ns: IPRoute, setup: InterfaceSetup) -> None:
         ip, plen = setup.address.split("/")
         flags = {} if setup.prefix_route else {"IFA_FLAGS": IFA_F_NOPREFIXROUTE}
         ns.addr("add", index=idx, address=ip, prefixlen=int(plen), **flags)
+    if setup.address6:
+        ip6, plen6 = setup.address6.split("/")
+        ns.addr("add", index=idx, address=ip6, prefixlen=int(plen6), family=AF_INET6,
+                IFA_FLAGS=IFA_F_NODAD | IFA_F_NOPREFIXROUTE)
     for r in setup.routes:
         onlink = {"flags": RTNH_F_ONLINK} if r.onlink else {}
         ns.route("add", dst=r.dst, gateway=r.gateway, oif=idx, **onlink)
@@ -170,6 +176,8 @@ def setup_interface(ns_name: str, setup: InterfaceSetup) -> None:
     def inside() -> None:
         if setup.tx_checksum_off:
             _tx_checksum_off(setup.ifname)
+        if setup.address6:
+            links6.enable_in_this_namespace(setup.ifname)
         with IPRoute(fileno=_rtnl_socket().detach()) as ns:
             _configure(ns, setup)
 
@@ -221,10 +229,29 @@ def address_of(ns_name: str | None, ifname: str) -> tuple[str, int, str] | None:
     return None
 
 
-def add_bridge(ns_name: str, ifname: str, mtu: int | None = None) -> None:
-    """A Linux bridge, up; with `mtu`, fixed at it (else it follows its smallest port)."""
+AF_INET6 = 10
+RT_SCOPE_UNIVERSE = 0
+IFA_F_DEPRECATED = 0x20
+
+
+def address6_of(ns_name: str | None, ifname: str) -> tuple[str, int] | None:
+    """(global IPv6 address, prefix length) of an interface, or None without one (link-local
+    and other scopes don't count; a deprecated address only when no other is there)."""
     with _ns(ns_name) as ns:
-        ns.link("add", ifname=ifname, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        found = [a for a in ns.get_addr(index=_index(ns, ifname), family=AF_INET6)
+                 if a["scope"] == RT_SCOPE_UNIVERSE]
+    found.sort(key=lambda a: bool(int(a.get("IFA_FLAGS") or a["flags"]) & IFA_F_DEPRECATED))
+    return (str(ipaddress.IPv6Address(found[0].get("IFA_ADDRESS"))), int(found[0]["prefixlen"])) \
+        if found else None
+
+
+def add_bridge(ns_name: str, ifname: str, mtu: int | None = None) -> None:
+    """A Linux bridge, up; with `mtu`, fixed at it (else it follows its smallest port).
+    No multicast snooping: a fabric floods multicast (IPv6 neighbour solicitations for PIPs
+    nobody reported listening to must still reach the host that answers them)."""
+    with _ns(ns_name) as ns:
+        ns.link("add", ifname=ifname, kind="bridge", br_stp_state=0, br_forward_delay=0,
+                br_mcast_snooping=0)
         ns.link("set", index=_index(ns, ifname), state="up", **({"mtu": mtu} if mtu else {}))
 
 
@@ -234,6 +261,7 @@ def set_master(ns_name: str | None, ifname: str, master: str) -> None:
 
 
 IFA_F_NOPREFIXROUTE = 0x200  # an address without its subnet's connected route
+IFA_F_NODAD = 0x02  # an IPv6 address usable at once (no duplicate address detection)
 RTNH_F_ONLINK = 0x4  # a gateway reachable on the link whatever the routes say
 NUD_PERMANENT = 0x80
 
@@ -380,6 +408,14 @@ def replace_route(ns_name: str | None, dev: str, dst: str, *, gateway: str | Non
 def add_addr(ns_name: str | None, ifname: str, ip: str, prefixlen: int) -> None:
     with _ns(ns_name) as ns:
         ns.addr("add", index=_index(ns, ifname), address=ip, prefixlen=prefixlen)
+
+
+def add_addr6(ns_name: str | None, ifname: str, cidr: str) -> None:
+    """An IPv6 address (with its prefix route), usable at once: no duplicate address detection."""
+    ip, plen = cidr.split("/")
+    with _ns(ns_name) as ns:
+        ns.addr("add", index=_index(ns, ifname), address=ip, prefixlen=int(plen), family=AF_INET6,
+                IFA_FLAGS=IFA_F_NODAD)
 
 
 def del_addr(ns_name: str | None, ifname: str, ip: str, prefixlen: int) -> None:

@@ -68,7 +68,8 @@ async def list_networks(request: Request, caller: AgentAuth,
 async def create_network(request: Request, caller: AgentAuth, body: NetworkIn) -> dict[str, Any]:
     caller.see(body.tenant, f"tenant {body.tenant} not found")
     n = await _store(request).create_network(body.tenant, body.name, body.subnet, body.gateway,
-                                             body.isolated, body.external)
+                                             body.isolated, body.external,
+                                             subnet6=body.subnet6, gateway6=body.gateway6)
     await request.app.state.ctrl.confirmed()  # a policy change too (Controller.confirmed)
     return n.to_json()
 
@@ -166,7 +167,9 @@ async def show_container(request: Request, caller: AgentAuth, tenant: str, name:
     store = _store(request)
     endpoint = await store.find_endpoint(tenant, name)
     network = await store.get_network(tenant, endpoint.network)
-    return {**await _with_liveness(request, endpoint), "subnet": network.subnet, "gateway": network.gateway}
+    v6 = {"subnet6": network.subnet6, "gateway6": network.gateway6} if network.subnet6 else {}
+    return {**await _with_liveness(request, endpoint), "subnet": network.subnet, "gateway": network.gateway,
+            **v6}
 
 
 @router.patch("/endpoints/{eid}", tags=["endpoints"])

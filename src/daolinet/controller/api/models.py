@@ -28,6 +28,8 @@ class NetworkIn(Strict):
     gateway: str | None = None
     isolated: bool = False
     external: bool = False
+    subnet6: str | None = None  # dual-stack: an IPv6 subnet too (gateway6 defaults to its ::1)
+    gateway6: str | None = None
 
 
 class HostIn(Strict):
@@ -39,6 +41,9 @@ class HostIn(Strict):
     underlay_prefix: int = Field(default=24, ge=8, le=30)
     underlay_gateway_mac: str = ""
     uplink_ofport: int = Field(default=1, ge=1, lt=OFPORT_MAX)
+    pip_pool6: str = ""  # "" : no IPv6 (the store checks the IPv6 fields)
+    underlay_ip6: str = ""
+    underlay_prefix6: int = Field(default=64, ge=1, le=128)
 
 
 class EndpointIn(Strict):
