@@ -13,11 +13,20 @@ import pytest
 
 from daolinet.flows import render
 from daolinet.flows.dns import DNS_CONTROLLER_ID, dns_flow, dns_flows
+from daolinet.flows.spec import FlowSpec
 from daolinet.model import Endpoint, View
-from daolinet.model.addresses import RESOLVER4
+from daolinet.model.addresses import RESOLVER4, RESOLVER6
 from daolinet.ofp.codec import encode
 from daolinet.pipeline import GATEWAY_MAC, Table
-from daolinet.testing.factories import make_endpoint, make_host, make_network, synced_network
+from daolinet.testing.factories import (
+    dual_stack,
+    ipv6_from,
+    make_endpoint,
+    make_host,
+    make_network,
+    synced_network,
+    topology,
+)
 from daolinet.testing.fakeoftable import IPPROTO_TCP, IPPROTO_UDP, Packet, ip_packet
 
 H1, H2 = make_host(1), make_host(2)
@@ -88,3 +97,23 @@ def test_the_flow_encodes_as_a_packet_in_for_controller_id_53() -> None:
     [action] = instruction.actions
     assert (type(action).__name__, action.controller_id, action.max_len) == ("NXActionController", 53, 0xFFFF)
     assert encode(msg, 1)  # os-ken serialises it
+
+
+def test_ipv6_questions_go_to_the_agent_on_a_dual_stack_host() -> None:
+    topo = dual_stack(topology([(0, 0), (1, 0)]))
+    h1, a = topo.hosts[0], topo.endpoints[0]
+    view = View()
+    view.load([*topo.hosts, *topo.networks, *topo.endpoints], rev=1)
+    net = synced_network(view, topo.hosts)
+    assert [_dst(f) for f in dns_flows(view, h1)] == [str(RESOLVER4), str(RESOLVER6), "10.1.0.1", "fd00:1::1"]
+    for dst in (str(RESOLVER6), "fd00:1::1"):
+        pkt = ipv6_from(a, dst)
+        pkt.update(ip_proto=IPPROTO_UDP, udp_dst=53)
+        del pkt["icmpv6_type"], pkt["icmpv6_code"]
+        result = net[h1.dpid].lookup(pkt)
+        assert [(n, p["ipv6_dst"]) for n, p in result.to_service] == [(DNS_CONTROLLER_ID, dst)]
+    assert str(RESOLVER6) not in [_dst(f) for f in dns_flows(make_view(), H1)]  # an IPv4-only host
+
+
+def _dst(f: FlowSpec) -> str:
+    return str(f.match.get("ipv4_dst") or f.match.get("ipv6_dst"))
