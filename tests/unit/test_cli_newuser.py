@@ -66,7 +66,7 @@ class FakeLab:
         self.added.append((container, kw))
         return type("C", (), {"name": container, "host": kw["host"], "address": "10.0.0.2/24",
                               "pip": "198.18.1.2", "mac": "02:00:00:00:00:02", "network": kw["network"],
-                              "tenant": kw["tenant"]})()
+                              "tenant": kw["tenant"], "address6": None, "pip6": None})()
 
 
 @pytest.fixture
