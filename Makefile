@@ -44,7 +44,7 @@ bench-route-setup-tls: setup
 	$(PY) bench/route_setup.py --compare --routes 60000
 
 bench-first-packet: setup
-	$(PY) bench/first_packet.py
+	$(PY) bench/first_packet.py $(FIRST_PACKET_ARGS)  # e.g. FIRST_PACKET_ARGS=--ipv6
 
 bench-dns-latency: setup
 	$(PY) bench/dns_latency.py

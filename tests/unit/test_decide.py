@@ -292,7 +292,7 @@ def test_ttl_expired_on_the_uplink_between_unknown_pips_is_ignored(src_pip: str,
                eth_src=A.mac, eth_dst=GATEWAY_MAC, eth_type=0x86DD),
 ])
 def test_non_ip_is_ignored(meta: PacketMeta) -> None:
-    assert decide(meta, VIEW) == Ignore("not IPv4")
+    assert decide(meta, VIEW) == Ignore("not IPv4 or IPv6")
 
 
 # -- from real frames -------------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_parse_arp_frame() -> None:
     pkt.serialize()
     meta = from_container(A, bytes(pkt.data))
     assert (meta.eth_src, meta.eth_type, meta.is_ip, meta.ip_src) == (A.mac, ETH_ARP, False, "")
-    assert decide(meta, VIEW) == Ignore("not IPv4")
+    assert decide(meta, VIEW) == Ignore("not IPv4 or IPv6")
 
 
 GOOD = frame(A.mac, GATEWAY_MAC, A.ip, B.ip, tcp_syn())
@@ -416,7 +416,7 @@ def test_junk_parses_to_nothing_and_is_ignored(data: bytes) -> None:
             meta = parse(dpid, port, table, reason, data)
             assert (meta.dpid, meta.in_port, meta.table_id, meta.reason) == (dpid, port, table, reason)
             assert not meta.is_ip
-            assert decide(meta, VIEW) == Ignore("not IPv4")
+            assert decide(meta, VIEW) == Ignore("not IPv4 or IPv6")
 
 
 @pytest.mark.parametrize("data", DAMAGED)

@@ -9,12 +9,13 @@ import struct
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from os_ken.lib.packet import ethernet, icmp, ipv4, packet, tcp, udp
+from os_ken.lib.packet import ethernet, icmp, icmpv6, ipv4, ipv6, packet, tcp, udp
 
-from daolinet.decide.packet import PacketMeta, parse
+from daolinet.decide.packet import EXTENSION_HEADERS, PacketMeta, parse
 from daolinet.ofp.codec import RemoteProtocolError, decode, ofp, parse_packet_in, parser
 
 ipv4s = st.ip_addresses(v=4).map(str)
+ipv6s = st.ip_addresses(v=6).map(str)
 macs = st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b))
 u16 = st.integers(0, 0xFFFF)
 
@@ -30,22 +31,32 @@ def reference(dpid: int, in_port: int, table_id: int, reason: int, data: bytes) 
     if eth is None:
         return base
     ip = pkt.get_protocol(ipv4.ipv4)
+    ip6 = pkt.get_protocol(ipv6.ipv6)
+    if ip6 is not None and ip6.nxt not in EXTENSION_HEADERS:  # extension headers: not routed
+        return _with_l4(pkt, PacketMeta(dpid, in_port, table_id, reason, eth.src, eth.dst, eth.ethertype,
+                                        ip6.src, ip6.dst, ip6.nxt, ip6.hop_limit))
     if ip is None:
         return PacketMeta(dpid, in_port, table_id, reason, eth.src, eth.dst, eth.ethertype)
+    return _with_l4(pkt, PacketMeta(dpid, in_port, table_id, reason, eth.src, eth.dst, eth.ethertype,
+                                    ip.src, ip.dst, ip.proto, ip.ttl))
+
+
+def _with_l4(pkt: packet.Packet, meta: PacketMeta) -> PacketMeta:
     l4_src, l4_dst, icmp_type = 0, 0, -1
     for proto in pkt.protocols:
         if isinstance(proto, tcp.tcp | udp.udp):
             l4_src, l4_dst = proto.src_port, proto.dst_port
-        elif isinstance(proto, icmp.icmp):
-            icmp_type = proto.type
-    return PacketMeta(dpid, in_port, table_id, reason, eth.src, eth.dst, eth.ethertype,
-                      ip.src, ip.dst, ip.proto, ip.ttl, l4_dst, icmp_type, l4_src)
+        elif isinstance(proto, icmp.icmp | icmpv6.icmpv6):
+            icmp_type = proto.type_ if isinstance(proto, icmpv6.icmpv6) else proto.type
+    return meta._replace(l4_dst=l4_dst, icmp_type=icmp_type, l4_src=l4_src)
 
 
 @st.composite
 def frames(draw: st.DrawFn) -> bytes:
     pkt = packet.Packet()
-    kind = draw(st.sampled_from(["tcp", "udp", "icmp", "other-ip", "arp-ish"]))
+    kind = draw(st.sampled_from(["tcp", "udp", "icmp", "other-ip", "arp-ish", "v6"]))
+    if kind == "v6":
+        return draw(frames6())
     eth_type = 0x0806 if kind == "arp-ish" else 0x0800
     pkt.add_protocol(ethernet.ethernet(dst=draw(macs), src=draw(macs), ethertype=eth_type))
     if kind == "arp-ish":
@@ -60,6 +71,29 @@ def frames(draw: st.DrawFn) -> bytes:
     elif kind == "icmp":
         pkt.add_protocol(icmp.icmp(type_=draw(st.sampled_from([0, 3, 8, 11])), code=0, csum=0,
                                    data=icmp.echo(id_=1, seq=1, data=b"x")))
+    pkt.add_protocol(draw(st.binary(max_size=64)))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+@st.composite
+def frames6(draw: st.DrawFn) -> bytes:
+    """IPv6 frames: TCP, UDP, ICMPv6 echo and errors, another protocol, or an extension header."""
+    pkt = packet.Packet()
+    kind = draw(st.sampled_from(["tcp", "udp", "icmp6", "other-ip", "extension"]))
+    pkt.add_protocol(ethernet.ethernet(dst=draw(macs), src=draw(macs), ethertype=0x86DD))
+    nxt = ({"tcp": 6, "udp": 17, "icmp6": 58}.get(kind) or
+           draw(st.sampled_from(sorted(EXTENSION_HEADERS) if kind == "extension" else [47, 50, 59, 132])))
+    hop_limit = draw(st.integers(0, 255))
+    pkt.add_protocol(ipv6.ipv6(src=draw(ipv6s), dst=draw(ipv6s), nxt=nxt, hop_limit=hop_limit))
+    if kind == "tcp":
+        pkt.add_protocol(tcp.tcp(src_port=draw(u16), dst_port=draw(u16), bits=draw(st.integers(0, 0x3F))))
+    elif kind == "udp":
+        pkt.add_protocol(udp.udp(src_port=draw(u16), dst_port=draw(u16)))
+    elif kind == "icmp6":
+        type_ = draw(st.sampled_from([1, 2, 3, 128, 129]))
+        body = icmpv6.echo(id_=1, seq=1, data=b"x") if type_ >= 128 else bytes(4) + b"y" * 40  # (errors: raw)
+        pkt.add_protocol(icmpv6.icmpv6(type_=type_, code=0, csum=0, data=body))
     pkt.add_protocol(draw(st.binary(max_size=64)))
     pkt.serialize()
     return bytes(pkt.data)
@@ -86,6 +120,15 @@ def test_truncated_frames_equal_os_ken_or_carry_no_l4(data: bytes, cut: int) -> 
     if fast.is_ip and ref.is_ip:
         assert (fast.ip_src, fast.ip_dst, fast.ip_proto, fast.ttl) == (ref.ip_src, ref.ip_dst, ref.ip_proto,
                                                                       ref.ttl)
+
+
+@settings(max_examples=300, deadline=None)
+@given(frames6())
+def test_ipv6_frames_equal_os_ken(data: bytes) -> None:
+    ref, fast = reference(5, 3, 10, 0, data), parse(5, 3, 10, 0, data)
+    assume(ref.eth_type != 0)
+    assert fast == ref
+    assert fast.family == 6 and fast.is_ip == (data[20] not in EXTENSION_HEADERS)
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,7 +11,7 @@ import dataclasses
 import ipaddress
 from typing import Any
 
-from os_ken.lib.packet import ethernet, icmp, ipv4, packet, tcp, udp
+from os_ken.lib.packet import ethernet, icmp, icmpv6, ipv4, ipv6, packet, tcp, udp
 
 from daolinet.controller.context import Config
 from daolinet.decide.packet import INVALID_TTL, NO_MATCH, parse
@@ -106,8 +106,13 @@ def packet_of(data: bytes, in_port: int) -> Packet:
     """A frame as the fake flow table's packet."""
     pkt = packet.Packet(data)
     eth, ip = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(ipv4.ipv4)
-    fields: Packet = {"in_port": in_port, "eth_src": eth.src, "eth_dst": eth.dst, "eth_type": eth.ethertype,
-                      "ipv4_src": ip.src, "ipv4_dst": ip.dst, "ip_ttl": ip.ttl, "ip_proto": ip.proto}
+    fields: Packet = {"in_port": in_port, "eth_src": eth.src, "eth_dst": eth.dst, "eth_type": eth.ethertype}
+    if ip is not None:
+        fields |= {"ipv4_src": ip.src, "ipv4_dst": ip.dst, "ip_ttl": ip.ttl, "ip_proto": ip.proto}
+    elif (ip6 := pkt.get_protocol(ipv6.ipv6)) is not None:  # (IPv6: tests/unit/test_route6.py)
+        fields |= {"ipv6_src": ip6.src, "ipv6_dst": ip6.dst, "ip_ttl": ip6.hop_limit, "ip_proto": ip6.nxt}
+        if (message := pkt.get_protocol(icmpv6.icmpv6)) is not None:
+            fields |= {"icmpv6_type": message.type_, "icmpv6_code": message.code}
     for name, proto in (("tcp", tcp.tcp), ("udp", udp.udp)):
         l4 = pkt.get_protocol(proto)
         if l4 is not None:

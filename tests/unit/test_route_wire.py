@@ -15,7 +15,7 @@ from daolinet.flows.route import RouteEnds, flows_for_route, next_hop_mac
 from daolinet.flows.route_wire import Shape, _stand_in, route_bytes, shape_of
 from daolinet.model import Host
 from daolinet.ofp.codec import encode
-from daolinet.testing.strategies import hosts, routes
+from daolinet.testing.strategies import hosts, routes, routes6
 
 
 def assert_rendered_by_os_ken(ends: RouteEnds, idle: int) -> None:
@@ -32,9 +32,16 @@ def test_compiled_route_bytes_are_os_kens_rendering(ends: RouteEnds, idle: int) 
     assert_rendered_by_os_ken(ends, idle)
 
 
-SHAPES = [Shape(same, routed, proto, server_is_b, pab, pba)
-          for same, routed, proto, server_is_b, pab, pba in itertools.product(
-              (True, False), (True, False), (None, 1, 6, 17), (True, False), (True, False), (True, False))
+@settings(max_examples=300, deadline=None)
+@given(routes6(), st.integers(0, 0xFFFF))
+def test_compiled_ipv6_route_bytes_are_os_kens_rendering(ends: RouteEnds, idle: int) -> None:
+    assert_rendered_by_os_ken(ends, idle)
+
+
+SHAPES = [Shape(same, routed, proto, server_is_b, pab, pba, family)
+          for same, routed, proto, server_is_b, pab, pba, family in itertools.product(
+              (True, False), (True, False), (None, 1, 6, 17), (True, False), (True, False), (True, False),
+              (4, 6))
           if (not same or (pab and pba)) and (same or not routed) and (proto is not None or server_is_b)]
 
 

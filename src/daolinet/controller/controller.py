@@ -23,7 +23,7 @@ from daolinet.controller.hotplug import HotPlug
 from daolinet.controller.metrics import Metrics
 from daolinet.controller.moves import Moves
 from daolinet.controller.ofserver import log_refusal
-from daolinet.controller.routes import Key, LiveRoute, scope_of_match
+from daolinet.controller.routes import LiveRoute, Scope, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.controller.sync import FlowSync, address_rules_touched
 from daolinet.flows import render
@@ -37,6 +37,7 @@ from daolinet.store.base import ChangesPruned, Store
 log = logging.getLogger(__name__)
 EXACT_COOKIES = 16  # up to this many routes, their switches are asked cookie by cookie
 ALL_BITS = (1 << 64) - 1
+CounterKey = tuple[int, Scope]  # (cookie, scope): route_counters' rows
 MOVE_TIMEOUT = 5.0  # s: a move's API call waits this long at most for its new path
 
 
@@ -239,11 +240,12 @@ class Controller:
         sessions = list(self.ctx.sessions.items())
         return [(s, cookie, mask) for dpid, s in sessions if dpids is None or dpid in dpids]
 
-    async def route_counters(self, routes: list[LiveRoute] | None = None) -> dict[Key, dict[str, Any]]:
+    async def route_counters(self, routes: list[LiveRoute] | None = None) -> dict[CounterKey, dict[str, Any]]:
         """Packets and bytes per live route (summed over its flows on every switch),
         and seconds since the controller last saw its packet count move.  Given a few
         routes (a container's), only their switches are asked, by exact cookie; the
-        switches are asked at once, not one after the other."""
+        switches are asked at once, not one after the other.  Keyed by (cookie, scope):
+        a dual-stack pair's IPv4 and IPv6 routes of one scope are counted together."""
         asks = self._counter_asks(routes)
 
         async def ask(session: SwitchSession, cookie: int, mask: int) -> list[Any]:
@@ -251,7 +253,7 @@ class Controller:
                 return list((await session.request(render.flow_stats_request(cookie, mask))).body)
             except (ProtocolError, ConnectionError, TimeoutError):
                 return []
-        totals: dict[Key, dict[str, Any]] = {}
+        totals: dict[CounterKey, dict[str, Any]] = {}
         for body in await asyncio.gather(*(ask(*a) for a in asks)):
             for stats in body:
                 key = (int(stats.cookie), scope_of_match(stats.match))
@@ -264,7 +266,7 @@ class Controller:
             if seen is None or seen[0] != row["packets"]:
                 self._last_counts[key] = (row["packets"], now)
             row["idle_s"] = None if seen is None else round(now - self._last_counts[key][1], 1)
-        live = {route.key for route in self.ctx.routes.all()}
+        live = {(route.cookie, route.scope) for route in self.ctx.routes.all()}
         for key in set(self._last_counts) - live:
             del self._last_counts[key]
         return totals

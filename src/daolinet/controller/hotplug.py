@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daolinet.controller.context import Context
-from daolinet.controller.routes import Key, LiveRoute, route_flushes, scope_of_match
+from daolinet.controller.routes import Key, LiveRoute, family_of_match, route_flushes, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide.packet import PacketMeta, parse
 from daolinet.decide.route import Decision, Deny, decide, still_allowed
@@ -110,7 +110,7 @@ class HotPlug:
                     self._send(switch, *flows)
             self._packet_outs(response.packet_outs)
             return
-        key = (route.cookie, route.scope)
+        key = (route.cookie, route.scope, route.family)
         if self._pending:
             plugging = self._pending.get(key)
             if plugging is not None:  # someone is plugging this route right now: ride along
@@ -200,7 +200,7 @@ class HotPlug:
 
     def _finish(self, plugging: _Plugging, installed: bool) -> None:
         route = plugging.route
-        self._pending.pop((route.cookie, route.scope), None)
+        self._pending.pop((route.cookie, route.scope, route.family), None)
         if not installed:  # re-injected, the packets would only come straight back to us
             return
         self._packet_outs(plugging.packet_outs)
@@ -211,7 +211,8 @@ class HotPlug:
         """The route's flows are sent: into the routes table (which keeps `flows`), and
         into the metrics."""
         ctx = self.ctx
-        ctx.routes.record(route.cookie, route.names, flows, ctx.clock(), route.scope, route.client)
+        ctx.routes.record(route.cookie, route.names, flows, ctx.clock(), route.scope, route.client,
+                          route.family)
         took = perf_counter() - started
         ctx.metrics.route_setup.observe(took)
         ctx.setup_samples.append(took)
@@ -219,7 +220,9 @@ class HotPlug:
     def on_flow_removed(self, session: SwitchSession, msg: Any) -> None:
         assert session.dpid is not None
         self.ctx.metrics.bump(self.ctx.metrics.flows_removed, session.dpid)
-        gone = self.ctx.routes.flow_removed(session.dpid, int(msg.cookie), scope_of_match(msg.match))
+        match = msg.match
+        gone = self.ctx.routes.flow_removed(session.dpid, int(msg.cookie), scope_of_match(match),
+                                            family_of_match(match))
         if gone is not None:
             log.debug("route %#x idled out", gone.cookie)
 

@@ -68,7 +68,7 @@ class Moves:
         net, peer_net = view.network_of(new), view.network_of(peer)
         if old_host is None or new_host is None or peer_host is None or net is None or peer_net is None:
             return None
-        before = RouteEnds(peer, old, peer_host, old_host, net.name == peer_net.name)
+        before = RouteEnds(peer, old, peer_host, old_host, net.name == peer_net.name, family=route.family)
         return repoint(before, old, new, new_host, self.ctx.config.idle_timeout)
 
     def _switch(self, dpid: int) -> Any:
@@ -90,13 +90,14 @@ class Moves:
             for dpid, flows in p.make:
                 if dpid != new_host.dpid:
                     second.setdefault(dpid, []).extend(flows)
-        second.setdefault(old_host.dpid, []).append(
-            grace_forward(old, new, old_host, new_host, GRACE_IDLE, GRACE_HARD))
+        for family in (4, 6) if old.pip6 and new.pip6 else (4,):
+            second.setdefault(old_host.dpid, []).append(
+                grace_forward(old, new, old_host, new_host, GRACE_IDLE, GRACE_HARD, family))
         await self._send_confirmed(second)
         now = self.ctx.clock()
-        for p, route in ((p, self.ctx.routes.get(p.cookie)) for p in plans):
+        for p, route in ((p, self.ctx.routes.get(p.cookie, None, p.family)) for p in plans):
             if route is not None:
-                self.ctx.routes.plugged(p.cookie, route.names, p.flows_per_switch(), now)
+                self.ctx.routes.plugged(p.cookie, route.names, p.flows_per_switch(), now, family=p.family)
         self.hotplug.clear_drops()  # peers that tried it meanwhile may pass now
         assert old.ofport is not None
         key = (old_host.dpid, old.ofport)

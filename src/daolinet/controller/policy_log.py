@@ -38,6 +38,7 @@ from daolinet.decide.packet import PacketMeta
 from daolinet.decide.policy import L4, PROTO_NAMES, PROTOCOLS
 from daolinet.decide.route import Deny, verdict
 from daolinet.model import Endpoint, View
+from daolinet.model.family import ip_of, pip_of
 
 log = logging.getLogger("daolinet.policy")
 
@@ -52,11 +53,12 @@ FOLLOW_QUEUE = 1_000  # records a slow follower may lag behind before the oldest
 # -- the records (pure) ------------------------------------------------------------------------
 
 
-def party(endpoint: Endpoint | None, ip: str) -> dict[str, Any]:
-    """One end of a record: a container's name and addresses, or an address outside."""
+def party(endpoint: Endpoint | None, ip: str, family: int = 4) -> dict[str, Any]:
+    """One end of a record: a container's name and addresses (of the packet's family), or an
+    address outside."""
     if endpoint is None:
         return {"ip": ip}
-    return {"name": endpoint.name, "ip": endpoint.ip, "pip": endpoint.pip}
+    return {"name": endpoint.name, "ip": ip_of(endpoint, family), "pip": pip_of(endpoint, family)}
 
 
 def _traffic(proto: int, sport: int | None, dport: int | None, icmp_type: int | None) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def deny_record(decision: Deny, meta: PacketMeta, view: View, now: float) -> Rec
     src = decision.src
     dst = decision.dst or view.by_ip.get((src.tenant, decision.dst_ip))
     return {"time": now, "tenant": src.tenant, "decision": "deny",
-            "src": party(src, src.ip), "dst": party(dst, decision.dst_ip),
+            "src": party(src, src.ip, meta.family), "dst": party(dst, decision.dst_ip, meta.family),
             **_traffic(meta.ip_proto, meta.l4_src, meta.l4_dst,
                        meta.icmp_type if meta.icmp_type >= 0 else None),
             "rule": decision.rule or None, "reason": decision.reason}
@@ -114,7 +116,7 @@ def revoke_record(route: LiveRoute, view: View, now: float) -> Record | None:
         proto, port = route.scope
         traffic = _traffic(proto, None, port, port if proto == ICMP else None)
     return {"time": now, "tenant": src.tenant, "decision": "revoke",
-            "src": party(src, src.ip), "dst": party(dst, dst.ip), **traffic,
+            "src": party(src, src.ip, route.family), "dst": party(dst, dst.ip, route.family), **traffic,
             "rule": rule, "reason": reason}
 
 

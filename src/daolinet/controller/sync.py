@@ -6,7 +6,9 @@ decided and encoded once, kept until hosts, controllers or networks change)
 and its port mappings' flows (an ADD of an identical flow replaces it, so
 established traffic never sees a gap), then read the switch's flows back:
 base flows no longer wanted are deleted; route flows are adopted into the
-route table when both endpoints still exist and still may talk, else deleted.
+route table when both endpoints still exist and still may talk, else deleted
+(per scope and family: an IPv6 route is told apart by its eth_type; a pair's
+flows go by cookie, both families at once).
 A restarted controller converges without dropping routes it need not drop.
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from daolinet.controller.context import Context
-from daolinet.controller.routes import LiveRoute, Scope, route_flushes, scope_of_match
+from daolinet.controller.routes import LiveRoute, Scope, family_of_match, route_flushes, scope_of_match
 from daolinet.controller.switch import SwitchSession
 from daolinet.decide.route import still_allowed
 from daolinet.flows import render, wire
@@ -46,6 +48,7 @@ ALL = (1 << 64) - 1
 
 
 MatchKey = tuple[int, int, tuple[tuple[str, str], ...]]
+RouteKind = tuple[Scope, int]  # (scope, family) of a pair's route
 
 
 def match_key(table: int, priority: int, match: Any) -> MatchKey:
@@ -61,7 +64,8 @@ def _client_of(flows: list[Any], a: Endpoint, b: Endpoint, local: list[Endpoint]
     for st in flows:
         m = st.match
         if st.table_id == Table.STATEFUL:
-            return next((e.id for e in (a, b) if m.get("ipv4_dst") in (e.ip, e.pip)), None)
+            dst = m.get("ipv4_dst") or m.get("ipv6_dst")
+            return next((e.id for e in (a, b) if dst in (e.ip, e.pip, e.ip6, e.pip6)), None)
         if st.table_id == Table.EGRESS and m.get("ip_proto") in (6, 17):  # sent by the client or the server
             sender = next((e for e in local if m.get("in_port") == e.ofport), None)
             if sender is not None:
@@ -150,7 +154,7 @@ class FlowSync:
         holds any) does not hold, besides the guard's; adopt or delete route flows."""
         assert session.dpid is not None
         keep: set[MatchKey] | None = None  # an os-ken match per wanted flow: only if needed
-        routes: dict[int, dict[Scope, list[Any]]] = {}  # cookie -> scope -> its flows here
+        routes: dict[int, dict[RouteKind, list[Any]]] = {}  # cookie -> (scope, family) -> its flows here
         for st in stats:
             c = Cookie.decode(int(st.cookie))
             if c is None:
@@ -164,11 +168,12 @@ class FlowSync:
                         priority=st.priority, out_port=render.ofp.OFPP_ANY,
                         out_group=render.ofp.OFPG_ANY, match=st.match))
             elif c.kind is Kind.ROUTE:
-                routes.setdefault(int(st.cookie), {}).setdefault(scope_of_match(st.match), []).append(st)
+                kind = (scope_of_match(st.match), family_of_match(st.match))
+                routes.setdefault(int(st.cookie), {}).setdefault(kind, []).append(st)
         for cookie, scopes in routes.items():
             self._adopt(session.dpid, cookie, scopes)
 
-    def _adopt(self, dpid: int, cookie: int, scopes: dict[Scope, list[Any]]) -> None:
+    def _adopt(self, dpid: int, cookie: int, scopes: dict[RouteKind, list[Any]]) -> None:
         """A pair's routes found on a switch: keep them if each is still valid (an L4
         route: for its client, read off its flows), else delete the pair's flows there
         and forget the connections of its L4 routes (they re-plug if still allowed)."""
@@ -176,22 +181,23 @@ class FlowSync:
         assert c is not None
         view = self.ctx.view
         a, b = view.endpoints.get(c.a), view.endpoints.get(c.b)
-        found = {scope: _valid(st, a, b, scope, view, dpid) for scope, st in scopes.items()} if a and b \
+        found = {kind: _valid(st, a, b, kind[0], view, dpid) for kind, st in scopes.items()} if a and b \
             else {}
         if a is None or b is None or not all(ok for ok, _ in found.values()):
             session = self.ctx.sessions.get(dpid)
             if session is not None:
                 session.send(render.flow_delete_cookie(cookie, ALL))
-                gone = [LiveRoute(cookie, c.a, c.b, ("", ""), {}, 0.0, scope=scope, client=client)
-                        for scope, (_, client) in found.items() if scope is not None]
+                gone = [LiveRoute(cookie, c.a, c.b, ("", ""), {}, 0.0, scope=scope, client=client,
+                                  family=family)
+                        for (scope, family), (_, client) in found.items() if scope is not None]
                 session.send(*[msg for at, msg in route_flushes(gone, view) if at == dpid])
             return
-        for scope, flows in scopes.items():
-            route = self.ctx.routes.get(cookie, scope)
+        for (scope, family), flows in scopes.items():
+            route = self.ctx.routes.get(cookie, scope, family)
             counts = dict(route.flows) if route else {}
             counts[dpid] = len(flows)
-            client = found[scope][1]
-            self.ctx.routes.plugged(cookie, (a.name, b.name), counts, self.ctx.clock(), scope, client)
+            client = found[(scope, family)][1]
+            self.ctx.routes.plugged(cookie, (a.name, b.name), counts, self.ctx.clock(), scope, client, family)
 
     # -- port mappings ---------------------------------------------------------------
 

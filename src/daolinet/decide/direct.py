@@ -9,8 +9,9 @@ MAC to the container's MAC, logical addresses unchanged.  The source switch
 gets its flows at the same time; nothing waits for a barrier.
 
 Pure: a frame in, a frame out (or None when the packet must take the long way:
-not IPv4, a TTL that would run out on the way - traceroute's probes - or a
-malformed header).  tests/unit/test_direct.py holds it to what the route's own
+not IPv4 or IPv6, a TTL or hop limit that would run out on the way - traceroute's
+probes - or a malformed header).  IPv6 has no header checksum: only the hop limit
+changes.  tests/unit/test_direct.py holds it to what the route's own
 flows do to the packet (the fake flow table).
 """
 
@@ -23,6 +24,8 @@ HOPS = 2  # the source's egress flow and the destination's ingress flow each dec
 
 def delivered(frame: bytes, src_mac: bytes, dst_mac: bytes) -> bytes | None:
     """The frame as the destination container receives it through the route."""
+    if frame[12:14] == b"\x86\xdd":
+        return _delivered6(frame, src_mac, dst_mac)
     if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[14] >> 4 != 4:
         return None
     ihl = (frame[14] & 0xF) * 4
@@ -34,3 +37,9 @@ def delivered(frame: bytes, src_mac: bytes, dst_mac: bytes) -> bytes | None:
     header[10:12] = b"\0\0"
     header[10:12] = checksum(bytes(header)).to_bytes(2, "big")
     return dst_mac + src_mac + frame[12:14] + bytes(header) + frame[14 + ihl:]
+
+
+def _delivered6(frame: bytes, src_mac: bytes, dst_mac: bytes) -> bytes | None:
+    if len(frame) < 54 or frame[14] >> 4 != 6 or frame[21] <= HOPS:
+        return None
+    return dst_mac + src_mac + frame[12:21] + bytes((frame[21] - HOPS,)) + frame[22:]

@@ -11,6 +11,21 @@ turns decisions into FlowMods and PacketOuts.
 - ingress miss (table 20) on an uplink: both ends by PIP (the route idled
   out on this side first); re-plugged from here;
 - TTL expired at a hop: answer time-exceeded from that hop's address.
+
+IPv6 (meta.family 6) is decided as IPv4 is, on the endpoints' ip6/pip6: a first
+packet from a container's ip6 to an ip6 of its tenant plugs that family's route
+(Plug.family; the other family's route of the pair is its own, under the same
+cookie); an ingress miss finds both ends by pip6; the policy is the same (it
+judges endpoints; ICMPv6 is judged as ICMP, its echo request and reply as ICMP's
+8 and 0, its errors as their ICMP counterparts, other types as 256 + type, which
+no typed ICMP rule matches); a ping to a gateway6 gets an ICMPv6 echo reply
+(decide/icmp6.py); an expired hop limit gets time exceeded from the gateway6 at
+the first hop, from the destination host's underlay_ip6 at the second (its
+destination network's gateway6 when the host has no IPv6 underlay address); an
+underlay router's ICMPv6 error (unreachable, packet too big, time exceeded) is
+relayed.  Not yet for IPv6 (step 4): port mappings and the outside (denied).
+A packet of a family its sender has no address of fails the anti-spoofing check;
+one to an address its tenant does not have is denied as for IPv4.
 """
 
 from __future__ import annotations
@@ -21,10 +36,16 @@ from dataclasses import dataclass
 from daolinet.decide.packet import INVALID_TTL, PacketMeta
 from daolinet.decide.policy import L4, Policy, Verdict
 from daolinet.model import Endpoint, Host, Portmap, View
+from daolinet.model.family import V6, gateway_of, ip_of, pip_of
 from daolinet.pipeline import Table
 
 ICMP = 1
 ICMP_ECHO_REQUEST = 8
+ICMPV6 = 58
+ICMPV6_ECHO_REQUEST = 128
+# ICMPv6 types as the policy judges them: ICMP's (echo reply, request, unreachable, too big, exceeded,
+# parameter problem); any other type t as 256 + t.
+ICMPV6_AS_ICMP = {129: 0, 128: 8, 1: 3, 2: 3, 3: 11, 4: 12}
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,7 @@ class Plug:
     reason: str
     scope: tuple[int, int] | None = None
     server_is_b: bool = True
+    family: int = 4  # the route's addresses: IPv4 (ip, pip) or IPv6 (ip6, pip6)
 
 
 @dataclass(frozen=True)
@@ -104,6 +126,7 @@ class MappedPort:
 Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded | RelayIcmp | External | MappedPort
 L4_NAMES = {6: "tcp", 17: "udp"}
 ICMP_ERRORS = (3, 11)  # destination unreachable, time exceeded
+ICMPV6_ERRORS = (1, 2, 3)  # destination unreachable, packet too big, time exceeded
 
 
 _policies: weakref.WeakKeyDictionary[View, tuple[int, Policy]] = weakref.WeakKeyDictionary()
@@ -127,12 +150,26 @@ def verdict(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Verdict 
 
 
 def l4_of(meta: PacketMeta) -> L4:
+    if meta.ip_proto == ICMPV6 and meta.family == V6:
+        return L4(ICMP, 0, 0, ICMPV6_AS_ICMP.get(meta.icmp_type, 256 + meta.icmp_type))
     return L4(meta.ip_proto, meta.l4_src, meta.l4_dst, meta.icmp_type)
+
+
+def _is_echo_request(meta: PacketMeta) -> bool:
+    if meta.family == V6:
+        return meta.ip_proto == ICMPV6 and meta.icmp_type == ICMPV6_ECHO_REQUEST
+    return meta.ip_proto == ICMP and meta.icmp_type == ICMP_ECHO_REQUEST
+
+
+def _is_icmp_error(meta: PacketMeta) -> bool:
+    if meta.family == V6:
+        return meta.ip_proto == ICMPV6 and meta.icmp_type in ICMPV6_ERRORS
+    return meta.ip_proto == ICMP and meta.icmp_type in ICMP_ERRORS
 
 
 def decide(meta: PacketMeta, view: View) -> Decision:
     if not meta.is_ip:
-        return Ignore("not IPv4")
+        return Ignore("not IPv4 or IPv6")
     host = view.hosts_by_dpid.get(meta.dpid)
     if host is None:
         return Ignore(f"unknown switch {meta.dpid:#x}")
@@ -148,7 +185,7 @@ def decide(meta: PacketMeta, view: View) -> Decision:
 def source_of(meta: PacketMeta, view: View) -> Endpoint | None:
     """The endpoint on (dpid, in_port) if MAC and IP are the ones it was given."""
     src = view.by_port.get((meta.dpid, meta.in_port))
-    if src is None or src.mac != meta.eth_src or src.ip != meta.ip_src:
+    if src is None or src.mac != meta.eth_src or ip_of(src, meta.family) != meta.ip_src:
         return None
     return src
 
@@ -158,19 +195,21 @@ def _egress_miss(meta: PacketMeta, view: View) -> Decision:
     if src is None:
         return Ignore(f"spoofed or unknown source {meta.eth_src}/{meta.ip_src} on port {meta.in_port}")
     host = view.host_at(meta.ip_dst)
-    if host is not None and meta.ip_proto in L4_NAMES:
+    if host is not None and meta.ip_proto in L4_NAMES and meta.family != V6:  # (IPv6 mappings: step 4)
         mapped = _to_mapping(src, meta, view, host)
         if mapped is not None:
             return mapped
     gw_net = view.gateways.get((src.tenant, meta.ip_dst))
     if gw_net is not None:
-        if meta.ip_proto == ICMP and meta.icmp_type == ICMP_ECHO_REQUEST:
+        if _is_echo_request(meta):
             return EchoReply(src)
         return Deny(src, meta.ip_dst, f"{meta.ip_dst} is the gateway of {gw_net.name}")
     dst = view.by_ip.get((src.tenant, meta.ip_dst))
     if dst is None or dst.id == src.id:
+        if meta.family == V6:
+            return _outside6(src, meta.ip_dst, view)
         return _outside(src, meta.ip_dst, view, l4_of(meta))
-    return _allowed(src, dst, view, l4_of(meta))
+    return _allowed(src, dst, view, l4_of(meta), meta.family)
 
 
 def _to_mapping(src: Endpoint, meta: PacketMeta, view: View, host: Host) -> Decision | None:
@@ -207,21 +246,32 @@ def _outside(src: Endpoint, dst_ip: str, view: View, l4: L4) -> Decision:
     return External(src, dst_ip, v.scope, v.reason)
 
 
-def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None) -> Decision:
+def _outside6(src: Endpoint, dst_ip: str, view: View) -> Decision:
+    """IPv6 to no container of the tenant: denied (no NAT66 to the outside yet)."""
+    if view.network_containing(src.tenant, dst_ip) is not None:
+        return Deny(src, dst_ip, f"no container {dst_ip} in tenant {src.tenant}")
+    return Deny(src, dst_ip, f"no container {dst_ip} in tenant {src.tenant}, and IPv6 to the outside "
+                             "is not routed")
+
+
+def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None, family: int = 4) -> Decision:
+    dst_ip = ip_of(dst, family)
     dst_host, src_host = view.host_of(dst), view.host_of(src)
     if dst_host is None:
-        return Deny(src, dst.ip, "destination's host is gone")
+        return Deny(src, dst_ip, "destination's host is gone")
     if not (dst_host.alive and (src_host is None or src_host.alive)):  # its agent stopped heartbeating
         down = dst if not dst_host.alive else src
-        return Deny(src, dst.ip, f"container {down.name} is down: its host {down.host} is not alive")
+        return Deny(src, dst_ip, f"container {down.name} is down: its host {down.host} is not alive")
     if dst.ofport is None:  # plugging or moving: no drop flow, the next packet may pass
         return Ignore(f"container {dst.name} is not plugged in yet")
+    if dst_host.name != src.host and not (pip_of(src, family) and pip_of(dst, family)):
+        return Ignore(f"{src.name} or {dst.name} has no IPv{family} PIP")
     v = verdict(src, dst, view, l4)
     if v is None:
-        return Deny(src, dst.ip, "destination's network is gone")
+        return Deny(src, dst_ip, "destination's network is gone")
     if not v.allowed:
-        return Deny(src, dst.ip, v.reason, _narrowed(v, l4), v.rule.label if v.rule else "", dst)
-    return Plug(src, dst, v.reason, v.scope, server_is_b=not v.reply)
+        return Deny(src, dst_ip, v.reason, _narrowed(v, l4), v.rule.label if v.rule else "", dst)
+    return Plug(src, dst, v.reason, v.scope, server_is_b=not v.reply, family=family)
 
 
 def _narrowed(v: Verdict, l4: L4 | None) -> tuple[int, int] | None:
@@ -233,11 +283,11 @@ def _narrowed(v: Verdict, l4: L4 | None) -> tuple[int, int] | None:
 
 def _ingress_miss(meta: PacketMeta, view: View, host: Host) -> Decision:
     a, b = view.by_pip.get(meta.ip_src), view.by_pip.get(meta.ip_dst)
-    if a is None and b is not None and meta.ip_proto == ICMP and meta.icmp_type in ICMP_ERRORS:
+    if a is None and b is not None and _is_icmp_error(meta):
         return RelayIcmp(b) if b.host == host.name and b.ofport is not None else Ignore("stray ICMP")
     if a is None or b is None or b.host != host.name or a.ofport is None:
         return Ignore(f"no route for {meta.ip_src}->{meta.ip_dst} on uplink of {host.name}")
-    decision = _allowed(a, b, view, l4_of(meta))
+    decision = _allowed(a, b, view, l4_of(meta), meta.family)
     # Never answer an ingress miss with a drop flow on the *remote* source.
     return decision if isinstance(decision, Plug) else Ignore(getattr(decision, "reason", ""))
 
@@ -247,7 +297,11 @@ def _ttl_expired(meta: PacketMeta, view: View, host: Host) -> Decision:
         a, b = view.by_pip.get(meta.ip_src), view.by_pip.get(meta.ip_dst)
         if a is None or b is None:
             return Ignore("expired packet between unknown PIPs")
-        return TimeExceeded(to=a, orig_dst=b, router_ip=host.underlay_ip)
+        router = host.underlay_ip
+        if meta.family == V6:  # the host's IPv6 address, else b's gateway: a hop of b's network
+            b_net = view.network_of(b)
+            router = host.underlay_ip6 or (b_net.gateway6 if b_net is not None else "")
+        return TimeExceeded(to=a, orig_dst=b, router_ip=router)
     src = source_of(meta, view)
     if src is None:
         return Ignore("expired packet from an unknown source")
@@ -255,7 +309,7 @@ def _ttl_expired(meta: PacketMeta, view: View, host: Host) -> Decision:
     net = view.network_of(src)
     if dst is None or net is None:
         return Ignore("expired packet to an unknown destination")
-    return TimeExceeded(to=src, orig_dst=dst, router_ip=net.gateway)
+    return TimeExceeded(to=src, orig_dst=dst, router_ip=gateway_of(net, meta.family))
 
 
 def still_allowed(a: Endpoint, b: Endpoint, view: View, scope: tuple[int, int] | None = None,

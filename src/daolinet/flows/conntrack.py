@@ -24,6 +24,7 @@ import struct
 
 from daolinet.flows.route import L4_FIELD
 from daolinet.model import Endpoint, Host
+from daolinet.model.family import ip_of, pip_of
 from daolinet.ofp.codec import DP, Encoded, encode, parser
 from daolinet.pipeline import route_zone
 
@@ -42,6 +43,9 @@ def _prop(kind: int, value: bytes, nested: bool = False) -> bytes:
 
 
 def _addr(ip: str) -> bytes:
+    """An address as OVS's tuple holds it: IPv6 as it is, IPv4 mapped into IPv6."""
+    if ":" in ip:
+        return ipaddress.IPv6Address(ip).packed
     return ipaddress.IPv6Address(f"::ffff:{ipaddress.IPv4Address(ip)}").packed
 
 
@@ -62,12 +66,17 @@ def ct_flush(zone: int, proto: int, src: str, dst: str, dport: int = 0) -> Encod
 
 
 def flush_route(client: Endpoint, server: Endpoint, hc: Host, hs: Host,
-                scope: tuple[int, int]) -> tuple[int, Encoded]:
-    """(the client's dpid, the flush of every connection of the route client -> server:scope)."""
+                scope: tuple[int, int], family: int = 4) -> tuple[int, Encoded]:
+    """(the client's dpid, the flush of every connection of the route client -> server:scope)
+    of that family (an IPv6 route's connections are keyed by IPv6 addresses: ICMPv6 ones in
+    the ICMP zone, flushed by addresses there)."""
     proto, port = scope
     same_host = hc.dpid == hs.dpid
     zone = route_zone(proto, client.ofport if same_host else None)
-    src, dst = (client.ip, server.ip) if same_host else (client.pip, server.pip)
+    if same_host:
+        src, dst = ip_of(client, family), ip_of(server, family)
+    else:
+        src, dst = pip_of(client, family), pip_of(server, family)
     if proto == ICMP:
         return hc.dpid, ct_flush(zone, 0, src, dst)
     return hc.dpid, ct_flush(zone, proto, src, dst, port if proto in L4_FIELD else 0)

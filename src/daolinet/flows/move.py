@@ -17,15 +17,20 @@ No packet of the stream meets a missing flow on the way: each step adds a path b
 the step that removes the old one.  L4 (scoped) routes are not re-pointed: their
 connections live in conntrack on the client's host under the old PIP; they are revoked
 as before and re-plug on their next packet.
+
+Each family's route is re-pointed on its own (RouteEnds.family: the repointed route's
+IPv6 flows go to the new pip6); the old host forwards each family's old PIP (a grace
+flow per family the container has).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from daolinet.flows.route import RouteEnds, flows_for_route, next_hop_mac
-from daolinet.flows.spec import ETH_IP, FlowSpec, Match, Output, SetField
+from daolinet.flows.route import FIELDS, RouteEnds, flows_for_route, next_hop_mac
+from daolinet.flows.spec import FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host
+from daolinet.model.family import pip_of
 from daolinet.pipeline import OFPP_IN_PORT, Cookie, Kind, Priority, Table
 
 Steps = tuple[tuple[int, tuple[FlowSpec, ...]], ...]  # (dpid, flows), in order
@@ -40,6 +45,7 @@ class Repoint:
     cookie: int
     make: Steps
     stale: tuple[tuple[int, FlowSpec], ...]
+    family: int = 4
 
     def flows_per_switch(self) -> dict[int, int]:
         """The route's flows per switch while the stale ones are still there (each
@@ -57,7 +63,7 @@ def moved_ends(ends: RouteEnds, old: Endpoint, new: Endpoint, new_host: Host) ->
     new host's flows come first in the route's steps."""
     if ends.a.id == old.id:
         ends = RouteEnds(ends.b, ends.a, ends.hb, ends.ha, ends.same_network, ends.scope,
-                         not ends.server_is_b)
+                         not ends.server_is_b, ends.family)
     return replace(ends, b=new, hb=new_host)
 
 
@@ -69,7 +75,7 @@ def repoint(before: RouteEnds, old: Endpoint, new: Endpoint, new_host: Host, idl
     made = {_key(dpid, f) for dpid, flows in plan.steps for f in flows}
     was = flows_for_route(before, idle_timeout)
     stale = tuple((dpid, f) for dpid, flows in was.steps for f in flows if _key(dpid, f) not in made)
-    return Repoint(plan.cookie, plan.steps, stale)
+    return Repoint(plan.cookie, plan.steps, stale, before.family)
 
 
 def _key(dpid: int, f: FlowSpec) -> FlowKey:
@@ -77,13 +83,16 @@ def _key(dpid: int, f: FlowSpec) -> FlowKey:
 
 
 def grace_forward(old: Endpoint, new: Endpoint, old_host: Host, new_host: Host,
-                  idle_timeout: int, hard_timeout: int) -> FlowSpec:
-    """On the old host: what arrives for the old PIP leaves again, to the new PIP, out the
-    uplink it came in on.  Above every route (a stale route to the old port loses), idle-
-    timed (the grace period), and hard-timed so the old PIP is free again at the latest then."""
-    assert old.pip is not None and new.pip is not None
-    match = Match.of(in_port=old_host.uplink_ofport, eth_type=ETH_IP, ipv4_dst=old.pip)
-    actions = (SetField("ipv4_dst", new.pip), SetField("eth_src", old_host.underlay_mac),
+                  idle_timeout: int, hard_timeout: int, family: int = 4) -> FlowSpec:
+    """On the old host: what arrives for the old PIP (of `family`) leaves again, to the new
+    PIP, out the uplink it came in on.  Above every route (a stale route to the old port
+    loses), idle-timed (the grace period), and hard-timed so the old PIP is free again at
+    the latest then."""
+    old_pip, new_pip = pip_of(old, family), pip_of(new, family)
+    assert old_pip and new_pip
+    eth_type, _, dst_field = FIELDS[family]
+    match = Match.of(in_port=old_host.uplink_ofport, eth_type=eth_type, **{dst_field: old_pip})
+    actions = (SetField(dst_field, new_pip), SetField("eth_src", old_host.underlay_mac),
                SetField("eth_dst", next_hop_mac(old_host, new_host)), Output(OFPP_IN_PORT))
     return FlowSpec(Table.INGRESS, Priority.SPECIFIC, match, actions, cookie=move_cookie(old.id),
                     idle_timeout=idle_timeout, hard_timeout=hard_timeout)

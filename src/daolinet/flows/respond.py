@@ -24,6 +24,10 @@ flow table.
               port mapping (flows/infra.py), on its own switch; the packet re-injected.
     EchoReply / TimeExceeded / RelayIcmp    the distributed router answers by PacketOut.
     Ignore    nothing.
+
+IPv6 (meta.family 6) the same way: a Plug of family 6 compiles that family's
+route (flows/route.py), its first packet delivered or re-injected as above; the
+router's answers are ICMPv6 (decide/icmp6.py).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple, Protocol
 
-from daolinet.decide import icmp
+from daolinet.decide import icmp, icmp6
 from daolinet.decide.direct import delivered
 from daolinet.decide.packet import PacketMeta
 from daolinet.decide.route import (
@@ -51,6 +55,7 @@ from daolinet.flows.infra import flows_for_portmap_client
 from daolinet.flows.route import RouteEnds, drop_flow
 from daolinet.flows.route_wire import route_bytes
 from daolinet.model import View
+from daolinet.model.family import V6, ip_of, pip_of
 from daolinet.ofp.codec import Encoded
 from daolinet.pipeline import GATEWAY_MAC, Table
 
@@ -77,6 +82,7 @@ class RouteRecord(NamedTuple):  # tuples: one of each per PacketIn, built cheapl
     names: tuple[str, str]
     scope: tuple[int, int] | None
     client: int | None  # the client end's endpoint id, for an L4-scoped route
+    family: int = 4  # IPv4 or IPv6: a dual-stack pair's routes are one per family
 
 
 class Response(NamedTuple):
@@ -107,7 +113,7 @@ def respond(decision: Decision, meta: PacketMeta, frame: bytes, view: View, conf
     if isinstance(decision, EchoReply):
         return _echo_reply(decision, meta, frame)
     if isinstance(decision, TimeExceeded):
-        return _time_exceeded(decision, frame, view)
+        return _time_exceeded(decision, meta, frame, view)
     if isinstance(decision, RelayIcmp):
         return _relay_icmp(decision, meta, frame, view)
     if isinstance(decision, External | MappedPort):
@@ -122,10 +128,11 @@ def _plug(plug: Plug, meta: PacketMeta, frame: bytes, view: View, idle_timeout: 
     na, nb = view.network_of(plug.a), view.network_of(plug.b)
     if ha is None or hb is None or na is None or nb is None:
         return NOTHING
-    ends = RouteEnds(plug.a, plug.b, ha, hb, na.name == nb.name, plug.scope, plug.server_is_b)
+    family = plug.family
+    ends = RouteEnds(plug.a, plug.b, ha, hb, na.name == nb.name, plug.scope, plug.server_is_b, family)
     plan = route_bytes(ends, idle_timeout)
     client = (plug.a.id if plug.server_is_b else plug.b.id) if plug.scope else None
-    route = RouteRecord(plan.cookie, (plug.a.name, plug.b.name), plug.scope, client)
+    route = RouteRecord(plan.cookie, (plug.a.name, plug.b.name), plug.scope, client, family)
     here = meta.dpid
     steps = plan.steps
     if steps[-1][0] != here:  # the packet's switch last
@@ -138,7 +145,8 @@ def _plug(plug: Plug, meta: PacketMeta, frame: bytes, view: View, idle_timeout: 
             far = steps[0][0]
             outs: tuple[tuple[int, Encoded], ...] = ((far, wire.packet_out_to_port(dst.ofport, straight)),)
             if plug.scope is not None:
-                commit = wire.packet_out_commit(meta.in_port, plug.a.pip, plug.b.pip, ends.ct_zone(), frame)
+                commit = wire.packet_out_commit(meta.in_port, pip_of(plug.a, family), pip_of(plug.b, family),
+                                                ends.ct_zone(), frame)
                 outs = ((here, commit), *outs)
             return Response(steps, outs, False, route)
     return Response(steps, ((here, wire.packet_out_to_table(meta.in_port, frame)),), True, route)
@@ -161,32 +169,37 @@ def _to_the_outside(decision: External | MappedPort, meta: PacketMeta, frame: by
 
 
 def _echo_reply(decision: EchoReply, meta: PacketMeta, frame: bytes) -> Response:
-    reply = icmp.echo_reply(frame, GATEWAY_MAC)
+    reply = icmp6.echo_reply(frame, GATEWAY_MAC) if meta.family == V6 else icmp.echo_reply(frame, GATEWAY_MAC)
     if reply is None or decision.src.ofport is None:
         return NOTHING
     return Response(packet_outs=((meta.dpid, wire.packet_out_to_port(decision.src.ofport, reply)),))
 
 
-def _time_exceeded(decision: TimeExceeded, frame: bytes, view: View) -> Response:
-    to = decision.to
-    embedded = icmp.original_header(frame, to.ip, decision.orig_dst.ip)
+def _time_exceeded(decision: TimeExceeded, meta: PacketMeta, frame: bytes, view: View) -> Response:
+    to, family = decision.to, meta.family
+    to_ip, dst_ip = ip_of(to, family), ip_of(decision.orig_dst, family)
+    v6 = family == V6
+    original = icmp6.original_packet if v6 else icmp.original_header
+    embedded = original(frame, to_ip, dst_ip)
     host = view.host_of(to)
-    if embedded is None or host is None or to.ofport is None:
+    if embedded is None or host is None or to.ofport is None or not decision.router_ip:
         return NOTHING
-    answer = icmp.time_exceeded(embedded, decision.router_ip, GATEWAY_MAC, to.ip, to.mac)
+    build = icmp6.time_exceeded if v6 else icmp.time_exceeded
+    answer = build(embedded, decision.router_ip, GATEWAY_MAC, to_ip, to.mac)
     return Response(packet_outs=((host.dpid, wire.packet_out_to_port(to.ofport, answer)),))
 
 
 def _relay_icmp(decision: RelayIcmp, meta: PacketMeta, frame: bytes, view: View) -> Response:
     """The error reached the switch of the container it concerns: it goes out there."""
-    to = decision.to
+    to, family = decision.to, meta.family
     by_pip = view.by_pip
 
     def logical(addr: str) -> str:
         e = by_pip.get(addr)
-        return e.ip if e is not None and e.tenant == to.tenant else addr
+        return ip_of(e, family) if e is not None and e.tenant == to.tenant else addr
 
-    relayed = icmp.relay_error(frame, to.ip, to.mac, GATEWAY_MAC, logical)
+    relay = icmp6.relay_error if family == V6 else icmp.relay_error
+    relayed = relay(frame, ip_of(to, family), to.mac, GATEWAY_MAC, logical)
     if relayed is None or to.ofport is None:
         return NOTHING
     return Response(packet_outs=((meta.dpid, wire.packet_out_to_port(to.ofport, relayed)),))

@@ -15,6 +15,14 @@ where a copy of it matching ct_state=+trk+est delivers: only the connections
 the client opened are answered, the rest miss and drop.  The server's host,
 and every route without a scope, stay conntrack-free.
 
+A route is of one family (`RouteEnds.family`): IPv4 flows match and rewrite
+ipv4_src/ipv4_dst (ip <-> pip), IPv6 flows ipv6_src/ipv6_dst (ip6 <-> pip6),
+with the same shape, priorities and cookie (one cookie per pair: revoking it
+deletes both families; docs/pipeline.md).  OVS's dec_ttl decrements the IPv6
+hop limit as it does the IPv4 TTL.  An ICMP scope (the policy judges ICMPv6 as
+ICMP: decide/route.py) matches ip_proto 58 in IPv6 flows.  The next hop on the
+underlay is the same MAC for both families (one underlay router routes both).
+
 dec_ttl comes first, so a packet whose TTL runs out reaches the controller
 as it arrived at that hop (logical IPs on S, PIPs on D): never ambiguous.
 Steps come destination first: the shell installs them in order, with a
@@ -25,8 +33,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from daolinet.flows.spec import ETH_IP, Action, Conntrack, DecTtl, FlowSpec, Match, Output, SetField
+from daolinet.flows.spec import (
+    ETH_IP,
+    ETH_IPV6,
+    IPPROTO_ICMPV6,
+    Action,
+    Conntrack,
+    DecTtl,
+    FlowSpec,
+    Match,
+    Output,
+    SetField,
+)
 from daolinet.model import Endpoint, Host
+from daolinet.model.family import V6, family_of, ip_of, pip_of
 from daolinet.pipeline import (
     CT_ESTABLISHED,
     CT_TRACKED,
@@ -50,13 +70,14 @@ class RouteEnds:
     same_network: bool
     scope: tuple[int, int] | None = None  # (ip_proto, server port): L4-specific flows
     server_is_b: bool = True
+    family: int = 4  # 4 or 6: which addresses the flows match and rewrite
 
     def l4_match(self, towards_b: bool) -> dict[str, int]:
         """Extra match fields of the flows towards b, or towards a (empty when port-agnostic)."""
         if self.scope is None:
             return {}
         proto, port = self.scope
-        fields = {"ip_proto": proto}
+        fields = {"ip_proto": flow_proto(proto, self.family)}
         if proto in L4_FIELD:
             towards_server = towards_b == self.server_is_b
             fields[f"{L4_FIELD[proto]}_{'dst' if towards_server else 'src'}"] = port
@@ -75,6 +96,26 @@ class RouteEnds:
 
 
 L4_FIELD = {6: "tcp", 17: "udp"}
+ICMP = 1
+# Per family: (EtherType, source address field, destination address field).
+FIELDS = {4: (ETH_IP, "ipv4_src", "ipv4_dst"), 6: (ETH_IPV6, "ipv6_src", "ipv6_dst")}
+
+
+def flow_proto(proto: int, family: int) -> int:
+    """The ip_proto a flow matches for a scope's protocol: ICMP is ICMPv6 in IPv6."""
+    return IPPROTO_ICMPV6 if proto == ICMP and family == V6 else proto
+
+
+def ip_match(family: int, src: str, dst: str, **fields: int) -> dict[str, int | str]:
+    """The match fields of an IP packet of `family` from src to dst."""
+    eth_type, src_field, dst_field = FIELDS[family]
+    return {"eth_type": eth_type, src_field: src, dst_field: dst, **fields}
+
+
+def set_ips(family: int, src: str, dst: str) -> tuple[SetField, SetField]:
+    """Rewrite an IP packet of `family`'s addresses to src and dst."""
+    _, src_field, dst_field = FIELDS[family]
+    return SetField(src_field, src), SetField(dst_field, dst)
 
 
 @dataclass(frozen=True)
@@ -101,14 +142,14 @@ def cookie_of(ends: RouteEnds) -> int:
 
 
 def _egress_cross(x: Endpoint, y: Endpoint, hx: Host, hy: Host, cookie: int, idle: int,
-                  l4: dict[str, int]) -> FlowSpec:
+                  l4: dict[str, int], family: int) -> FlowSpec:
     actions: tuple[Action, ...] = (
         DecTtl(),
-        SetField("ipv4_src", x.pip), SetField("ipv4_dst", y.pip),
+        *set_ips(family, pip_of(x, family), pip_of(y, family)),
         SetField("eth_src", hx.underlay_mac), SetField("eth_dst", next_hop_mac(hx, hy)),
         Output(hx.uplink_ofport),
     )
-    return FlowSpec(Table.EGRESS, _prio(l4), _egress_match(x, y, l4), actions,
+    return FlowSpec(Table.EGRESS, _prio(l4), _egress_match(x, y, l4, family), actions,
                     cookie=cookie, idle_timeout=idle, send_flow_rem=True)
 
 
@@ -117,12 +158,12 @@ def _prio(l4: dict[str, int]) -> int:
 
 
 def _ingress_cross(x: Endpoint, y: Endpoint, hy: Host, cookie: int, idle: int,
-                   l4: dict[str, int]) -> FlowSpec:
+                   l4: dict[str, int], family: int) -> FlowSpec:
     assert y.ofport is not None
-    match = Match.of(in_port=hy.uplink_ofport, eth_type=ETH_IP, ipv4_src=x.pip, ipv4_dst=y.pip, **l4)
+    match = Match.of(in_port=hy.uplink_ofport, **ip_match(family, pip_of(x, family), pip_of(y, family), **l4))
     actions: tuple[Action, ...] = (
         DecTtl(),
-        SetField("ipv4_src", x.ip), SetField("ipv4_dst", y.ip),
+        *set_ips(family, ip_of(x, family), ip_of(y, family)),
         SetField("eth_src", GATEWAY_MAC), SetField("eth_dst", y.mac),
         Output(y.ofport),
     )
@@ -131,35 +172,35 @@ def _ingress_cross(x: Endpoint, y: Endpoint, hy: Host, cookie: int, idle: int,
 
 
 def _egress_local(x: Endpoint, y: Endpoint, routed: bool, cookie: int, idle: int,
-                  l4: dict[str, int]) -> FlowSpec:
+                  l4: dict[str, int], family: int) -> FlowSpec:
     assert y.ofport is not None
     actions: tuple[Action, ...] = (
         *((DecTtl(),) if routed else ()),
         SetField("eth_src", GATEWAY_MAC), SetField("eth_dst", y.mac), Output(y.ofport),
     )
-    return FlowSpec(Table.EGRESS, _prio(l4), _egress_match(x, y, l4), actions,
+    return FlowSpec(Table.EGRESS, _prio(l4), _egress_match(x, y, l4, family), actions,
                     cookie=cookie, idle_timeout=idle, send_flow_rem=True)
 
 
-def _egress_match(x: Endpoint, y: Endpoint, l4: dict[str, int]) -> Match:
+def _egress_match(x: Endpoint, y: Endpoint, l4: dict[str, int], family: int) -> Match:
     assert x.ofport is not None
-    return Match.of(in_port=x.ofport, eth_type=ETH_IP, ipv4_src=x.ip, ipv4_dst=y.ip, **l4)
+    return Match.of(in_port=x.ofport, **ip_match(family, ip_of(x, family), ip_of(y, family), **l4))
 
 
 def flows_for_route(ends: RouteEnds, idle_timeout: int) -> RoutePlan:
-    a, b, ha, hb = ends.a, ends.b, ends.ha, ends.hb
+    a, b, ha, hb, family = ends.a, ends.b, ends.ha, ends.hb, ends.family
     cookie = cookie_of(ends)
     to_b, to_a = ends.l4_match(True), ends.l4_match(False)
     if ha.dpid == hb.dpid:
         routed = not ends.same_network
-        flows = (_egress_local(a, b, routed, cookie, idle_timeout, to_b),
-                 _egress_local(b, a, routed, cookie, idle_timeout, to_a))
+        flows = (_egress_local(a, b, routed, cookie, idle_timeout, to_b, family),
+                 _egress_local(b, a, routed, cookie, idle_timeout, to_a, family))
         mine = 0 if ends.server_is_b else 1  # the client's flow
         return RoutePlan(cookie, ((ha.dpid, _stateful(ends, flows, mine, 1 - mine)),))
-    dst_flows: tuple[FlowSpec, ...] = (_ingress_cross(a, b, hb, cookie, idle_timeout, to_b),
-                 _egress_cross(b, a, hb, ha, cookie, idle_timeout, to_a))
-    src_flows: tuple[FlowSpec, ...] = (_ingress_cross(b, a, ha, cookie, idle_timeout, to_a),
-                 _egress_cross(a, b, ha, hb, cookie, idle_timeout, to_b))
+    dst_flows: tuple[FlowSpec, ...] = (_ingress_cross(a, b, hb, cookie, idle_timeout, to_b, family),
+                 _egress_cross(b, a, hb, ha, cookie, idle_timeout, to_a, family))
+    src_flows: tuple[FlowSpec, ...] = (_ingress_cross(b, a, ha, cookie, idle_timeout, to_a, family),
+                 _egress_cross(a, b, ha, hb, cookie, idle_timeout, to_b, family))
     if ends.scope is not None and not ends.server_is_b:  # b is the client: its host is stateful
         dst_flows = _stateful(ends, dst_flows, 1, 0)
     else:
@@ -187,14 +228,16 @@ def _stateful(ends: RouteEnds, flows: tuple[FlowSpec, ...], out: int,
 def drop_flow(src: Endpoint, dst_ip: str, hard_timeout: int,
               scope: tuple[int, int] | None = None) -> FlowSpec:
     """Damp repeats of a denied or unknown destination for a few seconds; with a
-    scope (protocol, destination port) only that traffic, above the routes."""
+    scope (protocol, destination port) only that traffic, above the routes.  The
+    family is dst_ip's."""
     assert src.ofport is not None
+    family = family_of(dst_ip)
     l4: dict[str, int] = {}
     if scope is not None:
         proto, port = scope
-        l4["ip_proto"] = proto
+        l4["ip_proto"] = flow_proto(proto, family)
         if proto in L4_FIELD and port:
             l4[f"{L4_FIELD[proto]}_dst"] = port
-    match = Match.of(in_port=src.ofport, eth_type=ETH_IP, ipv4_src=src.ip, ipv4_dst=dst_ip, **l4)
+    match = Match.of(in_port=src.ofport, **ip_match(family, ip_of(src, family), dst_ip, **l4))
     return FlowSpec(Table.EGRESS, _prio(l4), match, (),
                     cookie=route_cookie(src.id, 0, Kind.DROP).value, hard_timeout=hard_timeout)

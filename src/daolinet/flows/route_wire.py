@@ -38,6 +38,7 @@ class Shape(NamedTuple):
     server_is_b: bool
     peer_ab: bool  # a's host sends straight to b's (else through its underlay gateway)
     peer_ba: bool
+    family: int = 4  # IPv4 or IPv6 addresses
 
 
 def shape_of(ends: RouteEnds) -> Shape:
@@ -45,7 +46,8 @@ def shape_of(ends: RouteEnds) -> Shape:
     scoped = ends.scope is not None
     return Shape(same, same and not ends.same_network, ends.scope[0] if ends.scope else None,
                  ends.server_is_b or not scoped,
-                 same or next_hop_is_peer(ends.ha, ends.hb), same or next_hop_is_peer(ends.hb, ends.ha))
+                 same or next_hop_is_peer(ends.ha, ends.hb), same or next_hop_is_peer(ends.hb, ends.ha),
+                 ends.family)
 
 
 class RouteBytes(NamedTuple):  # one per route: a tuple, built cheaply
@@ -58,6 +60,7 @@ class RouteBytes(NamedTuple):  # one per route: a tuple, built cheaply
 # the idle timeout are always slots 0 and 1.
 Getter = Callable[[RouteEnds], Any]
 _ATTRS = ("a.ip", "a.pip", "a.mac", "a.ofport", "b.ip", "b.pip", "b.mac", "b.ofport",
+          "a.ip6", "a.pip6", "b.ip6", "b.pip6",
           "ha.underlay_mac", "ha.underlay_gateway_mac", "ha.uplink_ofport",
           "hb.underlay_mac", "hb.underlay_gateway_mac", "hb.uplink_ofport")
 _VALUES: dict[str, Getter] = {
@@ -76,18 +79,22 @@ def _stand_in(shape: Shape, n: int) -> tuple[RouteEnds, int]:
     def host(i: int, peer: bool) -> Host:
         return Host(f"h{i}", dpid=0x5E00 + i, underlay_ip=f"{100 + i}.{n}.0.1",
                     underlay_mac=f"02:5e:{n:02x}:00:01:{i:02x}", pip_pool="240.0.0.0/8",
+                    pip_pool6="2001:db8:5e00::/48",
                     underlay_gateway_mac="" if peer else f"02:5e:{n:02x}:00:02:{i:02x}",
                     uplink_ofport=0x5E000010 + 0x100 * n + i)
 
     def endpoint(i: int, h: Host) -> Endpoint:
         return Endpoint(0x300 + 0x10 * n + i, f"e{i}", "t", "net", ip=f"240.{n}.1.{i}",
                         mac=f"02:5e:{n:02x}:00:03:{i:02x}", host=h.name, pip=f"240.{n}.2.{i}",
-                        ofport=0x5E000020 + 0x100 * n + i)
+                        ofport=0x5E000020 + 0x100 * n + i,
+                        ip6=f"fd5e:{n}::1:{i}" if shape.family == 6 else "",
+                        pip6=f"2001:db8:5e00:{n}::2:{i}" if shape.family == 6 else "")
 
     ha = host(1, shape.peer_ab)
     hb = ha if shape.same_host else host(2, shape.peer_ba)
     scope = None if shape.proto is None else (shape.proto, 0xF000 + n)
-    ends = RouteEnds(endpoint(1, ha), endpoint(2, hb), ha, hb, not shape.routed, scope, shape.server_is_b)
+    ends = RouteEnds(endpoint(1, ha), endpoint(2, hb), ha, hb, not shape.routed, scope, shape.server_is_b,
+                     shape.family)
     return ends, 0xE000 + n
 
 
@@ -113,6 +120,7 @@ class _Template:
     ints: Callable[[RouteEnds], tuple[Any, ...]]  # the integer values, in slot order
     macs: Callable[[RouteEnds], tuple[Any, ...]]  # then the MACs
     ips: Callable[[RouteEnds], tuple[Any, ...]]  # then the IPv4 addresses
+    ip6s: Callable[[RouteEnds], tuple[Any, ...]]  # then the IPv6 addresses
     fixed: tuple[bytes, ...]
     steps: tuple[tuple[bool, tuple[tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], Any], ...]], ...]
     # (on b's host?, per FlowMod (the picker of its fields, its struct's pack))
@@ -125,7 +133,7 @@ class _Template:
             raise ValueError(f"endpoint ids {a}, {b} do not fit a cookie")
         cookie = _ROUTE_KIND | (a << EID_BITS) | b  # cookie_of(ends), without the Cookie object
         values = (cookie, idle, *self.ints(ends), *map(_MAC, self.macs(ends)),
-                  *map(_IPV4, self.ips(ends)), *self.fixed)
+                  *map(_IPV4, self.ips(ends)), *map(_IPV6, self.ip6s(ends)), *self.fixed)
         ha, hb = ends.ha.dpid, ends.hb.dpid
         return RouteBytes(cookie, tuple([
             (hb if on_b else ha, tuple([Encoded(pack(*pick(values)), cookie) for pick, pack in flowmods]))
@@ -134,15 +142,20 @@ class _Template:
 
 _MAC: Callable[[Any], bytes] = wire.mac_bytes
 _IPV4: Callable[[Any], bytes] = wire.ipv4_bytes
+_IPV6: Callable[[Any], bytes] = wire.ipv6_bytes
+_ADDRESSES = ("6s", "4s", "16s")
 _COOKIE_BYTES, _IDLE_BYTES = wire.packer(_COOKIE), wire.packer(_IDLE)
 
 
 def _kind(pack: Callable[[Any], bytes]) -> str:
-    """A hole's struct code: "6s"/"4s" for an address (converted by `pack` first), else its integer's."""
+    """A hole's struct code: "6s"/"4s"/"16s" for an address (converted by `pack` first), else
+    its integer's."""
     if pack is wire.mac_bytes:
         return "6s"
     if pack is wire.ipv4_bytes:
         return "4s"
+    if pack is wire.ipv6_bytes:
+        return "16s"
     return _INT_CODES[len(pack(0))]
 
 
@@ -160,12 +173,14 @@ def _compile(shape: Shape) -> _Template:
 
     plan = flows_for_route(ends, idle)
     encoded = [(dpid, [wire.flow_add_pieces(f, hole) for f in flows]) for dpid, flows in plan.steps]
-    # The values' order in a filled template: cookie, idle timeout, integers, MACs, IPv4s, fixed pieces.
-    by_kind: dict[str, list[tuple[str, Callable[[Any], bytes], int]]] = {"int": [], "6s": [], "4s": []}
+    # The values' order in a filled template: cookie, idle timeout, integers, MACs, IPv4s, IPv6s,
+    # fixed pieces.
+    by_kind: dict[str, list[tuple[str, Callable[[Any], bytes], int]]] = {"int": [], "6s": [], "4s": [],
+                                                                         "16s": []}
     for (name, pack), n in sorted(holes.items(), key=lambda kv: kv[1])[2:]:
         kind = _kind(pack)
-        by_kind["int" if kind not in ("6s", "4s") else kind].append((name, pack, n))
-    ordered = [*by_kind["int"], *by_kind["6s"], *by_kind["4s"]]
+        by_kind["int" if kind not in _ADDRESSES else kind].append((name, pack, n))
+    ordered = [*by_kind["int"], *by_kind["6s"], *by_kind["4s"], *by_kind["16s"]]
     slot = {0: 0, 1: 1, **{n: 2 + i for i, (_, _, n) in enumerate(ordered)}}
     code = {0: "Q", 1: "H", **{n: _kind(pack) for _, pack, n in ordered}}
     fixed: list[bytes] = []
@@ -193,7 +208,7 @@ def _compile(shape: Shape) -> _Template:
     def gather(kind: str) -> Callable[[RouteEnds], tuple[Any, ...]]:
         return _gather([name for name, _, _ in by_kind[kind]])
 
-    template = _Template(gather("int"), gather("6s"), gather("4s"), tuple(fixed), steps)
+    template = _Template(gather("int"), gather("6s"), gather("4s"), gather("16s"), tuple(fixed), steps)
     _check(template, shape)
     return template
 

@@ -282,8 +282,10 @@ def packet_out(in_port: int, actions: bytes, data: bytes, what: str) -> Encoded:
 def packet_out_commit(in_port: int, src: str, dst: str, zone: int, data: bytes) -> Encoded:
     """Commit a packet's connection to conntrack, its addresses rewritten to src and dst
     first (an L4 route's PIPs), and send it nowhere: the first packet of a connection
-    delivered straight to its destination still leaves its entry on its client's host."""
-    actions = set_field("ipv4_src", src) + set_field("ipv4_dst", dst)
+    delivered straight to its destination still leaves its entry on its client's host.
+    IPv6 addresses rewrite ipv6_src/ipv6_dst."""
+    fields = ("ipv6_src", "ipv6_dst") if ":" in src else ("ipv4_src", "ipv4_dst")
+    actions = set_field(fields[0], src) + set_field(fields[1], dst)
     actions += conntrack(Conntrack(zone, commit=True))
     return packet_out(in_port, actions, data, f"packet-out in_port={in_port} ct(commit,zone={zone})")
 

@@ -69,12 +69,12 @@ class Topology:
     def endpoints_on(self, host: Host) -> list[Endpoint]:
         return [e for e in self.endpoints if e.host == host.name]
 
-    def route_ends(self, a: Endpoint, b: Endpoint) -> RouteEnds:
+    def route_ends(self, a: Endpoint, b: Endpoint, family: int = 4) -> RouteEnds:
         return RouteEnds(a=a, b=b, ha=self.host_of(a), hb=self.host_of(b),
-                         same_network=self.network_of(a) == self.network_of(b))
+                         same_network=self.network_of(a) == self.network_of(b), family=family)
 
-    def route_plan(self, a: Endpoint, b: Endpoint, idle_timeout: int = 60) -> RoutePlan:
-        return flows_for_route(self.route_ends(a, b), idle_timeout)
+    def route_plan(self, a: Endpoint, b: Endpoint, idle_timeout: int = 60, family: int = 4) -> RoutePlan:
+        return flows_for_route(self.route_ends(a, b, family), idle_timeout)
 
     def base_flows(self, host: Host) -> list[FlowSpec]:
         return flows_for_switch(host, self.endpoints_on(host))

@@ -89,6 +89,8 @@ def _tuple(pkt: Packet) -> Tuple5:
     proto = as_int(pkt.get("ip_proto", 0))
     l4 = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}.get(proto)
     ports = (as_int(pkt[f"{l4}_src"]), as_int(pkt[f"{l4}_dst"])) if l4 and f"{l4}_src" in pkt else (0, 0)
+    if "ipv6_src" in pkt:
+        return (proto, str(pkt["ipv6_src"]), str(pkt["ipv6_dst"]), *ports)
     return (proto, str(pkt["ipv4_src"]), str(pkt["ipv4_dst"]), *ports)
 
 
@@ -245,7 +247,8 @@ class FakeSwitch:
             self._commit(ct, pkt)
             pkt["ct_state"] = CT_TRACKED | CT_ESTABLISHED
         else:
-            undo = self._connections.get((ct.zone, str(pkt["ipv4_src"]), str(pkt["ipv4_dst"])))
+            _, src, dst, _, _ = _tuple(pkt)
+            undo = self._connections.get((ct.zone, src, dst))
             if undo is not None and ct.nat:
                 pkt.update(undo)
             known = undo is not None or self.tracked(ct.zone, pkt)

@@ -58,3 +58,12 @@ def hosts6(draw: st.DrawFn, dpid: int) -> Host:
 @st.composite
 def endpoints6(draw: st.DrawFn, eid: int, host: Host) -> Endpoint:
     return replace(draw(endpoints(eid, host)), ip6=draw(ipv6s), pip6=draw(ipv6s))
+
+
+@st.composite
+def routes6(draw: st.DrawFn) -> RouteEnds:
+    """The ends of an IPv6 route: dual-stack ends, any IPv6 addresses."""
+    ends = draw(routes())
+    a = draw(endpoints6(ends.a.id, ends.ha))
+    b = replace(draw(endpoints6(ends.b.id, ends.hb)), network=ends.b.network)
+    return replace(ends, a=replace(a, network=ends.a.network), b=b, family=6)
