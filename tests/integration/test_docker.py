@@ -145,6 +145,32 @@ def test_a_container_is_found_by_name_from_the_other_host(dlab: cluster.Lab) -> 
     dk(dlab, "h1", "network", "rm", "named")
 
 
+def test_a_cni_container_resolves_a_docker_name(dlab: cluster.Lab) -> None:
+    """A real CNI runtime on h2 (containerd's `ctr run --cni`, lab/containerd.py: daolinet-cni through h2's
+    agent) asks its gateway, the nameserver a CNI result gives, for a Docker container on h1."""
+    dk(dlab, "h1", *CREATE, "--subnet", "10.6.5.0/24", "mixed")
+    dk(dlab, "h1", "run", "-d", "--name", "web", "--network", "mixed", docker.IMAGE, "sh", "-c",
+       "mkdir -p /www && echo hello from web > /www/index.html && exec httpd -f -p 80 -h /www")
+    ip = ip_of(dlab, "h1", "web", "mixed")
+    aliases = lambda: next(e.get("aliases") for e in endpoints(dlab, "mixed") if e["ip"] == ip)  # noqa: E731
+    assert wait_for(aliases, what="web's aliases") == ["web"]
+    dlab.start_containerd("h2")
+    # ctr writes no resolv.conf: name the server.  No wget -T: it crashes.
+    script = f"ip -o -4 addr show dev eth0 && nslookup web 10.6.5.1 && echo --- && wget -q -O - http://{ip}/"
+    done = dlab.ctr_run("h2", "mixed", "asker", "sh", "-c", script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    before, page = done.stdout.split("---\n")
+    addr = before.split("inet ", 1)[1].split("/")[0]  # the CNI container's own address
+    assert addr.startswith("10.6.5.") and addr != ip
+    assert f"Address: {ip}" in before.split("Name:", 1)[1]  # nslookup's answer, after its server's
+    assert page == "hello from web\n"
+    # --rm: the task is deleted and ctr runs CNI DEL, which releases the endpoint.
+    assert [e["ip"] for e in endpoints(dlab, "mixed")] == [ip]
+    assert dlab.ctr("h2", "containers", "ls", "-q").stdout.split() == []
+    dk(dlab, "h1", "rm", "-f", "web")
+    dk(dlab, "h1", "network", "rm", "mixed")
+
+
 def test_a_daolinet_network_appears_in_every_dockerd(dlab: cluster.Lab) -> None:
     api(dlab, "POST", "/networks", json={"name": "net3", "subnet": "10.7.0.0/24"})
     for h in ("h1", "h2"):

@@ -1,6 +1,6 @@
 """The lab as a whole: bring it up, build its fabric and hosts, run commands, tear
 it down.  Containers (containers.py), agents (agents.py), controllers
-(controllers.py) and dockerds (dockerds.py) are mixins of `Lab`.
+(controllers.py), dockerds (dockerds.py) and containerds (containerds.py) are mixins of `Lab`.
 
 Order of work in `up` (each step journalled in state.py before it happens):
 fabric namespace(s) with a Linux bridge per rack, a router namespace joining
@@ -24,8 +24,9 @@ from typing import Any
 
 from daolinet.agent import bootstrap
 from daolinet.errors import Conflict, InvalidInput, NotFound
-from daolinet.lab import credentials, docker, ha, plan, state
+from daolinet.lab import containerd, credentials, docker, ha, plan, state
 from daolinet.lab.agents import Agents
+from daolinet.lab.containerds import Containerds
 from daolinet.lab.containers import HOST_NAME_RE, Containers, LabContainer
 from daolinet.lab.controllers import Controllers
 from daolinet.lab.dockerds import Dockerds
@@ -64,7 +65,7 @@ class LabHost:
         return Ovsdb(self.ovs.db_endpoint)
 
 
-class Lab(Containers, Agents, Controllers, Dockerds):
+class Lab(Containers, Agents, Controllers, Dockerds, Containerds):
     """A handle on an existing lab (`Lab.open`) or a new one (`Lab.up`)."""
 
     def __init__(self, st: state.LabState) -> None:
@@ -315,6 +316,7 @@ def down(name: str) -> bool:
     plan.check_lab_name(name)
     rundir = plan.lab_dir(name)
     docker.stop_all(rundir)  # dockerd first: it stops its own containers
+    containerd.stop_all(rundir)  # containers, then shims and containerd
     st = state.load(name)
     namespaces = set(links.list_netns(plan.netns_prefix(name)))
     if st is not None:

@@ -214,7 +214,8 @@ def unified(root: str = CGROUP_ROOT) -> bool:
 
 
 def cgroup_dirs(lab: str, root: str = CGROUP_ROOT) -> list[str]:
-    """The top cgroup dirs the lab's dockerds made (see the module's docstring)."""
+    """The top cgroup dirs the lab's dockerds (and containerds: containerd.py) made (see the
+    module's docstring)."""
     pattern = f"dl-{lab}-*" if unified(root) else f"*/dl-{lab}-*"
     return sorted(glob.glob(os.path.join(root, pattern)))
 
