@@ -178,7 +178,7 @@ class Containers:
             links.del_link(c.netns, "eth0")
             links.rename_link(c.netns, MOVING_IF, "eth0")
             moved = LabContainer(**{**c.to_json(), "host": target.name, "ofport": e["ofport"],
-                                    "pip": e["pip"]})
+                                    "pip": e["pip"], "pip6": e.get("pip6") or None})
             self._state.containers[name] = moved.to_json()
             self._save()
         return moved
