@@ -108,3 +108,20 @@ def test_a_deny_rule_hides_the_name(named: cluster.Lab) -> None:
     api(lab, "POST", "/policy/disconnect", json={"a": "client", "b": "web"})
     wait_for(lambda: answers(lab, "client", "web") == [], timeout=1, what="the denied pair's name hidden")
     assert answers(lab, "web", "client") == []  # both ways
+
+
+def test_aaaa_answers_on_a_dual_stack_network_over_ipv6_too(lab_factory: LabFactory) -> None:
+    lab = lab_factory(hosts=2)
+    api(lab, "POST", "/networks", json={"name": "net6", "subnet": "10.6.0.0/24", "subnet6": "fd00:6::/64"})
+    lab.add_container("web6", host="h1", network="net6")
+    lab.add_container("asker", host="h2", network="net6")
+    web6 = lab.container("web6").ip6
+    assert web6 is not None
+
+    def aaaa(server: str) -> list[str]:
+        done = lab.exec("asker", ["busybox", "nslookup", "-type=AAAA", "web6", server], timeout=20)
+        return [a for _, a in ADDRESS_RE.findall(done.stdout)] if done.returncode == 0 else []
+
+    wait_for(lambda: aaaa(RESOLVER) == [web6], timeout=10, what="AAAA over IPv4")
+    assert aaaa("fd00:da01::53") == [web6]  # the IPv6 resolver address
+    assert aaaa("fd00:6::1") == [web6]  # the network's IPv6 gateway
