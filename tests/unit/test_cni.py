@@ -5,6 +5,7 @@ a fake plumber.  test_cni.py in integration runs the binary for real."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -98,7 +99,7 @@ def test_results_follow_the_version() -> None:
     old = spec.add_result(spec.parse(env(), conf("1.0.0")), e, n, "aa:bb:cc:dd:ee:ff", 1500)
     assert old["cniVersion"] == "1.0.0" and "mtu" not in old["interfaces"][1]
     check = spec.parse(env("CHECK"), conf(prevResult=new))
-    assert spec.expected(check) == (e["mac"], "10.1.0.2/24")
+    assert spec.expected(check) == (e["mac"], "10.1.0.2/24", "")
 
 
 def test_the_shim_answers_version_itself_and_passes_the_rest_through() -> None:
@@ -196,3 +197,50 @@ async def test_backend_add_del_and_gc(backend: CniBackend) -> None:
     assert await call(backend, {"CNI_COMMAND": "STATUS"}, conf()) == {"result": None}
     unknown = await call(backend, env(), conf(network="nosuch"))
     assert unknown["error"]["code"] == spec.INVALID_CONFIG and "nosuch" in unknown["error"]["msg"]
+
+
+# -- dual stack ---------------------------------------------------------------------------
+
+MAC = "02:d1:00:00:00:01"
+E6 = {"mac": MAC, "port": "dlp000001", "ip": "10.1.0.2", "ip6": "fd00:1::2"}
+N6 = {"subnet": "10.1.0.0/24", "gateway": "10.1.0.1", "subnet6": "fd00:1::/64", "gateway6": "fd00:1::1"}
+
+
+def test_a_dual_stack_result_has_both_families_and_check_reads_both() -> None:
+    result = spec.add_result(spec.parse(env(), conf()), E6, N6, "aa:bb:cc:dd:ee:ff", 1500)
+    assert result["ips"] == [{"address": "10.1.0.2/24", "gateway": "10.1.0.1", "interface": 1},
+                             {"address": "fd00:1::2/64", "gateway": "fd00:1::1", "interface": 1}]
+    assert result["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}, {"dst": "::/0", "gw": "fd00:1::1"}]
+    assert result["dns"] == {"nameservers": ["10.1.0.1", "fd00:1::1"]}
+    assert spec.expected(spec.parse(env("CHECK"), conf(prevResult=result))) == (MAC, "10.1.0.2/24",
+                                                                                 "fd00:1::2/64")
+    result["ips"].reverse()  # the order of the entries does not matter
+    assert spec.expected(spec.parse(env("CHECK"), conf(prevResult=result)))[1:] == ("10.1.0.2/24",
+                                                                                    "fd00:1::2/64")
+    v4 = spec.add_result(spec.parse(env(), conf()), {**E6, "ip6": ""}, N6, "aa:bb:cc:dd:ee:ff", 1500)
+    assert len(v4["ips"]) == 1 and spec.expected(spec.parse(env("CHECK"), conf(prevResult=v4)))[2] == ""
+
+
+async def test_backend_add_and_check_a_dual_stack_attachment(backend: CniBackend,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    service = backend.service
+    service.host = dataclasses.replace(service.host, underlay_ip6="2001:2:0:1::1",
+                                       pip_pool6="2001:2:0:1:1::/112")
+    await service.register()  # the agent again, now with an IPv6 PIP pool
+    await backend.client.call("POST", "/networks", json={"name": "net6", "subnet": "10.6.0.0/24",
+                                                         "subnet6": "fd00:6::/64"})
+    added = (await call(backend, env(), conf(network="net6")))["result"]
+    assert [ip["address"] for ip in added["ips"]] == ["10.6.0.2/24", "fd00:6::2/64"], added
+    assert added["dns"]["nameservers"] == ["10.6.0.1", "fd00:6::1"]
+    live = {"v4": ("10.6.0.2", 24, added["interfaces"][1]["mac"]), "v6": ("fd00:6::2", 64)}
+    monkeypatch.setattr(agent_cni.links, "address_of", lambda ns, ifname: live["v4"])
+    monkeypatch.setattr(agent_cni.links, "address6_of", lambda ns, ifname: live["v6"])
+    check = conf(network="net6", prevResult=added)
+    assert await call(backend, env("CHECK"), check) == {"result": None}
+    live["v6"] = ("fd00:6::9", 64)  # someone changed the container's IPv6 address
+    changed = await call(backend, env("CHECK"), check)
+    assert changed["error"]["code"] == spec.NOT_AS_EXPECTED and "fd00:6::9" in changed["error"]["msg"]
+    wrong = json.loads(check)
+    wrong["prevResult"]["ips"][1]["address"] = "fd00:6::7/64"
+    refused = await call(backend, env("CHECK"), json.dumps(wrong).encode())
+    assert refused["error"]["code"] == spec.NOT_AS_EXPECTED and "fd00:6::7/64" in refused["error"]["msg"]

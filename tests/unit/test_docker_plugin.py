@@ -201,7 +201,7 @@ async def test_pools_are_reference_counted_and_identical_requests_get_the_same_p
     await h1.ok("IpamDriver.ReleasePool", {"PoolID": first["PoolID"]})
     await h1.ok("IpamDriver.ReleasePool", {"PoolID": first["PoolID"]})
     assert h1.plugin.ipam.pools == {}
-    for bad, word in (({**body, "V6": True}, "IPv4"), ({**body, "Pool": ""}, "--subnet"),
+    for bad, word in (({**body, "V6": True}, "IPv6 network"), ({**body, "Pool": ""}, "--subnet"),
                       ({**body, "SubPool": "10.5.0.0/25"}, "--ip-range"),
                       ({**body, "Options": {"x": "1"}}, "x")):
         _, out = await h1.call("IpamDriver.RequestPool", bad)

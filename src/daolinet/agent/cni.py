@@ -6,9 +6,9 @@ An attachment (container id, interface) is a daolinet endpoint named
 network's name) so DEL, CHECK and GC find it.  ADD attaches as the lab does
 (veth, address, default route, TX checksumming off, OVS port); DEL releases
 it and is fine when it is gone; CHECK compares prevResult with the store and
-the live interface; STATUS asks the controller; GC releases this host's
-attachments of the network that are not in the valid list.  daolinet errors
-become CNI codes here.
+the live interface (both addresses of a dual-stack endpoint); STATUS asks
+the controller; GC releases this host's attachments of the network that are
+not in the valid list.  daolinet errors become CNI codes here.
 """
 
 from __future__ import annotations
@@ -93,13 +93,13 @@ class CniBackend:
             await self.service.release(endpoint["id"], netns=req.netns, ifname=req.ifname)
 
     async def check(self, req: CniRequest) -> None:
-        mac, address = spec.expected(req)
+        mac, address, address6 = spec.expected(req)
         endpoint = await self._find(req)
         if endpoint is None:
             raise CniError(spec.NOT_AS_EXPECTED, f"container {req.container_id} has no daolinet endpoint "
                                                  f"for {req.ifname}")
-        want = (mac.lower(), address)
-        stored = (endpoint["mac"], f"{endpoint['ip']}/{endpoint['subnet'].split('/')[1]}")
+        want = (mac.lower(), address, address6)
+        stored = (endpoint["mac"], f"{endpoint['ip']}/{endpoint['subnet'].split('/')[1]}", _stored6(endpoint))
         if stored != want:
             raise CniError(spec.NOT_AS_EXPECTED, f"the endpoint is {stored}, prevResult says {want}")
         plugged = (await asyncio.to_thread(self.service.plumber.plugged)).get(endpoint["id"])
@@ -108,10 +108,14 @@ class CniBackend:
                            f"the endpoint's port {endpoint['port']} is not on the bridge")
         try:
             live = await asyncio.to_thread(links.address_of, req.netns, req.ifname)
+            live6 = await asyncio.to_thread(links.address6_of, req.netns, req.ifname) if address6 else None
         except DaoliError as x:
             raise CniError(spec.NOT_AS_EXPECTED, f"{req.ifname} in {req.netns}: {x}") from x
-        if live is None or (live[2], f"{live[0]}/{live[1]}") != want:
-            raise CniError(spec.NOT_AS_EXPECTED, f"{req.ifname} in {req.netns} is {live}, not {want}")
+        if live is None or (live[2], f"{live[0]}/{live[1]}") != want[:2]:
+            raise CniError(spec.NOT_AS_EXPECTED, f"{req.ifname} in {req.netns} is {live}, not {want[:2]}")
+        if address6 and (live6 is None or f"{live6[0]}/{live6[1]}" != address6):
+            raise CniError(spec.NOT_AS_EXPECTED,
+                           f"{req.ifname} in {req.netns} has IPv6 {live6}, not {address6}")
 
     async def status(self, _: CniRequest) -> None:
         try:
@@ -136,6 +140,14 @@ class CniBackend:
         if failed:
             raise CniError(spec.IO_FAILURE, f"GC could not release {len(failed)} attachment(s)",
                            "; ".join(failed))
+
+
+def _stored6(endpoint: dict[str, Any]) -> str:
+    """The endpoint's IPv6 address/prefix, "" on an IPv4-only one (GET /containers/... gives
+    the network's subnet6 with a dual-stack endpoint)."""
+    if not endpoint.get("ip6"):
+        return ""
+    return f"{endpoint['ip6']}/{str(endpoint['subnet6']).split('/')[1]}"
 
 
 def install(app: FastAPI, service: AgentService) -> None:

@@ -2,6 +2,12 @@
 bodies parsed into frozen requests, answers built as dicts.  No I/O here;
 docker_driver.py and docker_ipam.py do the work, docker_plugin.py serves it.
 
+IPv6 (`docker network create --ipv6 --subnet V4 --subnet V6`): a Docker network
+over a dual-stack daolinet network must be dual-stack too, with the same IPv6
+subnet (the store gives every endpoint of such a network both addresses).
+dockerd asks the IPAM for an endpoint's IPv4 address first, then its IPv6
+one (libnetwork's endpoint.assignAddress), both with the endpoint's MAC.
+
 The wire format (libnetwork's remote.md and ipam.md): every call is an HTTP
 POST to /<Interface>.<Method> with a JSON body (empty for the handshake);
 a driver error is {"Err": msg}, an IPAM error {"Error": msg}; a method the
@@ -60,7 +66,25 @@ def pool_id(subnet: str) -> str:
 def subnet_of_pool(pid: object) -> str:
     if not isinstance(pid, str) or not pid.startswith(POOL_PREFIX):
         raise ProtocolError(f"unknown PoolID {pid!r}: daolinet's pools are {POOL_PREFIX}SUBNET")
-    return str(addresses.check_subnet(pid[len(POOL_PREFIX):], "pool"))
+    return check_either_subnet(pid[len(POOL_PREFIX):], "pool")
+
+
+def is_v6(subnet: str) -> bool:
+    """Whether a subnet (already checked) is an IPv6 one."""
+    return ":" in subnet
+
+
+def check_either_subnet(text: str, what: str) -> str:
+    """An IPv4 or an IPv6 subnet, checked as the store checks either."""
+    if ":" in text:
+        return str(addresses.check_subnet6(text, what))
+    return str(addresses.check_subnet(text, what))
+
+
+def check_either_in_subnet(text: str, subnet: str, what: str) -> str:
+    if is_v6(subnet):
+        return str(addresses.check_in_subnet6(text, ipaddress.IPv6Network(subnet), what))
+    return str(addresses.check_in_subnet(text, ipaddress.IPv4Network(subnet), what))
 
 
 # -- field access ----------------------------------------------------------------
@@ -115,6 +139,8 @@ class NetworkRequest:
     gateway: str
     isolated: bool = False
     existing: bool = False
+    subnet6: str = ""  # --ipv6: the IPv6 subnet ("" : an IPv4-only Docker network)
+    gateway6: str = ""
 
 
 def parse_network_options(options: object) -> dict[str, str]:
@@ -127,11 +153,27 @@ def parse_network_options(options: object) -> dict[str, str]:
     return {k: str(v) for k, v in opts.items()}
 
 
+def _v6_data(request: Mapping[str, Any], options: Mapping[str, Any]) -> tuple[str, str]:
+    """(subnet6, gateway6) of a --ipv6 network, ("", "") without --ipv6."""
+    v6 = request.get("IPv6Data") or []
+    if options.get(ENABLE_IPV6) is not True and not v6:
+        return "", ""
+    if not isinstance(v6, list) or len(v6) != 1:
+        raise InvalidInput("a dual-stack daolinet network has exactly one IPv6 subnet: give --ipv6 "
+                           "--subnet V4CIDR --subnet V6CIDR")
+    data = _obj(v6[0], "IPv6Data")
+    subnet6 = addresses.check_subnet6(_str(data, "Pool"), "IPv6 subnet")
+    gateway6 = _str(data, "Gateway", required=False).split("/")[0]
+    if data.get("AuxAddresses"):
+        raise InvalidInput("daolinet does not reserve auxiliary addresses: drop --aux-address")
+    checked = addresses.check_in_subnet6(gateway6, subnet6, "IPv6 gateway") if gateway6 else ""
+    return str(subnet6), str(checked)
+
+
 def parse_create_network(body: object) -> NetworkRequest:
     request = _obj(body, "request")
     options = _obj(request.get("Options") or {}, "Options")
-    if options.get(ENABLE_IPV6) is True or request.get("IPv6Data"):
-        raise InvalidInput("daolinet networks are IPv4 only: drop --ipv6")
+    subnet6, gateway6 = _v6_data(request, options)
     opts = parse_network_options(options.get(GENERIC))
     v4 = request.get("IPv4Data")
     if not isinstance(v4, list) or len(v4) != 1:
@@ -146,7 +188,7 @@ def parse_create_network(body: object) -> NetworkRequest:
         name=opts.get(OPT_NETWORK) or None, subnet=str(subnet),
         gateway=str(addresses.check_in_subnet(gateway, subnet, "gateway")) if gateway else "",
         isolated=_flag(OPT_ISOLATED, opts.get(OPT_ISOLATED, "")),
-        existing=_flag(OPT_EXISTING, opts.get(OPT_EXISTING, "")))
+        existing=_flag(OPT_EXISTING, opts.get(OPT_EXISTING, "")), subnet6=subnet6, gateway6=gateway6)
 
 
 @dataclass(frozen=True)
@@ -211,6 +253,7 @@ class EndpointRequest:
     ip: str
     mac: str
     ports: tuple[PortBinding, ...] = ()
+    ip6: str = ""  # on a --ipv6 network: the address daolinet's IPAM gave
 
 
 def parse_create_endpoint(body: object, host_ip: str = "") -> EndpointRequest:
@@ -220,20 +263,24 @@ def parse_create_endpoint(body: object, host_ip: str = "") -> EndpointRequest:
     address = _str(iface, "Address", required=False)
     if not address:
         raise InvalidInput("the endpoint has no IPv4 address: use --ipam-driver daolinet")
-    if _str(iface, "AddressIPv6", required=False):
-        raise InvalidInput("daolinet networks are IPv4 only: drop --ip6")
+    address6 = _str(iface, "AddressIPv6", required=False)
     ip = str(addresses.check_address(address.split("/")[0], "address"))
+    ip6 = str(addresses.check_address6(address6.split("/")[0], "AddressIPv6")) if address6 else ""
     mac = _str(iface, "MacAddress", required=False)
     options = _obj(request.get("Options") or {}, "Options")
     return EndpointRequest(nid=nid, eid=eid, ip=ip, mac=addresses.check_mac(mac) if mac else "",
-                           ports=tuple(parse_port_bindings(options, host_ip)))
+                           ports=tuple(parse_port_bindings(options, host_ip)), ip6=ip6)
 
 
-def join_response(peer: str, gateway: str) -> dict[str, Any]:
-    """Docker moves `peer` into the sandbox as eth<N> and routes by `gateway`;
-    the subnet is on-link, so no static routes are needed."""
-    return {"InterfaceName": {"SrcName": peer, "DstPrefix": DST_PREFIX}, "Gateway": gateway,
-            "StaticRoutes": []}
+def join_response(peer: str, gateway: str, gateway6: str = "") -> dict[str, Any]:
+    """Docker moves `peer` into the sandbox as eth<N> and routes by `gateway`
+    (and `gateway6`: Docker then turns IPv6 on for eth<N> and adds its address
+    without DAD); the subnet is on-link, so no static routes are needed."""
+    out: dict[str, Any] = {"InterfaceName": {"SrcName": peer, "DstPrefix": DST_PREFIX}, "Gateway": gateway,
+                           "StaticRoutes": []}
+    if gateway6:
+        out["GatewayIPv6"] = gateway6
+    return out
 
 
 def capabilities() -> dict[str, str]:
@@ -255,19 +302,20 @@ def address_spaces() -> dict[str, str]:
 
 
 def parse_pool_request(body: object) -> str:
-    """RequestPool: the subnet.  daolinet never picks one, nor a sub-range."""
+    """RequestPool: the subnet (IPv6 when V6).  daolinet never picks one, nor a sub-range."""
     request = _obj(body, "request")
-    if request.get("V6"):
-        raise InvalidInput("daolinet networks are IPv4 only: drop --ipv6")
+    v6 = request.get("V6") is True
     pool = _str(request, "Pool", required=False)
     if not pool:
+        if v6:
+            raise InvalidInput("give the network's IPv6 subnet too: --ipv6 --subnet V4CIDR --subnet V6CIDR")
         raise InvalidInput("give the network's subnet: --subnet CIDR")
     if _str(request, "SubPool", required=False):
         raise InvalidInput("daolinet allocates from the whole subnet: drop --ip-range")
     opts = _obj(request.get("Options") or {}, "Options")
     if opts:
         raise InvalidInput(f"unknown IPAM option {sorted(opts)[0]}: daolinet's IPAM takes none")
-    return str(addresses.check_subnet(pool, "subnet"))
+    return str(addresses.check_subnet6(pool, "IPv6 subnet") if v6 else addresses.check_subnet(pool, "subnet"))
 
 
 def parse_release_pool(body: object) -> str:
@@ -285,6 +333,10 @@ class AddressRequest:
     gateway: bool  # the network's gateway, asked for when the network is created
     mac: str | None
 
+    @property
+    def v6(self) -> bool:
+        return is_v6(self.subnet)
+
 
 def parse_address_request(body: object) -> AddressRequest:
     request = _obj(body, "request")
@@ -293,16 +345,19 @@ def parse_address_request(body: object) -> AddressRequest:
     opts = _obj(request.get("Options") or {}, "Options")
     mac = opts.get(MAC_OPTION)
     if address is not None:
-        address = str(addresses.check_in_subnet(address, ipaddress.IPv4Network(subnet), "address"))
+        address = check_either_in_subnet(address, subnet, "address")
     return AddressRequest(subnet=subnet, address=address, gateway=opts.get(ADDRESS_TYPE) == GATEWAY_TYPE,
                           mac=addresses.check_mac(mac) if isinstance(mac, str) and mac else None)
 
 
 def address_response(ip: str, subnet: str) -> dict[str, Any]:
-    return {"Address": f"{ip}/{ipaddress.IPv4Network(subnet).prefixlen}", "Data": {}}
+    return {"Address": f"{ip}/{ipaddress.ip_network(subnet).prefixlen}", "Data": {}}
 
 
 def parse_release_address(body: object) -> tuple[str, str]:
     request = _obj(body, "request")
-    address = addresses.check_address(_str(request, "Address"), "Address")
-    return subnet_of_pool(request.get("PoolID")), str(address)
+    subnet = subnet_of_pool(request.get("PoolID"))
+    address = _str(request, "Address")
+    checked = addresses.check_address6(address, "Address") if is_v6(subnet) \
+        else addresses.check_address(address, "Address")
+    return subnet, str(checked)

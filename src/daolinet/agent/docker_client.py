@@ -77,9 +77,14 @@ class DockerClient:
             await asyncio.sleep(0.02)  # polling dockerd: it offers no event for this
         raise SystemFailure(f"dockerd never showed network {nid[:12]}")
 
-    async def create_network(self, name: str, subnet: str, gateway: str, options: dict[str, str]) -> str:
+    async def create_network(self, name: str, subnet: str, gateway: str, options: dict[str, str],
+                             v6: tuple[str, str] | None = None) -> str:
+        """A network of the daolinet driver and IPAM; `v6` (subnet6, gateway6): dual-stack (--ipv6)."""
+        configs = [{"Subnet": subnet, "Gateway": gateway}]
+        if v6 is not None:
+            configs.append({"Subnet": v6[0], "Gateway": v6[1]})
         body = {"Name": name, "Driver": api.PLUGIN_NAME, "CheckDuplicate": True, "Options": options,
-                "IPAM": {"Driver": api.PLUGIN_NAME, "Config": [{"Subnet": subnet, "Gateway": gateway}]}}
+                "EnableIPv6": v6 is not None, "IPAM": {"Driver": api.PLUGIN_NAME, "Config": configs}}
         return str((await self.call("POST", "/networks/create", json=body))["Id"])
 
     async def delete_network(self, nid: str) -> None:

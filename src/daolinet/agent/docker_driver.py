@@ -2,20 +2,26 @@
 network, a Docker endpoint is a daolinet endpoint.
 
 CreateNetwork adopts the daolinet network (same tenant, name and subnet) or
-creates it; without `-o network=NAME` it is named after the Docker network,
-learnt from dockerd once the call has returned (docker_networks.py).
-DeleteNetwork deletes the daolinet network for every host, which the
-controller refuses while any container uses it (dockerd drops its own copy
-regardless; the sync restores it).  CreateEndpoint claims the
-endpoint RequestAddress reserved (docker_ipam.py); Join plugs a veth whose
-peer Docker moves into the container as eth<N>, with the network's gateway
-as default route; ProgramExternalConnectivity publishes `-p` bindings as
-port mappings on this host and RevokeExternalConnectivity takes them back
-(docker_ports.py); Leave does too, then deletes the endpoint (its routes are
-revoked) and unplugs it, unless the endpoint has moved to another host
-meanwhile (a Docker move, lab/docker_move.py): then it only unplugs.  After
-an agent restart, a Docker endpoint is found again by the
-`daolinet-docker-endpoint` external_id of its OVS port.
+creates it (with --ipv6: dual-stack, and an adopted one must have the same
+IPv6 subnet; a dual-stack daolinet network is never adopted by an IPv4-only
+Docker network, since its endpoints always get an IPv6 address too, which
+Docker would leave unconfigured); without `-o network=NAME` it is named
+after the Docker network, learnt from dockerd once the call has returned
+(docker_networks.py).  DeleteNetwork deletes the daolinet network for every
+host, which the controller refuses while any container uses it (dockerd
+drops its own copy regardless; the sync restores it).  CreateEndpoint claims
+the endpoint RequestAddress reserved (docker_ipam.py) and checks its IPv6
+address; Join plugs a veth whose peer Docker moves into the container as
+eth<N>, with the network's gateway as default route (and gateway6: Docker
+itself turns IPv6 on for eth<N> and adds the IPv6 address without DAD, as
+its osl package does, so the agent configures no IPv6 here);
+ProgramExternalConnectivity publishes `-p` bindings as port mappings on this
+host and RevokeExternalConnectivity takes them back (docker_ports.py); Leave
+does too, then deletes the endpoint (its routes are revoked) and unplugs it,
+unless the endpoint has moved to another host meanwhile (a Docker move,
+lab/docker_move.py): then it only unplugs.  After an agent restart, a Docker
+endpoint is found again by the `daolinet-docker-endpoint` external_id of its
+OVS port.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ class DockerDriver:
 
     async def create_network(self, body: object) -> dict[str, Any]:
         req = api.parse_create_network(body)
-        self.registry.check_free(req.nid, req.subnet)
+        self.registry.check_free(req.nid, req.subnet, req.subnet6)
         if req.name is not None:
             self.registry.bind(await self.ensure(req, req.name))
         elif self.docker is None:
@@ -73,7 +79,7 @@ class DockerDriver:
                 await self.client.call("GET", f"/tenants/{req.tenant}")  # an unknown tenant fails now
             task = asyncio.create_task(self._name_after_docker(req))
             task.add_done_callback(_retrieve)
-            self.registry.pend(req.nid, req.tenant, req.subnet, task)
+            self.registry.pend(req.nid, req.tenant, req.subnet, task, req.subnet6)
         self.on_change()
         return {}
 
@@ -82,7 +88,7 @@ class DockerDriver:
         try:
             binding = await self.ensure(req, await self.docker.wait_name(req.nid))
         except DaoliError as e:
-            self.registry.fail(req.nid, req.subnet, str(e))
+            self.registry.fail(req.nid, req.subnet, str(e), req.subnet6)
             why = f"Docker network {req.nid[:12]} has no daolinet network: {e}"
             log.error("%s", why)
             raise Conflict(why) from e
@@ -101,9 +107,13 @@ class DockerDriver:
                                     "isolated": req.isolated}
             if req.gateway:
                 body["gateway"] = req.gateway
+            if req.subnet6:
+                body["subnet6"] = req.subnet6
+            if req.gateway6:
+                body["gateway6"] = req.gateway6
             net = await self.client.call("POST", "/networks", json=body)
         _check_same(req, name, net)
-        return Binding(nid=req.nid, tenant=req.tenant, name=name, subnet=req.subnet)
+        return Binding(nid=req.nid, tenant=req.tenant, name=name, subnet=req.subnet, subnet6=req.subnet6)
 
     async def delete_network(self, body: object) -> dict[str, Any]:
         """Docker drops its network whatever we answer (it only logs a driver's
@@ -128,8 +138,14 @@ class DockerDriver:
         if eid is None:
             raise NotFound(f"address {req.ip} of network {binding.name} was not reserved by daolinet's IPAM "
                            "on this host: create the network with --ipam-driver daolinet")
+        if req.ip6 or binding.subnet6:
+            endpoint = await self.client.call("GET", f"/endpoints/{eid}")
+            if endpoint.get("ip6", "") != req.ip6:
+                raise Conflict(f"IPv6 address {req.ip6 or '(none)'} of the Docker endpoint is not endpoint "
+                               f"{endpoint['name']}'s {endpoint.get('ip6') or '(none)'}: create the network "
+                               "with --ipam-driver daolinet")
         self.endpoints[req.eid] = eid
-        return {}  # Docker supplied the address and the MAC: the Interface stays as it is
+        return {}  # Docker supplied the addresses and the MAC: the Interface stays as it is
 
     async def endpoint_oper_info(self, body: object) -> dict[str, Any]:
         _, docker_eid = api.ids(body)
@@ -137,8 +153,11 @@ class DockerDriver:
         if eid is None:
             return {"Value": {}}
         endpoint = await self.client.call("GET", f"/endpoints/{eid}")
-        return {"Value": {"daolinet.endpoint": endpoint["name"], "daolinet.pip": endpoint["pip"],
-                          "daolinet.host": endpoint["host"]}}
+        value = {"daolinet.endpoint": endpoint["name"], "daolinet.pip": endpoint["pip"],
+                 "daolinet.host": endpoint["host"]}
+        if endpoint.get("pip6"):
+            value["daolinet.pip6"] = endpoint["pip6"]
+        return {"Value": value}
 
     async def join(self, body: object) -> dict[str, Any]:
         nid, docker_eid = api.ids(body)
@@ -151,7 +170,8 @@ class DockerDriver:
         net = await self.client.network(binding.tenant, binding.name)
         await self.service.plug_docker(endpoint, sandbox, docker_eid)
         self.on_endpoint(eid, True)
-        return api.join_response(peer_name(eid), net["gateway"])
+        return api.join_response(peer_name(eid), net["gateway"],
+                                 net.get("gateway6", "") if binding.subnet6 else "")
 
     async def program_external_connectivity(self, body: object) -> dict[str, Any]:
         nid, docker_eid = api.ids(body)
@@ -209,6 +229,15 @@ def _check_same(req: api.NetworkRequest, name: str, net: dict[str, Any]) -> None
         raise Conflict(f"{what} has subnet {net['subnet']}, not {req.subnet}")
     if req.gateway and net["gateway"] != req.gateway:
         raise Conflict(f"{what} has gateway {net['gateway']}: pass --gateway {net['gateway']}")
+    subnet6 = net.get("subnet6", "")
+    if subnet6 and not req.subnet6:
+        raise Conflict(f"{what} is dual-stack: create the Docker network with --ipv6 --subnet {req.subnet} "
+                       f"--subnet {subnet6}")
+    if req.subnet6 and subnet6 != req.subnet6:
+        raise Conflict(f"{what} has IPv6 subnet {subnet6}, not {req.subnet6}" if subnet6
+                       else f"{what} has no IPv6 subnet: drop --ipv6 and --subnet {req.subnet6}")
+    if req.gateway6 and net.get("gateway6") != req.gateway6:
+        raise Conflict(f"{what} has IPv6 gateway {net.get('gateway6')}: pass --gateway {net.get('gateway6')}")
     if req.isolated and not net.get("isolated"):
         raise Conflict(f"{what} exists and is not isolated")
 

@@ -14,8 +14,20 @@ same address and MAC: RequestAddress adopts it instead.  An agent restart delete
 endpoints of its host, so a reservation whose container never started does
 not outlive the agent.
 
+IPv6 (a --ipv6 network over a dual-stack daolinet network): the store
+allocates an endpoint's IPv6 address with its IPv4 one, so the IPv4
+RequestAddress reserves both, and the IPv6 RequestAddress that dockerd sends
+next (libnetwork's endpoint.assignAddress: IPv4, then IPv6, both with the
+MAC) finds that endpoint by network and MAC and hands out its ip6.  Asked in
+the other order, it fails and says so.  `--ip6` is honoured only when it is
+the address the store picked (the API takes no ip6 for an endpoint yet): a
+moved container's, for one.  A failed IPv6 request deletes the reservation,
+because libnetwork releases nothing when the second family fails.  Releasing
+an IPv6 address releases the endpoint holding it, if still there (after the
+IPv4 release, it is not).
+
 Pools are reference counted; a pool's id is its subnet, so identical
-requests get the same pool.  The gateway is the daolinet network's.
+requests get the same pool.  The gateways are the daolinet network's.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from daolinet.agent import docker_api as api
 from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_networks import Binding, Registry
 from daolinet.agent.service import AgentService
+from daolinet.errors import InvalidInput
 from daolinet.model import addresses
 
 log = logging.getLogger(__name__)
@@ -49,6 +62,8 @@ class DockerIpam:
         self.registry = registry
         self.pools: Counter[str] = Counter()
         self.reserved: dict[tuple[str, str, str], int] = {}  # (tenant, network, ip) -> endpoint id
+        # (tenant, network, mac) -> (endpoint id, ip6): IPv4 handed out, IPv6 not yet
+        self.reserved6: dict[tuple[str, str, str], tuple[int, str]] = {}
 
     async def get_capabilities(self, _: object) -> dict[str, Any]:
         return api.ipam_capabilities()
@@ -71,21 +86,53 @@ class DockerIpam:
     async def request_address(self, body: object) -> dict[str, Any]:
         req = api.parse_address_request(body)
         if req.gateway:
-            return api.address_response(req.address or await self._gateway(req.subnet), req.subnet)
+            gateway = req.address or await (self._gateway6 if req.v6 else self._gateway)(req.subnet)
+            return api.address_response(gateway, req.subnet)
         if req.mac is None:
             raise api.ProtocolError("RequestAddress without the endpoint's MAC "
                                     f"(option {api.MAC_OPTION})")
         binding = await self.registry.for_subnet(req.subnet)
+        if req.v6:
+            return api.address_response(await self._address6(binding, req.mac, req.address), req.subnet)
         moved = await self._moved_here(binding, req.address, req.mac) if req.address else None
-        if moved is not None:
-            self.reserved[(binding.tenant, binding.name, moved["ip"])] = int(moved["id"])
-            return api.address_response(moved["ip"], req.subnet)
-        endpoint = await self.client.create_endpoint({
+        endpoint = moved if moved is not None else await self.client.create_endpoint({
             "name": new_endpoint_name(), "network": binding.name, "tenant": binding.tenant,
             "host": self.service.host.name, "ip": req.address, "mac": req.mac,
             "labels": {DRIVER_LABEL: DOCKER}})
         self.reserved[(binding.tenant, binding.name, endpoint["ip"])] = int(endpoint["id"])
+        if binding.subnet6:
+            self.reserved6[(binding.tenant, binding.name, req.mac)] = (int(endpoint["id"]),
+                                                                       endpoint.get("ip6", ""))
         return api.address_response(endpoint["ip"], req.subnet)
+
+    async def _address6(self, binding: Binding, mac: str, wanted: str | None) -> str:
+        """The IPv6 address the IPv4 request reserved for `mac`; a refusal deletes the reservation."""
+        reserved = self.reserved6.pop((binding.tenant, binding.name, mac), None)
+        eid, ip6 = reserved if reserved is not None else await self._unplugged_with(binding, mac)
+        if eid is None:
+            raise InvalidInput(f"IPv6 address asked for MAC {mac} on network {binding.name} before its IPv4 "
+                               "one: daolinet's IPAM allocates both with the IPv4 request")
+        why = "" if ip6 else f"endpoint {eid} has no IPv6 address (does host {self.service.host.name} " \
+                             "have --pip-pool6?)"
+        if ip6 and wanted and wanted != ip6:
+            why = f"--ip6 {wanted}: daolinet gave this container {ip6} and picks IPv6 addresses " \
+                  "itself: drop --ip6"
+        if why:
+            await self.service.release(eid)
+            for key in [k for k, v in self.reserved.items() if v == eid]:
+                del self.reserved[key]
+            raise InvalidInput(why)
+        return ip6
+
+    async def _unplugged_with(self, binding: Binding, mac: str) -> tuple[int | None, str]:
+        """(id, ip6) of this host's unplugged Docker endpoint on binding's network with `mac`
+        (reserved before this agent restarted), else (None, "")."""
+        for endpoint in await self.client.endpoints_on(self.service.host.name):
+            found = (endpoint["tenant"], endpoint["network"], endpoint["mac"].lower())
+            if found == (binding.tenant, binding.name, mac.lower()) and _is_docker(endpoint) \
+                    and endpoint.get("ofport") is None:
+                return int(endpoint["id"]), str(endpoint.get("ip6", ""))
+        return None, ""
 
     async def _moved_here(self, binding: Binding, ip: str, mac: str) -> dict[str, Any] | None:
         """A Docker endpoint moved to this host and not plugged yet, holding ip and mac."""
@@ -106,16 +153,35 @@ class DockerIpam:
             return str(gateways.pop())
         return str(addresses.default_gateway(ipaddress.IPv4Network(subnet)))
 
+    async def _gateway6(self, subnet6: str) -> str:
+        """The IPv6 gateway of the daolinet network(s) with this IPv6 subnet, else the default (::1)."""
+        gateways = {network["gateway6"] for network in await self.client.call("GET", "/networks")
+                    if network.get("subnet6") == subnet6}
+        if len(gateways) == 1:
+            return str(gateways.pop())
+        return str(addresses.default_gateway6(ipaddress.IPv6Network(subnet6)))
+
     async def release_address(self, body: object) -> dict[str, Any]:
         subnet, ip = api.parse_release_address(body)
         nid = self.registry.nid_for_subnet(subnet)
         binding = self.registry.bound(nid) if nid else None
         if binding is None:
             return {}  # the network's gateway after DeleteNetwork, or a network that never was
-        eid = await self.find(binding, ip)
+        eid = await (self._find6(binding, ip) if api.is_v6(subnet) else self.find(binding, ip))
         if eid is not None:
             await self.service.release(eid)
         return {}
+
+    async def _find6(self, binding: Binding, ip6: str) -> int | None:
+        """This host's Docker endpoint holding `ip6` on binding's network."""
+        for key, (_, reserved_ip6) in list(self.reserved6.items()):
+            if key[:2] == binding.key and reserved_ip6 == ip6:
+                del self.reserved6[key]
+        for endpoint in await self.client.endpoints_on(self.service.host.name):
+            if (endpoint["tenant"], endpoint["network"], endpoint.get("ip6")) == (*binding.key, ip6) \
+                    and _is_docker(endpoint):
+                return int(endpoint["id"])
+        return None
 
     async def find(self, binding: Binding, ip: str, mac: str | None = None) -> int | None:
         """This host's Docker endpoint holding `ip` on binding's network (and `mac`, if given)."""

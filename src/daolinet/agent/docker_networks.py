@@ -2,8 +2,9 @@
 
 Docker names neither the network (CreateNetwork carries its id only) nor,
 in IPAM calls, which network a pool serves.  The agent therefore keeps, per
-host, Docker network id -> (tenant, daolinet network, subnet), and allows
-one Docker network per subnet, so that a pool (a subnet) names its network.
+host, Docker network id -> (tenant, daolinet network, subnet, subnet6), and
+allows one Docker network per subnet, so that a pool (a subnet of either
+family) names its network.
 
 A network created with `docker network create` without `-o network=NAME`
 is named after the Docker network, which Docker only reveals once the call
@@ -33,6 +34,11 @@ class Binding:
     tenant: str
     name: str  # the daolinet network
     subnet: str
+    subnet6: str = ""  # a dual-stack (--ipv6) network's IPv6 subnet
+
+    @property
+    def subnets(self) -> tuple[str, ...]:
+        return (self.subnet, self.subnet6) if self.subnet6 else (self.subnet,)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -42,7 +48,7 @@ class Binding:
 @dataclass(frozen=True)
 class _Pending:
     tenant: str
-    subnet: str
+    subnets: tuple[str, ...]
     task: asyncio.Task[Binding]
 
 
@@ -50,7 +56,7 @@ class Registry:
     def __init__(self, path: str | None = None) -> None:
         self._bound: dict[str, Binding] = {}
         self._pending: dict[str, _Pending] = {}
-        self._failed: dict[str, tuple[str, str]] = {}  # nid -> (subnet, why)
+        self._failed: dict[str, tuple[tuple[str, ...], str]] = {}  # nid -> (subnets, why)
         self.path = path
         if path:
             self._bound = _load(path)
@@ -69,12 +75,13 @@ class Registry:
 
     # -- changes -----------------------------------------------------------------
 
-    def check_free(self, nid: str, subnet: str) -> None:
+    def check_free(self, nid: str, *subnets: str) -> None:
         """Refuse a second Docker network on a subnet this host already serves."""
-        other = self.nid_for_subnet(subnet)
-        if other is not None and other != nid:
-            raise Conflict(f"subnet {subnet} is already Docker network {other[:12]} on this host: "
-                           "a host serves one daolinet network per subnet")
+        for subnet in filter(None, subnets):
+            other = self.nid_for_subnet(subnet)
+            if other is not None and other != nid:
+                raise Conflict(f"subnet {subnet} is already Docker network {other[:12]} on this host: "
+                               "a host serves one daolinet network per subnet")
 
     def bind(self, binding: Binding) -> None:
         self._pending.pop(binding.nid, None)
@@ -83,12 +90,13 @@ class Registry:
             self._bound[binding.nid] = binding
             self._save()
 
-    def pend(self, nid: str, tenant: str, subnet: str, task: asyncio.Task[Binding]) -> None:
-        self._pending[nid] = _Pending(tenant, subnet, task)
+    def pend(self, nid: str, tenant: str, subnet: str, task: asyncio.Task[Binding],
+             subnet6: str = "") -> None:
+        self._pending[nid] = _Pending(tenant, tuple(filter(None, (subnet, subnet6))), task)
 
-    def fail(self, nid: str, subnet: str, why: str) -> None:
+    def fail(self, nid: str, subnet: str, why: str, subnet6: str = "") -> None:
         self._pending.pop(nid, None)
-        self._failed[nid] = (subnet, why)
+        self._failed[nid] = (tuple(filter(None, (subnet, subnet6))), why)
 
     def forget(self, nid: str) -> Binding | None:
         pending = self._pending.pop(nid, None)
@@ -116,13 +124,13 @@ class Registry:
 
     def nid_for_subnet(self, subnet: str) -> str | None:
         for nid, binding in self._bound.items():
-            if binding.subnet == subnet:
+            if subnet in binding.subnets:
                 return nid
         for nid, pending in self._pending.items():
-            if pending.subnet == subnet:
+            if subnet in pending.subnets:
                 return nid
-        for nid, (failed_subnet, _) in self._failed.items():
-            if failed_subnet == subnet:
+        for nid, (failed_subnets, _) in self._failed.items():
+            if subnet in failed_subnets:
                 return nid
         return None
 

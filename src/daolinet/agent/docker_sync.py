@@ -6,7 +6,8 @@ daolinet network is gone is removed.
 `interval` seconds and whenever this host changed a network.  dockerd is
 read *before* the controller: a network Docker shows was created in daolinet
 first, so it is never mistaken for a deleted one.  A network that cannot be
-made here (its name or subnet is taken on this host) is reported once.
+made here (its name or subnet is taken on this host) is reported once.  A
+dual-stack daolinet network becomes a --ipv6 Docker network with both subnets.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ class SyncPlan:
 def binding_of(docker_net: Mapping[str, Any]) -> Binding | None:
     """What a Docker network of ours stands for, from dockerd's own record of it."""
     opts = docker_net.get("Options") or {}
-    configs = (docker_net.get("IPAM") or {}).get("Config") or []
-    if not configs or not configs[0].get("Subnet"):
+    subnets = [str(c.get("Subnet") or "") for c in (docker_net.get("IPAM") or {}).get("Config") or []]
+    v4 = [s for s in subnets if s and not api.is_v6(s)]
+    v6 = [s for s in subnets if api.is_v6(s)] if docker_net.get("EnableIPv6") else []
+    if not v4:
         return None
     return Binding(nid=docker_net["Id"], tenant=opts.get(api.OPT_TENANT) or DEFAULT_TENANT,
-                   name=opts.get(api.OPT_NETWORK) or docker_net["Name"], subnet=configs[0]["Subnet"])
+                   name=opts.get(api.OPT_NETWORK) or docker_net["Name"], subnet=v4[0],
+                   subnet6=v6[0] if v6 else "")
 
 
 def plan(wanted: Iterable[Mapping[str, Any]], local: Iterable[Mapping[str, Any]], names: set[str],
@@ -66,18 +70,18 @@ def plan(wanted: Iterable[Mapping[str, Any]], local: Iterable[Mapping[str, Any]]
             here[binding.key] = binding
         else:
             out.remove.append(binding.nid)
-    served = {binding.subnet for binding in (*here.values(), *bound.values())}
+    served = {subnet for binding in (*here.values(), *bound.values()) for subnet in binding.subnets}
     for network in wanted:
         key = (network["tenant"], network["name"])
         if key in here:
             continue
         if network["name"] in names:
             out.skipped[key] = f"a Docker network named {network['name']} already exists on this host"
-        elif network["subnet"] in served:
-            out.skipped[key] = f"this host already serves subnet {network['subnet']} for another network"
+        elif taken := [s for s in (network["subnet"], network.get("subnet6")) if s and s in served]:
+            out.skipped[key] = f"this host already serves subnet {taken[0]} for another network"
         else:
             out.create.append(dict(network))
-            served.add(network["subnet"])
+            served.update(s for s in (network["subnet"], network.get("subnet6")) if s)
     return out
 
 
@@ -128,8 +132,9 @@ class NetworkSync:
         for network in sync_plan.create:
             name = network["name"]
             opts = {api.OPT_TENANT: network["tenant"], api.OPT_NETWORK: name, api.OPT_EXISTING: "true"}
+            v6 = (network["subnet6"], network["gateway6"]) if network.get("subnet6") else None
             await self._try(f"creating Docker network {name}",
-                            self.docker.create_network(name, network["subnet"], network["gateway"], opts))
+                            self.docker.create_network(name, network["subnet"], network["gateway"], opts, v6))
         for key, why in sync_plan.skipped.items():
             if self._reported.get(key) != why:
                 log.warning("network %s of tenant %s is not available to Docker here: %s",

@@ -226,28 +226,38 @@ def add_result(req: CniRequest, endpoint: Mapping[str, Any], network: Mapping[st
                host_mac: str, mtu: int) -> dict[str, Any]:
     """ADD's result: the host-side port and the container's interface, its
     address, the default route through the network's gateway, and that gateway as
-    the container's nameserver (its host's agent answers there: flows/dns.py)."""
+    the container's nameserver (its host's agent answers there: flows/dns.py).
+    A dual-stack endpoint (it has an ip6: the daolinet network decides, the CNI
+    config says nothing) gets the same in IPv6 after the IPv4 entries."""
     prefix = str(network["subnet"]).split("/")[1]
     sandbox: dict[str, Any] = {"name": req.ifname, "mac": endpoint["mac"], "sandbox": req.netns}
     host: dict[str, Any] = {"name": endpoint["port"], "mac": host_mac}
     if req.version != "1.0.0":
         sandbox["mtu"] = host["mtu"] = mtu
-    return {
-        "cniVersion": req.version,
-        "interfaces": [host, sandbox],
-        "ips": [{"address": f"{endpoint['ip']}/{prefix}", "gateway": network["gateway"], "interface": 1}],
-        "routes": [{"dst": "0.0.0.0/0", "gw": network["gateway"]}],
-        "dns": {"nameservers": [network["gateway"]]},
-    }
+    ips = [{"address": f"{endpoint['ip']}/{prefix}", "gateway": network["gateway"], "interface": 1}]
+    routes = [{"dst": "0.0.0.0/0", "gw": network["gateway"]}]
+    nameservers = [network["gateway"]]
+    if endpoint.get("ip6"):
+        prefix6 = str(network["subnet6"]).split("/")[1]
+        ips.append({"address": f"{endpoint['ip6']}/{prefix6}", "gateway": network["gateway6"],
+                    "interface": 1})
+        routes.append({"dst": "::/0", "gw": network["gateway6"]})
+        nameservers.append(network["gateway6"])
+    return {"cniVersion": req.version, "interfaces": [host, sandbox], "ips": ips, "routes": routes,
+            "dns": {"nameservers": nameservers}}
 
 
-def expected(req: CniRequest) -> tuple[str, str]:
-    """(MAC, address/prefix) of the container's interface in prevResult."""
+def expected(req: CniRequest) -> tuple[str, str, str]:
+    """(MAC, IPv4 address/prefix, IPv6 address/prefix or "") of the container's
+    interface in prevResult."""
     prev = req.prev_result or {}
     ifaces = prev.get("interfaces") or []
     for index, iface in enumerate(ifaces):
         if isinstance(iface, dict) and iface.get("name") == req.ifname and iface.get("sandbox"):
-            for ip in prev.get("ips") or []:
-                if isinstance(ip, dict) and ip.get("interface") == index:
-                    return str(iface.get("mac", "")), str(ip.get("address", ""))
+            found = [str(ip.get("address", "")) for ip in prev.get("ips") or []
+                     if isinstance(ip, dict) and ip.get("interface") == index]
+            v4 = [a for a in found if ":" not in a]
+            v6 = [a for a in found if ":" in a]
+            if v4:
+                return str(iface.get("mac", "")), v4[0], v6[0] if v6 else ""
     raise CniError(INVALID_CONFIG, f"prevResult has no interface {req.ifname} with an address")
