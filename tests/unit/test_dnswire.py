@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from os_ken.lib.packet import ethernet, ipv4, ipv6, packet, tcp, udp, vlan
+from test_icmp import inet_checksum
 
 from daolinet.decide.dnswire import (
     EDNS_PAYLOAD,
@@ -40,16 +41,6 @@ from daolinet.pipeline import GATEWAY_MAC
 ASKER_MAC, ASKER4, ASKER6, GATEWAY4 = "02:00:00:00:00:01", "10.1.0.11", "fd00:1::11", "10.1.0.1"
 RESOLVER4, RESOLVER6 = "169.254.53.53", "fd00:da01::53"
 PORT = 40123
-
-
-def inet_checksum(data: bytes) -> int:
-    """RFC 1071, written out: 0 over a block that carries a correct checksum."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def question(name: str = "web.net1.", rdtype: str = "A", edns: int | None = None, payload: int = 1232,

@@ -21,8 +21,6 @@ short id, is left out; so is anything that is not a DNS label.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -31,6 +29,7 @@ from typing import Any
 
 from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_client import DockerClient
+from daolinet.agent.repeating import Repeating
 from daolinet.errors import DaoliError
 
 log = logging.getLogger(__name__)
@@ -52,35 +51,24 @@ def aliases_of(name: str, network_aliases: Iterable[str], container_id: str) -> 
     return tuple(found[:MAX_ALIASES])
 
 
-class DockerNames:
+class DockerNames(Repeating):
+    what = "docker names"
+
     def __init__(self, docker: DockerClient, client: ControllerClient,
                  endpoint_of: Callable[[str], Awaitable[int | None]], interval: float = 5.0) -> None:
+        super().__init__(interval)
         self.docker = docker
         self.client = client
         self.endpoint_of = endpoint_of  # a Docker endpoint id -> the daolinet endpoint's id
-        self.interval = interval
         self.done: dict[int, tuple[str, ...]] = {}  # endpoint id -> the aliases set
-        self._wake = asyncio.Event()
         self._quick_until = 0.0
-        self._failing = ""
 
     def trigger(self) -> None:
         self._quick_until = time.monotonic() + QUICK_FOR
-        self._wake.set()
+        super().trigger()
 
-    async def run_forever(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.sync_once()
-                self._failing = ""
-            except DaoliError as e:
-                if str(e) != self._failing:  # say it once, not every interval
-                    log.warning("docker names: %s", e)
-                self._failing = str(e)
-            wait = QUICK if time.monotonic() < self._quick_until else self.interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+    def next_wait(self) -> float:
+        return QUICK if time.monotonic() < self._quick_until else self.interval
 
     async def sync_once(self) -> int:
         """Set the aliases of the endpoints not done yet; how many were set."""

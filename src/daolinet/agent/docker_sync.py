@@ -12,8 +12,6 @@ dual-stack daolinet network becomes a --ipv6 Docker network with both subnets.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from daolinet.agent import docker_api as api
 from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_client import DockerClient
 from daolinet.agent.docker_networks import Binding, Registry
+from daolinet.agent.repeating import Repeating
 from daolinet.errors import DaoliError
 from daolinet.model.objects import DEFAULT_TENANT
 
@@ -85,32 +84,16 @@ def plan(wanted: Iterable[Mapping[str, Any]], local: Iterable[Mapping[str, Any]]
     return out
 
 
-class NetworkSync:
+class NetworkSync(Repeating):
+    what = "docker network sync"
+
     def __init__(self, client: ControllerClient, docker: DockerClient, registry: Registry,
                  interval: float) -> None:
+        super().__init__(interval)
         self.client = client
         self.docker = docker
         self.registry = registry
-        self.interval = interval
-        self._wake = asyncio.Event()
         self._reported: dict[tuple[str, str], str] = {}
-        self._failing = ""
-
-    def trigger(self) -> None:
-        self._wake.set()
-
-    async def run_forever(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.sync_once()
-                self._failing = ""
-            except DaoliError as e:
-                if str(e) != self._failing:  # say it once, not every interval
-                    log.warning("docker network sync: %s", e)
-                self._failing = str(e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
 
     async def sync_once(self) -> SyncPlan:
         if not self.docker.available():
