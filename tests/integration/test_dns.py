@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
 
 from daolinet.lab import cluster
-from daolinet.testing.labtools import api, wait_for
+from daolinet.testing.labtools import api, serving, wait_for
 
 pytestmark = pytest.mark.integration
 LabFactory = Callable[..., cluster.Lab]
@@ -125,3 +126,18 @@ def test_aaaa_answers_on_a_dual_stack_network_over_ipv6_too(lab_factory: LabFact
     wait_for(lambda: aaaa(RESOLVER) == [web6], timeout=10, what="AAAA over IPv4")
     assert aaaa("fd00:da01::53") == [web6]  # the IPv6 resolver address
     assert aaaa("fd00:6::1") == [web6]  # the network's IPv6 gateway
+
+
+def test_other_names_go_to_the_hosts_resolver_and_single_labels_never_do(named: cluster.Lab) -> None:
+    """The lab's agents forward to a resolver in the outside world (lab/daemons.py)."""
+    lab = named
+    argv = [sys.executable, "-m", "daolinet.testing.dns_server", "example.test", "198.19.255.80"]
+    with serving(lab, "outside", argv) as server:
+        wait_for(lambda: answers(lab, "client", "www.example.test") == ["198.19.255.80"], timeout=10,
+                 what="a forwarded name answered")
+        assert answers(lab, "client", "nothing.test") == []  # the upstream's own NXDOMAIN
+        assert answers(lab, "client", "nobody") == []  # a single label: answered here, never forwarded
+        server.kill()
+        asked = server.communicate()[0].split()
+    assert "www.example.test." in asked and "nothing.test." in asked
+    assert not [name for name in asked if name.startswith("nobody")], asked

@@ -200,6 +200,9 @@ def agent_argv(host: plan.HostPlan, controllers: list[ControllerPaths], ovsdb: s
         f"--docker-plugin-dir={docker.DockerPaths(host).plugins}",
         f"--docker-host={docker.DockerPaths(host).url}", "--docker-sync=1",
         f"--docker-state={os.path.join(host.rundir(), 'docker-networks.json')}",
+        # The outside world's resolver (none runs there unless a test starts one): names that are
+        # not a container's go there, never to the machine's own resolvers (docs/names.md).
+        f"--dns-upstream={plan.OUTSIDE_IP}",
     ]
 
 
