@@ -16,6 +16,7 @@ from daolinet.flows.portmap import PROTO, flows_for_portmap
 from daolinet.flows.spec import (
     ETH_ARP,
     ETH_IP,
+    ETH_IPV6,
     Action,
     Conntrack,
     FlowSpec,
@@ -79,6 +80,7 @@ def flows_for_host(host: Host) -> list[FlowSpec]:
         # ingress: the host's own address (after conntrack: NATed replies turn back to
         # their container); anything else unknown -> controller (re-plug)
         nat_return_flow(host, BASE),
+        *nat_return_flows6(host, BASE),
         flow(Table.INGRESS, Priority.HOST, Match.of(eth_type=ETH_IP, ipv4_dst=host.underlay_ip),
              (Output(OFPP_LOCAL),)),
         flow(Table.INGRESS, Priority.MISS, Match.of(), (ToController(),)),
@@ -105,6 +107,17 @@ def nat_return_flow(host: Host, base_cookie: int) -> FlowSpec:
                     Match.of(in_port=host.uplink_ofport, eth_type=ETH_IP, ipv4_dst=host.underlay_ip,
                              ct_state=(0, CT_TRACKED)),
                     (Conntrack(zone=NAT_ZONE, nat=True, table=int(Table.INGRESS)),), cookie=base_cookie)
+
+
+def nat_return_flows6(host: Host, base_cookie: int) -> list[FlowSpec]:
+    """nat_return_flow for the host's underlay_ip6 (NAT66, flows/external.py); none
+    without one.  Its ND goes to table NDP from classify, never here."""
+    if not host.underlay_ip6:
+        return []
+    return [FlowSpec(Table.INGRESS, Priority.SPECIFIC,
+                     Match.of(in_port=host.uplink_ofport, eth_type=ETH_IPV6, ipv6_dst=host.underlay_ip6,
+                              ct_state=(0, CT_TRACKED)),
+                     (Conntrack(zone=NAT_ZONE, nat=True, table=int(Table.INGRESS)),), cookie=base_cookie)]
 
 
 def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:
