@@ -124,6 +124,7 @@ class MappedPort:
     src: Endpoint
     pm: Portmap
     host: Host
+    family: int = 4  # reached on the host's underlay_ip (4) or underlay_ip6 (6)
 
 
 Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded | RelayIcmp | External | MappedPort
@@ -198,7 +199,7 @@ def _egress_miss(meta: PacketMeta, view: View) -> Decision:
     if src is None:
         return Ignore(f"spoofed or unknown source {meta.eth_src}/{meta.ip_src} on port {meta.in_port}")
     host = view.host_at(meta.ip_dst)
-    if host is not None and meta.ip_proto in L4_NAMES and meta.family != V6:  # (IPv6 mappings: step 4)
+    if host is not None and meta.ip_proto in L4_NAMES:
         mapped = _to_mapping(src, meta, view, host)
         if mapped is not None:
             return mapped
@@ -221,7 +222,10 @@ def _to_mapping(src: Endpoint, meta: PacketMeta, view: View, host: Host) -> Deci
     if m is None or m.ofport is None:
         return Deny(src, meta.ip_dst, f"port mapping {pm.name} of tenant {pm.tenant} has no container "
                                       "plugged in")
-    return MappedPort(src, pm, host)
+    if meta.family == V6 and not (m.ip6 and m.pip6 and src.pip6):
+        who = m.name if not (m.ip6 and m.pip6) else src.name
+        return Deny(src, meta.ip_dst, f"port mapping {pm.name} serves no IPv6 here: {who} has no IPv6 PIP")
+    return MappedPort(src, pm, host, meta.family)
 
 
 def _outside(src: Endpoint, dst_ip: str, view: View, l4: L4) -> Decision:

@@ -12,7 +12,7 @@ from daolinet.decide.route import policy_of
 from daolinet.flows.dns import dns_flows
 from daolinet.flows.infra import flow_for_mapped_replies, flow_to_portmap, flows_for_infra, guard_prefixes
 from daolinet.flows.ndp import flows_for_endpoint6, flows_for_host6, has_ipv6
-from daolinet.flows.portmap import PROTO, flows_for_portmap
+from daolinet.flows.portmap import PROTO, families, flows_for_portmap
 from daolinet.flows.spec import (
     ETH_ARP,
     ETH_IP,
@@ -185,14 +185,19 @@ def portmap_flows(view: View, pm: Portmap) -> dict[int, list[FlowSpec]]:
     s = view.host_of(a) if a else None
     if a is None or a.ofport is None or h is None or s is None:
         return {}
-    ordered, others = policy_of(view).sources_of(a, PROTO[pm.protocol], pm.container_port)
-    flows = flows_for_portmap(pm, a, h, s, (tuple((net, r.action == "allow") for net, r in ordered), others))
-    flows.setdefault(s.dpid, []).append(flow_for_mapped_replies(pm, a, h, s))
+    flows: dict[int, list[FlowSpec]] = {}
+    for family in families(a, h):
+        ordered, others = policy_of(view).sources_of(a, PROTO[pm.protocol], pm.container_port, family)
+        sources = (tuple((net, r.action == "allow") for net, r in ordered), others)
+        for dpid, some in flows_for_portmap(pm, a, h, s, sources, family).items():
+            flows.setdefault(dpid, []).extend(some)
+        flows.setdefault(s.dpid, []).append(flow_for_mapped_replies(pm, a, h, s, family))
     return flows
 
 
 def to_portmap(view: View, pm: Portmap) -> list[FlowSpec]:
     """What lets any host's containers reach the mapping (nothing while it is not plugged)."""
     a, h = view.endpoint_named(pm.tenant, pm.container), view.hosts.get(pm.host)
-    plugged = a is not None and a.ofport is not None and view.host_of(a) is not None
-    return [flow_to_portmap(pm, h)] if h is not None and plugged else []
+    if a is None or a.ofport is None or view.host_of(a) is None or h is None:
+        return []
+    return [flow_to_portmap(pm, h, family) for family in families(a, h)]
