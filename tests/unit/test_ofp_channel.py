@@ -425,8 +425,8 @@ SET_VALUES: dict[str, st.SearchStrategy[MatchValue]] = {
 conntracks = st.builds(
     Conntrack, zone=st.integers(0, 0xFFFF), commit=st.booleans(), table=st.none() | st.integers(0, 254),
 ) | st.builds(Conntrack, zone=st.integers(0, 0xFFFF), commit=st.booleans(), nat=st.just(True)) | st.builds(
-    Conntrack, zone=st.integers(0, 0xFFFF), commit=st.booleans(), nat_src=ipv4s,
-) | st.builds(Conntrack, zone=st.integers(0, 0xFFFF), nat_dst=ipv4s)
+    Conntrack, zone=st.integers(0, 0xFFFF), commit=st.booleans(), nat_src=ipv4s | ipv6s,
+) | st.builds(Conntrack, zone=st.integers(0, 0xFFFF), nat_dst=ipv4s | ipv6s)
 MOVES = [Move("eth_src", "eth_dst", 48), Move("arp_sha", "arp_tha", 48), Move("arp_tpa", "reg0", 32),
          Move("reg0", "arp_spa", 32)]
 

@@ -78,3 +78,41 @@ def test_who_may_use_a_port_mapping() -> None:
     assert [(net, r.action) for net, r in ordered] == [("198.19.7.0/24", "deny"), ("198.19.0.0/16", "allow")]
     assert not others
     assert policy.sources_of(BACK, 17, 80) == ([], True)
+
+
+def test_address_blocks_are_of_one_family() -> None:
+    ext = [Group(1, "t", "fe", ("container:front",))]
+    deny4 = Policy(ext, [rule(1, "deny", b="cidr:0.0.0.0/0", proto="", ports="")])
+    assert not deny4.decide_outside(FRONT, "198.19.3.3", TCP80).allowed
+    # ::c613:303 is 198.19.3.3's bits in IPv6 form: an IPv4 block never holds it
+    assert deny4.decide_outside(FRONT, "::c613:303", TCP80).allowed
+    assert deny4.decide_outside(FRONT, "2001:db8::1", TCP80).allowed
+    deny6 = Policy(ext, [rule(1, "deny", b="cidr:::/0", proto="", ports="")])
+    assert not deny6.decide_outside(FRONT, "2001:db8::1", TCP80).allowed
+    assert deny6.decide_outside(FRONT, "198.19.3.3", TCP80).allowed
+
+
+def test_an_allow_block_of_either_family_limits_both() -> None:
+    ext = [Group(1, "t", "fe", ("container:front",))]
+    only6 = Policy(ext, [rule(1, "allow", b="cidr:2001:db8::/32")])
+    v = only6.decide_outside(FRONT, "2001:db8::7", TCP80)
+    assert v.allowed and v.scope == (6, 80) and v.rule is not None and v.rule.id == 1
+    assert not only6.decide_outside(FRONT, "2001:db9::7", TCP80).allowed
+    refused = only6.decide_outside(FRONT, "198.19.255.1", TCP80)  # IPv4: limited too (fails closed)
+    assert not refused.allowed and "tcp/80 to 2001:db8::/32" in refused.reason
+    only4 = Policy(ext, [rule(1, "allow", b="cidr:198.19.255.1/32")])
+    assert not only4.decide_outside(FRONT, "2001:db8::7", TCP80).allowed
+
+
+def test_who_may_use_a_port_mapping_per_family() -> None:
+    policy = Policy(GROUPS, [rule(1, "allow", a="cidr:198.19.0.0/16", b="be"),
+                             rule(2, "deny", a="cidr:2001:db8:7::/48", b="be", priority=200),
+                             rule(3, "allow", a="cidr:2001:db8::/32", b="be")])
+    ordered4, others4 = policy.sources_of(BACK, 6, 80)
+    ordered6, others6 = policy.sources_of(BACK, 6, 80, family=6)
+    assert [(net, r.action) for net, r in ordered4] == [("198.19.0.0/16", "allow")]
+    assert [(net, r.action) for net, r in ordered6] == [("2001:db8:7::/48", "deny"),
+                                                         ("2001:db8::/32", "allow")]
+    assert not others4 and not others6
+    v4_only = Policy(GROUPS, [rule(1, "allow", a="cidr:198.19.0.0/16", b="be")])
+    assert v4_only.sources_of(BACK, 6, 80, family=6) == ([], False)  # no IPv6 client may

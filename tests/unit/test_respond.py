@@ -134,7 +134,7 @@ def action_of(a: Any) -> Action:
     if isinstance(a, parser.NXActionCT):
         nat: dict[str, Any] = {}
         for n in a.actions:
-            addr, port = n.range_ipv4_min, getattr(n, "range_proto_min", None)
+            addr, port = n.range_ipv4_min or n.range_ipv6_min, getattr(n, "range_proto_min", None)
             if n.flags & NX_NAT_F_SRC:
                 nat = {"nat_src": addr}
             elif n.flags & NX_NAT_F_DST:

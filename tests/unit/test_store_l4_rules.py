@@ -43,6 +43,8 @@ async def test_rules_of_every_kind_are_stored_in_canonical_form(groups: Store) -
                                     priority=1000),
         await groups.create_l4_rule("acme", "back", "front"),  # any protocol
         await groups.create_l4_rule("acme", "back", "front", "", priority=50),  # the same, lower
+        await groups.create_l4_rule("acme", "front", "cidr:2001:DB8:0::/32", "tcp", "443"),
+        await groups.create_l4_rule("acme", "cidr:2001:db8::7", "back", "tcp", "80"),
     ]
     ids = [r.id for r in made]
     assert made == [
@@ -51,6 +53,8 @@ async def test_rules_of_every_kind_are_stored_in_canonical_form(groups: Store) -
         Rule(ids[2], "acme", "l4", "deny", "front", "back", "icmp", "", priority=1000, icmp_type=8),
         Rule(ids[3], "acme", "l4", "allow", "back", "front", "", ""),
         Rule(ids[4], "acme", "l4", "allow", "back", "front", "", "", priority=50),
+        Rule(ids[5], "acme", "l4", "allow", "front", "cidr:2001:db8::/32", "tcp", "443"),
+        Rule(ids[6], "acme", "l4", "allow", "cidr:2001:db8::7/128", "back", "tcp", "80"),
     ]
     assert [c.obj for c in seen] == made
     for r in made:
@@ -78,7 +82,10 @@ async def test_contradictory_and_overlapping_rules_are_accepted(groups: Store) -
     ({"b": "cidr:banana"}, r"^to 'cidr:banana' is not a network: "),
     ({"b": "cidr:10.0.0.0/33"}, r"^to 'cidr:10\.0\.0\.0/33' is not a network: "),
     ({"b": "cidr:"}, r"^to 'cidr:' is not a network"),
-    ({"b": "cidr:::/0"}, r"^to 'cidr:::/0' is not a network"),
+    ({"b": "cidr:2001:DB8::1/32"},
+     r"^to 'cidr:2001:DB8::1/32' is not a network: .*\(its network is cidr:2001:db8::/32\)$"),
+    ({"b": "cidr:2001:db8::/129"}, r"^to 'cidr:2001:db8::/129' is not a network: "),
+    ({"b": "cidr:2001:db8:::/64"}, r"^to 'cidr:2001:db8:::/64' is not a network: "),
     ({"a": "cidr:10.0.0.0/8", "b": "cidr:198.19.0.0/16"}, r"names no group: one side must be a group$"),
     ({"a": "Front!"}, r"^invalid from group name 'Front!'"),
     ({"b": 5}, r"^to 5 must be a group name or cidr:NETWORK$"),

@@ -18,14 +18,14 @@ import asyncio
 import os
 import ssl
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from daolinet.agent.bootstrap import ALL_BITS, DEFAULT_OVS_RUNDIR
 from daolinet.api_common import AGENT_TRACE_PORT, IDENTITY, PeerIdentityProtocol, Strict, validation_message
@@ -35,31 +35,42 @@ from daolinet.security.identity import Identity
 from daolinet.security.tls import TlsFiles
 
 MAC = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")]
-IPV4 = Annotated[str, AfterValidator(lambda v: str(IPv4Address(v)))]  # ValueError: one-line 422
+IP = Annotated[str, AfterValidator(lambda v: str(ip_address(v)))]  # ValueError: one-line 422
 DEFAULT_PORT = AGENT_TRACE_PORT  # the agent's trace listener, on its underlay address
 TOOL_TIMEOUT = 5.0  # seconds ovs-appctl / ovs-ofctl may take
 ALLOWED_ROLES = ("controller", "user")  # a controller, or an operator (admin) certificate
 
 
 class ProbeIn(Strict):
-    """One packet, as it arrives on this bridge."""
+    """One packet, as it arrives on this bridge: IPv4, or IPv6 when both addresses are
+    IPv6 ones ("icmp" is then an ICMPv6 echo request; nw_ttl its hop limit)."""
 
     in_port: int = Field(ge=1, le=0xFEFF)
     dl_src: MAC
     dl_dst: MAC
-    nw_src: IPV4
-    nw_dst: IPV4
+    nw_src: IP
+    nw_dst: IP
     nw_ttl: int = Field(64, ge=1, le=255)
     protocol: Literal["icmp", "tcp", "udp"] = "icmp"
     tp_src: int = Field(0, ge=0, le=65535)
     tp_dst: int = Field(0, ge=0, le=65535)
 
+    @model_validator(mode="after")
+    def _one_family(self) -> ProbeIn:
+        if (":" in self.nw_src) != (":" in self.nw_dst):
+            raise ValueError(f"nw_src {self.nw_src} and nw_dst {self.nw_dst} are of different IP versions")
+        return self
+
 
 def probe_text(p: ProbeIn) -> str:
     """The ofproto/trace flow of a validated probe."""
-    base = (f"{p.protocol},in_port={p.in_port},dl_src={p.dl_src.lower()},dl_dst={p.dl_dst.lower()},"
-            f"nw_src={p.nw_src},nw_dst={p.nw_dst},nw_ttl={p.nw_ttl}")
-    return base if p.protocol == "icmp" else f"{base},tp_src={p.tp_src},tp_dst={p.tp_dst}"
+    v6 = ":" in p.nw_src
+    ips = f"ipv6_src={p.nw_src},ipv6_dst={p.nw_dst}" if v6 else f"nw_src={p.nw_src},nw_dst={p.nw_dst}"
+    base = (f"{p.protocol}{'6' if v6 else ''},in_port={p.in_port},dl_src={p.dl_src.lower()},"
+            f"dl_dst={p.dl_dst.lower()},{ips},nw_ttl={p.nw_ttl}")
+    if p.protocol == "icmp":
+        return f"{base},icmpv6_type=128" if v6 else base
+    return f"{base},tp_src={p.tp_src},tp_dst={p.tp_dst}"
 
 
 def verdict_of(output: str) -> str:

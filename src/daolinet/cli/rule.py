@@ -22,7 +22,7 @@ app = typer.Typer(
     no_args_is_help=True)
 
 RefArg = Annotated[str, typer.Argument(metavar="RULE", help="Rule id or name (see: daolinet rule ls).")]
-SIDE = "A group of the tenant, or cidr:NETWORK (e.g. cidr:198.19.0.0/16)"
+SIDE = "A group of the tenant, or cidr:NETWORK, IPv4 or IPv6 (e.g. cidr:198.19.0.0/16, cidr:2001:db8::/32)"
 
 
 def rule_of(r: dict[str, Any]) -> Rule:

@@ -22,6 +22,7 @@ def trace(
     proto: Annotated[str | None, typer.Option("--proto", help="tcp, udp or icmp (default: any).")] = None,
     port: Annotated[int | None, typer.Option(help="Destination port (tcp, udp).", min=0, max=65535)] =
         None,
+    ipv6: Annotated[bool, typer.Option("--ipv6", help="Trace the IPv6 route (both need IPv6).")] = False,
     tenant: TenantOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
@@ -34,12 +35,15 @@ def trace(
         body["protocol"] = proto
     if port is not None:
         body["port"] = port
+    if ipv6:
+        body["ipv6"] = True
     with api_client() as api:
         out = api.call("POST", "/trace", json=body)
     if as_json:
         emit_json(out)
         return
     what = f" ({proto}{'/' + str(port) if port else ''})" if proto else ""
+    what += " over IPv6" if ipv6 else ""
     rule, reason = out.get("rule"), out["reason"]
     named = f" ({rule})" if rule and not reason.startswith(rule + " ") else ""  # as `policy log` names it
     say(f"{src} -> {dst}{what}: {'allowed' if out['allowed'] else 'denied'}: {reason}{named}")

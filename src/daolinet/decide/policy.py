@@ -16,7 +16,10 @@ Between two containers, in order, the first that applies decides:
 Between a container and an address outside daolinet ("cidr:" rules): its
 group's rules towards that address, first-match by priority; with none
 matching, anything if no allow rule of its groups names an address, else
-nothing.  Who outside may use a port mapping: `sources_of`.
+nothing.  Who outside may use a port mapping: `sources_of`.  A "cidr:" block is
+of one family: an IPv4 block never holds an IPv6 address, nor the reverse.  But
+an allow rule naming a block of *either* family limits both (fails closed): a
+network limited to one IPv4 API reaches no IPv6 address until a rule names one.
 
 Whether a container may start any traffic to another (some protocol, port or ICMP
 type, not only replies), which is what its name resolves by: `may_reach`.
@@ -178,7 +181,7 @@ class Policy:
         rules = [r for g in self.groups_of(src) for r in self._to_cidrs.get((src.tenant, g), ())]
         ordered = sorted(rules, key=Rule.order_key)
         for r in ordered:
-            if addr in _network(r.b) and ((l4 is None and not r.protocol) or
+            if _holds(_network(r.b), addr) and ((l4 is None and not r.protocol) or
                                           (l4 is not None and matches(r, l4, l4.dport))):
                 scope = None if not r.protocol or l4 is None else _scope(l4, l4.dport, r)
                 return Verdict(r.action == "allow", f"{r.label} {VERB[r.action]} {describe_rule(r)} "
@@ -191,15 +194,17 @@ class Policy:
                            narrow=l4 is not None)
         return Verdict(True, "external network")
 
-    def sources_of(self, server: Endpoint, proto: int, port: int) -> tuple[list[tuple[str, Rule]], bool]:
-        """Who outside may reach `server` on proto/port (a port mapping's container port):
-        the matching cidr rules in evaluation order as (network, rule), and whether
-        any other source may (False once an allow rule names its sources)."""
+    def sources_of(self, server: Endpoint, proto: int, port: int,
+                   family: int = 4) -> tuple[list[tuple[str, Rule]], bool]:
+        """Who outside may reach `server` on proto/port (a port mapping's container port)
+        over IPv4 or IPv6 (`family`): the matching cidr rules of that family in evaluation
+        order as (network, rule), and whether any other source may (False once an allow
+        rule names its sources, of either family: fails closed)."""
         l4 = L4(proto, 0, port)
         rules = sorted((r for g in self.groups_of(server)
                         for r in self._from_cidrs.get((server.tenant, g), ())
                         if matches(r, l4, port)), key=Rule.order_key)
-        ordered = [(str(_network(r.a)), r) for r in rules]
+        ordered = [(str(net), r) for r in rules if (net := _network(r.a)).version == family]
         return ordered, not any(r.action == "allow" for r in rules)
 
 
@@ -214,8 +219,17 @@ def _default(policy: Policy, src: Endpoint, dst: Endpoint, src_net: Network, dst
     return Verdict(False, f"networks {src_net.name} and {dst_net.name} share no group or rule")
 
 
-def _network(selector: str) -> ipaddress.IPv4Network:
-    return ipaddress.IPv4Network(cidr_of(selector) or selector, strict=False)
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Block = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _network(selector: str) -> Block:
+    return ipaddress.ip_network(cidr_of(selector) or selector, strict=False)
+
+
+def _holds(net: Block, addr: Address) -> bool:
+    """Is addr in the block?  Never across families."""
+    return net.version == addr.version and addr in net
 
 
 def _scope(l4: L4, port: int, rule: Rule | None = None) -> tuple[int, int]:

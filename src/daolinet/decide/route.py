@@ -23,20 +23,23 @@ no typed ICMP rule matches); a ping to a gateway6 gets an ICMPv6 echo reply
 the first hop, from the destination host's underlay_ip6 at the second (its
 destination network's gateway6 when the host has no IPv6 underlay address); an
 underlay router's ICMPv6 error (unreachable, packet too big, time exceeded) is
-relayed.  Not yet for IPv6 (step 4): port mappings and the outside (denied).
+relayed.  An external network's IPv6 to the outside is NATed to its host's
+underlay_ip6 (flows/external.py; "cidr:" rules of IPv6 blocks narrow it), and a
+port mapping on a host's underlay_ip6 is reached as on its underlay_ip.
 A packet of a family its sender has no address of fails the anti-spoofing check;
 one to an address its tenant does not have is denied as for IPv4.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import weakref
 from dataclasses import dataclass
 
 from daolinet.decide.packet import INVALID_TTL, PacketMeta
 from daolinet.decide.policy import L4, Policy, Verdict
 from daolinet.model import Endpoint, Host, Portmap, View
-from daolinet.model.family import V6, gateway_of, ip_of, pip_of
+from daolinet.model.family import V6, family_of, gateway_of, ip_of, pip_of
 from daolinet.pipeline import Table
 
 ICMP = 1
@@ -121,6 +124,7 @@ class MappedPort:
     src: Endpoint
     pm: Portmap
     host: Host
+    family: int = 4  # reached on the host's underlay_ip (4) or underlay_ip6 (6)
 
 
 Decision = Plug | Deny | Ignore | EchoReply | TimeExceeded | RelayIcmp | External | MappedPort
@@ -195,7 +199,7 @@ def _egress_miss(meta: PacketMeta, view: View) -> Decision:
     if src is None:
         return Ignore(f"spoofed or unknown source {meta.eth_src}/{meta.ip_src} on port {meta.in_port}")
     host = view.host_at(meta.ip_dst)
-    if host is not None and meta.ip_proto in L4_NAMES and meta.family != V6:  # (IPv6 mappings: step 4)
+    if host is not None and meta.ip_proto in L4_NAMES:
         mapped = _to_mapping(src, meta, view, host)
         if mapped is not None:
             return mapped
@@ -206,8 +210,6 @@ def _egress_miss(meta: PacketMeta, view: View) -> Decision:
         return Deny(src, meta.ip_dst, f"{meta.ip_dst} is the gateway of {gw_net.name}")
     dst = view.by_ip.get((src.tenant, meta.ip_dst))
     if dst is None or dst.id == src.id:
-        if meta.family == V6:
-            return _outside6(src, meta.ip_dst, view)
         return _outside(src, meta.ip_dst, view, l4_of(meta))
     return _allowed(src, dst, view, l4_of(meta), meta.family)
 
@@ -220,13 +222,17 @@ def _to_mapping(src: Endpoint, meta: PacketMeta, view: View, host: Host) -> Deci
     if m is None or m.ofport is None:
         return Deny(src, meta.ip_dst, f"port mapping {pm.name} of tenant {pm.tenant} has no container "
                                       "plugged in")
-    return MappedPort(src, pm, host)
+    if meta.family == V6 and not (m.ip6 and m.pip6 and src.pip6):
+        who = m.name if not (m.ip6 and m.pip6) else src.name
+        return Deny(src, meta.ip_dst, f"port mapping {pm.name} serves no IPv6 here: {who} has no IPv6 PIP")
+    return MappedPort(src, pm, host, meta.family)
 
 
 def _outside(src: Endpoint, dst_ip: str, view: View, l4: L4) -> Decision:
     """A destination that is no container of the tenant: the outside world, if
     the source's network is external and the address is outside every network
-    of the tenant and is not the underlay's own (hosts, PIPs)."""
+    of the tenant and is not the underlay's own (hosts, PIPs).  IPv6 the same way
+    (NAT66 to the host's underlay_ip6), never to an address no router forwards."""
     net = view.network_of(src)
     if view.network_containing(src.tenant, dst_ip) is not None or net is None:
         return Deny(src, dst_ip, f"no container {dst_ip} in tenant {src.tenant}")
@@ -240,18 +246,22 @@ def _outside(src: Endpoint, dst_ip: str, view: View, l4: L4) -> Decision:
     host = view.host_of(src)
     if host is None or not host.underlay_gateway_mac:
         return Deny(src, dst_ip, f"host {src.host} has no underlay gateway")
+    family = family_of(dst_ip)
+    if family == V6:
+        if not _global6(dst_ip):
+            return Deny(src, dst_ip, f"{dst_ip} is not routed beyond its link")
+        if not host.underlay_ip6 or not src.pip6:
+            return Deny(src, dst_ip, f"host {src.host} has no IPv6 underlay address to NAT to")
     v = policy_of(view).decide_outside(src, dst_ip, l4)
     if not v.allowed:
         return Deny(src, dst_ip, v.reason, _narrowed(v, l4), v.rule.label if v.rule else "")
     return External(src, dst_ip, v.scope, v.reason)
 
 
-def _outside6(src: Endpoint, dst_ip: str, view: View) -> Decision:
-    """IPv6 to no container of the tenant: denied (no NAT66 to the outside yet)."""
-    if view.network_containing(src.tenant, dst_ip) is not None:
-        return Deny(src, dst_ip, f"no container {dst_ip} in tenant {src.tenant}")
-    return Deny(src, dst_ip, f"no container {dst_ip} in tenant {src.tenant}, and IPv6 to the outside "
-                             "is not routed")
+def _global6(ip: str) -> bool:
+    """An IPv6 address a router forwards: not link-local, multicast, loopback, unspecified."""
+    addr = ipaddress.IPv6Address(ip)
+    return not (addr.is_link_local or addr.is_multicast or addr.is_loopback or addr.is_unspecified)
 
 
 def _allowed(src: Endpoint, dst: Endpoint, view: View, l4: L4 | None, family: int = 4) -> Decision:

@@ -9,13 +9,22 @@ OVS conntrack (design: the distributed router's gateway to the outside).
 Tracking by PIP rather than logical IP keeps tenants with the same addresses
 apart in one conntrack zone; replies come back un-NATed to PIP(A), which
 only A has.
+
+IPv6 the same way (family 6): NAT66, A's ip6 -> pip6 -> the host's underlay_ip6,
+in the same zone (conntrack keeps the families apart), out to the same next hop
+(the underlay gateway's MAC serves both families, as for IPv6 routes).  Decided:
+NAT66 rather than routing containers' IPv6 addresses to the outside, so the
+outside needs no route to any tenant's prefix (tenants reuse them, and a move
+changes nothing outside), exactly as for IPv4; the price is IPv6's end-to-end
+addressing, which no container has towards the outside anyway.
 """
 
 from __future__ import annotations
 
-from daolinet.flows.route import L4_FIELD
-from daolinet.flows.spec import ETH_IP, Action, Conntrack, DecTtl, FlowSpec, Match, Output, SetField
+from daolinet.flows.route import FIELDS, L4_FIELD, flow_proto
+from daolinet.flows.spec import Action, Conntrack, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host
+from daolinet.model.family import family_of, ip_of, pip_of, underlay_ip_of
 from daolinet.pipeline import (
     CT_ESTABLISHED,
     CT_TRACKED,
@@ -35,30 +44,33 @@ def external_cookie(eid: int) -> int:
 def flows_for_external(a: Endpoint, host: Host, dst_ip: str, idle: int,
                        scope: tuple[int, int] | None = None) -> list[FlowSpec]:
     """With a scope (protocol, port) only that traffic goes out ("cidr:" rules); replies
-    come back by conntrack either way."""
+    come back by conntrack either way.  The family is dst_ip's."""
     assert a.ofport is not None
+    family = family_of(dst_ip)
+    eth_type, src_field, dst_field = FIELDS[family]
     l4: dict[str, int] = {}
     if scope is not None:
-        l4["ip_proto"] = scope[0]
+        l4["ip_proto"] = flow_proto(scope[0], family)
         if scope[0] in L4_FIELD:
             l4[f"{L4_FIELD[scope[0]]}_dst"] = scope[1]
     cookie = external_cookie(a.id)
     egress: tuple[Action, ...] = (
-        DecTtl(), SetField("ipv4_src", a.pip),
-        Conntrack(zone=NAT_ZONE, commit=True, nat_src=host.underlay_ip),
+        DecTtl(), SetField(src_field, pip_of(a, family)),
+        Conntrack(zone=NAT_ZONE, commit=True, nat_src=underlay_ip_of(host, family)),
         SetField("eth_src", host.underlay_mac), SetField("eth_dst", host.underlay_gateway_mac),
         Output(host.uplink_ofport),
     )
     back: tuple[Action, ...] = (
-        SetField("ipv4_dst", a.ip), SetField("eth_src", GATEWAY_MAC), SetField("eth_dst", a.mac),
+        SetField(dst_field, ip_of(a, family)), SetField("eth_src", GATEWAY_MAC), SetField("eth_dst", a.mac),
         Output(a.ofport),
     )
     tracked = (CT_TRACKED | CT_ESTABLISHED, CT_TRACKED | CT_ESTABLISHED)
     return [
         FlowSpec(Table.INGRESS, Priority.ROUTE,
-                 Match.of(eth_type=ETH_IP, ct_state=tracked, ipv4_dst=a.pip), back,
+                 Match.of(eth_type=eth_type, ct_state=tracked, **{dst_field: pip_of(a, family)}), back,
                  cookie=cookie, idle_timeout=idle),
         FlowSpec(Table.EGRESS, Priority.PORT if l4 else Priority.ROUTE,
-                 Match.of(in_port=a.ofport, eth_type=ETH_IP, ipv4_src=a.ip, ipv4_dst=dst_ip, **l4), egress,
+                 Match.of(in_port=a.ofport, eth_type=eth_type,
+                          **{src_field: ip_of(a, family), dst_field: dst_ip}, **l4), egress,
                  cookie=cookie, idle_timeout=idle),
     ]

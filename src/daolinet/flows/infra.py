@@ -31,7 +31,8 @@ H serves it with the mapping's own flows (flows/portmap.py), as if PIP(A) came
 over the underlay; on H itself the packet is handed to table 20 as if it had.
 The mapped container M's replies leave M's host towards H (M elsewhere) or, with
 M on H, through the mapping's conntrack (only established connections get out),
-whichever address the client had: they pass the guard too.
+whichever address the client had: they pass the guard too.  IPv6 the same way, on
+H's underlay_ip6, for mappings that serve IPv6 (flows/portmap.py `families`).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ import ipaddress
 from collections.abc import Iterable
 
 from daolinet.flows.portmap import PROTO, portmap_cookie
-from daolinet.flows.route import next_hop_mac
+from daolinet.flows.route import FIELDS, next_hop_mac
 from daolinet.flows.spec import ETH_IP, ETH_IPV6, Action, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host, Portmap
+from daolinet.model.family import V4, ip_of, pip_of, underlay_ip_of
 from daolinet.pipeline import GATEWAY_MAC, OFPP_IN_PORT, Cookie, Kind, Priority, Table
 
 BASE = Cookie(Kind.BASE).value  # the guard's drops are part of the pipeline (flows/proactive.py)
@@ -99,21 +101,23 @@ def guard_change(was: list[FlowSpec], now: list[FlowSpec]) -> tuple[list[FlowSpe
     return [f for f in now if f not in old], [f for f in was if f not in new]
 
 
-def flow_to_portmap(pm: Portmap, h: Host) -> FlowSpec:
+def flow_to_portmap(pm: Portmap, h: Host, family: int = V4) -> FlowSpec:
     """On every host: packets to mapping pm (on host h) pass the guard."""
-    return _passes(pm, Match.of(eth_type=ETH_IP, ip_proto=PROTO[pm.protocol], ipv4_dst=h.underlay_ip,
-                                **{f"{pm.protocol}_dst": pm.host_port}))
+    eth_type, _, dst_f = FIELDS[family]
+    fields: dict[str, int | str] = {dst_f: underlay_ip_of(h, family), f"{pm.protocol}_dst": pm.host_port}
+    return _passes(pm, Match.of(eth_type=eth_type, ip_proto=PROTO[pm.protocol], **fields))
 
 
-def flow_for_mapped_replies(pm: Portmap, m: Endpoint, h: Host, s: Host) -> FlowSpec:
+def flow_for_mapped_replies(pm: Portmap, m: Endpoint, h: Host, s: Host, family: int = V4) -> FlowSpec:
     """On s, the host of mapping pm's container m: m's replies pass the guard (to h when
     m runs elsewhere; with m on h, to whichever client, through the mapping's conntrack)."""
     assert m.ofport is not None
-    fields: dict[str, int | str] = {"in_port": m.ofport, "ipv4_src": m.ip,
+    eth_type, src_f, dst_f = FIELDS[family]
+    fields: dict[str, int | str] = {"in_port": m.ofport, src_f: ip_of(m, family),
                                     f"{pm.protocol}_src": pm.container_port}
     if s.dpid != h.dpid:
-        fields["ipv4_dst"] = h.underlay_ip
-    return _passes(pm, Match.of(eth_type=ETH_IP, ip_proto=PROTO[pm.protocol], **fields))
+        fields[dst_f] = underlay_ip_of(h, family)
+    return _passes(pm, Match.of(eth_type=eth_type, ip_proto=PROTO[pm.protocol], **fields))
 
 
 def _passes(pm: Portmap, match: Match) -> FlowSpec:
@@ -127,29 +131,32 @@ def client_cookie(eid: int, pm_id: int) -> int:
     return Cookie(Kind.PORTMAP, eid, pm_id).value
 
 
-def flows_for_portmap_client(a: Endpoint, s: Host, pm: Portmap, h: Host, idle: int) -> list[FlowSpec]:
+def flows_for_portmap_client(a: Endpoint, s: Host, pm: Portmap, h: Host, idle: int,
+                             family: int = V4) -> list[FlowSpec]:
     """Container a (on host s) to mapping pm on host h: its two flows on s.  The mapped
-    container itself on h (a hairpin) gets its replies back out the port they came in by."""
+    container itself on h (a hairpin) gets its replies back out the port they came in by.
+    IPv6 (`family` 6) to h's underlay_ip6, from a's pip6."""
     assert a.ofport is not None
     hairpin = s.dpid == h.dpid and (a.tenant, a.name) == (pm.tenant, pm.container)
     proto, f = PROTO[pm.protocol], pm.protocol
+    eth_type, src_f, dst_f = FIELDS[family]
+    a_ip, a_pip, h_ip = ip_of(a, family), pip_of(a, family), underlay_ip_of(h, family)
     cookie = client_cookie(a.id, pm.id)
-    out: tuple[Action, ...] = (DecTtl(), SetField("ipv4_src", a.pip))
+    out: tuple[Action, ...] = (DecTtl(), SetField(src_f, a_pip))
     goto = None
     if s.dpid == h.dpid:
         out, goto = (*out, SetField("in_port", s.uplink_ofport)), Table.INGRESS
     else:
         out = (*out, SetField("eth_src", s.underlay_mac), SetField("eth_dst", next_hop_mac(s, h)),
                Output(s.uplink_ofport))
-    back: tuple[Action, ...] = (SetField("ipv4_dst", a.ip), SetField("eth_src", GATEWAY_MAC),
+    back: tuple[Action, ...] = (SetField(dst_f, a_ip), SetField("eth_src", GATEWAY_MAC),
                                 SetField("eth_dst", a.mac), Output(OFPP_IN_PORT if hairpin else a.ofport))
+    there: dict[str, int | str] = {src_f: a_ip, dst_f: h_ip, f"{f}_dst": pm.host_port}
+    again: dict[str, int | str] = {src_f: h_ip, dst_f: a_pip, f"{f}_src": pm.host_port}
     return [
         FlowSpec(Table.EGRESS, Priority.PORTMAP_CLIENT,
-                 Match.of(in_port=a.ofport, eth_type=ETH_IP, ip_proto=proto, ipv4_src=a.ip,
-                          ipv4_dst=h.underlay_ip, **{f"{f}_dst": pm.host_port}),
+                 Match.of(in_port=a.ofport, eth_type=eth_type, ip_proto=proto, **there),
                  out, goto=goto, cookie=cookie, idle_timeout=idle),
-        FlowSpec(Table.INGRESS, Priority.PORTMAP_CLIENT,
-                 Match.of(eth_type=ETH_IP, ip_proto=proto, ipv4_src=h.underlay_ip, ipv4_dst=a.pip,
-                          **{f"{f}_src": pm.host_port}),
+        FlowSpec(Table.INGRESS, Priority.PORTMAP_CLIENT, Match.of(eth_type=eth_type, ip_proto=proto, **again),
                  back, cookie=cookie, idle_timeout=idle),
     ]

@@ -16,13 +16,19 @@ real client.  The replies at H: un-SNAT (zone 3), un-DNAT (zone 2), out.
 DNAT to PIP(A), not A's logical IP: PIPs are unique across tenants, so one
 zone serves every tenant.  Mapping flows sit below routes, so A's own
 connections from CP keep using their routes.
+
+IPv6: a mapping also answers on H's underlay_ip6 when A has an IPv6 address (and H
+one, and A a pip6): the same flows with IPv6 fields (`family=6`), DNAT to PIP6(A),
+H's SNAT to its underlay_ip6; the same zones (conntrack keeps the families apart).
+`families(a, h)` says which a mapping serves.
 """
 
 from __future__ import annotations
 
-from daolinet.flows.route import next_hop_mac
-from daolinet.flows.spec import ETH_IP, Action, Conntrack, FlowSpec, Match, Output, SetField
+from daolinet.flows.route import FIELDS, next_hop_mac
+from daolinet.flows.spec import Action, Conntrack, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host, Portmap
+from daolinet.model.family import V4, V6, ip_of, pip_of, underlay_ip_of
 from daolinet.pipeline import (
     CT_ESTABLISHED,
     CT_TRACKED,
@@ -51,69 +57,79 @@ Sources = tuple[tuple[tuple[str, bool], ...], bool]
 ANYONE: Sources = ((), True)
 
 
-def flows_for_portmap(pm: Portmap, a: Endpoint, h: Host, s: Host,
-                      sources: Sources = ANYONE) -> dict[int, list[FlowSpec]]:
-    """{dpid: flows} of one mapping; A must be plugged.  `sources` become one inbound
-    flow per rule above the default one (first match = highest priority): DNAT for
-    an allowed network, drop for a denied one."""
+def flows_for_portmap(pm: Portmap, a: Endpoint, h: Host, s: Host, sources: Sources = ANYONE,
+                      family: int = V4) -> dict[int, list[FlowSpec]]:
+    """{dpid: flows} of one mapping over one family (IPv6: on h's underlay_ip6, to a's
+    pip6; the caller checks both exist); A must be plugged.  `sources` (of that family)
+    become one inbound flow per rule above the default one (first match = highest
+    priority): DNAT for an allowed network, drop for a denied one."""
     assert a.ofport is not None
     proto, f = PROTO[pm.protocol], pm.protocol
+    eth_type, src_f, dst_f = FIELDS[family]
+    a_ip, a_pip, h_ip = ip_of(a, family), pip_of(a, family), underlay_ip_of(h, family)
 
     def flow(table: Table, match: Match, actions: tuple[Action, ...]) -> FlowSpec:
         return FlowSpec(table, Priority.PORTMAP, match, actions, cookie=portmap_cookie(pm.id))
 
     def ip(**fields: object) -> Match:
-        return Match.of(eth_type=ETH_IP, ip_proto=proto, **fields)  # type: ignore[arg-type]
+        return Match.of(eth_type=eth_type, ip_proto=proto, **fields)  # type: ignore[arg-type]
 
-    to_a: tuple[Action, ...] = (SetField("ipv4_dst", a.ip), SetField("eth_src", GATEWAY_MAC),
+    to_a: tuple[Action, ...] = (SetField(dst_f, a_ip), SetField("eth_src", GATEWAY_MAC),
                                 SetField("eth_dst", a.mac), Output(a.ofport))
-    dnat = Conntrack(zone=PORTMAP_ZONE, commit=True, nat_dst=a.pip, nat_port=pm.container_port)
+    dnat = Conntrack(zone=PORTMAP_ZONE, commit=True, nat_dst=a_pip, nat_port=pm.container_port)
     undo = Conntrack(zone=PORTMAP_ZONE, nat=True, table=int(Table.INGRESS))
     out_h: tuple[Action, ...] = (SetField("eth_src", h.underlay_mac),
                                  SetField("eth_dst", h.underlay_gateway_mac or h.underlay_mac))
-    inbound = flow(Table.INGRESS, ip(in_port=h.uplink_ofport, ipv4_dst=h.underlay_ip, ct_state=TRACKED,
-                                     **{f"{f}_dst": pm.host_port}), ())
+    inbound = flow(Table.INGRESS, ip(in_port=h.uplink_ofport, ct_state=TRACKED,
+                                     **{dst_f: h_ip, f"{f}_dst": pm.host_port}), ())
     back_out = flow(Table.INGRESS, ip(in_port=h.uplink_ofport, ct_state=ESTABLISHED,
-                                      ipv4_src=h.underlay_ip, **{f"{f}_src": pm.host_port}),
+                                      **{src_f: h_ip, f"{f}_src": pm.host_port}),
                     (*out_h, Output(OFPP_IN_PORT)))
     if s.dpid == h.dpid:
         return {h.dpid: [
-            *_inbound(inbound, (dnat, *to_a), sources),
-            flow(Table.EGRESS, ip(in_port=a.ofport, ipv4_src=a.ip, **{f"{f}_src": pm.container_port}),
-                 (SetField("ipv4_src", a.pip), undo)),
-            flow(Table.INGRESS, ip(in_port=a.ofport, ct_state=ESTABLISHED, ipv4_src=h.underlay_ip,
-                                   **{f"{f}_src": pm.host_port}), (*out_h, Output(h.uplink_ofport))),
+            *_inbound(inbound, (dnat, *to_a), sources, src_f),
+            flow(Table.EGRESS, ip(in_port=a.ofport, **{src_f: a_ip, f"{f}_src": pm.container_port}),
+                 (SetField(src_f, a_pip), undo)),
+            flow(Table.INGRESS, ip(in_port=a.ofport, ct_state=ESTABLISHED,
+                                   **{src_f: h_ip, f"{f}_src": pm.host_port}),
+                 (*out_h, Output(h.uplink_ofport))),
             back_out,
         ]}
     to_s: tuple[Action, ...] = (
-        Conntrack(zone=PORTMAP_SNAT_ZONE, commit=True, nat_src=h.underlay_ip),
+        Conntrack(zone=PORTMAP_SNAT_ZONE, commit=True, nat_src=h_ip),
         SetField("eth_src", h.underlay_mac), SetField("eth_dst", next_hop_mac(h, s)), Output(OFPP_IN_PORT))
-    to_h: tuple[Action, ...] = (SetField("ipv4_src", a.pip), SetField("eth_src", s.underlay_mac),
+    to_h: tuple[Action, ...] = (SetField(src_f, a_pip), SetField("eth_src", s.underlay_mac),
                                 SetField("eth_dst", next_hop_mac(s, h)), Output(s.uplink_ofport))
-    from_a = {"in_port": h.uplink_ofport, "ipv4_src": a.pip, f"{f}_src": pm.container_port}
+    from_a = {"in_port": h.uplink_ofport, src_f: a_pip, f"{f}_src": pm.container_port}
     return {
         h.dpid: [
-            *_inbound(inbound, (Conntrack(zone=PORTMAP_ZONE, commit=True, nat_dst=a.pip,
-                                          nat_port=pm.container_port, table=int(Table.INGRESS)),), sources),
-            flow(Table.INGRESS, ip(in_port=h.uplink_ofport, ct_state=TRACKED, ipv4_dst=a.pip,
-                                   **{f"{f}_dst": pm.container_port}), to_s),
-            _above(flow(Table.INGRESS, ip(ct_state=TRACKED, ipv4_dst=h.underlay_ip, **from_a),
+            *_inbound(inbound, (Conntrack(zone=PORTMAP_ZONE, commit=True, nat_dst=a_pip,
+                                          nat_port=pm.container_port, table=int(Table.INGRESS)),), sources,
+                      src_f),
+            flow(Table.INGRESS, ip(in_port=h.uplink_ofport, ct_state=TRACKED,
+                                   **{dst_f: a_pip, f"{f}_dst": pm.container_port}), to_s),
+            _above(flow(Table.INGRESS, ip(ct_state=TRACKED, **{dst_f: h_ip}, **from_a),
                         (Conntrack(zone=PORTMAP_SNAT_ZONE, nat=True, table=int(Table.INGRESS)),))),
             flow(Table.INGRESS, ip(ct_state=ESTABLISHED, **from_a), (undo,)),
             back_out,
         ],
         s.dpid: [
-            flow(Table.INGRESS, ip(in_port=s.uplink_ofport, ipv4_dst=a.pip,
-                                   **{f"{f}_dst": pm.container_port}), to_a),
-            flow(Table.EGRESS, ip(in_port=a.ofport, ipv4_src=a.ip, **{f"{f}_src": pm.container_port}), to_h),
+            flow(Table.INGRESS, ip(in_port=s.uplink_ofport, **{dst_f: a_pip, f"{f}_dst": pm.container_port}),
+                 to_a),
+            flow(Table.EGRESS, ip(in_port=a.ofport, **{src_f: a_ip, f"{f}_src": pm.container_port}), to_h),
         ],
     }
 
 
-def _inbound(spec: FlowSpec, dnat: tuple[Action, ...], sources: Sources) -> list[FlowSpec]:
+def families(a: Endpoint, h: Host) -> tuple[int, ...]:
+    """The families a mapping on h to a serves: IPv4, and IPv6 when both ends have it."""
+    return (V4, V6) if a.ip6 and a.pip6 and h.underlay_ip6 else (V4,)
+
+
+def _inbound(spec: FlowSpec, dnat: tuple[Action, ...], sources: Sources, src_f: str) -> list[FlowSpec]:
     ordered, others = sources
     flows = [FlowSpec(spec.table, spec.priority + len(ordered) - i,
-                      Match.of(**spec.match.as_dict(), ipv4_src=net), dnat if allowed else (),
+                      Match.of(**spec.match.as_dict(), **{src_f: net}), dnat if allowed else (),
                       cookie=spec.cookie)
              for i, (net, allowed) in enumerate(ordered)]
     return [*flows, _with(spec, dnat if others else ())]

@@ -12,10 +12,11 @@ from daolinet.decide.route import policy_of
 from daolinet.flows.dns import dns_flows
 from daolinet.flows.infra import flow_for_mapped_replies, flow_to_portmap, flows_for_infra, guard_prefixes
 from daolinet.flows.ndp import flows_for_endpoint6, flows_for_host6, has_ipv6
-from daolinet.flows.portmap import PROTO, flows_for_portmap
+from daolinet.flows.portmap import PROTO, families, flows_for_portmap
 from daolinet.flows.spec import (
     ETH_ARP,
     ETH_IP,
+    ETH_IPV6,
     Action,
     Conntrack,
     FlowSpec,
@@ -79,6 +80,7 @@ def flows_for_host(host: Host) -> list[FlowSpec]:
         # ingress: the host's own address (after conntrack: NATed replies turn back to
         # their container); anything else unknown -> controller (re-plug)
         nat_return_flow(host, BASE),
+        *nat_return_flows6(host, BASE),
         flow(Table.INGRESS, Priority.HOST, Match.of(eth_type=ETH_IP, ipv4_dst=host.underlay_ip),
              (Output(OFPP_LOCAL),)),
         flow(Table.INGRESS, Priority.MISS, Match.of(), (ToController(),)),
@@ -105,6 +107,17 @@ def nat_return_flow(host: Host, base_cookie: int) -> FlowSpec:
                     Match.of(in_port=host.uplink_ofport, eth_type=ETH_IP, ipv4_dst=host.underlay_ip,
                              ct_state=(0, CT_TRACKED)),
                     (Conntrack(zone=NAT_ZONE, nat=True, table=int(Table.INGRESS)),), cookie=base_cookie)
+
+
+def nat_return_flows6(host: Host, base_cookie: int) -> list[FlowSpec]:
+    """nat_return_flow for the host's underlay_ip6 (NAT66, flows/external.py); none
+    without one.  Its ND goes to table NDP from classify, never here."""
+    if not host.underlay_ip6:
+        return []
+    return [FlowSpec(Table.INGRESS, Priority.SPECIFIC,
+                     Match.of(in_port=host.uplink_ofport, eth_type=ETH_IPV6, ipv6_dst=host.underlay_ip6,
+                              ct_state=(0, CT_TRACKED)),
+                     (Conntrack(zone=NAT_ZONE, nat=True, table=int(Table.INGRESS)),), cookie=base_cookie)]
 
 
 def flows_for_endpoint(e: Endpoint) -> list[FlowSpec]:
@@ -172,14 +185,19 @@ def portmap_flows(view: View, pm: Portmap) -> dict[int, list[FlowSpec]]:
     s = view.host_of(a) if a else None
     if a is None or a.ofport is None or h is None or s is None:
         return {}
-    ordered, others = policy_of(view).sources_of(a, PROTO[pm.protocol], pm.container_port)
-    flows = flows_for_portmap(pm, a, h, s, (tuple((net, r.action == "allow") for net, r in ordered), others))
-    flows.setdefault(s.dpid, []).append(flow_for_mapped_replies(pm, a, h, s))
+    flows: dict[int, list[FlowSpec]] = {}
+    for family in families(a, h):
+        ordered, others = policy_of(view).sources_of(a, PROTO[pm.protocol], pm.container_port, family)
+        sources = (tuple((net, r.action == "allow") for net, r in ordered), others)
+        for dpid, some in flows_for_portmap(pm, a, h, s, sources, family).items():
+            flows.setdefault(dpid, []).extend(some)
+        flows.setdefault(s.dpid, []).append(flow_for_mapped_replies(pm, a, h, s, family))
     return flows
 
 
 def to_portmap(view: View, pm: Portmap) -> list[FlowSpec]:
     """What lets any host's containers reach the mapping (nothing while it is not plugged)."""
     a, h = view.endpoint_named(pm.tenant, pm.container), view.hosts.get(pm.host)
-    plugged = a is not None and a.ofport is not None and view.host_of(a) is not None
-    return [flow_to_portmap(pm, h)] if h is not None and plugged else []
+    if a is None or a.ofport is None or view.host_of(a) is None or h is None:
+        return []
+    return [flow_to_portmap(pm, h, family) for family in families(a, h)]

@@ -76,10 +76,14 @@ NX_NAT_F_SRC, NX_NAT_F_DST = 1 << 0, 1 << 1  # not exported by os-ken
 
 def _conntrack(a: Conntrack) -> Any:
     nat: list[Any] = []
-    if a.nat_src or a.nat_dst:
-        addr, flag = (a.nat_src, NX_NAT_F_SRC) if a.nat_src else (a.nat_dst, NX_NAT_F_DST)
-        ports = {"range_proto_min": a.nat_port, "range_proto_max": a.nat_port} if a.nat_port else {}
-        nat.append(parser.NXActionNAT(flags=flag, range_ipv4_min=addr, range_ipv4_max=addr, **ports))
+    addr = a.nat_src or a.nat_dst
+    if addr:
+        flag = NX_NAT_F_SRC if a.nat_src else NX_NAT_F_DST
+        v = "ipv6" if ":" in addr else "ipv4"  # NAT66 (flows/external.py) names an IPv6 address
+        ranges: dict[str, Any] = {f"range_{v}_min": addr, f"range_{v}_max": addr}
+        if a.nat_port:
+            ranges |= {"range_proto_min": a.nat_port, "range_proto_max": a.nat_port}
+        nat.append(parser.NXActionNAT(flags=flag, **ranges))
     elif a.nat:
         nat.append(parser.NXActionNAT(flags=0))
     return parser.NXActionCT(

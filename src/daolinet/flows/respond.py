@@ -163,7 +163,7 @@ def _to_the_outside(decision: External | MappedPort, meta: PacketMeta, frame: by
     if isinstance(decision, External):
         flows = flows_for_external(src, host, decision.dst_ip, idle_timeout, decision.scope)
     else:
-        flows = flows_for_portmap_client(src, host, decision.pm, decision.host, idle_timeout)
+        flows = flows_for_portmap_client(src, host, decision.pm, decision.host, idle_timeout, decision.family)
     return Response(steps=((meta.dpid, tuple([wire.flow_add(f) for f in flows])),),
                     packet_outs=((meta.dpid, wire.packet_out_to_table(meta.in_port, frame)),))
 

@@ -160,11 +160,18 @@ class Lab(Containers, Agents, Controllers, Dockerds, Containerds):
             gw_macs[str(rack)] = links.mac_of(rtr, f"r{rack}")
         out = plan.outside_netns(self.name)
         self._new_netns(out)
+        if self.ipv6:
+            links.sysctl(out, *links6.underlay_sysctls())
         links.add_veth(rtr, "out", out, "eth0", mtu=self.mtu)
         prefix = plan.OUTSIDE_NET.prefixlen
         links.link_up(rtr, "out", address=f"{plan.OUTSIDE_GW}/{prefix}")
         links.link_up(out, "eth0", address=f"{plan.OUTSIDE_IP}/{prefix}")
         links.add_route(out, str(plan.UNDERLAY), str(plan.OUTSIDE_GW))
+        if self.ipv6:  # the outside over IPv6 (NAT66 egress, mappings on underlay_ip6)
+            prefix6 = plan.OUTSIDE_NET6.prefixlen
+            links.add_addr6(rtr, "out", f"{plan.OUTSIDE_GW6}/{prefix6}")
+            links.add_addr6(out, "eth0", f"{plan.OUTSIDE_IP6}/{prefix6}")
+            links.add_route(out, str(plan.UNDERLAY6), str(plan.OUTSIDE_GW6))
         links.tx_offload_off(out, "eth0")
         links.enable_forwarding(rtr)
         self._state.extra["gateway_macs"] = gw_macs

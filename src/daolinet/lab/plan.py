@@ -18,6 +18,7 @@ IPv6 underlay beside it (all inside 2001:2::/48, RFC 5180's benchmarking prefix)
     host i's PIP pool6    2001:2:0:r::k:0/112, k = host's index in its rack (slot 0 holds the
                           hosts and the router; every pool lies in the rack's /64, so the router
                           needs no per-host route)
+    outside               2001:2:0:ff::/64 behind the router: server ::1, router ::fe
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ def rack_gateway6(rack: int) -> ipaddress.IPv6Address:
 OUTSIDE_NET = ipaddress.IPv4Network("198.19.255.0/24")
 OUTSIDE_IP = OUTSIDE_NET.network_address + 1
 OUTSIDE_GW = OUTSIDE_NET.network_address + 254
+# ... and in a dual-stack lab its IPv6 network (in the IPv6 underlay's /48, beside the racks'
+# 2001:2:0:r::/64): the server at ::1, the router at ::fe.
+OUTSIDE_NET6 = ipaddress.IPv6Network("2001:2:0:ff::/64")
+OUTSIDE_IP6 = OUTSIDE_NET6.network_address + 1
+OUTSIDE_GW6 = OUTSIDE_NET6.network_address + 0xfe
 
 
 def outside_netns(lab: str) -> str:

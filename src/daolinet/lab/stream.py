@@ -17,6 +17,7 @@ LONG_GAP or more, the first MAX_GAPS of them), after {"listening"}.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import socket
 import sys
@@ -88,15 +89,18 @@ def listen(ports: list[int]) -> None:
 
 
 def whoami(port: int) -> None:
-    """Answer every connection with the address it came from, until killed."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("0.0.0.0", port))
-    server.listen(16)
+    """Answer every connection with the address it came from, until killed: over IPv4 and
+    IPv6 where the namespace has IPv6 (an IPv4 client still reads as its IPv4 address)."""
+    try:
+        server = socket.create_server(("", port), family=socket.AF_INET6, backlog=16, dualstack_ipv6=True)
+    except (OSError, ValueError):  # no IPv6 here
+        server = socket.create_server(("0.0.0.0", port), backlog=16)
     print(json.dumps({"listening": port}), flush=True)
     while True:
         conn, peer = server.accept()
-        conn.sendall(f"{peer[0]}\n".encode())
+        addr = ipaddress.ip_address(peer[0])
+        mapped = getattr(addr, "ipv4_mapped", None)
+        conn.sendall(f"{mapped or addr}\n".encode())
         conn.close()
 
 

@@ -151,18 +151,18 @@ def check_ports(protocol: str, ports: object) -> str:
 
 def check_selector(side: str, selector: object) -> str:
     """One side ("from", "to") of an l4 rule: a group name, or "cidr:NETWORK" with NETWORK an
-    IPv4 network (no host bits set), in canonical form."""
+    IPv4 or IPv6 network (no host bits set), in canonical form (IPv6 compressed, lower case)."""
     if not isinstance(selector, str):
         raise InvalidInput(f"{side} {selector!r} must be a group name or cidr:NETWORK")
     network = cidr_of(selector)
     if network is None:
         return check_name(f"{side} group", selector)
     try:
-        return CIDR_PREFIX + str(ipaddress.IPv4Network(network, strict=True))
+        return CIDR_PREFIX + str(ipaddress.ip_network(network, strict=True))
     except ValueError as e:
         hint = ""
         with contextlib.suppress(ValueError):
-            hint = f" (its network is {CIDR_PREFIX}{ipaddress.IPv4Network(network, strict=False)})"
+            hint = f" (its network is {CIDR_PREFIX}{ipaddress.ip_network(network, strict=False)})"
         raise InvalidInput(f"{side} {selector!r} is not a network: {e}{hint}") from None
 
 

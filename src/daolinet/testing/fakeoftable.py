@@ -282,20 +282,25 @@ class FakeSwitch:
         return result
 
     def _commit(self, ct: Conntrack, pkt: Packet) -> None:
-        """Keyed by (zone, a reply's source, a reply's destination)."""
-        src, dst = str(pkt["ipv4_src"]), str(pkt["ipv4_dst"])
+        """Keyed by (zone, a reply's source, a reply's destination).  IPv4 or IPv6 (NAT66)
+        as the packet is; a NAT address of the other family is an error, as in OVS."""
+        ip = "ipv6" if "ipv6_src" in pkt else "ipv4"
+        src, dst = str(pkt[f"{ip}_src"]), str(pkt[f"{ip}_dst"])
+        to = ct.nat_src or ct.nat_dst
+        if to is not None and (":" in to) != (ip == "ipv6"):
+            raise FakeOFTableError(f"ct nat to {to} on an {ip} packet")
         if ct.nat_src:
-            self._connections[(ct.zone, dst, ct.nat_src)] = {"ipv4_dst": src}
-            pkt["ipv4_src"] = ct.nat_src
+            self._connections[(ct.zone, dst, ct.nat_src)] = {f"{ip}_dst": src}
+            pkt[f"{ip}_src"] = ct.nat_src
             return
         assert ct.nat_dst is not None
-        undo: Packet = {"ipv4_src": dst}
+        undo: Packet = {f"{ip}_src": dst}
         l4 = next((p for p in ("tcp", "udp") if f"{p}_dst" in pkt), None)
         if ct.nat_port and l4 is not None:
             undo[f"{l4}_src"] = pkt[f"{l4}_dst"]
             pkt[f"{l4}_dst"] = ct.nat_port
         self._connections[(ct.zone, ct.nat_dst, src)] = undo
-        pkt["ipv4_dst"] = ct.nat_dst
+        pkt[f"{ip}_dst"] = ct.nat_dst
 
     def _output(self, port: int, pkt: Packet, result: Result) -> None:
         in_port = require_field(pkt, "in_port")

@@ -113,6 +113,7 @@ class TraceIn(Strict):
     tenant: str = DEFAULT_TENANT
     protocol: str | None = None
     port: int | None = Field(default=None, ge=0, le=65535)
+    ipv6: bool = False  # trace the pair's IPv6 route (both need an IPv6 address)
 
 
 class TokenIn(Strict):

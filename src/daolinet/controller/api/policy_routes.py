@@ -169,4 +169,5 @@ async def trace_pair(request: Request, caller: Auth, body: TraceIn) -> dict[str,
     dst = next((e for e in view.endpoints.values() if e.tenant == body.tenant and e.name == body.dst), None)
     if src is None or dst is None:
         raise NotFound(f"no container {body.src if src is None else body.dst} in tenant {body.tenant}")
-    return await trace_on_hosts(request.app.state.ctrl, src, dst, body.protocol, body.port)
+    family = 6 if body.ipv6 else 4
+    return await trace_on_hosts(request.app.state.ctrl, src, dst, body.protocol, body.port, family)
