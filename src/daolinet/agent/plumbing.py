@@ -123,7 +123,8 @@ class Plumber:
         steps = Steps()
         try:
             with steps("veth"):
-                links.add_veth_pair(self.host_netns, port, spec.netns, spec.ifname, mtu=spec.mtu)
+                links.add_veth_pair(self.host_netns, port, spec.netns, spec.ifname, mtu=spec.mtu,
+                                    ipv6_a=False)
         except links.LinkExists as e:
             raise DaoliError(f"interface {port} already exists: endpoint {spec.eid} is plugged") from e
         try:
@@ -149,7 +150,7 @@ class Plumber:
                                "plugged, or the name is taken")
         here = self.host_netns or THIS_NETNS
         try:
-            links.add_veth_pair(self.host_netns, port, here, peer, mtu=mtu)
+            links.add_veth_pair(self.host_netns, port, here, peer, mtu=mtu, ipv6_a=False)
             links.setup_interface(here, links.InterfaceSetup(peer, mac=mac, mtu=mtu,
                                                              tx_checksum_off=self.userspace))
             ofport = self.ovsdb.add_port(self.bridge, port, {

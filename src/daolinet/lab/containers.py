@@ -142,7 +142,7 @@ class Containers:
 
     def _plug(self, h: LabHost, c: LabContainer) -> LabContainer:
         port = plan.container_port(c.name)
-        links.add_veth(h.netns, port, c.netns, "eth0", mtu=self.mtu)
+        links.add_veth(h.netns, port, c.netns, "eth0", mtu=self.mtu, ipv6_a=False)
         links.tx_offload_off(c.netns, "eth0")
         links.link_up(c.netns, "eth0", address=c.address, mac=c.mac)
         with h.ovsdb() as db:
@@ -167,7 +167,7 @@ class Containers:
             old = self.host(c.host)
             if old.name == target.name:
                 raise InvalidInput(f"container {name} is already on host {host}")
-            links.add_veth(target.netns, c.port, c.netns, MOVING_IF, mtu=self.mtu)
+            links.add_veth(target.netns, c.port, c.netns, MOVING_IF, mtu=self.mtu, ipv6_a=False)
             links.tx_offload_off(c.netns, MOVING_IF)
             links.link_up(c.netns, MOVING_IF, mac=c.mac)
             with self.agent(target.name) as agent:

@@ -106,24 +106,44 @@ def _ns_fd_target(stack: contextlib.ExitStack, ns: str) -> int | str:
     return stack.enter_context(open(ns)).fileno() if ns.startswith("/") else ns
 
 
-def add_veth(ns_a: str | None, if_a: str, ns_b: str, if_b: str, mtu: int = 1500) -> None:
+def add_veth(ns_a: str | None, if_a: str, ns_b: str, if_b: str, mtu: int = 1500, *,
+             ipv6_a: bool = True) -> None:
     """A veth pair with one end in each namespace, both up.  The peer goes
     straight into ns_b (a name or an absolute path), never via ns_a."""
-    add_veth_pair(ns_a, if_a, ns_b, if_b, mtu)
+    add_veth_pair(ns_a, if_a, ns_b, if_b, mtu, ipv6_a=ipv6_a)
     setup_interface(ns_b, InterfaceSetup(if_b, mtu=mtu))
 
 
-def add_veth_pair(ns_a: str | None, if_a: str, ns_b: str, if_b: str, mtu: int = 1500) -> None:
+def add_veth_pair(ns_a: str | None, if_a: str, ns_b: str, if_b: str, mtu: int = 1500, *,
+                  ipv6_a: bool = True) -> None:
     """A veth pair over one netlink socket: if_a up in ns_a, its peer if_b created
     straight in ns_b (never via ns_a) and left down for `setup_interface`.
-    LinkExists: ns_a already has if_a."""
+    LinkExists: ns_a already has if_a.  Without `ipv6_a`, IPv6 is off on if_a before it
+    comes up: a switch port (a container's, on its host's bridge) must not send the host's
+    own router solicitations, neighbour discovery and MLD reports into its container."""
     with contextlib.ExitStack() as stack:
         target = _ns_fd_target(stack, ns_b)
         with _ns(ns_a) as a:
             if a.link_lookup(ifname=if_a):
                 raise LinkExists(f"interface {if_a} already exists")
             a.link("add", ifname=if_a, kind="veth", mtu=mtu, peer={"ifname": if_b, "net_ns_fd": target})
+            if not ipv6_a:
+                _ipv6_off(ns_a, if_a)
             a.link("set", index=_index(a, if_a), state="up")
+
+
+def _ipv6_off(ns_name: str | None, ifname: str) -> None:
+    """IPv6 off on one interface (nothing to do where the kernel has no IPv6)."""
+    path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+
+    def write() -> None:
+        with contextlib.suppress(FileNotFoundError), open(path, "w") as f:
+            f.write("1")
+
+    if ns_name is None:
+        write()
+    else:
+        nsthread.run_in(ns_name, write)
 
 
 @dataclass(frozen=True)
