@@ -2,10 +2,7 @@
 `docker network create --ipv6 --subnet V4 --subnet V6` over daolinet's plugin, busybox
 containers on two hosts, each host's dockerd (test_docker.py's `dlab`).  Docker itself
 turns IPv6 on for the container's interface and adds the address without DAD; the
-agent only hands the addresses and gateways to Docker.
-
-test_dual_stack_docker_containers_ping6_across_hosts needs the IPv6 hot-plug routes
-(step 3): run it on its own."""
+agent only hands the addresses and gateways to Docker."""
 
 from __future__ import annotations
 
@@ -88,10 +85,12 @@ def test_dual_stack_docker_refuses_ip6_it_did_not_pick(dlab: cluster.Lab, v6net:
 
 
 def test_dual_stack_docker_containers_ping6_across_hosts(dlab: cluster.Lab, v6net: str) -> None:  # noqa: F811
-    """Needs the IPv6 hot-plug routes (step 3); names: Docker's embedded DNS forwards the AAAA
-    question for a name it does not know (a container on the other host) to --dns."""
+    """The acceptance of issue 18: `ping -6 web` and `wget http://web/` from the other host.
+    Names: Docker's embedded DNS forwards the question for a name it does not know (a
+    container on the other host) to --dns, which that host's agent answers."""
     wait_for(lambda: v6net in docker_networks(dlab, "h2"), what="v6net in h2's dockerd")
-    dk(dlab, "h1", "run", "-d", "--name", "web6", "--network", v6net, docker.IMAGE, "sleep", "100000")
+    dk(dlab, "h1", "run", "-d", "--name", "web6", "--network", v6net, docker.IMAGE, "sh", "-c",
+       "mkdir -p /www && echo hello over v6net > /www/index.html && exec httpd -f -p 80 -h /www")
     run(dlab, "h2", "six4", v6net)
     web6 = str(settings(dlab, "h1", "web6", v6net)["GlobalIPv6Address"])
     # First the name alone (needs no route): dockerd on h2 does not know web6, so its embedded
@@ -107,3 +106,5 @@ def test_dual_stack_docker_containers_ping6_across_hosts(dlab: cluster.Lab, v6ne
                  "ping", "-6", "-c", "1", "-W", "2", "web6", check=False)
     assert f"PING web6 ({web6})" in by_name.stdout and by_name.returncode == 0, \
         by_name.stdout + by_name.stderr
+    fetched = dk(dlab, "h2", "exec", "six4", "wget", "-q", "-O", "-", "http://web6/", check=False)
+    assert fetched.stdout == "hello over v6net\n", fetched.stdout + fetched.stderr
