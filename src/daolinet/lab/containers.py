@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from daolinet.errors import Conflict, InvalidInput, NotFound
 from daolinet.lab import plan, state
 from daolinet.lab.client import LabClient
-from daolinet.system import links, procs
+from daolinet.system import link_moves, links, procs
 
 if TYPE_CHECKING:
     from daolinet.lab.cluster import LabHost
@@ -172,11 +172,11 @@ class Containers:
             links.link_up(c.netns, MOVING_IF, mac=c.mac)
             with self.agent(target.name) as agent:
                 e = agent.call("POST", f"/containers/{c.eid}/move-here", json={"netns": c.netns})
-            links.take_over(c.netns, "eth0", MOVING_IF)
+            link_moves.take_over(c.netns, "eth0", MOVING_IF)
             with self.agent(old.name) as agent:
                 agent.call("POST", f"/containers/{c.eid}/move-away")
             links.del_link(c.netns, "eth0")
-            links.rename_link(c.netns, MOVING_IF, "eth0")
+            link_moves.rename_link(c.netns, MOVING_IF, "eth0")
             moved = LabContainer(**{**c.to_json(), "host": target.name, "ofport": e["ofport"],
                                     "pip": e["pip"], "pip6": e.get("pip6") or None})
             self._state.containers[name] = moved.to_json()
