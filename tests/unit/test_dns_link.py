@@ -144,3 +144,13 @@ def test_forwarded_names_get_the_upstreams_answer_or_servfail(monkeypatch: pytes
     else:
         assert rcode_of(data) == (dns.rcode.SERVFAIL, [])
         assert agent.counts["upstream_failed"] == 1
+
+
+def test_buckets_of_ports_gone_quiet_are_forgotten() -> None:
+    now = [0.0]
+    buckets = Buckets(rate=10, burst=3, clock=lambda: now[0])
+    for port in range(4096):
+        assert buckets.take(port)
+    now[0] = 1.0  # every one refilled
+    assert buckets.take(99999)
+    assert len(buckets._tokens) == 1  # only the port that just asked

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from daolinet.agent.docker_names import MAX_ALIASES, DockerNames, aliases_of
+from daolinet.agent.docker_names import DockerNames, aliases_of
 from daolinet.errors import NotFound
+from daolinet.model.names import MAX_ALIASES
 
 CID = "602f13dbea759cf2237bfe2776093f3285b97afb1e506c104792aaf819c9ef9b"
 
@@ -17,6 +18,8 @@ def test_a_container_answers_to_its_name_and_its_aliases_not_its_id() -> None:
     assert aliases_of("/web", ["602f13dbea75", "Front", "web", "api"], CID) == ("web", "front", "api")
     assert aliases_of("web_1", ["ok-2", "-bad", "x" * 64, "a.b"], CID) == ("ok-2",)  # labels only
     assert len(aliases_of("web", [f"a{i}" for i in range(40)], CID)) == MAX_ALIASES
+    assert aliases_of("/602f", ["602f13dbea75"], CID) == ("602f",)  # a name may begin like the id
+    assert aliases_of("web\n", ["ok\n"], CID) == ()  # what the store would refuse is left out
 
 
 class FakeDocker:
@@ -44,9 +47,12 @@ class FakeDocker:
 class FakeApi:
     def __init__(self) -> None:
         self.patched: list[tuple[str, Any]] = []
+        self.gone: set[str] = set()
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         assert method == "PATCH"
+        if path in self.gone:
+            raise NotFound(f"{path} not found")
         self.patched.append((path, kwargs["json"]))
         return {}
 
@@ -75,3 +81,18 @@ def test_the_sync_sets_each_endpoints_aliases_once() -> None:
     assert api.patched == [("/endpoints/7", {"aliases": ["web", "front"]}),
                            ("/endpoints/8", {"aliases": ["db"]}),
                            ("/endpoints/7", {"aliases": ["web", "front"]})]
+
+
+def test_an_endpoint_gone_meanwhile_does_not_keep_the_others_unnamed() -> None:
+    docker, api = FakeDocker(), FakeApi()
+    api.gone.add("/endpoints/7")
+    ours = {"dock-web": 7, "dock-db": 8}
+
+    async def endpoint_of(docker_eid: str) -> int | None:
+        return ours.get(docker_eid)
+
+    names = DockerNames(docker, api, endpoint_of)  # type: ignore[arg-type]
+    docker.containers[CID] = {"name": "web", "eid": "dock-web", "aliases": []}
+    docker.containers["c" * 64] = {"name": "db", "eid": "dock-db", "aliases": []}
+    assert asyncio.run(names.sync_once()) == 1
+    assert api.patched == [("/endpoints/8", {"aliases": ["db"]})]

@@ -40,7 +40,7 @@ import dns.resolver
 from daolinet.agent.bootstrap import BridgeLink
 from daolinet.decide import dnswire
 from daolinet.decide.dns_reply import Drop, Send, Upstream, reply_to
-from daolinet.errors import SystemFailure
+from daolinet.errors import DaoliError, SystemFailure
 from daolinet.flows import wire
 from daolinet.flows.dns import DNS_CONTROLLER_ID
 from daolinet.model import Endpoint, View
@@ -86,8 +86,9 @@ class Buckets:
             self._tokens[port] = (tokens, now)
             return False
         self._tokens[port] = (tokens - 1.0, now)
-        if len(self._tokens) > 4096:  # ports come and go: forget the full buckets
-            self._tokens = {p: v for p, v in self._tokens.items() if v[0] < self.burst}
+        if len(self._tokens) > 4096:  # ports come and go: forget the buckets refilled by now
+            self._tokens = {p: (t, w) for p, (t, w) in self._tokens.items()
+                            if t + (now - w) * self.rate < self.burst}
         return True
 
 
@@ -127,7 +128,7 @@ class DnsLink:
             try:
                 link = await BridgeLink.open(self.path, Channel(miss_send_len=0xFFFF,
                                                                 controller_id=DNS_CONTROLLER_ID))
-            except (SystemFailure, TimeoutError) as e:
+            except (DaoliError, OSError, TimeoutError) as e:
                 if not said:
                     log.warning("DNS link: %s (trying again every %.0f s)", e, RETRY)
                     said = True
@@ -137,10 +138,13 @@ class DnsLink:
             said = False
             try:
                 await self.serve(link)
-            except SystemFailure as e:
+            except (DaoliError, OSError) as e:  # ovs-vswitchd went away, or spoke nonsense
                 log.warning("DNS link: %s", e)
+            except Exception:  # a bug must not end the resolver: say it, go on
+                log.exception("DNS link failed; connecting again")
             finally:
                 link.close()
+            await asyncio.sleep(RETRY)
 
     async def serve(self, link: BridgeLink) -> None:
         while True:
@@ -155,8 +159,7 @@ class DnsLink:
         replica = self.replica
         reply = reply_to(replica.view, replica.fresh, replica.asker(pin.in_port), pin.data)
         if isinstance(reply, Send):
-            link.send(wire.packet_out_to_port(pin.in_port, reply.frame))
-            self._count(reply.outcome)
+            self._send(link, pin.in_port, reply.frame, reply.outcome)
         elif isinstance(reply, Upstream):
             if len(self._forwards) >= MAX_FORWARDS or not self.upstreams:
                 self._send(link, pin.in_port, dnswire.error_frame(reply.query, dns.rcode.SERVFAIL),

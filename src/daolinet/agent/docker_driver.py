@@ -220,6 +220,8 @@ class DockerDriver:
         eid = self.endpoints.get(docker_eid) if keep else self.endpoints.pop(docker_eid, None)
         if eid is None:  # not since this agent started: its OVS port remembers
             eid = await asyncio.to_thread(self.service.plumber.endpoint_with, EXT_DOCKER, docker_eid)
+            if eid is not None and keep:
+                self.endpoints[docker_eid] = eid  # asked again: no second look at every port
         return eid
 
 

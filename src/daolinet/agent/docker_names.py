@@ -22,7 +22,6 @@ short id, is left out; so is anything that is not a DNS label.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -30,23 +29,26 @@ from typing import Any
 from daolinet.agent.client import ControllerClient
 from daolinet.agent.docker_client import DockerClient
 from daolinet.agent.repeating import Repeating
-from daolinet.errors import DaoliError
+from daolinet.errors import DaoliError, InvalidInput, NotFound
+from daolinet.model.names import MAX_ALIASES, check_dns_label
 
 log = logging.getLogger(__name__)
 
-MAX_ALIASES = 16
 QUICK = 0.25  # seconds between looks after a Join...
 QUICK_FOR = 10.0  # ...for this long
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def aliases_of(name: str, network_aliases: Iterable[str], container_id: str) -> tuple[str, ...]:
-    """The DNS names of a container on a network: its name, then its network aliases,
-    lower-cased, each a DNS label, without Docker's short-id alias, at most MAX_ALIASES."""
+    """The DNS names of a container on a network: its name, then its network aliases, as the
+    store keeps aliases (model/names.py), without Docker's short-id alias and anything that
+    is not a DNS label, at most MAX_ALIASES."""
     found: list[str] = []
     for alias in (name.lstrip("/"), *network_aliases):
-        label = alias.lower()
-        if _LABEL.match(label) and not container_id.startswith(label) and label not in found:
+        try:
+            label = check_dns_label(alias)
+        except InvalidInput:
+            continue
+        if label != container_id[:12] and label not in found:
             found.append(label)
     return tuple(found[:MAX_ALIASES])
 
@@ -91,7 +93,11 @@ class DockerNames(Repeating):
             return 0  # gone meanwhile
         settings = ((inspected.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
         wanted = aliases_of(str(container.get("Name") or ""), settings.get("Aliases") or (), cid)
-        await self.client.call("PATCH", f"/endpoints/{eid}", json={"aliases": list(wanted)})
+        try:
+            await self.client.call("PATCH", f"/endpoints/{eid}", json={"aliases": list(wanted)})
+        except (InvalidInput, NotFound) as e:  # gone meanwhile, or refused: the others go on
+            log.warning("endpoint %d: aliases %s not set: %s", eid, ", ".join(wanted), e)
+            return 0
         self.done[eid] = wanted
         log.info("endpoint %d answers to %s", eid, ", ".join(wanted) or "no name")
         return 1

@@ -23,7 +23,8 @@ whole decoded snapshot, and a change is decoded before it is applied.
 
 Server-Sent Events are read by `SseParser` (the few lines of the format the controller
 writes: `event:`, `data:`, comments, blank line; no SSE client library is in our stack).
-`ResolverView.for_agent(client, host)` is what the agent calls; `start()` runs it.
+`ResolverView.for_agent(client, host)` is what the agent makes; it runs `run()` (`start()` and
+`stop()` run it as a task).
 """
 
 from __future__ import annotations
@@ -166,8 +167,10 @@ class ResolverView:
             before = self.snapshots
             try:
                 await self.follow(url)
-            except (DaoliError, httpx.HTTPError) as e:
+            except (DaoliError, httpx.HTTPError, OSError) as e:
                 log.warning("host view stream from %s failed: %s", url, str(e) or type(e).__name__)
+            except Exception:  # a bug must not end the replica: say it, go on
+                log.exception("host view stream from %s failed", url)
             if self.snapshots > before:
                 delay = BACKOFF_MIN  # it worked for a while: come back soon
             url = self.client.url_after(url)

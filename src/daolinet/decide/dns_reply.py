@@ -2,7 +2,7 @@
 
 The agent's DNS link (agent/dns_link.py) gets, for every question a container asks its
 gateway or the resolver address (flows/dns.py), the port it came in on and the whole
-frame.  `reply_to` decides, from the agent's replica of the view (agent/host_view.py):
+frame.  `reply_to` decides, from the agent's replica of the view (agent/resolver_view.py):
 
 - `Send(frame)`: the reply, to go out the asker's port: an answer or NXDOMAIN about the
   tenant's names (decide/names.py), an error for a question we do not resolve, or

@@ -1,6 +1,6 @@
 """A container's DNS query frame in, the reply frame out (issue 18, "Names").
 
-Pure, no socket: the agent's DNS link (agent/dns_link.py, to come) receives the whole
+Pure, no socket: the agent's DNS link (agent/dns_link.py) receives the whole
 Ethernet frame of a PacketIn, asks `parse_query`, hands the question to
 `decide.names.resolve`, and sends back as a PacketOut to the asker's port what
 `answer_frame`, `nxdomain_frame`, `error_frame` or `forwarded_frame` build.  Ethernet, IP

@@ -1,7 +1,7 @@
 """A container's DNS question -> what its host's resolver does with it (issue 18, "Names").
 
 Pure: (view, asker, name, type) in, a decision out; the agent's resolver (agent/dns_link.py,
-to come) parses the query, asks `resolve`, and builds the reply or forwards the query.
+through decide/dns_reply.py) parses the query, asks `resolve`, and builds the reply or forwards it.
 
 Within the asker's tenant, `NAME` and `NAME.NETWORK` name the endpoint NAME (on network
 NETWORK) - case-insensitive, with or without the trailing dot.  When no endpoint has that

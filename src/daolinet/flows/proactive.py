@@ -148,13 +148,14 @@ def flows_for_switch(host: Host, endpoints: list[Endpoint]) -> list[FlowSpec]:
 def guard_flows(view: View) -> list[FlowSpec]:
     """The guard's drops (flows/infra.py): the same on every host, decided once for all.
     IPv6 ones only once some host has IPv6 (before, no container can send any)."""
+    infra = view.infra_ips()
     segments = [f"{h.underlay_ip}/{h.underlay_prefix}" for h in view.hosts.values()]
     subnets = [n.subnet for n in view.networks.values()]
-    flows = flows_for_infra(guard_prefixes(view.infra_ips(), segments, subnets))
+    flows = flows_for_infra(guard_prefixes(infra, segments, subnets))
     if any(has_ipv6(h) for h in view.hosts.values()):
         segments6 = [f"{h.underlay_ip6}/{h.underlay_prefix6}" for h in view.hosts.values() if h.underlay_ip6]
         subnets6 = [n.subnet6 for n in view.networks.values() if n.subnet6]
-        flows += flows_for_infra(guard_prefixes(view.infra_ips(), segments6, subnets6, version=6))
+        flows += flows_for_infra(guard_prefixes(infra, segments6, subnets6, version=6))
     return flows
 
 
