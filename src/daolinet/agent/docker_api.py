@@ -76,7 +76,7 @@ def is_v6(subnet: str) -> bool:
 
 def check_either_subnet(text: str, what: str) -> str:
     """An IPv4 or an IPv6 subnet, checked as the store checks either."""
-    if ":" in text:
+    if is_v6(text):
         return str(addresses.check_subnet6(text, what))
     return str(addresses.check_subnet(text, what))
 

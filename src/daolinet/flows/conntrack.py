@@ -24,7 +24,7 @@ import struct
 
 from daolinet.flows.route import L4_FIELD
 from daolinet.model import Endpoint, Host
-from daolinet.model.family import ip_of, pip_of
+from daolinet.model.family import V6, family_of, ip_of, pip_of
 from daolinet.ofp.codec import DP, Encoded, encode, parser
 from daolinet.pipeline import route_zone
 
@@ -44,7 +44,7 @@ def _prop(kind: int, value: bytes, nested: bool = False) -> bytes:
 
 def _addr(ip: str) -> bytes:
     """An address as OVS's tuple holds it: IPv6 as it is, IPv4 mapped into IPv6."""
-    if ":" in ip:
+    if family_of(ip) == V6:
         return ipaddress.IPv6Address(ip).packed
     return ipaddress.IPv6Address(f"::ffff:{ipaddress.IPv4Address(ip)}").packed
 

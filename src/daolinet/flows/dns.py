@@ -23,6 +23,7 @@ from __future__ import annotations
 from daolinet.flows.spec import ETH_IP, ETH_IPV6, FlowSpec, Match, ToController
 from daolinet.model import Endpoint, Host, View
 from daolinet.model.addresses import RESOLVER4, RESOLVER6
+from daolinet.model.family import V6, family_of
 from daolinet.pipeline import Cookie, Kind, Priority, Table
 
 DNS_CONTROLLER_ID = 53  # the agent's service connection sets this id
@@ -33,7 +34,7 @@ BASE = Cookie(Kind.BASE).value
 
 def dns_flow(address: str) -> FlowSpec:
     """Questions to `address`:53/udp (IPv4 or IPv6) go to the agent."""
-    if ":" in address:
+    if family_of(address) == V6:
         match = Match.of(eth_type=ETH_IPV6, ip_proto=UDP, ipv6_dst=address, udp_dst=DNS_PORT)
     else:
         match = Match.of(eth_type=ETH_IP, ip_proto=UDP, ipv4_dst=address, udp_dst=DNS_PORT)
@@ -52,7 +53,8 @@ def dns_flows(view: View, host: Host) -> list[FlowSpec]:
     the networks with a container on `host`."""
     gateways = {_address(f): f for e in view.endpoints_on(host.name) for f in dns_flow_for(view, e)}
     resolvers = [str(RESOLVER4), *([str(RESOLVER6)] if host.pip_pool6 else [])]
-    return [*map(dns_flow, resolvers), *(gateways[k] for k in sorted(gateways, key=lambda a: (":" in a, a)))]
+    ordered = sorted(gateways, key=lambda a: (family_of(a), a))  # IPv4 first
+    return [*map(dns_flow, resolvers), *(gateways[k] for k in ordered)]
 
 
 def _address(f: FlowSpec) -> str:

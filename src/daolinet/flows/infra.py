@@ -44,7 +44,7 @@ from daolinet.flows.portmap import PROTO, portmap_cookie
 from daolinet.flows.route import FIELDS, next_hop_mac
 from daolinet.flows.spec import ETH_IP, ETH_IPV6, Action, DecTtl, FlowSpec, Match, Output, SetField
 from daolinet.model import Endpoint, Host, Portmap
-from daolinet.model.family import V4, ip_of, pip_of, underlay_ip_of
+from daolinet.model.family import V4, V6, family_of, ip_of, pip_of, underlay_ip_of
 from daolinet.pipeline import GATEWAY_MAC, OFPP_IN_PORT, Cookie, Kind, Priority, Table
 
 BASE = Cookie(Kind.BASE).value  # the guard's drops are part of the pipeline (flows/proactive.py)
@@ -90,8 +90,10 @@ def flows_for_infra(prefixes: Iterable[str]) -> list[FlowSpec]:
 
 
 def flow_for_infra(prefix: str) -> FlowSpec:
-    match = Match.of(eth_type=ETH_IPV6, ipv6_dst=prefix) if ":" in prefix else Match.of(eth_type=ETH_IP,
-                                                                                           ipv4_dst=prefix)
+    if family_of(prefix) == V6:
+        match = Match.of(eth_type=ETH_IPV6, ipv6_dst=prefix)
+    else:
+        match = Match.of(eth_type=ETH_IP, ipv4_dst=prefix)
     return FlowSpec(Table.GUARD, Priority.INFRA, match, cookie=BASE)
 
 

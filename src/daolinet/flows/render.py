@@ -10,6 +10,7 @@ from typing import Any
 
 from daolinet.flows import ericoxm
 from daolinet.flows.spec import Conntrack, DecTtl, FlowSpec, Match, Move, Output, SetField, ToController
+from daolinet.model.family import V6, family_of
 from daolinet.ofp.codec import DP, ofp, parser
 from daolinet.pipeline import Table
 
@@ -79,7 +80,7 @@ def _conntrack(a: Conntrack) -> Any:
     addr = a.nat_src or a.nat_dst
     if addr:
         flag = NX_NAT_F_SRC if a.nat_src else NX_NAT_F_DST
-        v = "ipv6" if ":" in addr else "ipv4"  # NAT66 (flows/external.py) names an IPv6 address
+        v = "ipv6" if family_of(addr) == V6 else "ipv4"  # NAT66 (flows/external.py) names an IPv6 address
         ranges: dict[str, Any] = {f"range_{v}_min": addr, f"range_{v}_max": addr}
         if a.nat_port:
             ranges |= {"range_proto_min": a.nat_port, "range_proto_max": a.nat_port}

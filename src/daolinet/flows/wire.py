@@ -26,6 +26,7 @@ from os_ken.lib import addrconv
 
 from daolinet.flows import ericoxm, render
 from daolinet.flows.spec import Conntrack, DecTtl, FlowSpec, Output, SetField
+from daolinet.model.family import V6, family_of
 from daolinet.ofp.codec import Encoded, encode, ofp
 
 OFP_VERSION = ofp.OFP_VERSION
@@ -284,7 +285,7 @@ def packet_out_commit(in_port: int, src: str, dst: str, zone: int, data: bytes) 
     first (an L4 route's PIPs), and send it nowhere: the first packet of a connection
     delivered straight to its destination still leaves its entry on its client's host.
     IPv6 addresses rewrite ipv6_src/ipv6_dst."""
-    fields = ("ipv6_src", "ipv6_dst") if ":" in src else ("ipv4_src", "ipv4_dst")
+    fields = ("ipv6_src", "ipv6_dst") if family_of(src) == V6 else ("ipv4_src", "ipv4_dst")
     actions = set_field(fields[0], src) + set_field(fields[1], dst)
     actions += conntrack(Conntrack(zone, commit=True))
     return packet_out(in_port, actions, data, f"packet-out in_port={in_port} ct(commit,zone={zone})")
