@@ -16,6 +16,7 @@ Left out of the OpenAPI document, like /ui/stream: it never ends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +26,7 @@ from fastapi.responses import StreamingResponse
 
 from daolinet.controller.api.auth import AgentAuth
 from daolinet.controller.controller import Controller
-from daolinet.controller.host_view import HostViewFeed, Subscriber
+from daolinet.controller.host_view import HostViewFeed
 from daolinet.errors import NotFound
 from daolinet.store.codec import change_to_json
 
@@ -59,18 +60,12 @@ async def push(feed: HostViewFeed, host: str) -> AsyncIterator[bytes]:
     with feed.subscribe(host) as sub:
         yield event("snapshot", sub.snapshot(feed.view()))
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):  # quiet for KEEPALIVE: say so below
                 await asyncio.wait_for(sub.wake.wait(), KEEPALIVE)
-            except TimeoutError:
-                yield _snapshot_if_reloaded(feed, sub) or b": keep-alive\n\n"
-                continue
             resync, changes = sub.take()
-            if resync or feed.reloaded(sub):
+            if resync or feed.reloaded(sub):  # a reload with no change since is seen here too
                 yield event("snapshot", sub.snapshot(feed.view()))
             elif changes:
                 yield b"".join(event("change", change_to_json(c)) for c in changes)
-
-
-def _snapshot_if_reloaded(feed: HostViewFeed, sub: Subscriber) -> bytes | None:
-    """A reload with no change since would otherwise go unnoticed until the next change."""
-    return event("snapshot", sub.snapshot(feed.view())) if feed.reloaded(sub) else None
+            else:
+                yield b": keep-alive\n\n"
